@@ -1,0 +1,213 @@
+"""SQL schema of the cohort store (SQLAlchemy 2 typed ORM).
+
+Owns the table definitions only; :mod:`data.store` is the one module that writes them. Imports
+nothing from the other project packages.
+
+Layout, chosen for 1M patients: one row per patient in ``patients``/``demographics``/
+``outcomes``; EHR and genomic values in long form keyed by ``(patient_id, feature)`` so any
+imported cohort fits without schema changes; embeddings as packed float32 bytes; predictions
+keyed by ``(model_version, patient_id)`` with an index on ``(model_version, risk)`` so pages
+can page through one model version's predictions without scanning the table.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "Base",
+    "CounterfactualRisk",
+    "Demographics",
+    "EhrValue",
+    "Embedding",
+    "Feature",
+    "GenomicValue",
+    "GroundTruth",
+    "Image",
+    "ModelVersion",
+    "Outcome",
+    "Patient",
+    "Prediction",
+]
+
+PATIENT_FK = "patients.patient_id"
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every riskfusion table."""
+
+
+class Patient(Base):
+    """One row per patient: the id, the data split and where the record came from."""
+
+    __tablename__ = "patients"
+
+    patient_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    split: Mapped[str] = mapped_column(String(8), index=True)
+    source: Mapped[str] = mapped_column(String(32))
+
+
+class Demographics(Base):
+    """Sensitive attributes and demographic model inputs."""
+
+    __tablename__ = "demographics"
+
+    patient_id: Mapped[str] = mapped_column(ForeignKey(PATIENT_FK), primary_key=True)
+    age: Mapped[float] = mapped_column(Float)
+    sex: Mapped[str] = mapped_column(String(8), index=True)
+    ethnicity: Mapped[str] = mapped_column(String(32), index=True)
+    site: Mapped[str] = mapped_column(String(32), index=True)
+
+
+class Outcome(Base):
+    """Treatment received and outcome: event within the horizon, time to event, censoring."""
+
+    __tablename__ = "outcomes"
+
+    patient_id: Mapped[str] = mapped_column(ForeignKey(PATIENT_FK), primary_key=True)
+    treatment: Mapped[str] = mapped_column(String(32), index=True)
+    label: Mapped[int | None] = mapped_column(SmallInteger)
+    event_time: Mapped[float | None] = mapped_column(Float)
+    event: Mapped[int | None] = mapped_column(SmallInteger)
+
+
+class Feature(Base):
+    """Catalogue of tabular model inputs: modality, readable label, unit and plausible range."""
+
+    __tablename__ = "features"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    modality: Mapped[str] = mapped_column(String(16))
+    label: Mapped[str] = mapped_column(String(128))
+    unit: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))
+    low: Mapped[float | None] = mapped_column(Float)
+    high: Mapped[float | None] = mapped_column(Float)
+    description: Mapped[str] = mapped_column(Text)
+
+
+class EhrValue(Base):
+    """One observed EHR value; a missing value has no row."""
+
+    __tablename__ = "ehr_values"
+
+    patient_id: Mapped[str] = mapped_column(ForeignKey(PATIENT_FK), primary_key=True)
+    feature: Mapped[str] = mapped_column(ForeignKey("features.name"), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+
+
+class GenomicValue(Base):
+    """One genotype (0/1/2) or driver-mutation flag (0/1)."""
+
+    __tablename__ = "genomic_values"
+
+    patient_id: Mapped[str] = mapped_column(ForeignKey(PATIENT_FK), primary_key=True)
+    feature: Mapped[str] = mapped_column(ForeignKey("features.name"), primary_key=True)
+    value: Mapped[int] = mapped_column(SmallInteger)
+
+
+class Image(Base):
+    """A scan file: path relative to the artifacts directory, content hash, shape and site."""
+
+    __tablename__ = "images"
+
+    image_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey(PATIENT_FK), index=True)
+    path: Mapped[str] = mapped_column(String(512))
+    sha256: Mapped[str] = mapped_column(String(64))
+    height: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    site: Mapped[str] = mapped_column(String(32))
+    mask_path: Mapped[str | None] = mapped_column(String(512))
+
+
+class GroundTruth(Base):
+    """Synthetic cohorts only: the true risk and its per-modality logit components."""
+
+    __tablename__ = "ground_truth"
+
+    patient_id: Mapped[str] = mapped_column(ForeignKey(PATIENT_FK), primary_key=True)
+    true_risk: Mapped[float] = mapped_column(Float)
+    lesion_count: Mapped[int] = mapped_column(Integer)
+    lesion_area: Mapped[float] = mapped_column(Float)
+    logit_demographics: Mapped[float] = mapped_column(Float)
+    logit_ehr: Mapped[float] = mapped_column(Float)
+    logit_genomics: Mapped[float] = mapped_column(Float)
+    logit_imaging: Mapped[float] = mapped_column(Float)
+
+
+class CounterfactualRisk(Base):
+    """Synthetic cohorts only: the true risk under each treatment option."""
+
+    __tablename__ = "counterfactual_risks"
+
+    patient_id: Mapped[str] = mapped_column(ForeignKey(PATIENT_FK), primary_key=True)
+    treatment: Mapped[str] = mapped_column(String(32), primary_key=True)
+    risk: Mapped[float] = mapped_column(Float)
+
+
+class ModelVersion(Base):
+    """Model registry: one row per trained model (imaging, fusion or a baseline)."""
+
+    __tablename__ = "model_registry"
+
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    artifact_path: Mapped[str] = mapped_column(String(512))
+    sha256: Mapped[str] = mapped_column(String(64))
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    parent_version: Mapped[str | None] = mapped_column(String(64))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Embedding(Base):
+    """Penultimate-layer embedding and logit of one image under one fold net of a version.
+
+    ``in_training`` is true when that fold net was trained on the image's patient; downstream
+    models only use rows where it is false (cross-fitting, see ``docs/models.md``).
+    """
+
+    __tablename__ = "embeddings"
+
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.image_id"), primary_key=True)
+    model_version: Mapped[str] = mapped_column(
+        ForeignKey("model_registry.version"), primary_key=True
+    )
+    fold: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    in_training: Mapped[bool] = mapped_column(Boolean)
+    logit: Mapped[float] = mapped_column(Float)
+    dim: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Prediction(Base):
+    """Risk of one patient under one model version."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (Index("ix_predictions_version_risk", "model_version", "risk"),)
+
+    model_version: Mapped[str] = mapped_column(
+        ForeignKey("model_registry.version"), primary_key=True
+    )
+    patient_id: Mapped[str] = mapped_column(ForeignKey(PATIENT_FK), primary_key=True)
+    risk: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

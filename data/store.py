@@ -1,0 +1,852 @@
+"""The cohort store: the one module that writes SQL.
+
+Owns engine creation (SQLite pragmas), transactional writes of cohorts, models, embeddings and
+predictions, and the narrow, indexed reads the pages and batch jobs need. It must not import
+torch, streamlit or the ``models``/``fusion``/``dashboard`` packages.
+
+Every write method runs in one transaction (``engine.begin()``): on any error nothing it wrote
+stays. Reads that can grow with the cohort are paginated or streamed in chunks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.pool import StaticPool
+
+from data.errors import PatientNotFoundError, StoreNotBuiltError
+from data.schema import (
+    Base,
+    CounterfactualRisk,
+    Demographics,
+    EhrValue,
+    Embedding,
+    Feature,
+    GenomicValue,
+    GroundTruth,
+    Image,
+    ModelVersion,
+    Outcome,
+    Patient,
+    Prediction,
+)
+
+__all__ = [
+    "CohortStore",
+    "CohortTables",
+    "ImageRecord",
+    "ModelRecord",
+    "PatientRecord",
+    "make_engine",
+]
+
+logger = logging.getLogger(__name__)
+
+WRITE_CHUNK = 5_000
+PATIENT_COLUMNS = ("patient_id", "split", "age", "sex", "ethnicity", "site")
+OUTCOME_COLUMNS = ("patient_id", "treatment", "label", "event_time", "event")
+IMAGE_COLUMNS = ("patient_id", "path", "sha256", "height", "width", "site", "mask_path")
+FEATURE_COLUMNS = ("name", "modality", "label", "unit", "kind", "low", "high", "description")
+TRUTH_COLUMNS = (
+    "patient_id",
+    "true_risk",
+    "lesion_count",
+    "lesion_area",
+    "logit_demographics",
+    "logit_ehr",
+    "logit_genomics",
+    "logit_imaging",
+)
+SPLITS = ("train", "val", "test")
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine; SQLite gets WAL, foreign keys and a busy timeout.
+
+    Parameters
+    ----------
+    url : str
+        Any SQLAlchemy URL, e.g. ``sqlite:///artifacts/riskfusion.db`` or
+        ``postgresql+psycopg://127.0.0.1/riskfusion``. ``sqlite://`` is an in-memory store
+        shared by every connection of the engine (for tests).
+
+    Returns
+    -------
+    Engine
+        The configured engine.
+    """
+    if url.startswith("sqlite"):
+        in_memory = url in ("sqlite://", "sqlite:///:memory:")
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            poolclass=StaticPool if in_memory else None,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            if not in_memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+@dataclass(frozen=True, slots=True)
+class CohortTables:
+    """A whole cohort in wide frames, ready to be written in one transaction.
+
+    Attributes
+    ----------
+    patients : DataFrame
+        ``patient_id, split, age, sex, ethnicity, site``.
+    outcomes : DataFrame
+        ``patient_id, treatment, label, event_time, event``.
+    ehr : DataFrame
+        ``patient_id`` plus one float column per EHR feature (NaN = not recorded).
+    genomics : DataFrame
+        ``patient_id`` plus one integer column per genomic feature.
+    features : DataFrame
+        Feature catalogue: ``name, modality, label, unit, kind, low, high, description`` in
+        model-input order.
+    images : DataFrame
+        ``patient_id, path, sha256, height, width, site, mask_path``.
+    truth : DataFrame or None
+        Synthetic cohorts: ``patient_id, true_risk, lesion_count, lesion_area, logit_*``.
+    counterfactuals : DataFrame or None
+        Synthetic cohorts: ``patient_id, treatment, risk`` (true risk under each option).
+    source : str
+        Where the cohort came from (``"synthetic"`` or an import name).
+    """
+
+    patients: pd.DataFrame
+    outcomes: pd.DataFrame
+    ehr: pd.DataFrame
+    genomics: pd.DataFrame
+    features: pd.DataFrame
+    images: pd.DataFrame
+    truth: pd.DataFrame | None = None
+    counterfactuals: pd.DataFrame | None = None
+    source: str = "synthetic"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRecord:
+    """One model registry entry."""
+
+    version: str
+    kind: str
+    created_at: datetime
+    artifact_path: str
+    sha256: str
+    metrics: Mapping[str, Any]
+    params: Mapping[str, Any]
+    parent_version: str | None = None
+    is_active: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRecord:
+    """Where one patient's scan lives."""
+
+    image_id: int
+    patient_id: str
+    path: str
+    sha256: str
+    height: int
+    width: int
+    site: str
+    mask_path: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PatientRecord:
+    """Everything stored about one patient (one indexed look-up per table)."""
+
+    patient_id: str
+    split: str
+    age: float
+    sex: str
+    ethnicity: str
+    site: str
+    treatment: str
+    label: int | None
+    event_time: float | None
+    event: int | None
+    ehr: Mapping[str, float] = field(default_factory=dict)
+    genomics: Mapping[str, int] = field(default_factory=dict)
+    image: ImageRecord | None = None
+    true_risk: float | None = None
+    counterfactual_risks: Mapping[str, float] = field(default_factory=dict)
+
+
+def _records(frame: pd.DataFrame, columns: Sequence[str]) -> list[dict[str, Any]]:
+    """Frame rows as dicts of plain Python values, NaN -> None."""
+    subset = frame.loc[:, list(columns)].astype(object)
+    subset = subset.where(pd.notna(subset), None)
+    rows: list[dict[str, Any]] = subset.to_dict("records")
+    for row in rows:
+        for key, value in row.items():
+            if isinstance(value, np.generic):
+                row[key] = value.item()
+    return rows
+
+
+def _insert_chunks(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
+    for start in range(0, len(rows), WRITE_CHUNK):
+        conn.execute(insert(table), rows[start : start + WRITE_CHUNK])
+
+
+def _long_rows(wide: pd.DataFrame, *, as_int: bool) -> list[dict[str, Any]]:
+    """Wide ``patient_id`` + feature columns -> long rows; missing values get no row."""
+    long = wide.melt(id_vars="patient_id", var_name="feature", value_name="value").dropna()
+    values = long["value"].to_numpy()
+    converted = values.astype(np.int64) if as_int else values.astype(np.float64)
+    return [
+        {"patient_id": pid, "feature": feat, "value": val.item()}
+        for pid, feat, val in zip(
+            long["patient_id"].tolist(), long["feature"].tolist(), converted, strict=True
+        )
+    ]
+
+
+def _prefix_successor(prefix: str) -> str:
+    """Smallest string above every string that starts with ``prefix`` (for range scans)."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def _check_split(split: str | None) -> None:
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"Unknown split {split!r}; use one of {list(SPLITS)} or None for all.")
+
+
+class CohortStore:
+    """Transactional reads and writes of cohorts, models, embeddings and predictions.
+
+    Parameters
+    ----------
+    engine : Engine
+        From :func:`make_engine`.
+
+    Examples
+    --------
+    >>> store = CohortStore(make_engine("sqlite://"))
+    >>> store.create_schema()
+    >>> store.count_patients()
+    0
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # ------------------------------------------------------------------ schema and status
+    def create_schema(self) -> None:
+        """Create every table that does not exist yet (idempotent)."""
+        Base.metadata.create_all(self.engine)
+
+    def count_patients(self, split: str | None = None) -> int:
+        """Number of stored patients, optionally in one split."""
+        _check_split(split)
+        query = select(func.count()).select_from(Patient)
+        if split is not None:
+            query = query.where(Patient.split == split)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def has_ground_truth(self) -> bool:
+        """Whether the stored cohort carries synthetic ground truth."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(GroundTruth.patient_id).limit(1)).first() is not None
+
+    # ------------------------------------------------------------------ cohort writes
+    def write_cohort(self, tables: CohortTables) -> int:
+        """Write a whole cohort in one transaction.
+
+        Parameters
+        ----------
+        tables : CohortTables
+            The cohort; every frame is keyed by ``patient_id``.
+
+        Returns
+        -------
+        int
+            Number of patients written.
+
+        Raises
+        ------
+        ValueError
+            If a frame lacks a required column or a split is unknown. Nothing is written.
+        sqlalchemy.exc.IntegrityError
+            If a patient id already exists or a row references an unknown patient; the
+            transaction is rolled back and the store is as before.
+        """
+        for name, frame, columns in (
+            ("patients", tables.patients, PATIENT_COLUMNS),
+            ("outcomes", tables.outcomes, OUTCOME_COLUMNS),
+            ("images", tables.images, IMAGE_COLUMNS),
+            ("features", tables.features, FEATURE_COLUMNS),
+        ):
+            missing = sorted(set(columns) - set(frame.columns))
+            if missing:
+                raise ValueError(
+                    f"Cohort table {name!r} lacks columns {missing}; required: {list(columns)}."
+                )
+        bad_splits = sorted(set(tables.patients["split"]) - set(SPLITS))
+        if bad_splits:
+            raise ValueError(f"Unknown split values {bad_splits}; allowed: {list(SPLITS)}.")
+        features = tables.features.reset_index(drop=True).assign(
+            position=lambda df: np.arange(len(df))
+        )
+        with self.engine.begin() as conn:
+            existing = set(conn.execute(select(Feature.name)).scalars())
+            new_features = features[~features["name"].isin(existing)]
+            _insert_chunks(conn, Feature, _records(new_features, (*FEATURE_COLUMNS, "position")))
+            patient_rows = _records(tables.patients, ("patient_id", "split"))
+            for row in patient_rows:
+                row["source"] = tables.source
+            _insert_chunks(conn, Patient, patient_rows)
+            _insert_chunks(
+                conn,
+                Demographics,
+                _records(tables.patients, ("patient_id", "age", "sex", "ethnicity", "site")),
+            )
+            _insert_chunks(conn, Outcome, _records(tables.outcomes, OUTCOME_COLUMNS))
+            _insert_chunks(conn, EhrValue, _long_rows(tables.ehr, as_int=False))
+            _insert_chunks(conn, GenomicValue, _long_rows(tables.genomics, as_int=True))
+            _insert_chunks(conn, Image, _records(tables.images, IMAGE_COLUMNS))
+            if tables.truth is not None:
+                _insert_chunks(conn, GroundTruth, _records(tables.truth, TRUTH_COLUMNS))
+            if tables.counterfactuals is not None:
+                _insert_chunks(
+                    conn,
+                    CounterfactualRisk,
+                    _records(tables.counterfactuals, ("patient_id", "treatment", "risk")),
+                )
+        logger.info("wrote cohort: %d patients (source %s)", len(patient_rows), tables.source)
+        return len(patient_rows)
+
+    # ------------------------------------------------------------------ model registry
+    def register_model(self, record: ModelRecord, *, activate: bool = True) -> None:
+        """Add a model to the registry; if ``activate``, it replaces the active one of its kind.
+
+        Both happen in one transaction, so exactly one model per kind is active at any time.
+        """
+        with self.engine.begin() as conn:
+            if activate:
+                conn.execute(
+                    update(ModelVersion)
+                    .where(ModelVersion.kind == record.kind)
+                    .values(is_active=False)
+                )
+            conn.execute(
+                insert(ModelVersion).values(
+                    version=record.version,
+                    kind=record.kind,
+                    created_at=record.created_at,
+                    artifact_path=record.artifact_path,
+                    sha256=record.sha256,
+                    metrics=dict(record.metrics),
+                    params=dict(record.params),
+                    parent_version=record.parent_version,
+                    is_active=activate,
+                )
+            )
+
+    def activate_model(self, version: str) -> None:
+        """Make a registered version the active one of its kind (one transaction).
+
+        Raises
+        ------
+        KeyError
+            If the version is not registered.
+        """
+        with self.engine.begin() as conn:
+            kind = conn.execute(
+                select(ModelVersion.kind).where(ModelVersion.version == version)
+            ).scalar_one_or_none()
+            if kind is None:
+                raise KeyError(f"Model version {version!r} is not registered.")
+            conn.execute(
+                update(ModelVersion).where(ModelVersion.kind == kind).values(is_active=False)
+            )
+            conn.execute(
+                update(ModelVersion).where(ModelVersion.version == version).values(is_active=True)
+            )
+
+    def list_models(self, kind: str | None = None) -> list[ModelRecord]:
+        """Registry entries, newest first, optionally of one kind."""
+        query = select(ModelVersion).order_by(ModelVersion.created_at.desc())
+        if kind is not None:
+            query = query.where(ModelVersion.kind == kind)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [
+            ModelRecord(
+                version=row["version"],
+                kind=row["kind"],
+                created_at=row["created_at"],
+                artifact_path=row["artifact_path"],
+                sha256=row["sha256"],
+                metrics=row["metrics"],
+                params=row["params"],
+                parent_version=row["parent_version"],
+                is_active=bool(row["is_active"]),
+            )
+            for row in rows
+        ]
+
+    def active_model(self, kind: str) -> ModelRecord:
+        """The active model of a kind.
+
+        Raises
+        ------
+        StoreNotBuiltError
+            If no model of that kind is registered yet.
+        """
+        for record in self.list_models(kind):
+            if record.is_active:
+                return record
+        raise StoreNotBuiltError(
+            f"No active {kind!r} model in the store; build one with `riskfusion demo --no-serve`."
+        )
+
+    # ------------------------------------------------------------------ embeddings / predictions
+    def write_embeddings(
+        self,
+        model_version: str,
+        image_ids: npt.ArrayLike,
+        folds: npt.ArrayLike,
+        in_training: npt.ArrayLike,
+        logits: npt.ArrayLike,
+        vectors: npt.NDArray[np.float32],
+    ) -> None:
+        """Store one embedding row per (image, fold net) of an imaging model version.
+
+        Parameters
+        ----------
+        model_version : str
+            A registered imaging model version.
+        image_ids, folds, in_training, logits : array-like of shape (n,)
+            Image, the fold net that embedded it, whether that net trained on it, its logit.
+        vectors : ndarray of shape (n, dim)
+            Penultimate-layer embeddings, stored as packed float32.
+        """
+        ids = np.asarray(image_ids)
+        vecs = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vecs.ndim != 2 or len(vecs) != len(ids):
+            raise ValueError(
+                f"vectors must have shape (n_images, dim) with n_images={len(ids)}; "
+                f"got {vecs.shape}."
+            )
+        rows = [
+            {
+                "image_id": int(image_id),
+                "model_version": model_version,
+                "fold": int(fold),
+                "in_training": bool(seen),
+                "logit": float(logit),
+                "dim": int(vecs.shape[1]),
+                "vector": vec.tobytes(),
+            }
+            for image_id, fold, seen, logit, vec in zip(
+                ids,
+                np.asarray(folds),
+                np.asarray(in_training),
+                np.asarray(logits),
+                vecs,
+                strict=True,
+            )
+        ]
+        with self.engine.begin() as conn:
+            _insert_chunks(conn, Embedding, rows)
+
+    def load_embeddings(self, model_version: str) -> pd.DataFrame:
+        """Embedding rows of a version: ``image_id, patient_id, fold, in_training, logit, vector``.
+
+        ``vector`` holds float32 arrays.
+        """
+        query = (
+            select(
+                Embedding.image_id,
+                Image.patient_id,
+                Embedding.fold,
+                Embedding.in_training,
+                Embedding.logit,
+                Embedding.vector,
+            )
+            .join(Image, Image.image_id == Embedding.image_id)
+            .where(Embedding.model_version == model_version)
+            .order_by(Embedding.image_id, Embedding.fold)
+        )
+        with self.engine.connect() as conn:
+            frame = pd.DataFrame(conn.execute(query).mappings().all())
+        if frame.empty:
+            return pd.DataFrame(
+                columns=["image_id", "patient_id", "fold", "in_training", "logit", "vector"]
+            )
+        frame["vector"] = [np.frombuffer(blob, dtype=np.float32) for blob in frame["vector"]]
+        frame["in_training"] = frame["in_training"].astype(bool)
+        return frame
+
+    def image_logits(self, image_id: int, model_version: str) -> pd.DataFrame:
+        """One image's rows of an imaging version: ``fold, in_training, logit``."""
+        query = (
+            select(Embedding.fold, Embedding.in_training, Embedding.logit)
+            .where(Embedding.image_id == image_id, Embedding.model_version == model_version)
+            .order_by(Embedding.fold)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        frame = pd.DataFrame(rows, columns=["fold", "in_training", "logit"])
+        frame["in_training"] = frame["in_training"].astype(bool)
+        return frame
+
+    def write_predictions(
+        self, model_version: str, patient_ids: Sequence[str], risks: npt.ArrayLike
+    ) -> None:
+        """Store (replace) the risk of each patient under a model version, in one transaction."""
+        values = np.asarray(risks, dtype=np.float64)
+        if len(values) != len(patient_ids):
+            raise ValueError(
+                f"Got {len(patient_ids)} patient ids but {len(values)} risks; pass one risk each."
+            )
+        if len(values) and (
+            not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 1
+        ):
+            raise ValueError("Risks must be finite probabilities in [0, 1].")
+        now = datetime.now(UTC)
+        rows = [
+            {"model_version": model_version, "patient_id": pid, "risk": float(r), "created_at": now}
+            for pid, r in zip(patient_ids, values, strict=True)
+        ]
+        with self.engine.begin() as conn:
+            for start in range(0, len(rows), WRITE_CHUNK):
+                chunk = rows[start : start + WRITE_CHUNK]
+                conn.execute(
+                    delete(Prediction).where(
+                        Prediction.model_version == model_version,
+                        Prediction.patient_id.in_([row["patient_id"] for row in chunk]),
+                    )
+                )
+                conn.execute(insert(Prediction), chunk)
+
+    def get_prediction(self, patient_id: str, model_version: str) -> float | None:
+        """Stored risk of one patient under one version, or None if not scored."""
+        query = select(Prediction.risk).where(
+            Prediction.patient_id == patient_id, Prediction.model_version == model_version
+        )
+        with self.engine.connect() as conn:
+            value = conn.execute(query).scalar_one_or_none()
+        return None if value is None else float(value)
+
+    def count_predictions(self, model_version: str) -> int:
+        """Number of patients scored by a model version."""
+        query = (
+            select(func.count())
+            .select_from(Prediction)
+            .where(Prediction.model_version == model_version)
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def iter_prediction_rows(
+        self, model_version: str, *, chunk_size: int = 50_000
+    ) -> Iterator[pd.DataFrame]:
+        """Stream predictions with demographics and outcome, in patient-id order, in chunks.
+
+        Columns: ``patient_id, split, sex, age, ethnicity, site, treatment, label, risk,
+        model_version`` and ``true_risk`` (NaN when the cohort has no ground truth). Keyset
+        pagination on the primary key keeps memory bounded for any cohort size.
+        """
+        last = ""
+        while True:
+            query = (
+                select(
+                    Prediction.patient_id,
+                    Patient.split,
+                    Demographics.sex,
+                    Demographics.age,
+                    Demographics.ethnicity,
+                    Demographics.site,
+                    Outcome.treatment,
+                    Outcome.label,
+                    Prediction.risk,
+                    Prediction.model_version,
+                    GroundTruth.true_risk,
+                )
+                .join(Patient, Patient.patient_id == Prediction.patient_id)
+                .join(Demographics, Demographics.patient_id == Prediction.patient_id)
+                .join(Outcome, Outcome.patient_id == Prediction.patient_id)
+                .outerjoin(GroundTruth, GroundTruth.patient_id == Prediction.patient_id)
+                .where(Prediction.model_version == model_version, Prediction.patient_id > last)
+                .order_by(Prediction.patient_id)
+                .limit(chunk_size)
+            )
+            with self.engine.connect() as conn:
+                frame = pd.DataFrame(conn.execute(query).mappings().all())
+            if frame.empty:
+                return
+            last = str(frame["patient_id"].iloc[-1])
+            frame["true_risk"] = frame["true_risk"].astype(np.float64)  # None -> NaN
+            yield frame
+
+    # ------------------------------------------------------------------ reads for training
+    def feature_catalog(self) -> pd.DataFrame:
+        """The feature catalogue in model-input order."""
+        query = select(Feature).order_by(Feature.position)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return pd.DataFrame(
+            [{key: row[key] for key in (*FEATURE_COLUMNS, "position")} for row in rows],
+            columns=[*FEATURE_COLUMNS, "position"],
+        )
+
+    def iter_patient_frames(
+        self, *, split: str | None = None, chunk_size: int = 20_000
+    ) -> Iterator[pd.DataFrame]:
+        """Stream wide patient frames (one row per patient) in patient-id order.
+
+        Columns: ``patient_id, split, age, sex, ethnicity, site, treatment, label, event_time,
+        event``, one column per catalogue feature (NaN when not recorded) and, for synthetic
+        cohorts, ``true_risk``. Each chunk costs three indexed range queries.
+        """
+        _check_split(split)
+        catalog = self.feature_catalog()
+        ehr_names = catalog.loc[catalog["modality"] == "ehr", "name"].tolist()
+        genomic_names = catalog.loc[catalog["modality"] == "genomics", "name"].tolist()
+        last = ""
+        while True:
+            base = (
+                select(
+                    Patient.patient_id,
+                    Patient.split,
+                    Demographics.age,
+                    Demographics.sex,
+                    Demographics.ethnicity,
+                    Demographics.site,
+                    Outcome.treatment,
+                    Outcome.label,
+                    Outcome.event_time,
+                    Outcome.event,
+                    GroundTruth.true_risk,
+                )
+                .join(Demographics, Demographics.patient_id == Patient.patient_id)
+                .join(Outcome, Outcome.patient_id == Patient.patient_id)
+                .outerjoin(GroundTruth, GroundTruth.patient_id == Patient.patient_id)
+                .where(Patient.patient_id > last)
+                .order_by(Patient.patient_id)
+                .limit(chunk_size)
+            )
+            if split is not None:
+                base = base.where(Patient.split == split)
+            with self.engine.connect() as conn:
+                frame = pd.DataFrame(conn.execute(base).mappings().all())
+                if frame.empty:
+                    return
+                first, last = str(frame["patient_id"].iloc[0]), str(frame["patient_id"].iloc[-1])
+                ehr = self._pivot(conn, EhrValue, first, last, ehr_names)
+                genomics = self._pivot(conn, GenomicValue, first, last, genomic_names)
+            frame = frame.join(ehr, on="patient_id").join(genomics, on="patient_id")
+            yield frame
+
+    def load_patient_frame(self, *, split: str | None = None) -> pd.DataFrame:
+        """All patients (or one split) as one wide frame; see :meth:`iter_patient_frames`."""
+        chunks = list(self.iter_patient_frames(split=split))
+        if not chunks:
+            raise StoreNotBuiltError(
+                "The store holds no patients; build the demo with `riskfusion demo --no-serve` "
+                "or import a cohort."
+            )
+        return pd.concat(chunks, ignore_index=True)
+
+    @staticmethod
+    def _pivot(
+        conn: Connection, table: Any, first: str, last: str, names: Sequence[str]
+    ) -> pd.DataFrame:
+        query = select(table.patient_id, table.feature, table.value).where(
+            table.patient_id >= first, table.patient_id <= last
+        )
+        long = pd.DataFrame(conn.execute(query).all(), columns=["patient_id", "feature", "value"])
+        wide = long.pivot(index="patient_id", columns="feature", values="value")
+        return wide.reindex(columns=list(names)).astype(np.float64)
+
+    def image_index(self) -> pd.DataFrame:
+        """Every image row, in image-id order.
+
+        Columns: ``image_id, patient_id, path, sha256, height, width, site, mask_path``.
+        """
+        query = select(
+            Image.image_id,
+            Image.patient_id,
+            Image.path,
+            Image.sha256,
+            Image.height,
+            Image.width,
+            Image.site,
+            Image.mask_path,
+        ).order_by(Image.image_id)
+        with self.engine.connect() as conn:
+            return pd.DataFrame(
+                conn.execute(query).mappings().all(), columns=["image_id", *IMAGE_COLUMNS]
+            )
+
+    # ------------------------------------------------------------------ reads for pages
+    def get_patient(self, patient_id: str) -> PatientRecord:
+        """Everything stored about one patient.
+
+        Raises
+        ------
+        PatientNotFoundError
+            If the id is not in the store.
+        """
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(
+                    select(
+                        Patient.patient_id,
+                        Patient.split,
+                        Demographics.age,
+                        Demographics.sex,
+                        Demographics.ethnicity,
+                        Demographics.site,
+                        Outcome.treatment,
+                        Outcome.label,
+                        Outcome.event_time,
+                        Outcome.event,
+                        GroundTruth.true_risk,
+                    )
+                    .join(Demographics, Demographics.patient_id == Patient.patient_id)
+                    .join(Outcome, Outcome.patient_id == Patient.patient_id)
+                    .outerjoin(GroundTruth, GroundTruth.patient_id == Patient.patient_id)
+                    .where(Patient.patient_id == patient_id)
+                )
+                .mappings()
+                .first()
+            )
+            if row is None:
+                raise PatientNotFoundError(
+                    f"Patient {patient_id!r} is not in the store; search the patient list "
+                    "for a valid id."
+                )
+            ehr = dict(
+                conn.execute(
+                    select(EhrValue.feature, EhrValue.value).where(
+                        EhrValue.patient_id == patient_id
+                    )
+                ).all()
+            )
+            genomics = dict(
+                conn.execute(
+                    select(GenomicValue.feature, GenomicValue.value).where(
+                        GenomicValue.patient_id == patient_id
+                    )
+                ).all()
+            )
+            # A Core connection yields Rows (not ORM objects): read the columns by name.
+            image_row = conn.execute(
+                select(Image)
+                .where(Image.patient_id == patient_id)
+                .order_by(Image.image_id)
+                .limit(1)
+            ).first()
+            counterfactual = dict(
+                conn.execute(
+                    select(CounterfactualRisk.treatment, CounterfactualRisk.risk).where(
+                        CounterfactualRisk.patient_id == patient_id
+                    )
+                ).all()
+            )
+        image = (
+            None
+            if image_row is None
+            else ImageRecord(
+                image_id=image_row.image_id,
+                patient_id=image_row.patient_id,
+                path=image_row.path,
+                sha256=image_row.sha256,
+                height=image_row.height,
+                width=image_row.width,
+                site=image_row.site,
+                mask_path=image_row.mask_path,
+            )
+        )
+        return PatientRecord(
+            patient_id=row["patient_id"],
+            split=row["split"],
+            age=float(row["age"]),
+            sex=row["sex"],
+            ethnicity=row["ethnicity"],
+            site=row["site"],
+            treatment=row["treatment"],
+            label=row["label"],
+            event_time=row["event_time"],
+            event=row["event"],
+            ehr={str(k): float(v) for k, v in ehr.items()},
+            genomics={str(k): int(v) for k, v in genomics.items()},
+            image=image,
+            true_risk=None if row["true_risk"] is None else float(row["true_risk"]),
+            counterfactual_risks={str(k): float(v) for k, v in counterfactual.items()},
+        )
+
+    def search_patients(
+        self,
+        query: str = "",
+        *,
+        split: str | None = None,
+        model_version: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> pd.DataFrame:
+        """One page of patients whose id starts with ``query`` (case-insensitive).
+
+        Columns: ``patient_id, split, age, sex, site`` and ``risk`` when ``model_version`` is
+        given. Uses the primary-key index (prefix range), so it stays fast at 1M patients.
+        """
+        _check_split(split)
+        if not 1 <= limit <= 1000:
+            raise ValueError(f"limit={limit} is out of range; use 1..1000 rows per page.")
+        prefix = query.strip().upper()
+        columns: list[Any] = [
+            Patient.patient_id,
+            Patient.split,
+            Demographics.age,
+            Demographics.sex,
+            Demographics.site,
+        ]
+        if model_version is not None:
+            columns.append(Prediction.risk)
+        stmt = select(*columns).join(Demographics, Demographics.patient_id == Patient.patient_id)
+        if model_version is not None:
+            stmt = stmt.outerjoin(
+                Prediction,
+                (Prediction.patient_id == Patient.patient_id)
+                & (Prediction.model_version == model_version),
+            )
+        if prefix:
+            # A range on the key instead of LIKE: uses the primary-key index on every backend.
+            stmt = stmt.where(
+                Patient.patient_id >= prefix, Patient.patient_id < _prefix_successor(prefix)
+            )
+        if split is not None:
+            stmt = stmt.where(Patient.split == split)
+        stmt = stmt.order_by(Patient.patient_id).limit(limit).offset(offset)
+        with self.engine.connect() as conn:
+            frame = pd.DataFrame(conn.execute(stmt).mappings().all())
+        names = ["patient_id", "split", "age", "sex", "site"] + (
+            ["risk"] if model_version is not None else []
+        )
+        return frame if not frame.empty else pd.DataFrame(columns=names)

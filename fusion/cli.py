@@ -1,0 +1,221 @@
+"""The ``riskfusion`` command line: thin subcommands over the pipeline and service use cases.
+
+Owns argument parsing, logging setup and exit codes (``main(argv) -> int``). ``serve`` starts
+Streamlit on ``app.py`` as a subprocess; this module never imports streamlit.
+
+Output contract (stable; scripts rely on it): ``export predictions`` writes the CSV columns in
+:data:`EXPORT_COLUMNS`, plus ``true_risk`` when the cohort carries synthetic ground truth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import ipaddress
+import logging
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from data.errors import CohortError
+from data.store import CohortStore, make_engine
+from fusion.pipeline import BuildConfig, build_demo, built_config, reset_store
+from fusion.service import RiskService
+from fusion.settings import Settings
+from models.train import TrainConfig
+
+__all__ = ["EXPORT_COLUMNS", "main"]
+
+logger = logging.getLogger("riskfusion")
+
+EXPORT_COLUMNS = (
+    "patient_id",
+    "split",
+    "sex",
+    "age",
+    "ethnicity",
+    "site",
+    "treatment",
+    "label",
+    "risk",
+    "model_version",
+)
+APP_PATH = Path(__file__).resolve().parents[1] / "app.py"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="riskfusion",
+        description="Multimodal patient risk: build the demo, serve the dashboard, export.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="build the synthetic demo if needed, then serve it")
+    demo.add_argument("--patients", type=int, default=None, help="cohort size (default 2000)")
+    demo.add_argument("--seed", type=int, default=None, help="cohort and model seed (default 0)")
+    demo.add_argument("--image-size", type=int, default=128, help="scan side in pixels")
+    demo.add_argument("--epochs", type=int, default=TrainConfig().epochs, help="imaging epochs")
+    demo.add_argument("--no-serve", action="store_true", help="build only, do not serve")
+    demo.add_argument("--rebuild", action="store_true", help="delete the built demo first")
+    _serve_arguments(demo)
+
+    serve = sub.add_parser("serve", help="serve the dashboard on a built store")
+    _serve_arguments(serve)
+
+    export = sub.add_parser("export", help="export stored results")
+    export_sub = export.add_subparsers(dest="what", required=True)
+    predictions = export_sub.add_parser("predictions", help="predictions of the active model")
+    predictions.add_argument("--out", type=Path, required=True, help="CSV file to write")
+
+    bench = sub.add_parser("bench", help="measure build time, AUROCs and per-patient latency")
+    bench.add_argument("--patients", type=int, default=2000)
+    bench.add_argument("--out", type=Path, default=None, help="JSON file (default artifacts/)")
+    return parser
+
+
+def _serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=8501)
+    parser.add_argument(
+        "--address",
+        default="127.0.0.1",
+        help="bind address; only loopback is allowed until sign-in is configured",
+    )
+
+
+def _check_address(address: str) -> None:
+    try:
+        loopback = ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        loopback = address == "localhost"
+    if not loopback:
+        raise ValueError(
+            f"Refusing to bind to {address!r}: the dashboard has no sign-in yet, so it only "
+            "serves on 127.0.0.1. Use an SSH tunnel to reach it from another machine."
+        )
+
+
+def _serve(settings: Settings, port: int, address: str) -> int:
+    _check_address(address)
+    store = CohortStore(make_engine(settings.database_url))
+    if built_config(store) is None:
+        logger.error("Nothing is built yet; run `riskfusion demo` first.")
+        return 2
+    logger.info("serving the dashboard on http://%s:%d (Ctrl+C to stop)", address, port)
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP_PATH),
+        "--server.address",
+        address,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    config = BuildConfig(
+        n_patients=args.patients or settings.demo_patients,
+        seed=settings.demo_seed if args.seed is None else args.seed,
+        image_size=args.image_size,
+        imaging=replace(TrainConfig(), epochs=args.epochs),
+    )
+    settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
+    store = CohortStore(make_engine(settings.database_url))
+    built = built_config(store)
+    if args.rebuild or (built is None and _has_patients(store)):
+        logger.info("removing the previous (or unfinished) demo build")
+        store.engine.dispose()
+        reset_store(settings)
+        built = None
+    if built == config.identity():
+        logger.info("demo already built (%s); reusing it", built)
+    elif built is not None:
+        logger.error(
+            "The store holds a demo built with %s, not %s; add --rebuild to replace it.",
+            built,
+            config.identity(),
+        )
+        return 2
+    else:
+        start = time.perf_counter()
+        summary = build_demo(settings, config, report=logger.info)
+        logger.info("build finished in %.1f s", time.perf_counter() - start)
+        for name, estimate in summary.test_auroc.items():
+            logger.info(
+                "  test AUROC %-9s %.3f (95%% CI %.3f-%.3f)",
+                name,
+                estimate["auroc"],
+                estimate["low"],
+                estimate["high"],
+            )
+        logger.info("  oracle AUROC by modality (test): %s", _fmt(summary.oracle_auroc_test))
+        logger.info("  summary: %s", settings.artifacts_dir / "build_summary.json")
+    if args.no_serve:
+        return 0
+    return _serve(settings, args.port, args.address)
+
+
+def _has_patients(store: CohortStore) -> bool:
+    store.create_schema()
+    return store.count_patients() > 0
+
+
+def _fmt(values: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.3f}" for k, v in values.items())
+
+
+def _export_predictions(settings: Settings, out: Path) -> int:
+    service = RiskService.from_settings(settings)
+    with_truth = service.store.has_ground_truth()
+    columns = [*EXPORT_COLUMNS, "true_risk"] if with_truth else list(EXPORT_COLUMNS)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".partial")
+    rows = 0
+    with tmp.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        for chunk in service.iter_predictions():
+            chunk.loc[:, columns].to_csv(handle, header=False, index=False)
+            rows += len(chunk)
+    tmp.replace(out)  # the file appears complete or not at all
+    logger.info("wrote %d predictions to %s", rows, out)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``riskfusion`` command line; returns the exit status."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        if args.command == "demo":
+            return _demo(args, settings)
+        if args.command == "serve":
+            return _serve(settings, args.port, args.address)
+        if args.command == "export":
+            return _export_predictions(settings, args.out)
+        if args.command == "bench":
+            from fusion.bench import run_bench
+
+            return run_bench(settings, n_patients=args.patients, out=args.out)
+    except (CohortError, ValueError) as err:
+        logger.error("error: %s", err)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,157 @@
+"""Tabular feature matrix of the fusion model.
+
+Owns the fixed order of model inputs and their metadata (modality, readable label, unit). Turns
+the store's wide patient frame plus the cross-fitted image score into ``X``. Must not import
+streamlit or the dashboard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "IMAGE_FEATURE",
+    "MODALITIES",
+    "FeatureSet",
+    "build_feature_matrix",
+    "image_scores",
+]
+
+IMAGE_FEATURE = "image_score"
+IMAGE_FEATURE_LABEL = "Scan score (CNN logit)"
+MODALITIES = ("demographics", "ehr", "genomics", "imaging")
+# Demographic inputs derived from the demographics table rather than stored as values.
+DERIVED_DEMOGRAPHICS = {"sex_male": lambda frame: (frame["sex"] == "M").astype(np.float64)}
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureSet:
+    """Names and metadata of the fusion model's inputs, in model order.
+
+    Attributes
+    ----------
+    names : tuple of str
+        Column names of ``X``.
+    modalities : tuple of str
+        Modality of each input, one of :data:`MODALITIES`.
+    labels : tuple of str
+        Readable name of each input.
+    units : tuple of str
+        Unit of each input (``""`` if unitless).
+    """
+
+    names: tuple[str, ...]
+    modalities: tuple[str, ...]
+    labels: tuple[str, ...]
+    units: tuple[str, ...]
+
+    @classmethod
+    def from_catalog(cls, catalog: pd.DataFrame, *, with_image: bool = True) -> FeatureSet:
+        """Build the feature set from the store's feature catalogue (plus the image score)."""
+        missing = {"name", "modality", "label", "unit"} - set(catalog.columns)
+        if missing:
+            raise ValueError(f"Feature catalogue lacks columns {sorted(missing)}.")
+        unknown = sorted(set(catalog["modality"]) - set(MODALITIES))
+        if unknown:
+            raise ValueError(
+                f"Unknown modalities {unknown} in the catalogue; allowed: {MODALITIES}."
+            )
+        names = [str(n) for n in catalog["name"]]
+        modalities = [str(m) for m in catalog["modality"]]
+        labels = [str(x) for x in catalog["label"]]
+        units = [str(u) for u in catalog["unit"]]
+        if with_image:
+            names.append(IMAGE_FEATURE)
+            modalities.append("imaging")
+            labels.append(IMAGE_FEATURE_LABEL)
+            units.append("logit")
+        return cls(tuple(names), tuple(modalities), tuple(labels), tuple(units))
+
+    def subset(self, modalities: Sequence[str]) -> FeatureSet:
+        """The inputs of some modalities only (for single-modality baselines)."""
+        unknown = sorted(set(modalities) - set(MODALITIES))
+        if unknown:
+            raise ValueError(f"Unknown modalities {unknown}; choose from {list(MODALITIES)}.")
+        keep = [i for i, m in enumerate(self.modalities) if m in modalities]
+        if not keep:
+            raise ValueError(f"No inputs of modalities {list(modalities)} in this feature set.")
+        return FeatureSet(
+            tuple(self.names[i] for i in keep),
+            tuple(self.modalities[i] for i in keep),
+            tuple(self.labels[i] for i in keep),
+            tuple(self.units[i] for i in keep),
+        )
+
+
+def build_feature_matrix(frame: pd.DataFrame, features: FeatureSet) -> pd.DataFrame:
+    """Select and derive the model inputs from a wide patient frame.
+
+    Parameters
+    ----------
+    frame : DataFrame of shape (n_samples, ...)
+        Wide patient frame from :meth:`data.store.CohortStore.iter_patient_frames`, with
+        ``image_score`` joined when the feature set uses it.
+    features : FeatureSet
+        Inputs to build, in model order.
+
+    Returns
+    -------
+    DataFrame of shape (n_samples, n_features)
+        Float64 columns in ``features.names`` order, indexed by ``patient_id``; NaN where a
+        value is missing (LightGBM handles missing values natively).
+
+    Raises
+    ------
+    ValueError
+        If a required column is absent.
+
+    Examples
+    --------
+    >>> fs = FeatureSet(("age", "sex_male"), ("demographics",) * 2, ("Age", "Male"), ("y", ""))
+    >>> frame = pd.DataFrame({"patient_id": ["P1"], "age": [61.0], "sex": ["M"]})
+    >>> build_feature_matrix(frame, fs).to_dict("records")
+    [{'age': 61.0, 'sex_male': 1.0}]
+    """
+    columns: dict[str, np.ndarray] = {}
+    for name in features.names:
+        if name in DERIVED_DEMOGRAPHICS and name not in frame.columns:
+            columns[name] = DERIVED_DEMOGRAPHICS[name](frame).to_numpy()
+        elif name in frame.columns:
+            columns[name] = pd.to_numeric(frame[name], errors="raise").to_numpy(np.float64)
+        else:
+            raise ValueError(
+                f"Feature {name!r} is missing from the patient frame; it has columns "
+                f"{sorted(map(str, frame.columns))[:20]}... Rebuild the store or the feature set."
+            )
+    X = pd.DataFrame(columns, index=pd.Index(frame["patient_id"].astype(str), name="patient_id"))
+    return X.loc[:, list(features.names)]
+
+
+def image_scores(embeddings: pd.DataFrame, scaling: Mapping[str, Sequence[float]]) -> pd.Series:
+    """Per-patient image score from the fold nets that never trained on the patient.
+
+    The score is the mean of those nets' standardised logits.
+
+    Parameters
+    ----------
+    embeddings : DataFrame
+        Rows of :meth:`data.store.CohortStore.load_embeddings` (``patient_id, fold,
+        in_training, logit``).
+    scaling : mapping of fold (str) to ``[mean, sd]``
+        From :func:`logit_scaling`, stored with the imaging model version.
+
+    Returns
+    -------
+    Series
+        ``image_score`` indexed by ``patient_id``.
+    """
+    unseen = embeddings.loc[~embeddings["in_training"]]
+    folds = unseen["fold"].astype(str)
+    mean = folds.map(lambda k: scaling[k][0]).astype(np.float64)
+    sd = folds.map(lambda k: scaling[k][1]).astype(np.float64)
+    standardised = (unseen["logit"] - mean) / sd
+    return standardised.groupby(unseen["patient_id"]).mean().rename(IMAGE_FEATURE)

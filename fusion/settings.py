@@ -1,0 +1,69 @@
+"""Runtime settings read from the environment.
+
+The only module that reads ``os.environ``. It lives in ``fusion`` (not ``dashboard``) because the
+``riskfusion`` command line needs the same settings and may not import the dashboard;
+``dashboard.settings`` re-exports it. Must not import streamlit.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Settings"]
+
+DATABASE_FILE = "riskfusion.db"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Where riskfusion keeps its runtime files and its database.
+
+    Attributes
+    ----------
+    artifacts_dir : Path
+        Git-ignored home of the database, scans, model weights and reports
+        (env ``RISKFUSION_HOME``, default ``./artifacts``).
+    database_url : str
+        SQLAlchemy URL (env ``RISKFUSION_DATABASE_URL``, default a SQLite file in
+        ``artifacts_dir``).
+    demo_patients : int
+        Demo cohort size (env ``RISKFUSION_DEMO_PATIENTS``, default 2000).
+    demo_seed : int
+        Demo cohort seed (env ``RISKFUSION_DEMO_SEED``, default 0).
+    """
+
+    artifacts_dir: Path
+    database_url: str
+    demo_patients: int = 2000
+    demo_seed: int = 0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from ``environ`` (default: the process environment)."""
+        env = os.environ if environ is None else environ
+        home = Path(env.get("RISKFUSION_HOME", "artifacts")).expanduser().resolve()
+        url = env.get("RISKFUSION_DATABASE_URL") or f"sqlite:///{home / DATABASE_FILE}"
+        return cls(
+            artifacts_dir=home,
+            database_url=url,
+            demo_patients=_int(env, "RISKFUSION_DEMO_PATIENTS", 2000),
+            demo_seed=_int(env, "RISKFUSION_DEMO_SEED", 0),
+        )
+
+    @property
+    def uses_default_sqlite(self) -> bool:
+        """Whether the database is the SQLite file inside ``artifacts_dir``."""
+        return self.database_url == f"sqlite:///{self.artifacts_dir / DATABASE_FILE}"
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not an integer; set it to e.g. {default}.") from None

@@ -1,0 +1,203 @@
+"""Grad-CAM heat maps for the imaging network.
+
+Owns :class:`GradCamExplainer` (MONAI ``GradCAM``/``GradCAMpp`` with an explicit [0, 1]
+normaliser) and :func:`normalize_map`. This module knows numpy, torch and MONAI only: it must not
+import pandas, SQL, streamlit, ``fusion`` or ``dashboard``.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import logging
+import threading
+from typing import Final, Literal, cast, get_args
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from monai.visualize.class_activation_maps import GradCAM, GradCAMpp, ModelWithHooks
+from torch import nn
+
+from models.nets import GRADCAM_TARGET, RiskCNN
+
+__all__ = ["CamMethod", "GradCamExplainer", "normalize_map"]
+
+logger = logging.getLogger(__name__)
+
+CamMethod = Literal["gradcam", "gradcampp"]
+CAM_METHODS: Final[tuple[str, ...]] = get_args(CamMethod)
+_FLAT_RELATIVE: Final = 1e-6
+
+
+def normalize_map(maps: torch.Tensor) -> torch.Tensor:
+    """Min-max scale each map to [0, 1] with 1 = most important; flat maps become zeros.
+
+    Used as MONAI's ``postprocessing`` instead of its default normaliser, which maps the
+    maximum to 0 and so inverts the heat map. A map whose range is below ``1e-6`` of its
+    largest magnitude (all zeros, or constant) carries no spatial information and becomes all
+    zeros rather than NaN.
+
+    Parameters
+    ----------
+    maps : torch.Tensor of shape (B, ...)
+        One map per batch entry.
+
+    Returns
+    -------
+    torch.Tensor, same shape as ``maps``
+        Scaled maps.
+
+    Examples
+    --------
+    >>> import torch
+    >>> normalize_map(torch.tensor([[1.0, 3.0, 2.0], [5.0, 5.0, 5.0]]))
+    tensor([[0.0000, 1.0000, 0.5000],
+            [0.0000, 0.0000, 0.0000]])
+    """
+    flat = maps.detach().reshape(maps.shape[0], -1)
+    low = flat.min(dim=1).values
+    high = flat.max(dim=1).values
+    span = high - low
+    magnitude = torch.maximum(low.abs(), high.abs())
+    informative = (span > _FLAT_RELATIVE * magnitude) & (span > 0)
+    safe = torch.where(informative, span, torch.ones_like(span))
+    scaled = (flat - low[:, None]) / safe[:, None]
+    scaled = torch.where(informative[:, None], scaled, torch.zeros_like(scaled))
+    return scaled.clamp_(0.0, 1.0).reshape(maps.shape)
+
+
+def _is_block(name: str) -> bool:
+    return name.startswith("features.") and name.count(".") == 1
+
+
+class GradCamExplainer:
+    """Grad-CAM heat maps showing which regions raise a :class:`~models.nets.RiskCNN`'s risk.
+
+    Grad-CAM (Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via
+    Gradient-based Localization", ICCV 2017, https://arxiv.org/abs/1610.02391) weights each
+    channel ``A_c`` of a convolutional layer by the spatial mean of the gradient of the risk
+    logit ``s`` with respect to it, and keeps the positive part::
+
+        map = ReLU(sum_c mean_ij(ds / dA_c[i, j]) * A_c)
+
+    Grad-CAM++ (Chattopadhay et al., "Grad-CAM++: Generalized Gradient-Based Visual
+    Explanations for Deep Convolutional Networks", WACV 2018, https://arxiv.org/abs/1710.11063)
+    replaces the mean by pixel-wise weights built from higher-order gradients, which spreads the
+    map over several instances of a pattern instead of the strongest one.
+
+    The map is upsampled bilinearly to the input size and scaled to [0, 1] with 1 = most
+    important by :func:`normalize_map`; MONAI's default post-processing would invert it. An
+    all-zero map means no region pushes the risk up.
+
+    The explainer keeps a private copy of ``net``, so MONAI's hooks (which are never removed)
+    stay off the shared network and a later ``embed`` cannot overwrite the stored activations.
+    Build one explainer per trained network (e.g. next to the cached net), reuse it, and note
+    that it does not see later changes to the weights. Calls are serialised with a
+    ``threading.Lock`` and always run with gradients enabled, even inside ``torch.no_grad()``
+    or ``torch.inference_mode()``, where MONAI's ``GradCAM`` alone fails.
+
+    Parameters
+    ----------
+    net : RiskCNN
+        Trained network with ``out_channels == 1``.
+    target_layer : str, default=GRADCAM_TARGET
+        Dotted name of the layer to explain. To choose another one, list the candidates with
+        ``for name, _ in net.named_modules(): print(name)`` and take the last block that still
+        has spatial extent (``features.block3``, 16x16 for a 128x128 input); later layers are
+        pooled and earlier ones are finer but less class-specific.
+
+    Raises
+    ------
+    ValueError
+        If ``target_layer`` is not a layer of ``net`` or ``net`` has more than one output.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from models.nets import build_net
+    >>> explainer = GradCamExplainer(build_net())
+    >>> image = np.random.default_rng(0).normal(size=(64, 64)).astype(np.float32)
+    >>> heat = explainer.compute(image)
+    >>> heat.shape, heat.dtype, bool(0.0 <= heat.min() and heat.max() <= 1.0)
+    ((64, 64), dtype('float32'), True)
+    """
+
+    def __init__(self, net: RiskCNN, *, target_layer: str = GRADCAM_TARGET) -> None:
+        if net.out_channels != 1:
+            raise ValueError(
+                f"net has out_channels={net.out_channels}; GradCamExplainer explains a single "
+                "risk logit. Build the net with out_channels=1."
+            )
+        layers = [name for name, _ in net.named_modules() if name]
+        if target_layer not in layers:
+            close = difflib.get_close_matches(target_layer, layers, n=3)
+            hint = f" Did you mean {close}?" if close else ""
+            raise ValueError(
+                f"target_layer={target_layer!r} is not a layer of the net.{hint} "
+                f"Feature blocks: {[name for name in layers if _is_block(name)]}."
+            )
+        self.target_layer = target_layer
+        self.in_channels = net.in_channels
+        self._net = copy.deepcopy(net).eval()
+        self._net.requires_grad_(True)
+        hooks = ModelWithHooks(
+            self._net, target_layer, register_forward=True, register_backward=True
+        )
+        # One hooked model shared by both methods (one set of hooks); CAMBase accepts a
+        # ModelWithHooks in place of a module, although its annotation says nn.Module.
+        hooked = cast(nn.Module, hooks)
+        self._cams: dict[str, GradCAM] = {
+            "gradcam": GradCAM(
+                nn_module=hooked, target_layers=target_layer, postprocessing=normalize_map
+            ),
+            "gradcampp": GradCAMpp(
+                nn_module=hooked, target_layers=target_layer, postprocessing=normalize_map
+            ),
+        }
+        self._lock = threading.Lock()
+
+    def compute(
+        self, image: npt.ArrayLike, *, method: CamMethod = "gradcam"
+    ) -> npt.NDArray[np.float32]:
+        """Compute the heat map of one image.
+
+        Parameters
+        ----------
+        image : array-like of shape (H, W) or (C, H, W)
+            One image normalised with :func:`models.transforms.normalize_scan`.
+        method : {"gradcam", "gradcampp"}, default="gradcam"
+            Grad-CAM or Grad-CAM++.
+
+        Returns
+        -------
+        numpy.ndarray of float32, shape (H, W)
+            Importance in [0, 1], 1 = most important for a higher risk.
+
+        Raises
+        ------
+        ValueError
+            If ``method`` is unknown or the image has the wrong shape or non-finite values.
+        """
+        if method not in CAM_METHODS:
+            raise ValueError(f"method={method!r} is unknown; choose one of {list(CAM_METHODS)}.")
+        array = np.asarray(image, dtype=np.float32)
+        if array.ndim == 2 and self.in_channels == 1:
+            array = array[None]
+        if array.ndim != 3 or array.shape[0] != self.in_channels:
+            expected = "(H, W)" if self.in_channels == 1 else f"({self.in_channels}, H, W)"
+            raise ValueError(
+                f"image has shape {np.shape(image)}; compute expects one image of shape "
+                f"{expected}. Explain a stack one image at a time."
+            )
+        if not np.isfinite(array).all():
+            raise ValueError(
+                "image contains NaN or infinite values; normalise it with "
+                "models.transforms.normalize_scan first."
+            )
+        x = torch.from_numpy(np.ascontiguousarray(array))[None]
+        cam = self._cams[method]
+        with self._lock, torch.inference_mode(False), torch.enable_grad():
+            heat = cam(x, class_idx=0)
+        result: npt.NDArray[np.float32] = heat[0, 0].detach().numpy().astype(np.float32)
+        return result

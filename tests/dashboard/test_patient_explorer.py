@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from unittest.mock import patch
+
+from streamlit.testing.v1 import AppTest
+
+from data.errors import StoreNotBuiltError
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+
+
+def _open() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=90).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _charts(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def test_page_shows_risk_shap_and_gradcam(patched_service) -> None:
+    at = _open()
+    assert at.title[0].value == "Patient explorer"
+    labels = [metric.label for metric in at.metric]
+    assert "Fused risk (5-year event)" in labels
+    assert "Model test AUROC" in labels
+    charts = _charts(at)
+    assert len(charts) == 3
+    trace_types = [[trace["type"] for trace in chart["data"]] for chart in charts]
+    assert trace_types[0] == ["waterfall"]
+    assert trace_types[1] == ["bar"]
+    assert trace_types[2][:2] == ["heatmap", "heatmap"]
+
+
+def test_risk_metric_matches_the_service(patched_service) -> None:
+    at = _open()
+    pid = at.selectbox(key="explorer.patient").value
+    risk = patched_service.predict(pid).risk
+    shown = next(m.value for m in at.metric if m.label == "Fused risk (5-year event)")
+    assert shown == f"{risk:.1%}"
+
+
+def test_widgets_drive_the_overlay(patched_service) -> None:
+    at = _open()
+    at.slider(key="explorer.opacity").set_value(0.8).run()
+    at.radio(key="explorer.method").set_value("Grad-CAM++").run()
+    at.toggle(key="explorer.lesion").set_value(True).run()
+    assert not at.exception
+    overlay = _charts(at)[2]
+    assert overlay["data"][1]["opacity"] == 0.8
+    assert "Grad-CAM++" in overlay["layout"]["title"]["text"]
+    # Synthetic ground truth: the lesion outline is drawn when the patient has a lesion.
+    pid = at.selectbox(key="explorer.patient").value
+    has_lesion = patched_service.image_maps(pid).lesion_mask.any()
+    assert (len(overlay["data"]) == 3) == bool(has_lesion)
+
+
+def test_choosing_another_patient_updates_the_page(patched_service) -> None:
+    at = _open()
+    select = at.selectbox(key="explorer.patient")
+    other = select.options[1]
+    pid = other.split(" ")[0]
+    select.set_value(pid).run()
+    assert not at.exception
+    assert at.selectbox(key="explorer.patient").value == pid
+
+
+def test_search_with_no_match_says_so(patched_service) -> None:
+    at = _open()
+    at.text_input(key="explorer.query").set_value("ZZZ").run()
+    assert not at.exception
+    assert any("No patient id starts with 'ZZZ'" in info.value for info in at.info)
+
+
+def test_unbuilt_store_shows_how_to_build() -> None:
+    error = StoreNotBuiltError("No active 'fusion' model; run `riskfusion demo --no-serve`.")
+    with patch("dashboard.resources.get_risk_service", side_effect=error):
+        at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    assert "riskfusion demo" in at.error[0].value

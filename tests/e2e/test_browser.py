@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.conftest import OUTPUT
+
+pytestmark = pytest.mark.e2e
+
+APP_IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+
+
+def _wait_for_run(page) -> None:
+    page.wait_for_selector(APP_IDLE, timeout=90_000)
+    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=90_000)
+
+
+def test_patient_explorer_in_chromium(app_url: str, browser) -> None:
+    page = browser.new_page(viewport={"width": 1500, "height": 1400})
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(app_url, wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Patient explorer").wait_for(timeout=90_000)
+    page.get_by_text("Fused risk (5-year event)").wait_for(timeout=90_000)
+    charts = page.locator('[data-testid="stPlotlyChart"]')
+    charts.nth(2).wait_for(state="visible", timeout=90_000)
+    _wait_for_run(page)
+    assert charts.count() == 3
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(OUTPUT / "patient_explorer.png"), full_page=True)
+
+    # Operate the main widgets: the map switch, then the lesion toggle.
+    page.get_by_text("Grad-CAM++", exact=True).click()
+    _wait_for_run(page)
+    page.get_by_text("Show true lesion outline").click()
+    _wait_for_run(page)
+    page.locator(".js-plotly-plot").nth(2).wait_for(state="visible", timeout=90_000)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(OUTPUT / "patient_explorer_gradcampp.png"), full_page=True)
+    assert not errors, errors
+    page.close()

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from data.store import CohortStore, make_engine
+from fusion.cli import EXPORT_COLUMNS, main
+from tests.fixtures_demo import TINY_CONFIG
+
+TINY_ARGS = [
+    "--patients",
+    str(TINY_CONFIG.n_patients),
+    "--seed",
+    str(TINY_CONFIG.seed),
+    "--image-size",
+    str(TINY_CONFIG.image_size),
+    "--epochs",
+    "2",
+]
+
+
+@pytest.fixture
+def home_env(tiny_demo, monkeypatch):
+    settings, _ = tiny_demo
+    monkeypatch.setenv("RISKFUSION_HOME", str(settings.artifacts_dir))
+    monkeypatch.delenv("RISKFUSION_DATABASE_URL", raising=False)
+    return settings
+
+
+def test_export_predictions_follows_the_column_contract(home_env, tmp_path) -> None:
+    out = tmp_path / "predictions.csv"
+    assert main(["export", "predictions", "--out", str(out)]) == 0
+    with out.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == [*EXPORT_COLUMNS, "true_risk"]
+    assert len(rows) == TINY_CONFIG.n_patients
+    assert len({row["patient_id"] for row in rows}) == len(rows)
+    assert {row["split"] for row in rows} == {"train", "val", "test"}
+    assert all(0.0 <= float(row["risk"]) <= 1.0 for row in rows)
+    assert not (tmp_path / "predictions.csv.partial").exists()
+
+
+def test_second_demo_reuses_the_build(home_env) -> None:
+    store = CohortStore(make_engine(home_env.database_url))
+    before = store.active_model("fusion").version
+    assert main(["demo", "--no-serve", *TINY_ARGS]) == 0
+    assert store.active_model("fusion").version == before
+
+
+def test_demo_with_other_parameters_asks_for_rebuild(home_env, caplog) -> None:
+    args = [*TINY_ARGS]
+    args[args.index("--seed") + 1] = "99"
+    assert main(["demo", "--no-serve", *args]) == 2
+    assert "--rebuild" in caplog.text
+
+
+def test_serve_refuses_a_public_address(home_env, caplog) -> None:
+    assert main(["serve", "--address", "0.0.0.0"]) == 2
+    assert "Refusing to bind to '0.0.0.0'" in caplog.text
+
+
+def test_serve_without_a_build_says_how_to_build(tmp_path, monkeypatch, caplog) -> None:
+    monkeypatch.setenv("RISKFUSION_HOME", str(tmp_path))
+    assert main(["serve"]) == 2
+    assert "riskfusion demo" in caplog.text
+
+
+def test_demo_rebuild_replaces_the_build(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("RISKFUSION_HOME", str(tmp_path))
+    small = ["--patients", "60", "--image-size", "32", "--epochs", "1", "--seed", "1"]
+    assert main(["demo", "--no-serve", *small]) == 0
+    store = CohortStore(make_engine(f"sqlite:///{tmp_path / 'riskfusion.db'}"))
+    first = store.active_model("fusion").version
+    store.engine.dispose()
+    assert main(["demo", "--no-serve", "--rebuild", *small]) == 0
+    store = CohortStore(make_engine(f"sqlite:///{tmp_path / 'riskfusion.db'}"))
+    assert store.active_model("fusion").version != first
+    assert store.count_patients() == 60
