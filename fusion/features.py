@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "DERIVED_DEMOGRAPHICS",
     "IMAGE_FEATURE",
     "MODALITIES",
     "FeatureSet",

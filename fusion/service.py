@@ -23,6 +23,7 @@ from data.errors import ArtifactIntegrityError, CohortError
 from data.store import CohortStore, ModelRecord, PatientRecord, make_engine
 from fusion.explain import modality_sums, shap_values
 from fusion.features import (
+    DERIVED_DEMOGRAPHICS,
     IMAGE_FEATURE,
     MODALITIES,
     FeatureSet,
@@ -244,7 +245,7 @@ class RiskService:
         row.update(record.genomics)
         frame = pd.DataFrame([row])
         for name in self.features.names:  # not recorded -> missing, as in training
-            if name not in frame.columns:
+            if name not in frame.columns and name not in DERIVED_DEMOGRAPHICS:
                 frame[name] = np.nan
         return build_feature_matrix(frame, self.features)
 

@@ -18,24 +18,32 @@ from torch import nn
 
 
 def as_image_tensor(
-    images: npt.ArrayLike, *, in_channels: int, name: str, allow_empty: bool = False
+    images: npt.ArrayLike,
+    *,
+    in_channels: int,
+    name: str,
+    spatial_dims: int = 2,
+    allow_empty: bool = False,
 ) -> torch.Tensor:
-    """Check a stack of 2D images and view it as a float32 tensor of shape ``(N, C, H, W)``.
+    """Check a stack of images and view it as a float32 tensor of shape ``(N, C, *spatial)``.
 
     Parameters
     ----------
     images : array-like of shape (N, H, W) or (N, C, H, W)
-        Normalised images. ``(N, H, W)`` is accepted when ``in_channels == 1``.
+        Normalised images (volumes get one more axis). The channel axis may be left out when
+        ``in_channels == 1``.
     in_channels : int
         Channels the network expects.
     name : str
         Argument name used in error messages.
+    spatial_dims : int, default=2
+        2 for images, 3 for volumes.
     allow_empty : bool, default=False
         Whether ``N == 0`` is accepted.
 
     Returns
     -------
-    torch.Tensor of shape (N, C, H, W)
+    torch.Tensor of shape (N, C, H, W) or (N, C, D, H, W)
         float32 on the CPU; shares memory with ``images`` when it is already a C-contiguous
         float32 array.
 
@@ -50,13 +58,18 @@ def as_image_tensor(
             f"{name} has dtype {array.dtype}; pass a real-valued (float32) image array."
         )
     array = np.ascontiguousarray(array, dtype=np.float32)
-    if array.ndim == 3 and in_channels == 1:
+    spatial = "H, W" if spatial_dims == 2 else "D, H, W"
+    if array.ndim == spatial_dims + 1 and in_channels == 1:
         array = array[:, None]
-    if array.ndim != 4 or array.shape[1] != in_channels:
-        expected = "(N, H, W) or (N, 1, H, W)" if in_channels == 1 else f"(N, {in_channels}, H, W)"
+    if array.ndim != spatial_dims + 2 or array.shape[1] != in_channels:
+        expected = (
+            f"(N, {spatial}) or (N, 1, {spatial})"
+            if in_channels == 1
+            else f"(N, {in_channels}, {spatial})"
+        )
         raise ValueError(
             f"{name} has shape {np.shape(images)}; the network expects {expected}. "
-            "Stack 2D images along the first axis."
+            "Stack the images along the first axis."
         )
     if array.shape[0] == 0 and not allow_empty:
         raise ValueError(f"{name} is empty (shape {array.shape}); pass at least one image.")
@@ -95,15 +108,16 @@ def check_binary_labels(y: npt.ArrayLike, *, n_samples: int, name: str) -> npt.N
         raise ValueError(
             f"{name} has shape {labels.shape}; expected ({n_samples},), one label per image."
         )
-    values = set(np.unique(labels).tolist())
-    if not values <= {0, 1}:
+    values = np.unique(labels).tolist()
+    if not set(values) <= {0, 1}:
         raise ValueError(
-            f"{name} holds values {sorted(values)[:5]}; labels must be 0 or 1. "
+            f"{name} holds values {values[:5]}; labels must be 0 or 1. "
             "Encode the positive class as 1."
         )
     if len(values) < 2:
         raise ValueError(
-            f"{name} contains only class {sorted(values)}; both classes 0 and 1 are needed "
+            f"{name} contains only class {[int(value) for value in values]}; both classes 0 "
+            "and 1 are needed "
             "to train and to compute AUROC. Use a larger or stratified split."
         )
     return labels.astype(np.float32)

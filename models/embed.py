@@ -38,6 +38,7 @@ def embed(
         Trained network with ``out_channels == 1``.
     images : array-like of shape (N, H, W) or (N, C, H, W)
         Images normalised with :func:`models.transforms.normalize_scan`; ``N`` may be 0.
+        Volumes (``spatial_dims=3`` nets) have one more axis.
     batch_size : int, default=128
         Images per forward pass (memory only; results do not depend on it beyond rounding).
 
@@ -68,7 +69,13 @@ def embed(
             f"net has out_channels={net.out_channels}; embed returns one risk logit per image. "
             "Build the net with out_channels=1."
         )
-    x = as_image_tensor(images, in_channels=net.in_channels, name="images", allow_empty=True)
+    x = as_image_tensor(
+        images,
+        in_channels=net.in_channels,
+        spatial_dims=net.spatial_dims,
+        name="images",
+        allow_empty=True,
+    )
     tap = net.get_submodule(EMBEDDING_TAP)
     caller = threading.get_ident()
     captured: list[torch.Tensor] = []

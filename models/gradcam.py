@@ -139,6 +139,7 @@ class GradCamExplainer:
             )
         self.target_layer = target_layer
         self.in_channels = net.in_channels
+        self.spatial_dims = net.spatial_dims
         self._net = copy.deepcopy(net).eval()
         self._net.requires_grad_(True)
         hooks = ModelWithHooks(
@@ -165,14 +166,16 @@ class GradCamExplainer:
         Parameters
         ----------
         image : array-like of shape (H, W) or (C, H, W)
-            One image normalised with :func:`models.transforms.normalize_scan`.
+            One image normalised with :func:`models.transforms.normalize_scan` (a volume
+            ``(D, H, W)`` for a ``spatial_dims=3`` net).
         method : {"gradcam", "gradcampp"}, default="gradcam"
             Grad-CAM or Grad-CAM++.
 
         Returns
         -------
         numpy.ndarray of float32, shape (H, W)
-            Importance in [0, 1], 1 = most important for a higher risk.
+            Importance in [0, 1], 1 = most important for a higher risk (``(D, H, W)`` for
+            volumes).
 
         Raises
         ------
@@ -182,10 +185,13 @@ class GradCamExplainer:
         if method not in CAM_METHODS:
             raise ValueError(f"method={method!r} is unknown; choose one of {list(CAM_METHODS)}.")
         array = np.asarray(image, dtype=np.float32)
-        if array.ndim == 2 and self.in_channels == 1:
+        spatial = "H, W" if self.spatial_dims == 2 else "D, H, W"
+        if array.ndim == self.spatial_dims and self.in_channels == 1:
             array = array[None]
-        if array.ndim != 3 or array.shape[0] != self.in_channels:
-            expected = "(H, W)" if self.in_channels == 1 else f"({self.in_channels}, H, W)"
+        if array.ndim != self.spatial_dims + 1 or array.shape[0] != self.in_channels:
+            expected = (
+                f"({spatial})" if self.in_channels == 1 else f"({self.in_channels}, {spatial})"
+            )
             raise ValueError(
                 f"image has shape {np.shape(image)}; compute expects one image of shape "
                 f"{expected}. Explain a stack one image at a time."
@@ -195,9 +201,10 @@ class GradCamExplainer:
                 "image contains NaN or infinite values; normalise it with "
                 "models.transforms.normalize_scan first."
             )
-        x = torch.from_numpy(np.ascontiguousarray(array))[None]
         cam = self._cams[method]
         with self._lock, torch.inference_mode(False), torch.enable_grad():
+            # Created here, not before: a tensor made under inference_mode cannot join a graph.
+            x = torch.from_numpy(np.ascontiguousarray(array))[None]
             heat = cam(x, class_idx=0)
         result: npt.NDArray[np.float32] = heat[0, 0].detach().numpy().astype(np.float32)
         return result

@@ -10,7 +10,7 @@ The network was chosen by measurement on the 2-core CPU machine (torch 2.13, bat
 ==========================================  ======  ===========  =======  ==========
 variant (stem + 3 residual blocks)          params  train step   forward  last map
 ==========================================  ======  ===========  =======  ==========
-channels (8, 16, 32, 64)  **chosen**        81k     0.21-0.26 s  0.06 s   16x16
+channels (8, 16, 32, 64)  **chosen**        81k     0.19-0.26 s  0.05 s   16x16
 channels (16, 32, 64, 64)                   167k    0.44-0.58 s  0.12 s   16x16
 channels (16, 32, 64, 128)                  323k    0.51-0.57 s  0.17 s   16x16
 MONAI ResNet18, stride-2 stem               11.2M   2.0 s        0.50 s   4x4
@@ -53,6 +53,7 @@ __all__ = [
     "build_net",
     "load_net",
     "save_net",
+    "sidecar_path",
 ]
 
 logger = logging.getLogger(__name__)
@@ -139,10 +140,10 @@ class RiskCNN(nn.Module):
                       flatten                           (B, channels[3])  <- embedding
                       out    Linear                     (B, out_channels)
 
-    Every convolution is followed by GroupNorm and ReLU. GroupNorm keeps no running statistics,
-    so the network computes the same function in train and eval mode. This avoids a measured
-    pitfall of BatchNorm: after short training its running statistics lagged the weights
-    (1.0 accuracy in train mode, 0.51 in eval mode).
+    Every convolution is followed by GroupNorm (one group by default) and ReLU. GroupNorm keeps
+    no running statistics, so the network computes the same function in train and eval mode.
+    This avoids a measured pitfall of BatchNorm: after short training its running statistics
+    lagged the weights (1.0 accuracy in train mode, 0.51 in eval mode).
 
     Parameters
     ----------
@@ -157,8 +158,14 @@ class RiskCNN(nn.Module):
         embedding length.
     subunits : int, default=2
         Convolutions in each residual block.
-    norm_groups : int, default=8
-        GroupNorm uses ``gcd(norm_groups, channels)`` groups, so every width is valid.
+    norm_groups : int, default=1
+        GroupNorm uses ``gcd(norm_groups, channels)`` groups, so every width is valid. The
+        default, one group (layer-norm style, over all channels of a sample), keeps evidence
+        local: with 8 groups the stem normalises each channel of each image on its own
+        (instance-norm style), a bright lesion then rescales the whole image, the net learns
+        that global cue, and Grad-CAM highlighted the background (measured on 32x32 blob
+        images: at the blob 0.21-0.37 vs elsewhere 0.15-0.37 with 8 groups; 0.77-0.92 vs
+        0.13-0.20 with 1 group). Speed is the same.
 
     Attributes
     ----------
@@ -193,7 +200,7 @@ class RiskCNN(nn.Module):
         out_channels: int = 1,
         channels: Sequence[int] = DEFAULT_CHANNELS,
         subunits: int = 2,
-        norm_groups: int = 8,
+        norm_groups: int = 1,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):

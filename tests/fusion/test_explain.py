@@ -63,7 +63,7 @@ def test_equals_lightgbm_pred_contrib(model: FusionClassifier, X: pd.DataFrame) 
 
 
 def test_checks_the_feature_order(model: FusionClassifier, X: pd.DataFrame) -> None:
-    with pytest.raises(ValueError, match="feature list"):
+    with pytest.raises(ValueError, match="different order"):
         shap_values(model, X[["ldl", "age", "snp", "image_score"]])
 
 

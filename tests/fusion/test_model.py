@@ -92,7 +92,7 @@ def test_learns_a_simple_signal(fitted: FusionClassifier) -> None:
 @pytest.mark.parametrize(
     ("columns", "message"),
     [
-        (["b", "a", "c"], r"X columns differ from the model's feature list"),
+        (["b", "a", "c"], r"columns in a different order; reorder them"),
         (["a", "b"], r"missing \['c'\]"),
         (["a", "b", "c", "d"], r"unexpected \['d'\]"),
     ],

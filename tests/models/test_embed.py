@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from models.embed import embed
-from models.nets import EMBEDDING_DIM, RiskCNN, build_net
+from models.nets import EMBEDDING_DIM, EMBEDDING_TAP, RiskCNN, build_net
 from tests.models.blobs import BlobSet
 
 
@@ -38,9 +38,7 @@ def test_matches_forward_pass_and_is_deterministic(
     np.testing.assert_allclose(small_batches[0], first[0], rtol=1e-5, atol=1e-5)
     x = torch.from_numpy(blobs_val.images)[:, None]
     with torch.no_grad():
-        pooled = trained_net.class_layers.flatten(
-            trained_net.class_layers.pool(trained_net.features(x))
-        )
+        pooled = trained_net.features(x).mean(dim=(2, 3))
         logits = trained_net(x)[:, 0]
     np.testing.assert_allclose(first[0], pooled.numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(first[1], logits.numpy(), rtol=1e-5, atol=1e-5)
@@ -75,7 +73,7 @@ def test_leaves_no_hooks_and_is_thread_safe(trained_net: RiskCNN, blobs_val: Blo
     assert not errors
     for result in results:
         np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-5)
-    assert not trained_net.class_layers.out._forward_pre_hooks
+    assert not trained_net.get_submodule(EMBEDDING_TAP)._forward_pre_hooks
 
 
 @pytest.mark.parametrize(
@@ -91,3 +89,11 @@ def test_rejects_bad_input(kwargs: dict[str, object], match: str) -> None:
 def test_rejects_multi_output_net() -> None:
     with pytest.raises(ValueError, match="out_channels=2"):
         embed(build_net(out_channels=2), np.zeros((1, 8, 8), dtype=np.float32))
+
+
+def test_volumes_for_a_3d_net() -> None:
+    net = build_net(spatial_dims=3, channels=(4, 8, 8, 16))
+    volumes = np.random.default_rng(0).normal(size=(3, 16, 16, 16)).astype(np.float32)
+    embeddings, logits = embed(net, volumes)
+    assert embeddings.shape == (3, 16)
+    assert logits.shape == (3,)

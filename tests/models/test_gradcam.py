@@ -157,3 +157,12 @@ def test_compute_rejects_bad_input(image: np.ndarray, method: str, match: str) -
 def test_rejects_unknown_target_layer() -> None:
     with pytest.raises(ValueError, match=r"target_layer='features.block4'.*Did you mean"):
         GradCamExplainer(build_net(), target_layer="features.block4")
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcampp"])
+def test_volume_map_for_a_3d_net(method: str) -> None:
+    explainer = GradCamExplainer(build_net(spatial_dims=3, channels=(4, 8, 8, 16)))
+    volume = np.random.default_rng(0).normal(size=(16, 16, 16)).astype(np.float32)
+    heat = explainer.compute(volume, method=method)  # type: ignore[arg-type]
+    assert heat.shape == (16, 16, 16)
+    assert 0.0 <= heat.min() <= heat.max() <= 1.0

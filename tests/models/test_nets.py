@@ -9,7 +9,6 @@ import pytest
 import torch
 from torch import nn
 
-import models.nets
 from models.nets import (
     DEFAULT_CHANNELS,
     EMBEDDING_DIM,
@@ -185,7 +184,7 @@ def test_load_uses_weights_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         calls.append(kwargs)
         return real_load(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(models.nets.torch, "load", spy)
+    monkeypatch.setattr(torch, "load", spy)
     load_net(path)
     assert calls
     assert calls[0]["weights_only"] is True

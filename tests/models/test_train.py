@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import importlib
 from typing import Any
 
 import numpy as np
@@ -8,11 +9,13 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-import models.train
 from models.embed import embed
 from models.nets import RiskCNN, build_net
 from models.train import TrainConfig, TrainResult, fit_cross_fitted, train
 from tests.models.blobs import TRAIN_CONFIG, BlobSet
+
+# `models.train` (the attribute) is the re-exported function; the module lives here.
+train_module = importlib.import_module("models.train")
 
 
 @pytest.mark.parametrize(
@@ -55,6 +58,18 @@ def test_train_validates_labels(
 ) -> None:
     with pytest.raises(ValueError, match=match):
         train(build_net(), blobs_train.images, y_train, blobs_val.images, y_val)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"spatial_dims": 3}, "spatial_dims=3"), ({"out_channels": 2}, "out_channels=2")],
+)
+def test_train_rejects_unsupported_nets(
+    blobs_train: BlobSet, kwargs: dict[str, int], match: str
+) -> None:
+    net = build_net(**kwargs)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=match):
+        train(net, blobs_train.images, blobs_train.y, blobs_train.images, blobs_train.y)
 
 
 def test_train_validates_images(blobs_train: BlobSet) -> None:
@@ -108,7 +123,7 @@ def test_early_stopping_restores_best_weights(
     blobs_train: BlobSet, blobs_val: BlobSet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     scripted = iter([0.9, 0.6, 0.5, 0.95])
-    monkeypatch.setattr(models.train, "roc_auc_score", lambda *_args: next(scripted))
+    monkeypatch.setattr(train_module, "roc_auc_score", lambda *_args: next(scripted))
     net = build_net(random_state=0)
     config = TrainConfig(epochs=4, batch_size=16, patience=2)
     result = train(
@@ -117,7 +132,7 @@ def test_early_stopping_restores_best_weights(
     assert [s.val_auroc for s in result.history] == [0.9, 0.6, 0.5]
     assert (result.best_epoch, result.best_val_auroc) == (1, 0.9)
     # The same run stopped after one epoch holds the same weights.
-    monkeypatch.setattr(models.train, "roc_auc_score", lambda *_args: 0.9)
+    monkeypatch.setattr(train_module, "roc_auc_score", lambda *_args: 0.9)
     after_one = build_net(random_state=0)
     train(
         after_one,
@@ -136,13 +151,14 @@ def test_cross_fitting_is_out_of_fold(
 ) -> None:
     folds = np.arange(64) % 3
     seen: list[set[bytes]] = []
-    real_train = models.train.train
+    real_train = train_module.train
 
     def spy(net: RiskCNN, images_train: np.ndarray, *args: Any, **kwargs: Any) -> TrainResult:
         seen.append({image.tobytes() for image in np.asarray(images_train)})
-        return real_train(net, images_train, *args, **kwargs)
+        result: TrainResult = real_train(net, images_train, *args, **kwargs)
+        return result
 
-    monkeypatch.setattr(models.train, "train", spy)
+    monkeypatch.setattr(train_module, "train", spy)
     steps: list[tuple[int, int]] = []
     config = TrainConfig(epochs=2, batch_size=16, patience=2)
     nets, oof = fit_cross_fitted(
@@ -167,7 +183,8 @@ def test_cross_fitting_is_out_of_fold(
         _, logits = embed(net, blobs_train.images[folds == fold])
         np.testing.assert_array_equal(oof[folds == fold], logits)
     # Each fold has its own initial weights.
-    assert not torch.equal(nets[0].class_layers.out.weight, nets[1].class_layers.out.weight)
+    weight = "class_layers.out.weight"
+    assert not torch.equal(nets[0].state_dict()[weight], nets[1].state_dict()[weight])
 
 
 def test_cross_fitting_uses_the_factory(blobs_train: BlobSet, blobs_val: BlobSet) -> None:
