@@ -21,7 +21,7 @@ import pandas as pd
 
 from data.errors import ArtifactIntegrityError, CohortError
 from data.store import CohortStore, ModelRecord, PatientRecord, make_engine
-from fusion.explain import modality_sums, shap_values
+from fusion.explain import make_explainer, modality_sums, shap_values
 from fusion.features import (
     DERIVED_DEMOGRAPHICS,
     IMAGE_FEATURE,
@@ -152,6 +152,7 @@ class RiskService:
             self.artifacts_dir / self._fusion_record.artifact_path,
             expected_sha256=self._fusion_record.sha256,
         )
+        self._tree_explainer = make_explainer(self.model)
         self.nets = self._load_nets(self._imaging_record)
         self.explainers = [GradCamExplainer(net) for net in self.nets]
         catalog = store.feature_catalog()
@@ -270,7 +271,7 @@ class RiskService:
         """Exact TreeSHAP attribution of one patient's fused risk."""
         record = self.patient(patient_id)
         X = self.feature_row(record)
-        result = shap_values(self.model, X)
+        result = shap_values(self.model, X, explainer=self._tree_explainer)
         values = result.values[0]
         contributions = pd.DataFrame(
             {

@@ -165,7 +165,12 @@ class RiskCNN(nn.Module):
         (instance-norm style), a bright lesion then rescales the whole image, the net learns
         that global cue, and Grad-CAM highlighted the background (measured on 32x32 blob
         images: at the blob 0.21-0.37 vs elsewhere 0.15-0.37 with 8 groups; 0.77-0.92 vs
-        0.13-0.20 with 1 group). Speed is the same.
+        0.13-0.20 with 1 group). Speed is the same. On the demo's synthetic scans the
+        opposite held (fold-0 net, 12 epochs, 100 lesion-positive validation scans): 8 groups
+        reached validation AUROC 0.68 with Grad-CAM pointing-game 0.52 and 8% of the map's
+        energy inside lesions covering 3.5% of the scan, while 1 group stalled at AUROC 0.55
+        on one fold and put 3% of the energy inside the lesions; the demo pipeline therefore
+        passes ``norm_groups=8`` (``fusion.pipeline.BuildConfig.norm_groups``).
 
     Attributes
     ----------
@@ -289,6 +294,7 @@ def build_net(
     in_channels: int = 1,
     out_channels: int = 1,
     channels: Sequence[int] = DEFAULT_CHANNELS,
+    norm_groups: int = 1,
     random_state: int = 0,
 ) -> RiskCNN:
     """Build a :class:`RiskCNN` with weights initialised from ``random_state``.
@@ -305,6 +311,8 @@ def build_net(
         Output logits.
     channels : sequence of 4 int, default=DEFAULT_CHANNELS
         Widths of the four feature blocks.
+    norm_groups : int, default=1
+        GroupNorm groups (see :class:`RiskCNN`).
     random_state : int, default=0
         Seed of the weight initialisation.
 
@@ -328,6 +336,7 @@ def build_net(
             in_channels=in_channels,
             out_channels=out_channels,
             channels=channels,
+            norm_groups=norm_groups,
         )
 
 

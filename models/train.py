@@ -51,7 +51,7 @@ class TrainConfig:
 
     Parameters
     ----------
-    epochs : int, default=12
+    epochs : int, default=30
         Maximum passes over the training images.
     batch_size : int, default=64
         Images per optimisation step.
@@ -59,7 +59,7 @@ class TrainConfig:
         AdamW learning rate.
     weight_decay : float, default=1e-4
         AdamW decoupled weight decay.
-    patience : int, default=4
+    patience : int, default=8
         Stop after this many epochs without a better validation score.
     random_state : int, default=0
         Seed of shuffling and augmentation (the weights are seeded by ``build_net``).
@@ -71,11 +71,11 @@ class TrainConfig:
         Apply :func:`models.transforms.augment_batch` to every training batch.
     """
 
-    epochs: int = 12
+    epochs: int = 30
     batch_size: int = 64
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
-    patience: int = 4
+    patience: int = 8
     random_state: int = 0
     num_threads: int | None = None
     augment: bool = True

@@ -6,7 +6,6 @@ The round-trip and rollback tests run on in-memory SQLite and on the local Postg
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -15,15 +14,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import Engine, create_engine, delete, func, select, text
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.exc import IntegrityError
 
 from data.errors import CohortError, PatientNotFoundError, StoreNotBuiltError
 from data.schema import Base
 from data.store import CohortStore, CohortTables, ModelRecord, make_engine
 
-PG_HOST = "127.0.0.1:5432"
-PG_ADMIN_URL = f"postgresql+psycopg://postgres@{PG_HOST}/postgres"
 N_PATIENTS = 12
 # Catalogue order on purpose differs from alphabetical order and from the wide frames' order.
 FEATURES = [
@@ -162,49 +159,6 @@ def model_record(version: str, kind: str = "fusion", *, day: int = 1) -> ModelRe
 
 
 # ---------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="session")
-def postgres_admin() -> Iterator[Engine]:
-    """An AUTOCOMMIT engine on the server's ``postgres`` database, or a clear skip."""
-    engine = create_engine(
-        PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
-    )
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except OperationalError as err:
-        engine.dispose()
-        reason = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
-        pytest.skip(
-            f"PostgreSQL not reachable at {PG_HOST}: {reason}; .ci/ensure-services starts it"
-        )
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture(scope="session")
-def postgres_database(postgres_admin: Engine) -> Iterator[Callable[[], str]]:
-    """Factory of fresh, uniquely named PostgreSQL databases with the schema; all dropped after."""
-    names: list[str] = []
-
-    def create() -> str:
-        name = f"riskfusion_test_{uuid.uuid4().hex}"
-        with postgres_admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-            names.append(name)
-            # A throwaway database: do not wait for the disk on every commit.
-            conn.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
-        url = f"postgresql+psycopg://postgres@{PG_HOST}/{name}"
-        engine = make_engine(url)
-        CohortStore(engine).create_schema()
-        engine.dispose()
-        return url
-
-    yield create
-    with postgres_admin.connect() as conn:
-        for name in names:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
 @pytest.fixture(scope="session")
 def postgres_scratch_url(postgres_database: Callable[[], str]) -> str:
     return postgres_database()

@@ -102,3 +102,20 @@ def test_predictions_are_probabilities_and_rank_the_outcome(tiny_demo) -> None:
     non_events = train.loc[train["label"] == 0, "risk"].mean()
     assert events > non_events
     assert np.isfinite(frame["true_risk"]).all()
+
+
+@pytest.mark.postgres
+def test_the_whole_build_runs_on_postgresql(postgres_database, tmp_path) -> None:
+    from dataclasses import replace
+
+    from fusion.service import RiskService
+
+    url = postgres_database()
+    settings = Settings.from_env({"RISKFUSION_HOME": str(tmp_path), "RISKFUSION_DATABASE_URL": url})
+    summary = build_demo(settings, replace(TINY_CONFIG, n_patients=60), report=lambda _: None)
+    service = RiskService.from_settings(settings)
+    assert service.store.count_predictions(summary.fusion_version) == 60
+    pid = str(service.search_patients(split="test", limit=1)["patient_id"].iloc[0])
+    stored = service.store.get_prediction(pid, summary.fusion_version)
+    assert service.predict(pid).risk == pytest.approx(stored, abs=1e-9)
+    service.store.engine.dispose()
