@@ -1,1 +1,40 @@
-"""Package."""
+"""Fusion layer: tabular features, the LightGBM fusion model, SHAP, evaluation and use cases.
+
+Turns stored records and image scores into risk. ``fusion.service.RiskService`` holds the use
+cases the pages call; ``fusion.pipeline`` builds the demo; ``fusion.cli`` is the ``riskfusion``
+command line. Must not import streamlit or the dashboard.
+"""
+
+from __future__ import annotations
+
+from fusion.evaluation import AurocEstimate, auroc_with_ci, youden_threshold
+from fusion.explain import ShapResult, make_explainer, modality_sums, shap_values
+from fusion.features import IMAGE_FEATURE, MODALITIES, FeatureSet, build_feature_matrix
+from fusion.model import FusionClassifier
+from fusion.pipeline import BuildConfig, BuildSummary, build_demo
+from fusion.service import ImageMaps, ModelInfo, PatientExplanation, RiskResult, RiskService
+from fusion.settings import Settings
+
+__all__ = [
+    "IMAGE_FEATURE",
+    "MODALITIES",
+    "AurocEstimate",
+    "BuildConfig",
+    "BuildSummary",
+    "FeatureSet",
+    "FusionClassifier",
+    "ImageMaps",
+    "ModelInfo",
+    "PatientExplanation",
+    "RiskResult",
+    "RiskService",
+    "Settings",
+    "ShapResult",
+    "auroc_with_ci",
+    "build_demo",
+    "build_feature_matrix",
+    "make_explainer",
+    "modality_sums",
+    "shap_values",
+    "youden_threshold",
+]
