@@ -24,6 +24,14 @@ MODALITY_COLOURS = {
     "genomics": "#2ca02c",
     "imaging": "#d62728",
 }
+# Transparent where unimportant, so the scan stays readable under the map.
+SALIENCY_COLOURSCALE = [
+    [0.0, "rgba(0,0,0,0)"],
+    [0.25, "rgba(120,28,109,0.25)"],
+    [0.5, "rgba(188,55,84,0.6)"],
+    [0.75, "rgba(249,142,9,0.85)"],
+    [1.0, "rgba(252,255,164,1)"],
+]
 MODALITY_LABELS = {
     "demographics": "Demographics",
     "ehr": "EHR",
@@ -72,7 +80,7 @@ def make_waterfall_figure(explanation: PatientExplanation, *, top_n: int = 12) -
                 *[f"{v:+.2f}" for v in values],
                 f"{explanation.margin:+.2f}",
             ],
-            textposition="outside",
+            textposition="auto",
             cliponaxis=False,
             increasing={"marker": {"color": "#d62728"}},
             decreasing={"marker": {"color": "#1f77b4"}},
@@ -151,7 +159,7 @@ def make_overlay_figure(
     fig.add_trace(
         go.Heatmap(
             z=maps.saliency,
-            colorscale="Inferno",
+            colorscale=SALIENCY_COLOURSCALE,
             zmin=0.0,
             zmax=1.0,
             opacity=opacity,

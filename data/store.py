@@ -198,7 +198,9 @@ def _records(frame: pd.DataFrame, columns: Sequence[str]) -> list[dict[str, Any]
     """Frame rows as dicts of plain Python values, NaN -> None."""
     subset = frame.loc[:, list(columns)].astype(object)
     subset = subset.where(pd.notna(subset), None)
-    rows: list[dict[str, Any]] = subset.to_dict("records")
+    rows: list[dict[str, Any]] = [
+        {str(key): value for key, value in row.items()} for row in subset.to_dict("records")
+    ]
     for row in rows:
         for key, value in row.items():
             if isinstance(value, np.generic):
@@ -498,7 +500,8 @@ class CohortStore:
             return pd.DataFrame(
                 columns=["image_id", "patient_id", "fold", "in_training", "logit", "vector"]
             )
-        frame["vector"] = [np.frombuffer(blob, dtype=np.float32) for blob in frame["vector"]]
+        vectors = [np.frombuffer(blob, dtype=np.float32) for blob in frame["vector"]]
+        frame["vector"] = pd.Series(vectors, index=frame.index, dtype=object)
         frame["in_training"] = frame["in_training"].astype(bool)
         return frame
 
