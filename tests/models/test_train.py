@@ -29,6 +29,7 @@ train_module = importlib.import_module("models.train")
         ({"weight_decay": -1e-3}, r"TrainConfig\.weight_decay"),
         ({"random_state": -2}, r"TrainConfig\.random_state=-2"),
         ({"num_threads": 0}, r"TrainConfig\.num_threads=0"),
+        ({"augment": "rotate"}, r"TrainConfig\.augment='rotate' is invalid"),
     ],
 )
 def test_train_validates_config(blobs_train: BlobSet, changes: dict[str, Any], match: str) -> None:
@@ -222,3 +223,17 @@ def test_cross_fitting_validates_folds(
 ) -> None:
     with pytest.raises(ValueError, match=match):
         fit_cross_fitted(blobs_train.images, blobs_train.y, folds, blobs_val.images, blobs_val.y)
+
+
+@pytest.mark.parametrize("augment", ["monai", "none"])
+def test_every_augmentation_trains_deterministically(
+    blobs_train: BlobSet, blobs_val: BlobSet, augment: str
+) -> None:
+    config = TrainConfig(epochs=1, batch_size=32, augment=augment)  # type: ignore[arg-type]
+    results = []
+    for _ in range(2):
+        net = build_net(random_state=0)
+        train(net, blobs_train.images, blobs_train.y, blobs_val.images, blobs_val.y, config=config)
+        results.append(embed(net, blobs_val.images)[1])
+    np.testing.assert_array_equal(results[0], results[1])
+    assert np.isfinite(results[0]).all()
