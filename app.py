@@ -21,6 +21,10 @@ pages = {
             default=True,
         ),
     ],
+    "Model": [
+        st.Page("dashboard/pages/performance.py", title="Model performance", icon="📈"),
+        st.Page("dashboard/pages/fairness.py", title="Bias audit", icon="⚖️"),
+    ],
 }
 current = st.navigation(pages)
 with suppress(CohortError):  # the page itself explains what is missing and how to build it

@@ -8,13 +8,24 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from fusion.fairness import FairnessReport
 from fusion.service import ImageMaps, PatientExplanation
 
 __all__ = [
+    "MAP_LABELS",
     "MODALITY_COLOURS",
     "format_value",
+    "make_beeswarm_figure",
+    "make_calibration_figure",
+    "make_disparity_figure",
+    "make_group_calibration_figure",
+    "make_group_roc_figure",
+    "make_importance_figure",
     "make_modality_figure",
     "make_overlay_figure",
+    "make_pr_figure",
+    "make_reliance_figure",
+    "make_roc_figure",
     "make_waterfall_figure",
 ]
 
@@ -32,6 +43,11 @@ SALIENCY_COLOURSCALE = [
     [0.75, "rgba(249,142,9,0.85)"],
     [1.0, "rgba(252,255,164,1)"],
 ]
+MAP_LABELS = {
+    "gradcam": "Grad-CAM",
+    "gradcampp": "Grad-CAM++",
+    "occlusion": "Occlusion (fused risk)",
+}
 MODALITY_LABELS = {
     "demographics": "Demographics",
     "ehr": "EHR",
@@ -145,7 +161,7 @@ def make_overlay_figure(
     """
     if not 0.0 <= opacity <= 1.0:
         raise ValueError(f"opacity={opacity} must be within [0, 1].")
-    name = {"gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++"}.get(maps.method, maps.method)
+    name = MAP_LABELS.get(maps.method, maps.method)
     fig = go.Figure()
     fig.add_trace(
         go.Heatmap(
@@ -187,6 +203,252 @@ def make_overlay_figure(
     fig.update_layout(
         title=f"{name} over the scan (mean of {maps.n_nets} net{'s' if maps.n_nets > 1 else ''})",
         height=460,
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+    )
+    return fig
+
+
+# ---------------------------------------------------------------- issue 4: researcher's views
+def make_roc_figure(curves: pd.DataFrame) -> go.Figure:
+    """ROC curves of several models (``model, fpr, tpr`` rows) over the chance diagonal."""
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=[0, 1], y=[0, 1], mode="lines", name="chance", line={"dash": "dot", "color": "grey"}
+        )
+    )
+    for model, points in curves.groupby("model", sort=False):
+        fig.add_trace(go.Scatter(x=points["fpr"], y=points["tpr"], mode="lines", name=str(model)))
+    fig.update_layout(
+        title="ROC curves (test split)",
+        xaxis_title="False positive rate",
+        yaxis_title="True positive rate",
+        height=420,
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+    )
+    return fig
+
+
+def make_pr_figure(pr: pd.DataFrame, *, prevalence: float) -> go.Figure:
+    """Precision-recall curve (``recall, precision``) with the prevalence as the chance line."""
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=[0, 1],
+            y=[prevalence, prevalence],
+            mode="lines",
+            name=f"chance (prevalence {prevalence:.1%})",
+            line={"dash": "dot", "color": "grey"},
+        )
+    )
+    fig.add_trace(go.Scatter(x=pr["recall"], y=pr["precision"], mode="lines", name="fusion"))
+    fig.update_layout(
+        title="Precision-recall (test split)",
+        xaxis_title="Recall (sensitivity)",
+        yaxis_title="Precision (PPV)",
+        height=420,
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+    )
+    return fig
+
+
+def make_calibration_figure(calibration: pd.DataFrame, *, name: str = "fusion") -> go.Figure:
+    """Reliability diagram: observed event rate against mean risk per bin (marker size ~ n)."""
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=[0, 1],
+            y=[0, 1],
+            mode="lines",
+            name="perfect calibration",
+            line={"dash": "dot", "color": "grey"},
+        )
+    )
+    sizes = 6 + 24 * np.sqrt(calibration["n"] / max(int(calibration["n"].max()), 1))
+    fig.add_trace(
+        go.Scatter(
+            x=calibration["mean_risk"],
+            y=calibration["observed"],
+            mode="lines+markers",
+            marker={"size": sizes},
+            name=name,
+            customdata=calibration["n"],
+            hovertemplate="mean risk %{x:.2f}<br>observed %{y:.2f}<br>n %{customdata}",
+        )
+    )
+    fig.update_layout(
+        title="Calibration (test split)",
+        xaxis_title="Mean predicted risk",
+        yaxis_title="Observed event rate",
+        xaxis_range=[0, 1],
+        yaxis_range=[0, 1],
+        height=420,
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+    )
+    return fig
+
+
+def make_disparity_figure(report: FairnessReport, metric: str) -> go.Figure:
+    """Forest plot of one metric per shown group with its 95% CI; the reference is a line.
+
+    Suppressed groups are left out (their values are never drawn); flagged differences
+    (CI of the difference excludes 0) are red.
+    """
+    if metric not in report.difference.columns:
+        raise ValueError(f"Unknown metric {metric!r}; choose one of the report's metrics.")
+    shown = report.by_group.loc[~report.by_group["suppressed"]]
+    flags = report.difference.loc[shown.index, f"{metric}_flag"]
+    fig = go.Figure(
+        go.Scatter(
+            x=shown[metric],
+            y=list(shown.index),
+            mode="markers",
+            marker={"size": 10, "color": np.where(flags, "#d62728", "#1f77b4").tolist()},
+            error_x={
+                "type": "data",
+                "symmetric": False,
+                "array": (shown[f"{metric}_high"] - shown[metric]).tolist(),
+                "arrayminus": (shown[metric] - shown[f"{metric}_low"]).tolist(),
+            },
+            name=metric,
+        )
+    )
+    reference = report.by_group.loc[report.reference, metric]
+    if not pd.isna(reference):
+        fig.add_vline(x=float(reference), line_dash="dot", line_color="grey")
+    hidden = int(report.by_group["suppressed"].sum())
+    fig.update_layout(
+        title=f"{metric} by group (95% CI; reference {report.reference}"
+        + (f"; {hidden} suppressed" if hidden else "")
+        + ")",
+        xaxis_title=metric,
+        height=max(260, 60 + 34 * len(shown)),
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        yaxis={"autorange": "reversed"},
+    )
+    return fig
+
+
+def make_importance_figure(modalities: pd.Series) -> go.Figure:
+    """Global importance: mean |SHAP| (log-odds) summed per modality, one bar each."""
+    names = [str(m) for m in modalities.index]
+    fig = go.Figure(
+        go.Bar(
+            x=modalities.tolist(),
+            y=[MODALITY_LABELS.get(m, m) for m in names],
+            orientation="h",
+            marker_color=[MODALITY_COLOURS.get(m, "#7f7f7f") for m in names],
+        )
+    )
+    fig.update_layout(
+        title="Global importance per modality (mean |SHAP|, test split)",
+        xaxis_title="mean |SHAP| summed over the modality's inputs (log-odds)",
+        yaxis={"autorange": "reversed"},
+        height=300,
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+    )
+    return fig
+
+
+def make_beeswarm_figure(beeswarm: pd.DataFrame) -> go.Figure:
+    """SHAP beeswarm of the top features: one dot per patient, colour = the value's rank."""
+    fig = go.Figure()
+    labels = list(dict.fromkeys(beeswarm["label"]))
+    rng = np.random.default_rng(0)  # vertical jitter only, fixed for stable figures
+    for position, label in enumerate(labels):
+        rows = beeswarm.loc[beeswarm["label"] == label]
+        fig.add_trace(
+            go.Scatter(
+                x=rows["shap"],
+                y=position + rng.uniform(-0.3, 0.3, len(rows)),
+                mode="markers",
+                name=label,
+                showlegend=False,
+                marker={
+                    "size": 5,
+                    "color": rows["value_rank"],
+                    "colorscale": "RdBu_r",
+                    "cmin": 0,
+                    "cmax": 1,
+                    "showscale": position == 0,
+                    "colorbar": {
+                        "title": "value (rank)",
+                        "tickvals": [0, 1],
+                        "ticktext": ["low", "high"],
+                    },
+                },
+                customdata=rows["value"],
+                hovertemplate=f"{label}<br>value %{{customdata:.3g}}<br>SHAP %{{x:.3f}}",
+            )
+        )
+    fig.update_layout(
+        title="SHAP beeswarm of the top inputs (test split)",
+        xaxis_title="SHAP value (log-odds)",
+        yaxis={"tickvals": list(range(len(labels))), "ticktext": labels, "autorange": "reversed"},
+        height=max(300, 60 + 36 * len(labels)),
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+    )
+    return fig
+
+
+def make_reliance_figure(reliance: pd.DataFrame) -> go.Figure:
+    """Mean |SHAP| per modality by group (grouped bars); suppressed groups are left out."""
+    shown = reliance.loc[~reliance["suppressed"]]
+    fig = go.Figure()
+    for modality in [c for c in reliance.columns if c in MODALITY_COLOURS]:
+        fig.add_trace(
+            go.Bar(
+                x=list(shown.index),
+                y=shown[modality].tolist(),
+                name=MODALITY_LABELS.get(modality, modality),
+                marker_color=MODALITY_COLOURS[modality],
+            )
+        )
+    fig.update_layout(
+        title="Reliance on each modality by group (mean |SHAP|)",
+        barmode="group",
+        yaxis_title="mean |SHAP| (log-odds)",
+        height=360,
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+    )
+    return fig
+
+
+def make_group_roc_figure(roc: pd.DataFrame) -> go.Figure:
+    """ROC curve of each shown group (``group, fpr, tpr`` rows)."""
+    fig = make_roc_figure(roc.rename(columns={"group": "model"}))
+    fig.update_layout(title="ROC by group (test split)")
+    return fig
+
+
+def make_group_calibration_figure(calibration: pd.DataFrame) -> go.Figure:
+    """Reliability curve of each shown group (bins of at least the smallest cell size)."""
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=[0, 1],
+            y=[0, 1],
+            mode="lines",
+            name="perfect calibration",
+            line={"dash": "dot", "color": "grey"},
+        )
+    )
+    for group, bins in calibration.groupby("group", sort=False):
+        fig.add_trace(
+            go.Scatter(
+                x=bins["mean_risk"].tolist(),
+                y=bins["observed"].tolist(),
+                mode="lines+markers",
+                name=str(group),
+            )
+        )
+    fig.update_layout(
+        title="Calibration by group (test split)",
+        xaxis_title="Mean predicted risk",
+        yaxis_title="Observed event rate",
+        xaxis_range=[0, 1],
+        yaxis_range=[0, 1],
+        height=420,
         margin={"l": 10, "r": 10, "t": 50, "b": 10},
     )
     return fig

@@ -10,9 +10,21 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.settings import Settings
+from fusion.fairness import FairnessReport
+from fusion.performance import PerformanceReport, ShapSummary
 from fusion.service import RiskService
 
-__all__ = ["get_risk_service", "get_settings", "search_patients"]
+__all__ = [
+    "get_audit",
+    "get_group_curves",
+    "get_performance",
+    "get_reliance",
+    "get_risk_service",
+    "get_settings",
+    "get_test_shap",
+    "list_models",
+    "search_patients",
+]
 
 
 @st.cache_resource
@@ -36,3 +48,52 @@ def search_patients(
 
 
 PAGE_SIZE = 50
+
+
+@st.cache_data(show_spinner="Evaluating the test split ...")
+def get_performance(
+    _service: RiskService, model_version: str, threshold: float
+) -> PerformanceReport:
+    """Test-split performance and ablation; keyed by model version and threshold."""
+    return _service.performance(threshold=threshold)
+
+
+@st.cache_data(show_spinner="Auditing ...")
+def get_audit(
+    _service: RiskService,
+    model_version: str,
+    by: tuple[str, ...],
+    threshold: float,
+    reference: str | None,
+    min_cell: int,
+) -> FairnessReport:
+    """Bias audit of the test split; keyed by model version and every setting."""
+    return _service.audit(by, threshold=threshold, reference=reference, min_cell=min_cell)
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def list_models(_service: RiskService, model_version: str) -> pd.DataFrame:
+    """The model registry; ``model_version`` keys the cache."""
+    return _service.list_models()
+
+
+@st.cache_data(show_spinner="Computing SHAP over the test split ...")
+def get_test_shap(_service: RiskService, model_version: str) -> ShapSummary:
+    """Global SHAP importance and beeswarm data; keyed by model version."""
+    return _service.test_shap()
+
+
+@st.cache_data(show_spinner=False)
+def get_reliance(
+    _service: RiskService, model_version: str, by: tuple[str, ...], min_cell: int
+) -> pd.DataFrame:
+    """Mean |SHAP| per modality by group; keyed by model version and settings."""
+    return _service.modality_reliance(by, min_cell=min_cell)
+
+
+@st.cache_data(show_spinner=False)
+def get_group_curves(
+    _service: RiskService, model_version: str, by: tuple[str, ...], min_cell: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """ROC points and calibration bins per shown group; keyed by version and settings."""
+    return _service.group_curves(by, min_cell=min_cell)

@@ -505,6 +505,26 @@ class CohortStore:
         frame["in_training"] = frame["in_training"].astype(bool)
         return frame
 
+    def split_logits(self, model_version: str, split: str) -> pd.DataFrame:
+        """Per-net logits of one split's scans (no vectors), filtered in SQL.
+
+        Columns: ``patient_id, fold, in_training, logit`` (what
+        :func:`fusion.features.image_scores` needs), in (patient id, fold) order.
+        """
+        _check_split(split)
+        query = (
+            select(Image.patient_id, Embedding.fold, Embedding.in_training, Embedding.logit)
+            .join(Image, Image.image_id == Embedding.image_id)
+            .join(Patient, Patient.patient_id == Image.patient_id)
+            .where(Embedding.model_version == model_version, Patient.split == split)
+            .order_by(Image.patient_id, Embedding.fold)
+        )
+        with self.engine.connect() as conn:
+            rows = [tuple(row) for row in conn.execute(query)]
+        frame = pd.DataFrame(rows, columns=["patient_id", "fold", "in_training", "logit"])
+        frame["in_training"] = frame["in_training"].astype(bool)
+        return frame
+
     def image_logits(self, image_id: int, model_version: str) -> pd.DataFrame:
         """One image's rows of an imaging version: ``fold, in_training, logit``."""
         query = (
@@ -606,6 +626,53 @@ class CohortStore:
             last = str(frame["patient_id"].iloc[-1])
             frame["true_risk"] = frame["true_risk"].astype(np.float64)  # None -> NaN
             yield frame
+
+    def split_predictions(self, model_versions: Sequence[str], split: str) -> pd.DataFrame:
+        """Predictions of several model versions on one split, filtered in SQL (one query).
+
+        Columns: ``patient_id, model_version, risk, sex, age, ethnicity, site, label`` and
+        ``true_risk`` (NaN without ground truth), one row per (patient, version), in
+        (patient id, version) order. Meant for the evaluation splits (validation, test), whose
+        size is a fraction of the cohort.
+        """
+        _check_split(split)
+        if split is None:
+            raise ValueError("split_predictions needs a split; use iter_prediction_rows for all.")
+        query = (
+            select(
+                Prediction.patient_id,
+                Prediction.model_version,
+                Prediction.risk,
+                Demographics.sex,
+                Demographics.age,
+                Demographics.ethnicity,
+                Demographics.site,
+                Outcome.label,
+                GroundTruth.true_risk,
+            )
+            .join(Patient, Patient.patient_id == Prediction.patient_id)
+            .join(Demographics, Demographics.patient_id == Prediction.patient_id)
+            .join(Outcome, Outcome.patient_id == Prediction.patient_id)
+            .outerjoin(GroundTruth, GroundTruth.patient_id == Prediction.patient_id)
+            .where(Prediction.model_version.in_(list(model_versions)), Patient.split == split)
+            .order_by(Prediction.patient_id, Prediction.model_version)
+        )
+        columns = [
+            "patient_id",
+            "model_version",
+            "risk",
+            "sex",
+            "age",
+            "ethnicity",
+            "site",
+            "label",
+            "true_risk",
+        ]
+        with self.engine.connect() as conn:
+            frame = pd.DataFrame([tuple(row) for row in conn.execute(query)], columns=columns)
+        frame["true_risk"] = frame["true_risk"].astype(np.float64)  # None -> NaN
+        frame["risk"] = frame["risk"].astype(np.float64)
+        return frame
 
     # ------------------------------------------------------------------ reads for training
     def feature_catalog(self) -> pd.DataFrame:

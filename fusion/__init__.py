@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from fusion.evaluation import AurocEstimate, auroc_with_ci, youden_threshold
 from fusion.explain import ShapResult, make_explainer, modality_sums, shap_values
+from fusion.fairness import FairnessReport, audit
 from fusion.features import IMAGE_FEATURE, MODALITIES, FeatureSet, build_feature_matrix
 from fusion.model import FusionClassifier
 from fusion.pipeline import BuildConfig, BuildSummary, build_demo
@@ -21,6 +22,7 @@ __all__ = [
     "AurocEstimate",
     "BuildConfig",
     "BuildSummary",
+    "FairnessReport",
     "FeatureSet",
     "FusionClassifier",
     "ImageMaps",
@@ -30,6 +32,7 @@ __all__ = [
     "RiskService",
     "Settings",
     "ShapResult",
+    "audit",
     "auroc_with_ci",
     "build_demo",
     "build_feature_matrix",

@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
+from fusion.fairness import audit
 from fusion.service import RiskService
 from fusion.settings import Settings
 
@@ -68,6 +70,7 @@ def run_bench(settings: Settings, *, n_patients: int = 2000, out: Path | None = 
         for pid in ids:
             for name, seconds in _one_patient(service, pid).items():
                 timings[name].append(seconds)
+        trust = _map_trust_section(service, ids)
 
     result: dict[str, Any] = {
         "machine": {
@@ -92,6 +95,8 @@ def run_bench(settings: Settings, *, n_patients: int = 2000, out: Path | None = 
             k: round(1000 * float(np.percentile(v, 90)), 2) for k, v in timings.items()
         },
         "latency_patients": len(ids),
+        "map_trust": trust,
+        "audit_seconds": time_audit(),
     }
     target = out or settings.artifacts_dir / "bench.json"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -114,3 +119,51 @@ def _one_patient(service: RiskService, patient_id: str) -> dict[str, float]:
     times["gradcam"] = time.perf_counter() - mark
     times["total"] = time.perf_counter() - start
     return times
+
+
+def _map_trust_section(service: RiskService, patient_ids: list[str]) -> dict[str, Any]:
+    """Issue 3: trust in the maps (measured by the build on the test split) and occlusion speed."""
+    seconds = []
+    for pid in patient_ids:
+        start = time.perf_counter()
+        service.image_maps(pid, "occlusion")
+        seconds.append(time.perf_counter() - start)
+    report = service.map_trust()
+    return {
+        "measured_at_build_on": "lesion-positive test scans (fusion.explain_eval)",
+        **({} if report is None else report.to_metrics()),
+        "occlusion_ms_per_patient_median": round(1000 * statistics.median(seconds), 1),
+        "occlusion_ms_per_patient_p90": round(1000 * float(np.percentile(seconds, 90)), 1),
+    }
+
+
+def time_audit(
+    sizes: tuple[int, ...] = (100_000, 1_000_000), *, n_resamples: int = 200, seed: int = 0
+) -> dict[str, float]:
+    """Seconds of one bias audit of synthetic predictions per size (sex x ethnicity, 10 groups).
+
+    Returns
+    -------
+    dict of str to float
+        ``"<n>"`` -> wall seconds of :func:`fusion.fairness.audit` with ``n_resamples``.
+    """
+    rng = np.random.default_rng(seed)
+    seconds = {}
+    for n in sizes:
+        risk = rng.beta(2, 5, n)
+        features = pd.DataFrame(
+            {
+                "sex": rng.choice(["F", "M"], n),
+                "ethnicity": rng.choice(
+                    ["A", "B", "C", "D", "E"], n, p=[0.6, 0.2, 0.1, 0.07, 0.03]
+                ),
+            }
+        )
+        y = (rng.uniform(size=n) < risk).astype(np.int64)
+        start = time.perf_counter()
+        audit(y, risk, features, threshold=0.3, n_resamples=n_resamples, random_state=seed)
+        seconds[str(n)] = round(time.perf_counter() - start, 2)
+        logger.info(
+            "bench: audit of %d predictions, %d resamples: %.2f s", n, n_resamples, seconds[str(n)]
+        )
+    return seconds

@@ -70,6 +70,20 @@ def _parser() -> argparse.ArgumentParser:
     predictions = export_sub.add_parser("predictions", help="predictions of the active model")
     predictions.add_argument("--out", type=Path, required=True, help="CSV file to write")
 
+    audit = sub.add_parser("audit", help="bias audit of the active model on the test split")
+    audit.add_argument(
+        "--by", required=True, help="1-3 comma-separated attributes: sex,age_band,ethnicity,site"
+    )
+    audit.add_argument("--threshold", type=float, default=None, help="default: the model's")
+    audit.add_argument("--reference", default=None, help="reference group (default: largest)")
+    audit.add_argument("--min-cell", type=int, default=11, help="smallest group shown (11)")
+    audit.add_argument("--resamples", type=int, default=200, help="bootstrap resamples (200)")
+    audit.add_argument("--out", type=Path, required=True, help="report.html or metrics.csv")
+
+    explain = sub.add_parser("explain", help="write one patient's explanation files (JSON, maps)")
+    explain.add_argument("patient_id", help="a stored patient id, e.g. P00001")
+    explain.add_argument("--out", type=Path, required=True, help="folder to write into")
+
     bench = sub.add_parser("bench", help="measure build time, AUROCs and per-patient latency")
     bench.add_argument("--patients", type=int, default=2000)
     bench.add_argument("--out", type=Path, default=None, help="JSON file (default artifacts/)")
@@ -195,6 +209,40 @@ def _export_predictions(settings: Settings, out: Path) -> int:
     return 0
 
 
+def _audit(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from fusion.report import audit_csv, audit_html
+
+    suffix = args.out.suffix.lower()
+    if suffix not in (".html", ".csv"):
+        raise ValueError(f"--out {args.out} must end in .html (report) or .csv (metrics table).")
+    service = RiskService.from_settings(settings)
+    report = service.audit(
+        [name.strip() for name in args.by.split(",") if name.strip()],
+        threshold=args.threshold,
+        reference=args.reference,
+        min_cell=args.min_cell,
+        n_resamples=args.resamples,
+    )
+    if suffix == ".csv":
+        text = audit_csv(report)
+    else:
+        version = service.model_info().version
+        text = audit_html(report, model_version=version, created=datetime.now(UTC))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text, encoding="utf-8")
+    flagged = int(report.difference.filter(like="_flag").any(axis=1).sum())
+    logger.info(
+        "audited %d groups (%d suppressed, %d with a flagged disparity); wrote %s",
+        len(report.by_group),
+        int(report.by_group["suppressed"].sum()),
+        flagged,
+        args.out,
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``riskfusion`` command line; returns the exit status."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -207,6 +255,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(settings, args.port, args.address)
         if args.command == "export":
             return _export_predictions(settings, args.out)
+        if args.command == "audit":
+            return _audit(settings, args)
+        if args.command == "explain":
+            from fusion.explain_export import write_explanation
+
+            service = RiskService.from_settings(settings)
+            files = write_explanation(service, args.patient_id, args.out)
+            logger.info("wrote %d files to %s", len(files), args.out)
+            return 0
         if args.command == "bench":
             from fusion.bench import run_bench
 

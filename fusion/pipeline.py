@@ -42,6 +42,7 @@ from data.synthetic import (
     oracle_aurocs,
 )
 from fusion.evaluation import auroc_with_ci, youden_threshold
+from fusion.explain_eval import evaluate_test_maps
 from fusion.features import FeatureSet, build_feature_matrix, image_scores
 from fusion.model import FusionClassifier, file_sha256
 from fusion.settings import DATABASE_FILE, Settings
@@ -70,6 +71,7 @@ BASELINES: dict[str, tuple[str, ...]] = {
     "imaging": ("imaging",),
     "ehr": ("ehr",),
     "genomics": ("genomics",),
+    "ehr_genomics": ("ehr", "genomics"),
 }
 Progress = Callable[[str], None]
 
@@ -446,9 +448,13 @@ def build_demo(
             "n_train": int(masks["train"].sum()),
             "n_val": int(masks["val"].sum()),
             "n_test": int(masks["test"].sum()),
+            # Issue 3: how far the explanations can be trusted (read by the explorer page).
+            "map_trust": evaluate_test_maps(
+                model, X[masks["test"]], image_rows, home, nets, scaling, random_state=config.seed
+            ).to_metrics(),
         }
         for name in BASELINES:
-            baseline, _ = fitted[name]
+            baseline, baseline_features = fitted[name]
             path = fusion_dir / f"baseline_{name}.txt"
             store.register_model(
                 ModelRecord(
@@ -461,6 +467,13 @@ def build_demo(
                     params={"build": config.identity(), "modalities": list(BASELINES[name])},
                     parent_version=imaging_version,
                 )
+            )
+            # Test-split risks of the baseline: the ablation table only queries them.
+            X_test = build_feature_matrix(frame.loc[masks["test"]], baseline_features)
+            store.write_predictions(
+                f"{fusion_version}-{name}",
+                X_test.index.tolist(),
+                baseline.predict_proba(X_test)[:, 1],
             )
         store.register_model(
             ModelRecord(

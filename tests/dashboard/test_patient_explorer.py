@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from unittest.mock import patch
 
+import numpy as np
 from streamlit.testing.v1 import AppTest
 
 from data.errors import StoreNotBuiltError
@@ -81,3 +83,46 @@ def test_unbuilt_store_shows_how_to_build() -> None:
         at = AppTest.from_file(APP, default_timeout=60).run()
     assert not at.exception
     assert "riskfusion demo" in at.error[0].value
+
+
+def test_occlusion_map_is_a_choice_of_the_map_switch(patched_service) -> None:
+    at = _open()
+    at.radio(key="explorer.method").set_value("Occlusion (fused risk)").run()
+    assert not at.exception
+    overlay = _charts(at)[2]
+    assert "Occlusion (fused risk)" in overlay["layout"]["title"]["text"]
+    pid = at.selectbox(key="explorer.patient").value
+    expected = patched_service.image_maps(pid, "occlusion").saliency
+    encoded = overlay["data"][1]["z"]  # plotly's typed-array encoding
+    shown = np.frombuffer(base64.b64decode(encoded["bdata"]), dtype=encoded["dtype"])
+    np.testing.assert_allclose(shown.reshape(expected.shape), expected, atol=1e-6)
+
+
+def test_what_if_top_features_and_trust_tables(patched_service) -> None:
+    at = _open()
+    pid = at.selectbox(key="explorer.patient").value
+    what_if, top = (df.value for df in at.dataframe[:2])  # in page order
+    assert what_if["scenario"].tolist() == [
+        "all available",
+        "without scan",
+        "without genomics",
+        "without EHR",
+    ]
+    risks = patched_service.modality_what_if(pid)["risk"]
+    assert what_if["risk"].tolist() == [f"{r:.1%}" for r in risks]
+    assert list(top.columns) == ["modality", "label", "value", "shap"]
+    assert len(top) == len(patched_service.top_features(pid, per_modality=3))
+    # The trust expander reads the measurements stored with the model at build time.
+    trust = patched_service.map_trust()
+    assert trust is not None
+    assert at.expander[0].label == "How much can these maps be trusted?"
+    summary = at.dataframe[2].value  # after the what-if and top-feature tables
+    assert list(summary.index) == [
+        "Grad-CAM",
+        "Grad-CAM++",
+        "Occlusion (fused risk)",
+        "random map",
+        "centre",
+    ]
+    assert summary["pointing_game"].tolist() == trust.summary["pointing_game"].tolist()
+    assert any("SHAP additivity" in caption.value for caption in at.caption)

@@ -34,6 +34,12 @@ def test_patient_explorer_in_chromium(app_url: str, browser) -> None:
     _wait_for_run(page)
     page.get_by_text("Show true lesion outline").click()
     _wait_for_run(page)
+    page.get_by_text("Occlusion (fused risk)", exact=True).click()  # the fusion-aware map
+    _wait_for_run(page)
+    page.get_by_text("How much can these maps be trusted?").click()
+    _wait_for_run(page)
+    page.get_by_text("SHAP additivity").wait_for(state="visible", timeout=90_000)
+    assert charts.count() == 3
     page.locator(".js-plotly-plot").nth(2).wait_for(state="visible", timeout=90_000)
     assert page.locator('[data-testid="stException"]').count() == 0
     page.screenshot(path=str(OUTPUT / "patient_explorer_gradcampp.png"), full_page=True)

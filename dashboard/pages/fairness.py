@@ -1,0 +1,132 @@
+"""Bias audit: group metrics with CIs, disparities against a reference, small-cell suppression."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import streamlit as st
+
+from dashboard.figures import (
+    make_disparity_figure,
+    make_group_calibration_figure,
+    make_group_roc_figure,
+    make_reliance_figure,
+)
+from dashboard.resources import get_audit, get_group_curves, get_reliance, get_risk_service
+from data.errors import CohortError
+from fusion.fairness import METRICS
+from fusion.performance import AUDIT_ATTRIBUTES
+from fusion.report import audit_csv, audit_html
+
+LARGEST = "(largest group)"
+
+st.title("Bias audit")
+try:
+    service = get_risk_service()
+except CohortError as err:
+    st.error(str(err))
+    st.stop()
+
+info = service.model_info()
+st.caption(
+    f"Fusion model `{info.version}`, held-out test split. Intervals are percentile bootstrap "
+    "95% CIs (200 resamples); a flag marks a difference from the reference whose CI excludes 0."
+)
+controls = st.columns([3, 2, 1, 2])
+attributes = controls[0].multiselect(
+    "Sensitive attributes (several: their intersection)",
+    list(AUDIT_ATTRIBUTES),
+    default=["sex"],
+    max_selections=3,
+    key="fairness.attributes",
+)
+threshold = controls[1].slider(
+    "Decision threshold", 0.0, 1.0, round(info.threshold, 2), 0.01, key="fairness.threshold"
+)
+min_cell = int(
+    controls[2].number_input(
+        "Smallest group shown", min_value=1, value=11, step=1, key="fairness.min_cell"
+    )
+)
+if not attributes:
+    st.info("Choose at least one sensitive attribute.")
+    st.stop()
+by = tuple(attributes)
+try:
+    default = get_audit(service, info.version, by, float(threshold), None, min_cell)
+except ValueError as err:
+    st.error(str(err))
+    st.stop()
+shown = default.by_group.index[~default.by_group["suppressed"]].tolist()
+reference = controls[3].selectbox("Reference group", [LARGEST, *shown], key="fairness.reference")
+report = (
+    default
+    if reference == LARGEST or reference not in shown  # e.g. just after an attribute switch
+    else get_audit(service, info.version, by, float(threshold), str(reference), min_cell)
+)
+
+hidden = int(report.by_group["suppressed"].sum())
+cols = st.columns(4)
+cols[0].metric("Groups", f"{len(report.by_group)}", help=" x ".join(report.attributes))
+cols[1].metric("Suppressed groups", f"{hidden}", help=report.marker)
+for col, row, label in (
+    (cols[2], "demographic_parity_difference", "Demographic parity difference"),
+    (cols[3], "equalized_odds_difference", "Equalized odds difference"),
+):
+    value = report.summary.loc[row]
+    col.metric(
+        label, f"{value['value']:.3f}", help=f"95% CI {value['low']:.3f}-{value['high']:.3f}"
+    )
+if hidden:
+    st.caption(
+        f"{hidden} group(s) not shown: fewer than {report.min_cell} patients, or suppressed so "
+        "that a smaller group's size cannot be derived from the total."
+    )
+
+metric = st.selectbox("Metric to plot", list(METRICS), index=1, key="fairness.metric")
+figure = make_disparity_figure(report, str(metric))
+st.plotly_chart(figure, key="fairness.figure")
+st.dataframe(report.table(as_text=True), key="fairness.table", hide_index=True)
+
+roc_by_group, calibration_by_group = get_group_curves(service, info.version, by, min_cell)
+roc_column, calibration_column = st.columns(2)
+roc_column.plotly_chart(make_group_roc_figure(roc_by_group), key="fairness.roc")
+calibration_column.plotly_chart(
+    make_group_calibration_figure(calibration_by_group), key="fairness.calibration"
+)
+
+st.subheader("Reliance on each modality by group")
+st.caption(
+    "Mean |SHAP| of each modality's inputs per group (test split): a lower imaging bar for "
+    "one site means the model trusts that site's scans less. Same suppression as above."
+)
+reliance = get_reliance(service, info.version, by, min_cell)
+st.plotly_chart(make_reliance_figure(reliance), key="fairness.reliance")
+
+name = f"audit-{'-'.join(report.attributes)}-{info.version}"
+downloads = st.columns(2)
+downloads[0].download_button(
+    "Download metrics (CSV)",
+    audit_csv(report),
+    file_name=f"{name}.csv",
+    mime="text/csv",
+    key="fairness.csv",
+)
+
+
+def _html_report() -> str:
+    """Built only when the button is clicked (the report inlines plotly.js, ~5 MB)."""
+    figures = {f"{m} by group": make_disparity_figure(report, m) for m in ("auroc", "tpr", "fpr")}
+    return audit_html(
+        report, model_version=info.version, created=datetime.now(UTC), figures=figures
+    )
+
+
+downloads[1].download_button(
+    "Download report (HTML)",
+    _html_report,
+    file_name=f"{name}.html",
+    mime="text/html",
+    on_click="ignore",
+    key="fairness.html",
+)

@@ -1,0 +1,94 @@
+"""Model performance: curves, calibration, confusion matrix and modality ablation (test split)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard.figures import (
+    make_beeswarm_figure,
+    make_calibration_figure,
+    make_importance_figure,
+    make_pr_figure,
+    make_roc_figure,
+)
+from dashboard.resources import get_performance, get_risk_service, get_test_shap, list_models
+from data.errors import CohortError
+
+st.title("Model performance")
+try:
+    service = get_risk_service()
+except CohortError as err:
+    st.error(str(err))
+    st.stop()
+
+info = service.model_info()
+st.caption(
+    f"Fusion model `{info.version}` (imaging `{info.imaging_version}`), held-out test split. "
+    "Intervals are percentile bootstrap 95% CIs (200 resamples)."
+)
+threshold = st.slider(
+    "Decision threshold",
+    0.0,
+    1.0,
+    round(info.threshold, 2),
+    0.01,
+    key="performance.threshold",
+    help=f"Default: {info.threshold:.2f}, Youden's J on the validation split.",
+)
+try:
+    report = get_performance(service, info.version, float(threshold))
+except ValueError as err:
+    st.error(str(err))
+    st.stop()
+
+fusion = report.ablation.loc["Fusion (all modalities)"]
+cols = st.columns(5)
+cols[0].metric("Test patients", f"{report.n}")
+cols[1].metric(
+    "AUROC",
+    f"{fusion['auroc']:.3f}",
+    help=f"95% CI {fusion['auroc_low']:.3f}-{fusion['auroc_high']:.3f}",
+)
+cols[2].metric("Brier score", f"{report.brier:.3f}", help="Mean squared error of the risk.")
+cols[3].metric("ECE", f"{report.ece:.3f}", help="Expected calibration error over 10 risk bins.")
+cols[4].metric(
+    "Sensitivity / FPR",
+    f"{fusion['tpr']:.1%} / {fusion['fpr']:.1%}",
+    help=f"At risk >= {report.threshold:.2f}.",
+)
+
+left, middle, right = st.columns(3)
+left.plotly_chart(make_roc_figure(report.curves), key="performance.roc")
+middle.plotly_chart(
+    make_pr_figure(report.pr, prevalence=float(report.pr["precision"].iloc[0])),
+    key="performance.pr",
+)
+right.plotly_chart(make_calibration_figure(report.calibration), key="performance.calibration")
+
+st.subheader("Modality ablation")
+st.caption(
+    "Each row is a LightGBM model fitted on the same training split with one modality set "
+    "(fusion: all of them); the oracle scores patients with their synthetic true risk."
+)
+st.dataframe(report.ablation, key="performance.ablation", width="stretch")
+st.download_button(
+    "Download ablation table (CSV)",
+    report.ablation.to_csv(index_label="model"),
+    file_name=f"ablation-{report.model_version}.csv",
+    mime="text/csv",
+    key="performance.download",
+)
+
+st.subheader("What the model relies on")
+shap_summary = get_test_shap(service, info.version)
+importance, beeswarm = st.columns([2, 3])
+importance.plotly_chart(
+    make_importance_figure(shap_summary.modalities), key="performance.importance"
+)
+beeswarm.plotly_chart(make_beeswarm_figure(shap_summary.beeswarm), key="performance.beeswarm")
+
+st.subheader(f"Confusion matrix at threshold {report.threshold:.2f}")
+st.dataframe(report.confusion, key="performance.confusion")
+
+st.subheader("Model registry")
+st.dataframe(list_models(service, info.version), key="performance.registry", hide_index=True)

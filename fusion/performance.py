@@ -1,0 +1,369 @@
+"""Researcher's views on one split: performance with modality ablation, and audit inputs.
+
+Owns the pure step from a frame of split predictions (one column of risk per model, as
+:meth:`fusion.service.RiskService.test_predictions` returns it) to a
+:class:`PerformanceReport`, and the derived sensitive attributes (age band). No SQL, no
+streamlit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from sklearn.metrics import brier_score_loss
+
+from fusion.evaluation import (
+    ablation_table,
+    calibration_bins,
+    confusion_at,
+    expected_calibration_error,
+    pr_points,
+    roc_points,
+)
+from fusion.fairness import suppression_mask
+
+__all__ = [
+    "ABLATION_LABELS",
+    "AGE_BANDS",
+    "AUDIT_ATTRIBUTES",
+    "PerformanceReport",
+    "ShapSummary",
+    "add_age_band",
+    "check_attributes",
+    "evaluate_performance",
+    "group_curves",
+    "modality_reliance",
+    "summarise_shap",
+]
+
+# Risk columns of the split frame, in table order, with the names the pages show.
+ABLATION_LABELS: dict[str, str] = {
+    "risk_imaging": "Imaging only",
+    "risk_ehr": "EHR only",
+    "risk_genomics": "Genomics only",
+    "risk_ehr_genomics": "EHR + genomics",
+    "risk": "Fusion (all modalities)",
+    "true_risk": "Oracle (true risk)",
+}
+AUDIT_ATTRIBUTES: tuple[str, ...] = ("sex", "age_band", "ethnicity", "site")
+AGE_BANDS: tuple[tuple[str, float, float], ...] = (
+    ("<50", 0.0, 50.0),
+    ("50-64", 50.0, 65.0),
+    ("65-74", 65.0, 75.0),
+    ("75+", 75.0, np.inf),
+)
+
+
+def add_age_band(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` with ``age_band`` (ordered categorical) cut from ``age`` in years."""
+    edges = [low for _, low, _ in AGE_BANDS] + [np.inf]
+    bands = pd.cut(
+        frame["age"], edges, right=False, labels=[name for name, _, _ in AGE_BANDS]
+    ).astype(str)
+    return frame.assign(age_band=bands)
+
+
+def check_attributes(by: Sequence[str]) -> tuple[str, ...]:
+    """Validate audit attributes: 1-3 distinct names from :data:`AUDIT_ATTRIBUTES`."""
+    names = tuple(by)
+    unknown = [name for name in names if name not in AUDIT_ATTRIBUTES]
+    if unknown or not names:
+        raise ValueError(
+            f"Unknown sensitive attributes {unknown or names!r}; choose 1 to 3 of "
+            f"{list(AUDIT_ATTRIBUTES)}."
+        )
+    if len(set(names)) != len(names) or len(names) > 3:
+        raise ValueError(f"Got attributes {list(names)}; pass 1 to 3 distinct names.")
+    return names
+
+
+@dataclass(frozen=True, slots=True)
+class PerformanceReport:
+    """Test-split performance of the fusion model and its single-modality ablations.
+
+    Attributes
+    ----------
+    model_version : str
+        The fusion model version evaluated.
+    threshold : float
+        Decision threshold of the confusion matrix and the TPR/FPR columns.
+    n : int
+        Patients in the split.
+    roc, pr : DataFrame
+        Fusion ROC (``fpr, tpr, threshold``) and PR (``recall, precision, threshold``) points.
+    calibration : DataFrame
+        ``low, high, n, mean_risk, observed`` per non-empty risk bin.
+    brier, ece : float
+        Brier score and expected calibration error of the fusion risk.
+    confusion : DataFrame
+        2x2 counts, rows actual, columns predicted.
+    ablation : DataFrame
+        One row per available model (labels of :data:`ABLATION_LABELS`): AUROC, Brier, TPR,
+        FPR, each with ``_low``/``_high`` bootstrap 95% bounds.
+    curves : DataFrame
+        ROC points of every ablation model: ``model, fpr, tpr``.
+    """
+
+    model_version: str
+    threshold: float
+    n: int
+    roc: pd.DataFrame
+    pr: pd.DataFrame
+    calibration: pd.DataFrame
+    brier: float
+    ece: float
+    confusion: pd.DataFrame
+    ablation: pd.DataFrame
+    curves: pd.DataFrame
+
+
+def evaluate_performance(
+    frame: pd.DataFrame,
+    *,
+    model_version: str,
+    threshold: float,
+    n_bins: int = 10,
+    n_resamples: int = 200,
+    random_state: int = 0,
+) -> PerformanceReport:
+    """Performance of every risk column of a split frame against its ``label``.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        ``label``, ``risk`` (fusion) and any of the other :data:`ABLATION_LABELS` columns;
+        an all-NaN column (e.g. ``true_risk`` of an imported cohort) is left out.
+    model_version : str
+        Recorded in the report.
+    threshold : float
+        Decision threshold.
+    n_bins : int, default=10
+        Calibration bins.
+    n_resamples : int, default=200
+        Bootstrap resamples of the ablation table.
+    random_state : int, default=0
+        Seed of the resampling.
+
+    Returns
+    -------
+    PerformanceReport
+
+    Raises
+    ------
+    ValueError
+        If the frame is empty or has one class only.
+    """
+    if frame.empty or frame["label"].nunique() < 2:
+        raise ValueError(
+            "Performance needs test patients with both outcomes; the split holds "
+            f"{len(frame)} patients and labels {sorted(frame['label'].unique().tolist())}."
+        )
+    y = frame["label"].to_numpy(dtype=np.int64)
+    risk = frame["risk"].to_numpy(dtype=np.float64)
+    available = {
+        label: frame[column].to_numpy(dtype=np.float64)
+        for column, label in ABLATION_LABELS.items()
+        if column in frame and frame[column].notna().all()
+    }
+    curves = pd.concat(
+        [roc_points(y, values).assign(model=label) for label, values in available.items()],
+        ignore_index=True,
+    )
+    return PerformanceReport(
+        model_version=model_version,
+        threshold=float(threshold),
+        n=len(frame),
+        roc=roc_points(y, risk),
+        pr=pr_points(y, risk),
+        calibration=calibration_bins(y, risk, n_bins=n_bins),
+        brier=float(brier_score_loss(y, risk)),
+        ece=expected_calibration_error(y, risk, n_bins=n_bins),
+        confusion=confusion_at(y, risk, threshold),
+        ablation=ablation_table(
+            y,
+            available,
+            threshold=threshold,
+            n_resamples=n_resamples,
+            random_state=random_state,
+        ),
+        curves=curves.loc[:, ["model", "fpr", "tpr"]],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ShapSummary:
+    """Global TreeSHAP importance of the fusion model over the test split (log-odds).
+
+    Attributes
+    ----------
+    features : DataFrame
+        ``feature, label, modality, mean_abs_shap`` sorted by importance, descending.
+    modalities : Series
+        Mean |SHAP| summed over each modality's features, indexed by modality.
+    beeswarm : DataFrame
+        The ``top_n`` features, one row per (patient, feature): ``label, modality, shap,
+        value, value_rank`` (the value's rank within its feature in [0, 1], for colour).
+    per_patient : DataFrame
+        |SHAP| summed per modality for each test patient (index ``patient_id``).
+    """
+
+    features: pd.DataFrame
+    modalities: pd.Series
+    beeswarm: pd.DataFrame
+    per_patient: pd.DataFrame
+
+
+def summarise_shap(
+    values: npt.NDArray[np.float64],
+    X: pd.DataFrame,
+    *,
+    labels: Sequence[str],
+    modalities: Sequence[str],
+    order: Sequence[str],
+    top_n: int = 10,
+) -> ShapSummary:
+    """Global importance (mean |SHAP| per feature and per modality) and beeswarm data.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n_samples, n_features)
+        SHAP values of the rows of ``X``.
+    X : DataFrame of shape (n_samples, n_features)
+        Model inputs, indexed by ``patient_id``.
+    labels, modalities : sequence of str, length n_features
+        Readable name and modality of each feature.
+    order : sequence of str
+        Modalities in display order.
+    top_n : int, default=10
+        Features in the beeswarm.
+
+    Returns
+    -------
+    ShapSummary
+    """
+    magnitude = np.abs(values)
+    features = pd.DataFrame(
+        {
+            "feature": list(X.columns),
+            "label": list(labels),
+            "modality": list(modalities),
+            "mean_abs_shap": magnitude.mean(axis=0) if len(X) else np.zeros(X.shape[1]),
+        }
+    ).sort_values("mean_abs_shap", ascending=False, kind="stable")
+    by_modality = features.groupby("modality")["mean_abs_shap"].sum().reindex(list(order))
+    per_patient = pd.DataFrame(
+        {m: magnitude[:, np.asarray(modalities) == m].sum(axis=1) for m in order},
+        index=X.index,
+    )
+    rows = []
+    for _, feature in features.head(top_n).iterrows():
+        column = X.columns.get_loc(feature["feature"])
+        ranks = X[feature["feature"]].rank(pct=True)
+        rows.append(
+            pd.DataFrame(
+                {
+                    "label": feature["label"],
+                    "modality": feature["modality"],
+                    "shap": values[:, column],
+                    "value": X[feature["feature"]].to_numpy(),
+                    "value_rank": ranks.to_numpy(),
+                }
+            )
+        )
+    beeswarm = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    return ShapSummary(
+        features=features.reset_index(drop=True),
+        modalities=by_modality.fillna(0.0),
+        beeswarm=beeswarm,
+        per_patient=per_patient,
+    )
+
+
+def modality_reliance(
+    per_patient: pd.DataFrame, attributes: pd.DataFrame, *, min_cell: int = 11
+) -> pd.DataFrame:
+    """Mean |SHAP| per modality by group: how much the model relies on each modality.
+
+    Parameters
+    ----------
+    per_patient : DataFrame
+        |SHAP| per modality per patient (:attr:`ShapSummary.per_patient`).
+    attributes : DataFrame
+        Sensitive attributes on the same index; groups are their combinations.
+    min_cell : int, default=11
+        Groups below this size are suppressed (with complementary suppression), as in
+        :func:`fusion.fairness.audit`.
+
+    Returns
+    -------
+    DataFrame
+        Index: group label (values joined by ``" & "``); ``n``, one column per modality, and
+        ``suppressed``; suppressed rows hold NaN.
+    """
+    joined = per_patient.join(attributes, how="inner")
+    columns = list(attributes.columns)
+    grouped = joined.groupby(columns, sort=True)
+    table = grouped[list(per_patient.columns)].mean()
+    table.insert(0, "n", grouped.size().astype(np.float64))
+    table.index = pd.Index(
+        [" & ".join(map(str, key if isinstance(key, tuple) else (key,))) for key in table.index],
+        name="group",
+    )
+    hidden = suppression_mask(table["n"], min_cell)
+    table.loc[hidden, :] = np.nan
+    table["suppressed"] = hidden
+    return table
+
+
+def group_curves(
+    frame: pd.DataFrame, by: Sequence[str], *, min_cell: int = 11, n_bins: int = 5
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """ROC points and calibration bins per group, for the groups an audit shows.
+
+    Groups are suppressed as in :func:`fusion.fairness.audit` (with complementary
+    suppression); within a shown group, calibration bins under ``min_cell`` patients are left
+    out too, so no plotted count is a small cell. A group with one outcome class has no ROC.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        ``label``, ``risk`` and the attribute columns ``by``.
+    by : sequence of str
+        One to three attribute columns (groups are their combinations).
+    min_cell : int, default=11
+        Smallest group (and calibration bin) shown.
+    n_bins : int, default=5
+        Equal-width risk bins of each group's calibration curve.
+
+    Returns
+    -------
+    roc : DataFrame
+        ``group, fpr, tpr`` rows.
+    calibration : DataFrame
+        ``group, low, high, n, mean_risk, observed`` rows.
+    """
+    columns = list(by)
+    labels = frame[columns].astype(str).agg(" & ".join, axis=1)
+    sizes = labels.value_counts().sort_index()
+    shown = sizes.index[~suppression_mask(sizes, min_cell)]
+    rocs, bins = [], []
+    for group in shown:
+        rows = frame.loc[labels == group]
+        y = rows["label"].to_numpy(dtype=np.int64)
+        risk = rows["risk"].to_numpy(dtype=np.float64)
+        if len(np.unique(y)) == 2:
+            rocs.append(roc_points(y, risk).assign(group=group))
+        calibration = calibration_bins(y, risk, n_bins=n_bins)
+        bins.append(calibration.loc[calibration["n"] >= min_cell].assign(group=group))
+    roc = pd.concat(rocs, ignore_index=True) if rocs else pd.DataFrame(columns=["fpr", "tpr"])
+    calibration = (
+        pd.concat(bins, ignore_index=True) if bins else pd.DataFrame(columns=["mean_risk"])
+    )
+    return (
+        roc.reindex(columns=["group", "fpr", "tpr"]),
+        calibration.reindex(columns=["group", "low", "high", "n", "mean_risk", "observed"]),
+    )

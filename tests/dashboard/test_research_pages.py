@@ -1,0 +1,142 @@
+"""AppTests of the Model pages: performance (threshold, ablation) and bias audit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from fusion.performance import ABLATION_LABELS
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+
+
+def _page(name: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page(f"dashboard/pages/{name}.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _charts(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def _metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def test_performance_page_shows_curves_ablation_and_version(patched_service) -> None:
+    at = _page("performance")
+    assert at.title[0].value == "Model performance"
+    version = patched_service.model_info().version
+    assert any(version in caption.value for caption in at.caption)
+    charts = _charts(at)
+    assert [c["layout"]["title"]["text"] for c in charts] == [
+        "ROC curves (test split)",
+        "Precision-recall (test split)",
+        "Calibration (test split)",
+        "Global importance per modality (mean |SHAP|, test split)",
+        "SHAP beeswarm of the top inputs (test split)",
+    ]
+    shap_summary = patched_service.test_shap()
+    assert charts[3]["data"][0]["x"] == pytest.approx(shap_summary.modalities.tolist())
+    roc_names = [trace["name"] for trace in charts[0]["data"]]
+    assert roc_names == ["chance", *ABLATION_LABELS.values()]
+    report = patched_service.performance()
+    assert _metric(at, "Brier score") == f"{report.brier:.3f}"
+
+
+def test_threshold_slider_updates_the_metrics(patched_service) -> None:
+    at = _page("performance")
+    at.slider(key="performance.threshold").set_value(0.0).run()
+    assert not at.exception
+    assert _metric(at, "Sensitivity / FPR") == "100.0% / 100.0%"
+    at.slider(key="performance.threshold").set_value(1.0).run()
+    expected = patched_service.performance(threshold=1.0).ablation.iloc[-2]
+    assert _metric(at, "Sensitivity / FPR") == f"{expected['tpr']:.1%} / {expected['fpr']:.1%}"
+
+
+def test_fairness_page_audits_sex_by_default(patched_service) -> None:
+    at = _page("fairness")
+    assert at.title[0].value == "Bias audit"
+    at.number_input(key="fairness.min_cell").set_value(2).run()
+    assert not at.exception
+    report = patched_service.audit(["sex"], min_cell=2)
+    shown = _metric(at, "Demographic parity difference")
+    assert shown == f"{report.summary.loc['demographic_parity_difference', 'value']:.3f}"
+    figure = _charts(at)[0]
+    assert figure["data"][0]["y"] == report.by_group.index[~report.by_group["suppressed"]].tolist()
+    charts = _charts(at)
+    roc, calibration = patched_service.group_curves(["sex"], min_cell=2)
+    assert [t["name"] for t in charts[1]["data"]][1:] == list(dict.fromkeys(roc["group"]))
+    assert charts[1]["layout"]["title"]["text"] == "ROC by group (test split)"
+    curves = [t["name"] for t in charts[2]["data"]][1:]
+    assert curves == list(dict.fromkeys(calibration["group"]))
+    reliance = patched_service.modality_reliance(["sex"], min_cell=2)
+    bars = _charts(at)[3]["data"]
+    assert [bar["name"] for bar in bars] == ["Demographics", "EHR", "Genomics", "Imaging"]
+    assert bars[3]["y"] == pytest.approx(reliance.loc[~reliance["suppressed"], "imaging"].tolist())
+    assert [b.proto.label for b in at.get("download_button")] == [
+        "Download metrics (CSV)",
+        "Download report (HTML)",
+    ]
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.0])
+def test_intersection_and_threshold_move_every_metric(patched_service, threshold) -> None:
+    at = _page("fairness")
+    at.number_input(key="fairness.min_cell").set_value(1).run()
+    at.multiselect(key="fairness.attributes").set_value(["sex", "site"]).run()
+    at.slider(key="fairness.threshold").set_value(threshold).run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert set(table["group"]) == set(
+        patched_service.audit(["sex", "site"], min_cell=1).by_group.index
+    )
+    rates = table.loc[table["n"].astype(int) > 0, "selection_rate"].astype(float)
+    assert (rates == (1.0 if threshold == 0.0 else 0.0)).all()
+
+
+def test_suppression_is_visible_and_reference_is_selectable(patched_service) -> None:
+    at = _page("fairness")
+    at.number_input(key="fairness.min_cell").set_value(3).run()
+    at.multiselect(key="fairness.attributes").set_value(["ethnicity", "site"]).run()
+    assert not at.exception
+    report = patched_service.audit(["ethnicity", "site"], min_cell=3)
+    assert report.by_group["suppressed"].any()  # the tiny cohort has small intersections
+    table = at.dataframe[0].value
+    hidden = table.loc[table["n"] == "suppressed (n < 3)", "group"]
+    assert set(hidden) == set(report.by_group.index[report.by_group["suppressed"]])
+    assert any("not shown" in caption.value for caption in at.caption)
+    options = at.selectbox(key="fairness.reference").options
+    assert not set(options) & set(hidden)  # a suppressed group cannot be the reference
+    target = options[-1]
+    at.selectbox(key="fairness.reference").set_value(target).run()
+    assert not at.exception
+    assert f"reference {target}" in _charts(at)[0]["layout"]["title"]["text"]
+
+
+def test_every_group_suppressed_is_explained(patched_service) -> None:
+    at = _page("fairness")
+    at.number_input(key="fairness.min_cell").set_value(1000).run()
+    assert not at.exception
+    assert "fewer than 1000 patients" in at.error[0].value
+
+
+def test_no_attribute_asks_for_one(patched_service) -> None:
+    at = _page("fairness")
+    at.multiselect(key="fairness.attributes").set_value([]).run()
+    assert not at.exception
+    assert "Choose at least one" in at.info[0].value
+
+
+def test_switching_attribute_after_choosing_a_reference(patched_service) -> None:
+    at = _page("fairness")
+    at.number_input(key="fairness.min_cell").set_value(1).run()
+    at.selectbox(key="fairness.reference").set_value("M").run()
+    at.multiselect(key="fairness.attributes").set_value(["site"]).run()
+    assert not at.exception
+    assert at.selectbox(key="fairness.reference").options[0] == "(largest group)"
