@@ -45,3 +45,34 @@ def test_patient_explorer_in_chromium(app_url: str, browser) -> None:
     page.screenshot(path=str(OUTPUT / "patient_explorer_gradcampp.png"), full_page=True)
     assert not errors, errors
     page.close()
+
+
+@pytest.mark.parametrize(
+    ("link", "min_charts", "shot"),
+    [
+        ("Model performance", 3, "performance.png"),
+        # The tiny demo's test split is so small that small-cell suppression hides every group.
+        ("Bias audit", 0, "fairness.png"),
+    ],
+)
+def test_model_pages_in_chromium(
+    app_url: str, browser, link: str, min_charts: int, shot: str
+) -> None:
+    page = browser.new_page(viewport={"width": 1500, "height": 1400})
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(app_url, wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Patient explorer").wait_for(timeout=90_000)
+    _wait_for_run(page)
+    page.get_by_role("link", name=link).click()
+    page.get_by_role("heading", name=link).wait_for(timeout=90_000)
+    if min_charts:
+        charts = page.locator('[data-testid="stPlotlyChart"]')
+        charts.nth(min_charts - 1).wait_for(state="visible", timeout=90_000)
+    _wait_for_run(page)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert page.locator('[data-testid="stPlotlyChart"]').count() >= min_charts
+    page.screenshot(path=str(OUTPUT / shot), full_page=True)
+    assert not errors, errors
+    page.close()
