@@ -276,16 +276,7 @@ def make_calibration_figure(calibration: pd.DataFrame, *, name: str = "fusion") 
             hovertemplate="mean risk %{x:.2f}<br>observed %{y:.2f}<br>n %{customdata}",
         )
     )
-    fig.update_layout(
-        title="Calibration (test split)",
-        xaxis_title="Mean predicted risk",
-        yaxis_title="Observed event rate",
-        xaxis_range=[0, 1],
-        yaxis_range=[0, 1],
-        height=420,
-        margin={"l": 10, "r": 10, "t": 50, "b": 10},
-    )
-    return fig
+    return _calibration_layout(fig, "Calibration (test split)")
 
 
 def make_disparity_figure(report: FairnessReport, metric: str) -> go.Figure:
@@ -442,8 +433,13 @@ def make_group_calibration_figure(calibration: pd.DataFrame) -> go.Figure:
                 name=str(group),
             )
         )
+    return _calibration_layout(fig, "Calibration by group (test split)")
+
+
+def _calibration_layout(fig: go.Figure, title: str) -> go.Figure:
+    """Shared axes of the calibration plots: predicted vs observed risk on the unit square."""
     fig.update_layout(
-        title="Calibration by group (test split)",
+        title=title,
         xaxis_title="Mean predicted risk",
         yaxis_title="Observed event rate",
         xaxis_range=[0, 1],

@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.settings import Settings
+from data.errors import CohortError
 from fusion.fairness import FairnessReport
 from fusion.performance import PerformanceReport, ShapSummary
 from fusion.service import RiskService
@@ -23,6 +24,7 @@ __all__ = [
     "get_settings",
     "get_test_shap",
     "list_models",
+    "require_risk_service",
     "search_patients",
 ]
 
@@ -37,6 +39,15 @@ def get_settings() -> Settings:
 def get_risk_service() -> RiskService:
     """The risk service over the active models (SHA-256 verified on load)."""
     return RiskService.from_settings(get_settings())
+
+
+def require_risk_service() -> RiskService:
+    """The risk service, or an error on the page that says how to build it (then stop)."""
+    try:
+        return get_risk_service()
+    except CohortError as err:
+        st.error(str(err))
+        st.stop()
 
 
 @st.cache_data(ttl=60, show_spinner=False)

@@ -12,8 +12,7 @@ from dashboard.figures import (
     make_group_roc_figure,
     make_reliance_figure,
 )
-from dashboard.resources import get_audit, get_group_curves, get_reliance, get_risk_service
-from data.errors import CohortError
+from dashboard.resources import get_audit, get_group_curves, get_reliance, require_risk_service
 from fusion.fairness import METRICS
 from fusion.performance import AUDIT_ATTRIBUTES
 from fusion.report import audit_csv, audit_html
@@ -21,11 +20,7 @@ from fusion.report import audit_csv, audit_html
 LARGEST = "(largest group)"
 
 st.title("Bias audit")
-try:
-    service = get_risk_service()
-except CohortError as err:
-    st.error(str(err))
-    st.stop()
+service = require_risk_service()
 
 info = service.model_info()
 st.caption(

@@ -13,17 +13,13 @@ from dashboard.figures import (
     make_overlay_figure,
     make_waterfall_figure,
 )
-from dashboard.resources import get_risk_service
+from dashboard.resources import require_risk_service
 from data.errors import CohortError
 
 METHODS = {label: method for method, label in MAP_LABELS.items()}
 
 st.title("Patient explorer")
-try:
-    service = get_risk_service()
-except CohortError as err:
-    st.error(str(err))
-    st.stop()
+service = require_risk_service()
 
 info = service.model_info()
 left, right = st.columns([1, 2], gap="large")

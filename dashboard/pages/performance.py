@@ -11,15 +11,10 @@ from dashboard.figures import (
     make_pr_figure,
     make_roc_figure,
 )
-from dashboard.resources import get_performance, get_risk_service, get_test_shap, list_models
-from data.errors import CohortError
+from dashboard.resources import get_performance, get_test_shap, list_models, require_risk_service
 
 st.title("Model performance")
-try:
-    service = get_risk_service()
-except CohortError as err:
-    st.error(str(err))
-    st.stop()
+service = require_risk_service()
 
 info = service.model_info()
 st.caption(

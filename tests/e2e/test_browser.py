@@ -14,13 +14,19 @@ def _wait_for_run(page) -> None:
     page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=90_000)
 
 
-def test_patient_explorer_in_chromium(app_url: str, browser) -> None:
+def _open(browser, app_url: str):
+    """A page on the app's first page, with console errors and page errors collected."""
     page = browser.new_page(viewport={"width": 1500, "height": 1400})
     errors: list[str] = []
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(app_url, wait_until="domcontentloaded")
     page.get_by_role("heading", name="Patient explorer").wait_for(timeout=90_000)
+    return page, errors
+
+
+def test_patient_explorer_in_chromium(app_url: str, browser) -> None:
+    page, errors = _open(browser, app_url)
     page.get_by_text("Fused risk (5-year event)").wait_for(timeout=90_000)
     charts = page.locator('[data-testid="stPlotlyChart"]')
     charts.nth(2).wait_for(state="visible", timeout=90_000)
@@ -58,12 +64,7 @@ def test_patient_explorer_in_chromium(app_url: str, browser) -> None:
 def test_model_pages_in_chromium(
     app_url: str, browser, link: str, min_charts: int, shot: str
 ) -> None:
-    page = browser.new_page(viewport={"width": 1500, "height": 1400})
-    errors: list[str] = []
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(app_url, wait_until="domcontentloaded")
-    page.get_by_role("heading", name="Patient explorer").wait_for(timeout=90_000)
+    page, errors = _open(browser, app_url)
     _wait_for_run(page)
     page.get_by_role("link", name=link).click()
     page.get_by_role("heading", name=link).wait_for(timeout=90_000)

@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import csv
 
-import pytest
-
 from data.store import CohortStore, make_engine
 from fusion.cli import EXPORT_COLUMNS, main
 from tests.fixtures_demo import TINY_CONFIG
@@ -18,14 +16,6 @@ TINY_ARGS = [
     "--epochs",
     "2",
 ]
-
-
-@pytest.fixture
-def home_env(tiny_demo, monkeypatch):
-    settings, _ = tiny_demo
-    monkeypatch.setenv("RISKFUSION_HOME", str(settings.artifacts_dir))
-    monkeypatch.delenv("RISKFUSION_DATABASE_URL", raising=False)
-    return settings
 
 
 def test_export_predictions_follows_the_column_contract(home_env, tmp_path) -> None:

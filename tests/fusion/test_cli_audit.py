@@ -16,14 +16,6 @@ from fusion.report import audit_csv, audit_html
 
 
 @pytest.fixture
-def home_env(tiny_demo, monkeypatch):
-    settings, _ = tiny_demo
-    monkeypatch.setenv("RISKFUSION_HOME", str(settings.artifacts_dir))
-    monkeypatch.delenv("RISKFUSION_DATABASE_URL", raising=False)
-    return settings
-
-
-@pytest.fixture
 def report():
     rng = np.random.default_rng(0)
     groups = pd.DataFrame({"site": np.repeat(["a", "b", "c", "d"], [200, 150, 40, 6])})

@@ -11,14 +11,6 @@ from fusion.cli import main
 from fusion.features import MODALITIES
 
 
-@pytest.fixture
-def home_env(tiny_demo, monkeypatch):
-    settings, _ = tiny_demo
-    monkeypatch.setenv("RISKFUSION_HOME", str(settings.artifacts_dir))
-    monkeypatch.delenv("RISKFUSION_DATABASE_URL", raising=False)
-    return settings
-
-
 def test_explain_writes_the_documented_files(home_env, tiny_service, tmp_path) -> None:
     pid = str(tiny_service.search_patients(split="test", limit=1)["patient_id"].iloc[0])
     out = tmp_path / "explained"
