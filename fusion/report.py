@@ -2,8 +2,8 @@
 
 Owns the text formats handed to an ethics board. Suppressed cells carry the marker of
 :meth:`fusion.fairness.FairnessReport.table` in both formats. Figures are any objects with
-Plotly's ``to_html``; the first one inlines plotly.js so the file opens offline. Must not
-import streamlit.
+Plotly's ``to_html``; the first one inlines plotly.js so the file opens offline. Streamlit
+is never imported here.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Owns :class:`RiskService`: loading the active models (SHA-256 verified), and per-patient risk,
 SHAP explanation and image maps, each returned as a frozen record or a DataFrame. Every query
-touches one patient or one page of patients, so it stays fast with 1M stored patients. Must not
-import streamlit.
+touches one patient or one page of patients, so it stays fast with 1M stored patients.
+Streamlit is never imported here.
 """
 
 from __future__ import annotations
