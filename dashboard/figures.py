@@ -219,14 +219,9 @@ def make_roc_figure(curves: pd.DataFrame) -> go.Figure:
     )
     for model, points in curves.groupby("model", sort=False):
         fig.add_trace(go.Scatter(x=points["fpr"], y=points["tpr"], mode="lines", name=str(model)))
-    fig.update_layout(
-        title="ROC curves (test split)",
-        xaxis_title="False positive rate",
-        yaxis_title="True positive rate",
-        height=420,
-        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+    return _curve_layout(
+        fig, "ROC curves (test split)", "False positive rate", "True positive rate"
     )
-    return fig
 
 
 def make_pr_figure(pr: pd.DataFrame, *, prevalence: float) -> go.Figure:
@@ -242,28 +237,14 @@ def make_pr_figure(pr: pd.DataFrame, *, prevalence: float) -> go.Figure:
         )
     )
     fig.add_trace(go.Scatter(x=pr["recall"], y=pr["precision"], mode="lines", name="fusion"))
-    fig.update_layout(
-        title="Precision-recall (test split)",
-        xaxis_title="Recall (sensitivity)",
-        yaxis_title="Precision (PPV)",
-        height=420,
-        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+    return _curve_layout(
+        fig, "Precision-recall (test split)", "Recall (sensitivity)", "Precision (PPV)"
     )
-    return fig
 
 
 def make_calibration_figure(calibration: pd.DataFrame, *, name: str = "fusion") -> go.Figure:
     """Reliability diagram: observed event rate against mean risk per bin (marker size ~ n)."""
-    fig = go.Figure()
-    fig.add_trace(
-        go.Scatter(
-            x=[0, 1],
-            y=[0, 1],
-            mode="lines",
-            name="perfect calibration",
-            line={"dash": "dot", "color": "grey"},
-        )
-    )
+    fig = _with_calibration_diagonal()
     sizes = 6 + 24 * np.sqrt(calibration["n"] / max(int(calibration["n"].max()), 1))
     fig.add_trace(
         go.Scatter(
@@ -414,16 +395,7 @@ def make_group_roc_figure(roc: pd.DataFrame) -> go.Figure:
 
 def make_group_calibration_figure(calibration: pd.DataFrame) -> go.Figure:
     """Reliability curve of each shown group (bins of at least the smallest cell size)."""
-    fig = go.Figure()
-    fig.add_trace(
-        go.Scatter(
-            x=[0, 1],
-            y=[0, 1],
-            mode="lines",
-            name="perfect calibration",
-            line={"dash": "dot", "color": "grey"},
-        )
-    )
+    fig = _with_calibration_diagonal()
     for group, bins in calibration.groupby("group", sort=False):
         fig.add_trace(
             go.Scatter(
@@ -436,15 +408,37 @@ def make_group_calibration_figure(calibration: pd.DataFrame) -> go.Figure:
     return _calibration_layout(fig, "Calibration by group (test split)")
 
 
-def _calibration_layout(fig: go.Figure, title: str) -> go.Figure:
-    """Shared axes of the calibration plots: predicted vs observed risk on the unit square."""
+def _curve_layout(
+    fig: go.Figure, title: str, x_title: str, y_title: str, *, unit_square: bool = False
+) -> go.Figure:
+    """Shared layout of the curve plots (ROC, PR, calibration); optionally on [0, 1]^2."""
     fig.update_layout(
         title=title,
-        xaxis_title="Mean predicted risk",
-        yaxis_title="Observed event rate",
-        xaxis_range=[0, 1],
-        yaxis_range=[0, 1],
+        xaxis_title=x_title,
+        yaxis_title=y_title,
         height=420,
         margin={"l": 10, "r": 10, "t": 50, "b": 10},
     )
+    if unit_square:
+        fig.update_layout(xaxis_range=[0, 1], yaxis_range=[0, 1])
     return fig
+
+
+def _with_calibration_diagonal() -> go.Figure:
+    """A new figure holding the dotted line of perfect calibration."""
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=[0, 1],
+            y=[0, 1],
+            mode="lines",
+            name="perfect calibration",
+            line={"dash": "dot", "color": "grey"},
+        )
+    )
+    return fig
+
+
+def _calibration_layout(fig: go.Figure, title: str) -> go.Figure:
+    """Calibration plots: predicted vs observed risk on the unit square."""
+    return _curve_layout(fig, title, "Mean predicted risk", "Observed event rate", unit_square=True)
