@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from data.store import CohortStore, make_engine
 from fusion.features import image_scores
@@ -54,6 +55,13 @@ def test_cross_fitting_scores_each_training_patient_with_an_unseen_net(tiny_demo
     # Validation/test patients: no net saw them.
     assert (unseen.loc[other_ids] == TINY_CONFIG.folds).all()
     assert not embeddings.loc[embeddings["split"] != "train", "in_training"].any()
+    # The unseen row of a training patient is the out-of-fold logit of cross-fitting (the net
+    # that held the patient out), not the logit of a net that trained on it.
+    imaging = store.active_model("imaging")
+    labels = store.load_patient_frame().set_index("patient_id")["label"]
+    oof = embeddings[(embeddings["split"] == "train") & ~embeddings["in_training"]]
+    auroc = roc_auc_score(labels.loc[oof["patient_id"]], oof["logit"])
+    assert auroc == pytest.approx(imaging.metrics["train_oof_auroc"], abs=1e-9)
 
 
 def test_image_scores_ignore_rows_of_nets_that_trained_on_the_patient() -> None:
