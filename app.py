@@ -1,4 +1,4 @@
-"""riskfusion dashboard entry point: page config, shared sidebar, navigation."""
+"""riskfusion dashboard entry point: page config, sign-in, role-filtered navigation, sidebar."""
 
 from __future__ import annotations
 
@@ -7,26 +7,49 @@ from contextlib import suppress
 import streamlit as st
 
 from dashboard.components.sidebar import render_sidebar
-from dashboard.resources import get_risk_service
+from dashboard.components.signin import render_role_switch, sign_in
+from dashboard.resources import get_risk_service, get_settings
 from data.errors import CohortError
+from fusion.access import can_open
 
 st.set_page_config(page_title="riskfusion", page_icon="🩺", layout="wide")
 
-pages = {
-    "Patients": [
-        st.Page(
-            "dashboard/pages/patient_explorer.py",
-            title="Patient explorer",
-            icon="🧑‍⚕️",
-            default=True,
-        ),
-    ],
-    "Model": [
+# (area a role must be allowed to open, navigation group, page)
+PAGES = [
+    (
+        "patients",
+        "Patients",
+        st.Page("dashboard/pages/patient_explorer.py", title="Patient explorer", icon="🧑‍⚕️"),
+    ),
+    (
+        "patients",
+        "Patients",
+        st.Page("dashboard/pages/forecast.py", title="Treatment forecast", icon="💊"),
+    ),
+    (
+        "cohort",
+        "Model",
         st.Page("dashboard/pages/performance.py", title="Model performance", icon="📈"),
-        st.Page("dashboard/pages/fairness.py", title="Bias audit", icon="⚖️"),
-    ],
-}
-current = st.navigation(pages)
+    ),
+    ("cohort", "Model", st.Page("dashboard/pages/fairness.py", title="Bias audit", icon="⚖️")),
+    (
+        "patients",
+        "Present",
+        st.Page("dashboard/pages/guided_demo.py", title="Guided demo", icon="🎬"),
+    ),
+    ("admin", "Admin", st.Page("dashboard/pages/audit_trail.py", title="Audit trail", icon="🗒️")),
+]
+
+service = None
 with suppress(CohortError):  # the page itself explains what is missing and how to build it
-    render_sidebar(get_risk_service())
+    service = get_risk_service()
+identity = sign_in(get_settings(), service)
+pages: dict[str, list[st.Page]] = {}
+for area, group, page in PAGES:
+    if can_open(identity.role, area):
+        pages.setdefault(group, []).append(page)
+current = st.navigation(pages)
+render_role_switch(identity)
+if service is not None:
+    render_sidebar(service)
 current.run()

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from fusion.fairness import FairnessReport
+# The performance and audit figures live in fusion (the HTML report embeds them); re-exported.
+from fusion.report_figures import (
+    MODALITY_COLOURS,
+    MODALITY_LABELS,
+    make_calibration_figure,
+    make_disparity_figure,
+    make_group_calibration_figure,
+    make_group_roc_figure,
+    make_pr_figure,
+    make_reliance_figure,
+    make_roc_figure,
+)
 from fusion.service import ImageMaps, PatientExplanation
 
 __all__ = [
@@ -18,6 +30,7 @@ __all__ = [
     "make_beeswarm_figure",
     "make_calibration_figure",
     "make_disparity_figure",
+    "make_forecast_figure",
     "make_group_calibration_figure",
     "make_group_roc_figure",
     "make_importance_figure",
@@ -29,12 +42,6 @@ __all__ = [
     "make_waterfall_figure",
 ]
 
-MODALITY_COLOURS = {
-    "demographics": "#8c6d31",
-    "ehr": "#1f77b4",
-    "genomics": "#2ca02c",
-    "imaging": "#d62728",
-}
 # Transparent where unimportant, so the scan stays readable under the map.
 SALIENCY_COLOURSCALE = [
     [0.0, "rgba(0,0,0,0)"],
@@ -47,12 +54,6 @@ MAP_LABELS = {
     "gradcam": "Grad-CAM",
     "gradcampp": "Grad-CAM++",
     "occlusion": "Occlusion (fused risk)",
-}
-MODALITY_LABELS = {
-    "demographics": "Demographics",
-    "ehr": "EHR",
-    "genomics": "Genomics",
-    "imaging": "Imaging",
 }
 
 
@@ -209,98 +210,6 @@ def make_overlay_figure(
 
 
 # ---------------------------------------------------------------- issue 4: researcher's views
-def make_roc_figure(curves: pd.DataFrame) -> go.Figure:
-    """ROC curves of several models (``model, fpr, tpr`` rows) over the chance diagonal."""
-    fig = go.Figure()
-    fig.add_trace(
-        go.Scatter(
-            x=[0, 1], y=[0, 1], mode="lines", name="chance", line={"dash": "dot", "color": "grey"}
-        )
-    )
-    for model, points in curves.groupby("model", sort=False):
-        fig.add_trace(go.Scatter(x=points["fpr"], y=points["tpr"], mode="lines", name=str(model)))
-    return _curve_layout(
-        fig, "ROC curves (test split)", "False positive rate", "True positive rate"
-    )
-
-
-def make_pr_figure(pr: pd.DataFrame, *, prevalence: float) -> go.Figure:
-    """Precision-recall curve (``recall, precision``) with the prevalence as the chance line."""
-    fig = go.Figure()
-    fig.add_trace(
-        go.Scatter(
-            x=[0, 1],
-            y=[prevalence, prevalence],
-            mode="lines",
-            name=f"chance (prevalence {prevalence:.1%})",
-            line={"dash": "dot", "color": "grey"},
-        )
-    )
-    fig.add_trace(go.Scatter(x=pr["recall"], y=pr["precision"], mode="lines", name="fusion"))
-    return _curve_layout(
-        fig, "Precision-recall (test split)", "Recall (sensitivity)", "Precision (PPV)"
-    )
-
-
-def make_calibration_figure(calibration: pd.DataFrame, *, name: str = "fusion") -> go.Figure:
-    """Reliability diagram: observed event rate against mean risk per bin (marker size ~ n)."""
-    fig = _with_calibration_diagonal()
-    sizes = 6 + 24 * np.sqrt(calibration["n"] / max(int(calibration["n"].max()), 1))
-    fig.add_trace(
-        go.Scatter(
-            x=calibration["mean_risk"],
-            y=calibration["observed"],
-            mode="lines+markers",
-            marker={"size": sizes},
-            name=name,
-            customdata=calibration["n"],
-            hovertemplate="mean risk %{x:.2f}<br>observed %{y:.2f}<br>n %{customdata}",
-        )
-    )
-    return _calibration_layout(fig, "Calibration (test split)")
-
-
-def make_disparity_figure(report: FairnessReport, metric: str) -> go.Figure:
-    """Forest plot of one metric per shown group with its 95% CI; the reference is a line.
-
-    Suppressed groups are left out (their values are never drawn); flagged differences
-    (CI of the difference excludes 0) are red.
-    """
-    if metric not in report.difference.columns:
-        raise ValueError(f"Unknown metric {metric!r}; choose one of the report's metrics.")
-    shown = report.by_group.loc[~report.by_group["suppressed"]]
-    flags = report.difference.loc[shown.index, f"{metric}_flag"]
-    fig = go.Figure(
-        go.Scatter(
-            x=shown[metric],
-            y=list(shown.index),
-            mode="markers",
-            marker={"size": 10, "color": np.where(flags, "#d62728", "#1f77b4").tolist()},
-            error_x={
-                "type": "data",
-                "symmetric": False,
-                "array": (shown[f"{metric}_high"] - shown[metric]).tolist(),
-                "arrayminus": (shown[metric] - shown[f"{metric}_low"]).tolist(),
-            },
-            name=metric,
-        )
-    )
-    reference = report.by_group.loc[report.reference, metric]
-    if not pd.isna(reference):
-        fig.add_vline(x=float(reference), line_dash="dot", line_color="grey")
-    hidden = int(report.by_group["suppressed"].sum())
-    fig.update_layout(
-        title=f"{metric} by group (95% CI; reference {report.reference}"
-        + (f"; {hidden} suppressed" if hidden else "")
-        + ")",
-        xaxis_title=metric,
-        height=max(260, 60 + 34 * len(shown)),
-        margin={"l": 10, "r": 10, "t": 50, "b": 10},
-        yaxis={"autorange": "reversed"},
-    )
-    return fig
-
-
 def make_importance_figure(modalities: pd.Series) -> go.Figure:
     """Global importance: mean |SHAP| (log-odds) summed per modality, one bar each."""
     names = [str(m) for m in modalities.index]
@@ -363,82 +272,130 @@ def make_beeswarm_figure(beeswarm: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def make_reliance_figure(reliance: pd.DataFrame) -> go.Figure:
-    """Mean |SHAP| per modality by group (grouped bars); suppressed groups are left out."""
-    shown = reliance.loc[~reliance["suppressed"]]
-    fig = go.Figure()
-    for modality in [c for c in reliance.columns if c in MODALITY_COLOURS]:
-        fig.add_trace(
-            go.Bar(
-                x=list(shown.index),
-                y=shown[modality].tolist(),
-                name=MODALITY_LABELS.get(modality, modality),
-                marker_color=MODALITY_COLOURS[modality],
-            )
+# ---------------------------------------------------------------- issue 5: treatment forecast
+TREATMENT_COLOURS = {"none": "#7f7f7f", "standard": "#1f77b4", "targeted": "#2ca02c"}
+_FALLBACK_COLOURS = ("#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+_CURVE_COLUMNS = ("treatment", "time", "risk", "lower", "upper", "true_risk")
+
+
+def _rgba(hex_colour: str, alpha: float) -> str:
+    red, green, blue = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({red},{green},{blue},{alpha})"
+
+
+def make_forecast_figure(
+    curves: pd.DataFrame,
+    *,
+    treatments: Sequence[str] | None = None,
+    show_bands: bool = True,
+    show_truth: bool = False,
+    horizon: float | None = None,
+    title: str = "Cumulative risk under each treatment (model estimate)",
+) -> go.Figure:
+    """Risk over time: one line (and optional band, optional true dashed line) per treatment.
+
+    Parameters
+    ----------
+    curves : DataFrame
+        Long form, one row per (treatment, time): ``treatment, time, risk, lower, upper,
+        true_risk`` (``true_risk`` NaN when unknown), as in
+        ``fusion.forecast.PatientForecast.curves``.
+    treatments : sequence of str, optional
+        Treatments to draw, in this order; default all, in the order they appear.
+    show_bands : bool, default=True
+        Shade each treatment's uncertainty band between ``lower`` and ``upper``.
+    show_truth : bool, default=False
+        Add the true cumulative risk (synthetic cohorts) as a dashed line where known.
+    horizon : float, optional
+        Draw a dotted vertical line at this time (years).
+    title : str
+        Figure title.
+
+    Raises
+    ------
+    ValueError
+        If ``curves`` lacks a column or ``treatments`` names one not in ``curves``.
+    """
+    missing = [c for c in _CURVE_COLUMNS if c not in curves.columns]
+    if missing:
+        raise ValueError(
+            f"Forecast curves lack columns {missing}; pass PatientForecast.curves "
+            f"(columns {list(_CURVE_COLUMNS)})."
         )
-    fig.update_layout(
-        title="Reliance on each modality by group (mean |SHAP|)",
-        barmode="group",
-        yaxis_title="mean |SHAP| (log-odds)",
-        height=360,
-        margin={"l": 10, "r": 10, "t": 50, "b": 10},
-    )
-    return fig
-
-
-def make_group_roc_figure(roc: pd.DataFrame) -> go.Figure:
-    """ROC curve of each shown group (``group, fpr, tpr`` rows)."""
-    fig = make_roc_figure(roc.rename(columns={"group": "model"}))
-    fig.update_layout(title="ROC by group (test split)")
-    return fig
-
-
-def make_group_calibration_figure(calibration: pd.DataFrame) -> go.Figure:
-    """Reliability curve of each shown group (bins of at least the smallest cell size)."""
-    fig = _with_calibration_diagonal()
-    for group, bins in calibration.groupby("group", sort=False):
+    available = list(dict.fromkeys(str(t) for t in curves["treatment"]))
+    chosen = available if treatments is None else [str(t) for t in treatments]
+    unknown = [t for t in chosen if t not in available]
+    if unknown:
+        raise ValueError(f"Unknown treatments {unknown}; the forecast has {available}.")
+    fig = go.Figure()
+    for index, treatment in enumerate(chosen):
+        colour = TREATMENT_COLOURS.get(treatment, _FALLBACK_COLOURS[index % len(_FALLBACK_COLOURS)])
+        points = curves.loc[curves["treatment"] == treatment].sort_values("time")
+        if show_bands:
+            fig.add_trace(
+                go.Scatter(
+                    x=points["time"].tolist(),
+                    y=points["upper"].tolist(),
+                    mode="lines",
+                    line={"width": 0},
+                    legendgroup=treatment,
+                    showlegend=False,
+                    hoverinfo="skip",
+                    name=f"{treatment} upper",
+                )
+            )
+            fig.add_trace(
+                go.Scatter(
+                    x=points["time"].tolist(),
+                    y=points["lower"].tolist(),
+                    mode="lines",
+                    line={"width": 0},
+                    fill="tonexty",
+                    fillcolor=_rgba(colour, 0.18),
+                    legendgroup=treatment,
+                    name=f"{treatment} band",
+                    hoverinfo="skip",
+                )
+            )
         fig.add_trace(
             go.Scatter(
-                x=bins["mean_risk"].tolist(),
-                y=bins["observed"].tolist(),
-                mode="lines+markers",
-                name=str(group),
+                x=points["time"].tolist(),
+                y=points["risk"].tolist(),
+                mode="lines",
+                line={"color": colour, "width": 3},
+                legendgroup=treatment,
+                name=treatment,
+                hovertemplate=f"{treatment}: %{{y:.1%}} at %{{x:.1f}} y<extra></extra>",
             )
         )
-    return _calibration_layout(fig, "Calibration by group (test split)")
-
-
-def _curve_layout(
-    fig: go.Figure, title: str, x_title: str, y_title: str, *, unit_square: bool = False
-) -> go.Figure:
-    """Shared layout of the curve plots (ROC, PR, calibration); optionally on [0, 1]^2."""
+        truth = points.dropna(subset=["true_risk"])
+        if show_truth and len(truth):
+            fig.add_trace(
+                go.Scatter(
+                    x=truth["time"].tolist(),
+                    y=truth["true_risk"].tolist(),
+                    mode="lines",
+                    line={"color": colour, "width": 2, "dash": "dash"},
+                    legendgroup=treatment,
+                    name=f"{treatment} (true)",
+                    hovertemplate=f"{treatment} true: %{{y:.1%}} at %{{x:.1f}} y<extra></extra>",
+                )
+            )
+    if horizon is not None:
+        fig.add_vline(
+            x=horizon,
+            line={"dash": "dot", "color": "#888888"},
+            annotation_text=f"horizon {horizon:g} y",
+            annotation_position="top left",
+        )
     fig.update_layout(
         title=title,
-        xaxis_title=x_title,
-        yaxis_title=y_title,
+        xaxis_title="Years from baseline",
+        yaxis_title="Cumulative risk of the event",
+        yaxis_tickformat=".0%",
+        yaxis_rangemode="tozero",
         height=420,
         margin={"l": 10, "r": 10, "t": 50, "b": 10},
-    )
-    if unit_square:
-        fig.update_layout(xaxis_range=[0, 1], yaxis_range=[0, 1])
-    return fig
-
-
-def _with_calibration_diagonal() -> go.Figure:
-    """A new figure holding the dotted line of perfect calibration."""
-    fig = go.Figure()
-    fig.add_trace(
-        go.Scatter(
-            x=[0, 1],
-            y=[0, 1],
-            mode="lines",
-            name="perfect calibration",
-            line={"dash": "dot", "color": "grey"},
-        )
+        legend={"groupclick": "togglegroup"},
     )
     return fig
-
-
-def _calibration_layout(fig: go.Figure, title: str) -> go.Figure:
-    """Calibration plots: predicted vs observed risk on the unit square."""
-    return _curve_layout(fig, title, "Mean predicted risk", "Observed event rate", unit_square=True)

@@ -12,12 +12,17 @@ import streamlit as st
 from dashboard.settings import Settings
 from data.errors import CohortError
 from fusion.fairness import FairnessReport
+from fusion.forecast import PatientForecast
+from fusion.guided_demo import StoryPatient
 from fusion.performance import PerformanceReport, ShapSummary
-from fusion.service import RiskService
+from fusion.service import RiskService, configure_threads
 
 __all__ = [
     "get_audit",
+    "get_forecast",
+    "get_forecast_proof",
     "get_group_curves",
+    "get_guided_demo_patients",
     "get_performance",
     "get_reliance",
     "get_risk_service",
@@ -38,6 +43,7 @@ def get_settings() -> Settings:
 @st.cache_resource(show_spinner="Loading models ...")
 def get_risk_service() -> RiskService:
     """The risk service over the active models (SHA-256 verified on load)."""
+    configure_threads(1)  # one torch thread per request: measured in docs/models.md
     return RiskService.from_settings(get_settings())
 
 
@@ -108,3 +114,29 @@ def get_group_curves(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """ROC points and calibration bins per shown group; keyed by version and settings."""
     return _service.group_curves(by, min_cell=min_cell)
+
+
+# ---------------------------------------------------------------- issue 5: forecast, guided demo
+@st.cache_data(max_entries=256, show_spinner="Forecasting ...")
+def get_forecast(
+    _service: RiskService,
+    model_version: str,
+    patient_id: str,
+    overrides: tuple[tuple[str, float], ...] = (),
+) -> PatientForecast:
+    """One patient's treatment forecast, optionally with what-if edits (sorted pairs)."""
+    return _service.forecast(patient_id, overrides=dict(overrides) or None)
+
+
+@st.cache_data(show_spinner=False)
+def get_forecast_proof(_service: RiskService, model_version: str) -> pd.DataFrame | None:
+    """Forecast error vs the true treatment effects on the test split; keyed by version."""
+    return _service.forecast_proof()
+
+
+@st.cache_data(show_spinner="Choosing the demo patients ...")
+def get_guided_demo_patients(
+    _service: RiskService, model_version: str
+) -> tuple[StoryPatient, StoryPatient]:
+    """The guided demo's two patients (deterministic per model version)."""
+    return _service.guided_demo_patients()

@@ -2,11 +2,40 @@
 
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 
-__all__ = ["PATIENT_ID", "get_patient_id", "set_patient_id"]
+from fusion.access import Identity, Role
+
+__all__ = [
+    "GUIDED_STEP",
+    "IDENTITY",
+    "LAST_ACTIVITY",
+    "LOCAL_ROLE",
+    "PATIENT_ID",
+    "WHAT_IF_PREFIX",
+    "focus_patient",
+    "get_guided_step",
+    "get_identity",
+    "get_local_role",
+    "get_patient_id",
+    "get_what_if_overrides",
+    "mark_audited",
+    "seconds_since_activity",
+    "set_guided_step",
+    "set_identity",
+    "set_local_role",
+    "set_patient_id",
+    "set_what_if_overrides",
+    "touch_activity",
+]
 
 PATIENT_ID = "riskfusion.patient_id"
+IDENTITY = "riskfusion.identity"
+LAST_ACTIVITY = "riskfusion.last_activity"
+LOCAL_ROLE = "riskfusion.local_role"
+AUDITED = "riskfusion.audited"
 
 
 def get_patient_id() -> str | None:
@@ -18,3 +47,88 @@ def get_patient_id() -> str | None:
 def set_patient_id(patient_id: str | None) -> None:
     """Remember the selected patient across pages."""
     st.session_state[PATIENT_ID] = patient_id
+
+
+def get_identity() -> Identity | None:
+    """The signed-in identity of this session, or None."""
+    value = st.session_state.get(IDENTITY)
+    return value if isinstance(value, Identity) else None
+
+
+def set_identity(identity: Identity | None) -> None:
+    """Sign this session in as ``identity`` (None signs out and forgets what was audited)."""
+    st.session_state[IDENTITY] = identity
+    st.session_state[AUDITED] = set()
+
+
+def get_local_role() -> Role | None:
+    """The role picked in local single-user mode, or None before the first pick."""
+    value = st.session_state.get(LOCAL_ROLE)
+    return value if value in ("clinician", "researcher", "admin") else None
+
+
+def set_local_role(role: Role) -> None:
+    """Remember the role picked in local single-user mode."""
+    st.session_state[LOCAL_ROLE] = role
+
+
+def seconds_since_activity() -> float | None:
+    """Seconds since this session's last interaction, or None on its first run."""
+    value = st.session_state.get(LAST_ACTIVITY)
+    return None if value is None else time.time() - float(value)
+
+
+def touch_activity() -> None:
+    """Record an interaction now (every script run is one)."""
+    st.session_state[LAST_ACTIVITY] = time.time()
+
+
+def mark_audited(key: str) -> bool:
+    """Remember that ``key`` was written to the audit trail; False if it already was."""
+    audited = st.session_state.setdefault(AUDITED, set())
+    if key in audited:
+        return False
+    audited.add(key)
+    return True
+
+
+# ---------------------------------------------------------------- issue 5: what-if, guided demo
+WHAT_IF_PREFIX = "riskfusion.what_if."
+GUIDED_STEP = "riskfusion.guided_step"
+
+
+def get_what_if_overrides(scope: str, patient_id: str) -> dict[str, float]:
+    """The what-if edits applied in one editor (``scope``) to this patient; empty if none."""
+    value = st.session_state.get(f"{WHAT_IF_PREFIX}{scope}")
+    if not isinstance(value, tuple) or value[0] != patient_id:
+        return {}
+    return dict(value[1])
+
+
+def set_what_if_overrides(scope: str, patient_id: str, overrides: dict[str, float]) -> None:
+    """Remember the applied what-if edits of one editor; they are kept for one patient."""
+    st.session_state[f"{WHAT_IF_PREFIX}{scope}"] = (patient_id, dict(overrides))
+
+
+def get_guided_step() -> int:
+    """The current step of the guided demo (0-based)."""
+    return int(st.session_state.get(GUIDED_STEP, 0))
+
+
+def set_guided_step(step: int) -> None:
+    """Move the guided demo to ``step`` (0-based)."""
+    st.session_state[GUIDED_STEP] = int(step)
+
+
+# ---------------------------------------------------------------- issue 3: similar patients
+def focus_patient(picker_key: str, patient_id: str, *, all_patients_label: str) -> None:
+    """Open ``patient_id`` in the patient picker ``picker_key`` (call from a widget callback).
+
+    Sets the picker's search to the id, its split filter to ``all_patients_label`` and resets its
+    page to 1, so the patient is on the one page it queries, then selects the patient.
+    """
+    st.session_state[f"{picker_key}.query"] = patient_id
+    st.session_state[f"{picker_key}.split"] = all_patients_label
+    st.session_state.pop(f"{picker_key}.page", None)  # back to its default, page 1
+    st.session_state.pop(f"{picker_key}.patient", None)
+    set_patient_id(patient_id)

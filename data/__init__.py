@@ -10,7 +10,9 @@ from __future__ import annotations
 from data.errors import (
     ArtifactIntegrityError,
     CohortError,
+    CohortValidationError,
     PatientNotFoundError,
+    ScanReadError,
     StoreNotBuiltError,
 )
 from data.store import (
@@ -22,9 +24,11 @@ from data.store import (
     make_engine,
 )
 from data.synthetic import (
+    DEMO_BIAS,
     FEATURE_SPECS,
     HORIZON_YEARS,
     TREATMENTS,
+    DemoBias,
     FeatureSpec,
     SyntheticCohort,
     assign_splits,
@@ -33,6 +37,7 @@ from data.synthetic import (
 )
 
 __all__ = [
+    "DEMO_BIAS",
     "FEATURE_SPECS",
     "HORIZON_YEARS",
     "TREATMENTS",
@@ -40,11 +45,14 @@ __all__ = [
     "CohortError",
     "CohortStore",
     "CohortTables",
+    "CohortValidationError",
+    "DemoBias",
     "FeatureSpec",
     "ImageRecord",
     "ModelRecord",
     "PatientNotFoundError",
     "PatientRecord",
+    "ScanReadError",
     "StoreNotBuiltError",
     "SyntheticCohort",
     "assign_splits",

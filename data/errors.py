@@ -5,7 +5,19 @@ Owns the small exception family of :mod:`data`; imports nothing from the project
 
 from __future__ import annotations
 
-__all__ = ["ArtifactIntegrityError", "CohortError", "PatientNotFoundError", "StoreNotBuiltError"]
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # type-only: the report lives in data.ingest, which imports this module
+    from data.ingest import ValidationReport
+
+__all__ = [
+    "ArtifactIntegrityError",
+    "CohortError",
+    "CohortValidationError",
+    "PatientNotFoundError",
+    "ScanReadError",
+    "StoreNotBuiltError",
+]
 
 
 class CohortError(Exception):
@@ -26,3 +38,35 @@ class StoreNotBuiltError(CohortError):
 
 class ArtifactIntegrityError(CohortError):
     """A model artifact is missing or its SHA-256 differs from the registered one."""
+
+
+class CohortValidationError(CohortError, ValueError):
+    """An imported cohort failed validation; nothing was written.
+
+    Attributes
+    ----------
+    report : ValidationReport
+        Every problem found, one row each (file, row, column, value, problem, fix).
+    """
+
+    def __init__(self, report: ValidationReport) -> None:
+        self.report = report
+        errors = report.errors
+        where = ""
+        if len(errors):
+            first = errors.iloc[0]
+            place = [str(first["file"])]
+            if first["row"] is not None and str(first["row"]) != "<NA>":
+                place.append(f"row {first['row']}")
+            if first["column"]:
+                place.append(f"column {first['column']!r}")
+            where = f"; first: {' '.join(place)}: {first['problem']} ({first['fix']})"
+        super().__init__(
+            f"The cohort has {len(errors)} problem(s) and was not imported{where}. "
+            "Fix them all (see the full table, e.g. `riskfusion import DIR --report "
+            "problems.csv`) and import again."
+        )
+
+
+class ScanReadError(CohortError, ValueError):
+    """A scan file cannot be read, has the wrong dimensionality or holds no signal."""

@@ -16,7 +16,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    DDL,
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -28,9 +30,11 @@ from sqlalchemy import (
     String,
     Text,
 )
+from sqlalchemy import event as sa_event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "AuditEvent",
     "Base",
     "CounterfactualRisk",
     "Demographics",
@@ -40,10 +44,13 @@ __all__ = [
     "GenomicValue",
     "GroundTruth",
     "Image",
+    "ImportBatch",
+    "ImportHash",
     "ModelVersion",
     "Outcome",
     "Patient",
     "Prediction",
+    "StoredExplanation",
 ]
 
 PATIENT_FK = "patients.patient_id"
@@ -211,3 +218,103 @@ class Prediction(Base):
     patient_id: Mapped[str] = mapped_column(ForeignKey(PATIENT_FK), primary_key=True)
     risk: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ImportBatch(Base):
+    """One cohort import (issue 6): when, from which cohort, the file hashes and what changed."""
+
+    __tablename__ = "import_batches"
+
+    batch_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    source: Mapped[str] = mapped_column(String(32))
+    files: Mapped[dict[str, Any]] = mapped_column(JSON)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class ImportHash(Base):
+    """Content hash of one part of one imported patient (``patient``, ``outcome``, ...).
+
+    A re-import rewrites only the parts whose hash changed, so importing the same files twice
+    changes nothing and an updated file updates only what changed.
+    """
+
+    __tablename__ = "import_hashes"
+
+    patient_id: Mapped[str] = mapped_column(ForeignKey(PATIENT_FK), primary_key=True)
+    part: Mapped[str] = mapped_column(String(16), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    batch_id: Mapped[str] = mapped_column(ForeignKey("import_batches.batch_id"), index=True)
+
+
+class StoredExplanation(Base):
+    """Exact TreeSHAP values of one patient's fused risk under one model version.
+
+    Written in batch after training (``fusion.explorer_build``) so a page reads one indexed row
+    instead of recomputing. ``shap`` holds ``dim`` packed float64 values in the model's input
+    order (float64 keeps ``base_value + sum(shap)`` equal to the margin to ~1e-15).
+    """
+
+    __tablename__ = "explanations"
+
+    model_version: Mapped[str] = mapped_column(
+        ForeignKey("model_registry.version"), primary_key=True
+    )
+    patient_id: Mapped[str] = mapped_column(ForeignKey(PATIENT_FK), primary_key=True)
+    base_value: Mapped[float] = mapped_column(Float)
+    dim: Mapped[int] = mapped_column(Integer)
+    shap: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class AuditEvent(Base):
+    """Append-only audit trail: who did what, when, to which patient, under which model.
+
+    The database itself refuses ``UPDATE`` and ``DELETE`` on this table (triggers created with
+    it on SQLite and PostgreSQL), so no code path of the app can rewrite history.
+    """
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_at", "at"),
+        Index("ix_audit_events_patient", "patient_id", "at"),
+        Index("ix_audit_events_action", "action", "at"),
+    )
+
+    event_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(32))
+    patient_id: Mapped[str | None] = mapped_column(String(64))
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+_APPEND_ONLY = "audit_events is append-only: rows cannot be changed or deleted"
+for _verb in ("UPDATE", "DELETE"):
+    sa_event.listen(
+        AuditEvent.__table__,
+        "after_create",
+        DDL(
+            f"CREATE TRIGGER audit_events_no_{_verb.lower()} BEFORE {_verb} ON audit_events "
+            f"BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY}'); END"
+        ).execute_if(dialect="sqlite"),
+    )
+sa_event.listen(
+    AuditEvent.__table__,
+    "after_create",
+    DDL(
+        "CREATE OR REPLACE FUNCTION riskfusion_audit_append_only() RETURNS trigger "
+        f"LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION '{_APPEND_ONLY}'; END; $$"
+    ).execute_if(dialect="postgresql"),
+)
+sa_event.listen(
+    AuditEvent.__table__,
+    "after_create",
+    DDL(
+        "CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE OR TRUNCATE "
+        "ON audit_events FOR EACH STATEMENT EXECUTE FUNCTION riskfusion_audit_append_only()"
+    ).execute_if(dialect="postgresql"),
+)

@@ -10,21 +10,34 @@ stays. Reads that can grow with the cohort are paginated or streamed in chunks.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import (
+    Engine,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import StaticPool
 
-from data.errors import PatientNotFoundError, StoreNotBuiltError
+from data.errors import CohortError, PatientNotFoundError, StoreNotBuiltError
 from data.schema import (
+    AuditEvent,
     Base,
     CounterfactualRisk,
     Demographics,
@@ -34,16 +47,23 @@ from data.schema import (
     GenomicValue,
     GroundTruth,
     Image,
+    ImportBatch,
+    ImportHash,
     ModelVersion,
     Outcome,
     Patient,
     Prediction,
+    StoredExplanation,
 )
 
 __all__ = [
+    "AUDIT_ACTIONS",
+    "AuditEntry",
     "CohortStore",
     "CohortTables",
     "ImageRecord",
+    "ImportCounts",
+    "ImportTables",
     "ModelRecord",
     "PatientRecord",
     "make_engine",
@@ -194,6 +214,66 @@ class PatientRecord:
     counterfactual_risks: Mapping[str, float] = field(default_factory=dict)
 
 
+IMPORT_PARTS = ("patient", "outcome", "genomics", "image")
+"""Parts of an imported patient, each hashed and rewritten on its own (see ``import_cohort``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImportTables:
+    """A validated imported cohort plus its content hashes (built by :mod:`data.ingest`).
+
+    Attributes
+    ----------
+    source : str
+        ``"import:<cohort name>"``; a store holds one cohort source.
+    patients : DataFrame
+        ``patient_id, split, age, sex, ethnicity, site``.
+    outcomes : DataFrame
+        ``patient_id, treatment, label, event_time, event``.
+    ehr, genomics : DataFrame
+        ``patient_id`` plus one column per feature (wide; NaN = not recorded).
+    features : DataFrame
+        Feature catalogue (``name, modality, label, unit, kind, low, high, description``).
+    images : DataFrame
+        ``patient_id, path, sha256, height, width, site, mask_path`` (preprocessed scans).
+    hashes : DataFrame
+        ``patient_id, part, sha256``: one row per patient and part of :data:`IMPORT_PARTS`.
+    files : Mapping[str, str]
+        SHA-256 of every imported file, by path relative to the cohort folder.
+    """
+
+    source: str
+    patients: pd.DataFrame
+    outcomes: pd.DataFrame
+    ehr: pd.DataFrame
+    genomics: pd.DataFrame
+    features: pd.DataFrame
+    images: pd.DataFrame
+    hashes: pd.DataFrame
+    files: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ImportCounts:
+    """What one import changed.
+
+    Attributes
+    ----------
+    batch_id : str
+        The ``import_batches`` row of this import.
+    added, updated, unchanged : int
+        Patients new to the store, with at least one changed part, and untouched.
+    parts : Mapping[str, int]
+        Rewritten parts by name (``patient``, ``outcome``, ``genomics``, ``image``).
+    """
+
+    batch_id: str
+    added: int
+    updated: int
+    unchanged: int
+    parts: Mapping[str, int]
+
+
 def _records(frame: pd.DataFrame, columns: Sequence[str]) -> list[dict[str, Any]]:
     """Frame rows as dicts of plain Python values, NaN -> None."""
     subset = frame.loc[:, list(columns)].astype(object)
@@ -234,6 +314,71 @@ def _prefix_successor(prefix: str) -> str:
 def _check_split(split: str | None) -> None:
     if split is not None and split not in SPLITS:
         raise ValueError(f"Unknown split {split!r}; use one of {list(SPLITS)} or None for all.")
+
+
+AUDIT_ACTIONS = (
+    "sign_in",
+    "sign_out",
+    "view_patient",
+    "what_if",
+    "forecast",
+    "export",
+    "import",
+    "train",
+    "score",
+    "activate_model",
+)
+"""What the audit trail records; anything else is refused."""
+AUDIT_COLUMNS = ("event_id", "at", "actor", "role", "action", "patient_id", "model_version")
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One audit-trail event (see :class:`data.schema.AuditEvent`).
+
+    Attributes
+    ----------
+    actor : str
+        Who: the signed-in identity (e-mail or local user name).
+    role : str
+        The role the actor acted in.
+    action : str
+        One of :data:`AUDIT_ACTIONS`.
+    patient_id : str or None
+        The patient concerned, if any.
+    model_version : str or None
+        The model version whose output was shown or changed, if any.
+    detail : Mapping[str, Any]
+        Small JSON-able context (page, overrides, export format, row counts).
+    """
+
+    actor: str
+    role: str
+    action: str
+    patient_id: str | None = None
+    model_version: str | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _insert_audit(conn: Connection, entry: AuditEntry) -> None:
+    """Append one audit event inside the caller's transaction."""
+    if entry.action not in AUDIT_ACTIONS:
+        raise ValueError(
+            f"Unknown audit action {entry.action!r}; allowed are {list(AUDIT_ACTIONS)}."
+        )
+    if not entry.actor.strip():
+        raise ValueError("An audit event needs an actor; pass the signed-in user name.")
+    conn.execute(
+        insert(AuditEvent).values(
+            at=datetime.now(UTC),
+            actor=entry.actor,
+            role=entry.role,
+            action=entry.action,
+            patient_id=entry.patient_id,
+            model_version=entry.model_version,
+            detail=dict(entry.detail),
+        )
+    )
 
 
 class CohortStore:
@@ -341,6 +486,232 @@ class CohortStore:
         logger.info("wrote cohort: %d patients (source %s)", len(patient_rows), tables.source)
         return len(patient_rows)
 
+    def import_cohort(
+        self, tables: ImportTables, *, audit: AuditEntry | None = None
+    ) -> ImportCounts:
+        """Write an imported cohort in one transaction, rewriting only what changed.
+
+        Each patient's parts (:data:`IMPORT_PARTS`) carry a content hash: a part whose hash is
+        stored already is skipped, a changed part is deleted and written again (a changed scan
+        also drops that scan's embeddings), a new patient is inserted with its split. Patients
+        stored earlier but absent from this import are kept. On any error (or a kill) nothing
+        of the import stays.
+
+        Parameters
+        ----------
+        tables : ImportTables
+            The validated cohort with its hashes.
+        audit : AuditEntry or None, default=None
+            Appended to the audit trail in the same transaction (its detail gains the batch
+            id and counts) when the import changes anything.
+
+        Returns
+        -------
+        ImportCounts
+            Added, updated and unchanged patients and rewritten parts.
+
+        Raises
+        ------
+        CohortError
+            If the store holds a cohort from another source (the synthetic demo or another
+            import); nothing is written.
+        """
+        ids = tables.patients["patient_id"].astype(str).tolist()
+        hash_rows = tables.hashes.loc[:, ["patient_id", "part", "sha256"]]
+        new_hashes = {
+            (str(pid), str(part)): str(sha)
+            for pid, part, sha in hash_rows.itertuples(index=False, name=None)
+        }
+        batch_id = f"import-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S-%f')}"
+        with self.engine.begin() as conn:
+            sources = sorted(
+                str(s) for s in conn.execute(select(Patient.source).distinct()).scalars()
+            )
+            other = [source for source in sources if source != tables.source]
+            if other:
+                raise CohortError(
+                    f"The store holds patients from {other}, not {tables.source!r}; a store "
+                    "holds one cohort. Import into a fresh store (set RISKFUSION_HOME or "
+                    "RISKFUSION_DATABASE_URL to a new location)."
+                )
+            stored: dict[tuple[str, str], str] = {}
+            known: set[str] = set()
+            for start in range(0, len(ids), WRITE_CHUNK):
+                chunk = ids[start : start + WRITE_CHUNK]
+                known.update(
+                    conn.execute(
+                        select(Patient.patient_id).where(Patient.patient_id.in_(chunk))
+                    ).scalars()
+                )
+                for pid, part, sha in conn.execute(
+                    select(ImportHash.patient_id, ImportHash.part, ImportHash.sha256).where(
+                        ImportHash.patient_id.in_(chunk)
+                    )
+                ):
+                    stored[(str(pid), str(part))] = str(sha)
+            changed: dict[str, list[str]] = {}
+            for part in IMPORT_PARTS:
+                changed[part] = [
+                    pid for pid in ids if stored.get((pid, part)) != new_hashes.get((pid, part))
+                ]
+            added = [pid for pid in ids if pid not in known]
+            touched = set().union(*changed.values())
+            stored_features = {
+                row["name"]: {key: row[key] for key in FEATURE_COLUMNS}
+                for row in conn.execute(select(Feature)).mappings()
+            }
+            catalogue_changed = any(
+                stored_features.get(row["name"]) != row
+                for row in _records(tables.features, FEATURE_COLUMNS)
+            )
+            if not touched and not catalogue_changed:
+                # The same files again: leave the store exactly as it is.
+                logger.info("import of %s: nothing changed", tables.source)
+                return ImportCounts("", 0, 0, len(ids), dict.fromkeys(IMPORT_PARTS, 0))
+            conn.execute(
+                insert(ImportBatch).values(
+                    batch_id=batch_id,
+                    created_at=datetime.now(UTC),
+                    source=tables.source,
+                    files=dict(tables.files),
+                    counts={
+                        "added": len(added),
+                        "updated": len(touched - set(added)),
+                        "unchanged": len(ids) - len(touched),
+                        "parts": {part: len(pids) for part, pids in changed.items()},
+                    },
+                )
+            )
+            self._upsert_features(conn, tables.features)
+            by_id = tables.patients.set_index("patient_id", drop=False)
+            _insert_chunks(
+                conn,
+                Patient,
+                [
+                    {**row, "source": tables.source}
+                    for row in _records(by_id.loc[added], ("patient_id", "split"))
+                ],
+            )
+            for part, table_rows in (
+                ("patient", [(Demographics, tables.patients), (EhrValue, tables.ehr)]),
+                ("outcome", [(Outcome, tables.outcomes)]),
+                ("genomics", [(GenomicValue, tables.genomics)]),
+                ("image", [(Image, tables.images)]),
+            ):
+                self._rewrite_part(conn, part, changed[part], table_rows)
+            for part, pids in changed.items():
+                rows = [
+                    {"patient_id": pid, "part": part, "sha256": new_hashes[(pid, part)]}
+                    for pid in pids
+                    if (pid, part) in new_hashes
+                ]
+                for start in range(0, len(pids), WRITE_CHUNK):
+                    conn.execute(
+                        delete(ImportHash).where(
+                            ImportHash.part == part,
+                            ImportHash.patient_id.in_(pids[start : start + WRITE_CHUNK]),
+                        )
+                    )
+                _insert_chunks(conn, ImportHash, [{**row, "batch_id": batch_id} for row in rows])
+            if audit is not None:
+                detail = {**audit.detail, "batch_id": batch_id, "added": len(added)}
+                _insert_audit(conn, replace(audit, detail=detail))
+        counts = ImportCounts(
+            batch_id=batch_id,
+            added=len(added),
+            updated=len(touched - set(added)),
+            unchanged=len(ids) - len(touched),
+            parts={part: len(pids) for part, pids in changed.items()},
+        )
+        logger.info(
+            "imported %s: %d added, %d updated, %d unchanged",
+            tables.source,
+            counts.added,
+            counts.updated,
+            counts.unchanged,
+        )
+        return counts
+
+    def import_hashes(self, part: str, patient_ids: Sequence[str]) -> dict[str, str]:
+        """Stored content hashes of one import part, by patient id (primary-key look-ups).
+
+        Parameters
+        ----------
+        part : str
+            One of :data:`IMPORT_PARTS`.
+        patient_ids : sequence of str
+            Stored patient ids to look up; ids without a hash are absent from the result.
+
+        Returns
+        -------
+        dict of str to str
+            ``patient_id -> sha256``.
+        """
+        if part not in IMPORT_PARTS:
+            raise ValueError(f"Unknown import part {part!r}; use one of {list(IMPORT_PARTS)}.")
+        ids = list(patient_ids)
+        found: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), WRITE_CHUNK):
+                query = select(ImportHash.patient_id, ImportHash.sha256).where(
+                    ImportHash.part == part,
+                    ImportHash.patient_id.in_(ids[start : start + WRITE_CHUNK]),
+                )
+                found.update((str(pid), str(sha)) for pid, sha in conn.execute(query))
+        return found
+
+    @staticmethod
+    def _upsert_features(conn: Connection, features: pd.DataFrame) -> None:
+        """Insert new catalogue entries (appended in order); update the metadata of known ones."""
+        existing = dict(conn.execute(select(Feature.name, Feature.position)).all())
+        position = max(existing.values(), default=-1) + 1
+        for row in _records(features, FEATURE_COLUMNS):
+            if row["name"] in existing:
+                conn.execute(
+                    update(Feature)
+                    .where(Feature.name == row["name"])
+                    .values({k: v for k, v in row.items() if k != "name"})
+                )
+            else:
+                conn.execute(insert(Feature).values(**row, position=position))
+                position += 1
+
+    @staticmethod
+    def _rewrite_part(
+        conn: Connection, part: str, pids: Sequence[str], tables: Sequence[tuple[Any, pd.DataFrame]]
+    ) -> None:
+        """Delete and re-insert the rows of one part for some patients."""
+        for start in range(0, len(pids), WRITE_CHUNK):
+            chunk = list(pids[start : start + WRITE_CHUNK])
+            if part == "image":
+                image_ids = select(Image.image_id).where(Image.patient_id.in_(chunk))
+                conn.execute(delete(Embedding).where(Embedding.image_id.in_(image_ids)))
+            for table, frame in tables:
+                conn.execute(delete(table).where(table.patient_id.in_(chunk)))
+                rows = frame[frame["patient_id"].isin(chunk)]
+                if table is Demographics:
+                    records = _records(rows, ("patient_id", "age", "sex", "ethnicity", "site"))
+                    # The split is part of the patient part: keep ``patients.split`` in step.
+                    if len(rows):
+                        conn.execute(
+                            update(Patient)
+                            .where(Patient.patient_id == bindparam("pid"))
+                            .values(split=bindparam("new_split")),
+                            [
+                                {"pid": pid, "new_split": split}
+                                for pid, split in zip(
+                                    rows["patient_id"], rows["split"], strict=True
+                                )
+                            ],
+                        )
+                elif table is Outcome:
+                    records = _records(rows, OUTCOME_COLUMNS)
+                elif table is Image:
+                    records = _records(rows, IMAGE_COLUMNS)
+                else:
+                    records = _long_rows(rows, as_int=table is GenomicValue)
+                _insert_chunks(conn, table, records)
+
     # ------------------------------------------------------------------ model registry
     def register_model(self, record: ModelRecord, *, activate: bool = True) -> None:
         """Add a model to the registry; if ``activate``, it replaces the active one of its kind.
@@ -368,8 +739,10 @@ class CohortStore:
                 )
             )
 
-    def activate_model(self, version: str) -> None:
+    def activate_model(self, version: str, *, audit: AuditEntry | None = None) -> None:
         """Make a registered version the active one of its kind (one transaction).
+
+        ``audit``, when given, is appended to the audit trail in the same transaction.
 
         Raises
         ------
@@ -377,6 +750,8 @@ class CohortStore:
             If the version is not registered.
         """
         with self.engine.begin() as conn:
+            if audit is not None:
+                _insert_audit(conn, audit)
             kind = conn.execute(
                 select(ModelVersion.kind).where(ModelVersion.version == version)
             ).scalar_one_or_none()
@@ -551,21 +926,32 @@ class CohortStore:
             not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 1
         ):
             raise ValueError("Risks must be finite probabilities in [0, 1].")
+        ids = pd.Index(list(patient_ids))
+        if ids.has_duplicates:
+            twice = sorted(map(str, ids[ids.duplicated()].unique()))[:5]
+            raise ValueError(f"Patient ids given more than once, e.g. {twice}; pass each once.")
         now = datetime.now(UTC)
         rows = [
             {"model_version": model_version, "patient_id": pid, "risk": float(r), "created_at": now}
             for pid, r in zip(patient_ids, values, strict=True)
         ]
-        with self.engine.begin() as conn:
-            for start in range(0, len(rows), WRITE_CHUNK):
-                chunk = rows[start : start + WRITE_CHUNK]
-                conn.execute(
-                    delete(Prediction).where(
-                        Prediction.model_version == model_version,
-                        Prediction.patient_id.in_([row["patient_id"] for row in chunk]),
+        try:
+            with self.engine.begin() as conn:
+                for start in range(0, len(rows), WRITE_CHUNK):
+                    chunk = rows[start : start + WRITE_CHUNK]
+                    conn.execute(
+                        delete(Prediction).where(
+                            Prediction.model_version == model_version,
+                            Prediction.patient_id.in_([row["patient_id"] for row in chunk]),
+                        )
                     )
-                )
-                conn.execute(insert(Prediction), chunk)
+                    conn.execute(insert(Prediction), chunk)
+        except IntegrityError as err:
+            raise CohortError(
+                f"Cannot store predictions of model {model_version!r}: register the version "
+                "first and score only stored patients (a patient id or the version is unknown). "
+                "Nothing was written."
+            ) from err
 
     def get_prediction(self, patient_id: str, model_version: str) -> float | None:
         """Stored risk of one patient under one version, or None if not scored."""
@@ -671,6 +1057,173 @@ class CohortStore:
         with self.engine.connect() as conn:
             frame = pd.DataFrame([tuple(row) for row in conn.execute(query)], columns=columns)
         frame["true_risk"] = frame["true_risk"].astype(np.float64)  # None -> NaN
+        frame["risk"] = frame["risk"].astype(np.float64)
+        return frame
+
+    # ------------------------------------------------------------------ stored explanations
+    def write_explanations(
+        self,
+        model_version: str,
+        patient_ids: Sequence[str],
+        base_values: npt.ArrayLike,
+        values: npt.NDArray[np.float64],
+    ) -> None:
+        """Store (replace) exact SHAP values of patients under a model version (one transaction).
+
+        Parameters
+        ----------
+        model_version : str
+            A registered fusion model version.
+        patient_ids : sequence of str, length n
+            Stored patients.
+        base_values : array-like of shape (n,)
+            The explainer's base value (log-odds) of each row.
+        values : ndarray of shape (n, n_features)
+            SHAP values in the model's input order, stored as packed float64.
+
+        Raises
+        ------
+        ValueError
+            If the shapes disagree or a value is not finite; nothing is written.
+        """
+        shap = np.ascontiguousarray(values, dtype=np.float64)
+        base = np.asarray(base_values, dtype=np.float64)
+        if shap.ndim != 2 or len(shap) != len(patient_ids) or base.shape != (len(patient_ids),):
+            raise ValueError(
+                f"Got {len(patient_ids)} patient ids, base values of shape {base.shape} and "
+                f"SHAP values of shape {shap.shape}; pass (n,) base values and (n, n_features) "
+                "values, one row per patient."
+            )
+        if not (np.all(np.isfinite(shap)) and np.all(np.isfinite(base))):
+            raise ValueError("SHAP and base values must be finite; recompute the explanations.")
+        ids = [str(pid) for pid in patient_ids]
+        rows = [
+            {
+                "model_version": model_version,
+                "patient_id": pid,
+                "base_value": float(b),
+                "dim": int(shap.shape[1]),
+                "shap": row.tobytes(),
+            }
+            for pid, b, row in zip(ids, base, shap, strict=True)
+        ]
+        with self.engine.begin() as conn:
+            for start in range(0, len(ids), WRITE_CHUNK):
+                conn.execute(
+                    delete(StoredExplanation).where(
+                        StoredExplanation.model_version == model_version,
+                        StoredExplanation.patient_id.in_(ids[start : start + WRITE_CHUNK]),
+                    )
+                )
+            _insert_chunks(conn, StoredExplanation, rows)
+
+    def get_explanation(
+        self, model_version: str, patient_id: str
+    ) -> tuple[float, npt.NDArray[np.float64]] | None:
+        """One patient's stored ``(base_value, shap values)`` under a version, or None."""
+        query = select(StoredExplanation.base_value, StoredExplanation.shap).where(
+            StoredExplanation.model_version == model_version,
+            StoredExplanation.patient_id == patient_id,
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        return float(row[0]), np.frombuffer(row[1], dtype=np.float64).copy()
+
+    def count_explanations(self, model_version: str) -> int:
+        """Number of patients with stored explanations under a model version."""
+        query = (
+            select(func.count())
+            .select_from(StoredExplanation)
+            .where(StoredExplanation.model_version == model_version)
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def iter_explanations(
+        self, model_version: str, *, split: str | None = None, chunk_size: int = 50_000
+    ) -> Iterator[tuple[list[str], npt.NDArray[np.float64], npt.NDArray[np.float64]]]:
+        """Stream stored explanations in patient-id order (keyset pagination), in chunks.
+
+        Yields
+        ------
+        tuple
+            ``(patient_ids, base_values (n,), values (n, n_features))`` per chunk.
+        """
+        _check_split(split)
+        last = ""
+        while True:
+            query = (
+                select(
+                    StoredExplanation.patient_id,
+                    StoredExplanation.base_value,
+                    StoredExplanation.shap,
+                )
+                .where(
+                    StoredExplanation.model_version == model_version,
+                    StoredExplanation.patient_id > last,
+                )
+                .order_by(StoredExplanation.patient_id)
+                .limit(chunk_size)
+            )
+            if split is not None:
+                query = query.join(
+                    Patient, Patient.patient_id == StoredExplanation.patient_id
+                ).where(Patient.split == split)
+            with self.engine.connect() as conn:
+                rows: list[tuple[str, float, bytes]] = [
+                    (str(pid), float(base), bytes(blob)) for pid, base, blob in conn.execute(query)
+                ]
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield (
+                [r[0] for r in rows],
+                np.array([r[1] for r in rows], dtype=np.float64),
+                np.stack([np.frombuffer(r[2], dtype=np.float64) for r in rows]),
+            )
+
+    def patient_summaries(
+        self, patient_ids: Sequence[str], model_version: str | None = None
+    ) -> pd.DataFrame:
+        """Split, outcome, true risk and stored risk of a few patients (one indexed query).
+
+        Columns: ``patient_id, split, age, sex, label, true_risk`` and ``risk`` (NaN when the
+        version has no prediction for the patient), in the order of ``patient_ids``; unknown
+        ids are left out. At most 1000 ids per call (a page's worth).
+        """
+        ids = [str(pid) for pid in patient_ids]
+        if len(ids) > 1000:
+            raise ValueError(f"Got {len(ids)} patient ids; ask for at most 1000 per call.")
+        columns = ["patient_id", "split", "age", "sex", "label", "true_risk", "risk"]
+        if not ids:
+            return pd.DataFrame(columns=columns)
+        query = (
+            select(
+                Patient.patient_id,
+                Patient.split,
+                Demographics.age,
+                Demographics.sex,
+                Outcome.label,
+                GroundTruth.true_risk,
+                Prediction.risk,
+            )
+            .join(Demographics, Demographics.patient_id == Patient.patient_id)
+            .join(Outcome, Outcome.patient_id == Patient.patient_id)
+            .outerjoin(GroundTruth, GroundTruth.patient_id == Patient.patient_id)
+            .outerjoin(
+                Prediction,
+                (Prediction.patient_id == Patient.patient_id)
+                & (Prediction.model_version == (model_version or "")),
+            )
+            .where(Patient.patient_id.in_(ids))
+        )
+        with self.engine.connect() as conn:
+            frame = pd.DataFrame([tuple(row) for row in conn.execute(query)], columns=columns)
+        order = {pid: i for i, pid in enumerate(ids)}
+        frame = frame.sort_values("patient_id", key=lambda s: s.map(order)).reset_index(drop=True)
+        frame["true_risk"] = frame["true_risk"].astype(np.float64)
         frame["risk"] = frame["risk"].astype(np.float64)
         return frame
 
@@ -921,3 +1474,63 @@ class CohortStore:
             ["risk"] if model_version is not None else []
         )
         return frame if not frame.empty else pd.DataFrame(columns=names)
+
+    # ------------------------------------------------------------------ audit trail
+    def record_event(self, entry: AuditEntry) -> None:
+        """Append one event to the audit trail (its own transaction).
+
+        Writes that change data take the entry instead, so the event and the change commit
+        together (see :meth:`activate_model`).
+
+        Raises
+        ------
+        ValueError
+            If the action is not one of :data:`AUDIT_ACTIONS` or the actor is empty.
+        """
+        with self.engine.begin() as conn:
+            _insert_audit(conn, entry)
+
+    def audit_events(
+        self,
+        *,
+        limit: int = 100,
+        before_id: int | None = None,
+        action: str | None = None,
+        patient_id: str | None = None,
+    ) -> pd.DataFrame:
+        """One page of the audit trail, newest first (keyset pagination on ``event_id``).
+
+        Columns: ``event_id, at, actor, role, action, patient_id, model_version, detail``.
+        Pass the smallest ``event_id`` of a page as ``before_id`` to get the next one; the
+        query uses the primary key (and the action / patient indexes), so it stays fast at
+        millions of events.
+        """
+        if not 1 <= limit <= 10_000:
+            raise ValueError(f"limit={limit} is out of range; use 1..10000 events per page.")
+        if action is not None and action not in AUDIT_ACTIONS:
+            raise ValueError(f"Unknown audit action {action!r}; allowed are {list(AUDIT_ACTIONS)}.")
+        stmt = select(AuditEvent).order_by(AuditEvent.event_id.desc()).limit(limit)
+        if before_id is not None:
+            stmt = stmt.where(AuditEvent.event_id < before_id)
+        if action is not None:
+            stmt = stmt.where(AuditEvent.action == action)
+        if patient_id is not None:
+            stmt = stmt.where(AuditEvent.patient_id == patient_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).mappings().all()
+        frame = pd.DataFrame(
+            [
+                {
+                    **{column: row[column] for column in AUDIT_COLUMNS},
+                    "detail": json.dumps(row["detail"], sort_keys=True),
+                }
+                for row in rows
+            ],
+            columns=[*AUDIT_COLUMNS, "detail"],
+        )
+        return frame
+
+    def count_audit_events(self) -> int:
+        """Number of events in the audit trail."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(AuditEvent)).scalar_one())

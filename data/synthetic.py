@@ -6,10 +6,10 @@ by severity, and an outcome drawn from a true risk that is the sum of one additi
 component per modality. Because the truth is known, every model can be compared with the
 oracle (:func:`oracle_aurocs`).
 
-The cohort is a pure function of ``(n_patients, seed)``: the same inputs give bit-identical
-frames and pixels. The tabular part is vectorised (a million patients in seconds); scans are
-rendered per chunk from a per-patient random stream, so any chunk renders the same pixels as
-the full cohort and memory stays bounded.
+The cohort is a pure function of ``(n_patients, seed, bias)``: the same inputs give
+bit-identical frames and pixels. The tabular part is vectorised (a million patients in
+seconds); scans are rendered per chunk from a per-patient random stream, so any chunk renders
+the same pixels as the full cohort and memory stays bounded.
 
 The world, in short:
 
@@ -29,8 +29,14 @@ The world, in short:
   ``event_time`` and ``event`` observe the same event time under independent
   ``Uniform(1, 10)``-year censoring, for survival models.
 * Scans show a body outline with a bright rim, organ-like blobs, smooth tissue texture and
-  bright textured elliptical lesions; each site's scanner has its own gain, offset, contrast
-  curve, sharpness and noise level.
+  bright textured elliptical lesions; each site's scanner has its own gain, offset and contrast
+  curve (differences that per-image normalisation removes) and, without bias, the same
+  sharpness and noise level.
+* A documented, deliberate bias (:class:`DemoBias`, on by default, ``bias=None`` turns it off)
+  changes only what is *observed*, never the truth: one site's older scanner shows lesions at
+  reduced contrast, blurred and under more noise, so the imaging evidence there is weaker and
+  biased low; and one ethnic group is under-recruited. ``true_risk``, the logit components and
+  ``label`` keep their meaning (the lesions a scan shows faintly are still there).
 
 This module is the bottom layer: it must not import torch, streamlit or any other riskfusion
 package.
@@ -42,7 +48,7 @@ import functools
 import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Final, Literal
 
@@ -53,6 +59,7 @@ from scipy import special, stats
 
 __all__ = [
     "CAUSAL_SNPS",
+    "DEMO_BIAS",
     "DRIVERS",
     "EHR_COLUMNS",
     "ETHNICITIES",
@@ -63,6 +70,7 @@ __all__ = [
     "SEXES",
     "SITES",
     "TREATMENTS",
+    "DemoBias",
     "FeatureSpec",
     "SyntheticCohort",
     "assign_splits",
@@ -324,11 +332,123 @@ class _Scanner:
     noise_sd: float
 
 
+# Without bias the sites differ only in intensity response (removed by per-image normalisation);
+# sharpness, noise and lesion contrast are the same, so no site's scans are less informative.
 _SITE_SCANNERS: Final[tuple[_Scanner, ...]] = (
-    _Scanner(gain=1.00, offset=0.00, curve=0.00, edge_px=0.8, noise_sd=0.030),
-    _Scanner(gain=0.85, offset=0.08, curve=-0.15, edge_px=1.6, noise_sd=0.050),
-    _Scanner(gain=1.15, offset=-0.05, curve=0.25, edge_px=2.4, noise_sd=0.040),
+    _Scanner(gain=1.00, offset=0.00, curve=0.00, edge_px=1.6, noise_sd=0.040),
+    _Scanner(gain=0.85, offset=0.08, curve=-0.15, edge_px=1.6, noise_sd=0.040),
+    _Scanner(gain=1.15, offset=-0.05, curve=0.25, edge_px=1.6, noise_sd=0.040),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class DemoBias:
+    """A documented bias injected into what the synthetic demo observes (never into the truth).
+
+    Two well-known failure modes of clinical cohorts, so that a bias audit finds something real:
+
+    * **Degraded scanner at one site.** ``degraded_site``'s older scanner has poorer
+      low-contrast detectability: lesions appear at ``lesion_contrast`` times their contrast,
+      edges are ``blur_factor`` times softer and the noise is ``noise_factor`` times higher.
+      The lesions (and so ``logit_imaging``, ``true_risk`` and ``label``) are unchanged, so the
+      imaging score is less informative and biased low there: the model misses more of that
+      site's events (lower TPR and AUROC, negative calibration-in-the-large).
+    * **Under-represented group.** ``rare_ethnicity`` is recruited at ``rare_share`` of the
+      cohort instead of its population share (the freed share goes to the largest group), so
+      its metrics carry wide intervals and its intersections are small cells. It is also the
+      group most often seen at the degraded site (45%).
+
+    Attributes
+    ----------
+    degraded_site : str, default="site_c"
+        One of :data:`SITES`.
+    lesion_contrast : float, default=0.35
+        Factor in (0, 1] on the lesion contrast in that site's scans.
+    blur_factor : float, default=2.0
+        Factor >= 1 on the width of the scanner's point-spread blur.
+    noise_factor : float, default=2.5
+        Factor >= 1 on the scanner noise standard deviation.
+    rare_ethnicity : str, default="Black"
+        One of :data:`ETHNICITIES` except the largest.
+    rare_share : float, default=0.03
+        Cohort share of ``rare_ethnicity``, in (0, its population share].
+
+    Raises
+    ------
+    ValueError
+        If a site or group is unknown, or a factor or share is out of range.
+
+    Examples
+    --------
+    >>> DemoBias(lesion_contrast=0.5).degraded_site
+    'site_c'
+    """
+
+    degraded_site: str = "site_c"
+    lesion_contrast: float = 0.35
+    blur_factor: float = 2.0
+    noise_factor: float = 2.5
+    rare_ethnicity: str = "Black"
+    rare_share: float = 0.03
+
+    def __post_init__(self) -> None:
+        if self.degraded_site not in SITES:
+            raise ValueError(
+                f"Unknown degraded_site {self.degraded_site!r}; choose one of {SITES}."
+            )
+        largest = ETHNICITIES[int(np.argmax(_ETHNICITY_P))]
+        if self.rare_ethnicity not in ETHNICITIES or self.rare_ethnicity == largest:
+            raise ValueError(
+                f"rare_ethnicity={self.rare_ethnicity!r}; choose one of "
+                f"{[e for e in ETHNICITIES if e != largest]} (the largest group cannot be rare)."
+            )
+        population = _ETHNICITY_P[ETHNICITIES.index(self.rare_ethnicity)]
+        # (name, value, lowest allowed, highest allowed, whether the lowest is allowed itself)
+        checks = (
+            ("lesion_contrast", self.lesion_contrast, 0.0, 1.0, False),
+            ("blur_factor", self.blur_factor, 1.0, 10.0, True),
+            ("noise_factor", self.noise_factor, 1.0, 10.0, True),
+            ("rare_share", self.rare_share, 0.0, population, False),
+        )
+        for name, value, low, high, closed in checks:
+            if not (low <= value <= high) or (value == low and not closed):
+                interval = f"{'[' if closed else '('}{low}, {high}]"
+                raise ValueError(
+                    f"{name}={value!r} is out of range; pass a number in {interval} "
+                    f"(default {_BIAS_DEFAULTS[name]})."
+                )
+
+    def ethnicity_p(self) -> tuple[float, ...]:
+        """Recruitment shares of :data:`ETHNICITIES` under this bias (summing to 1)."""
+        shares = list(_ETHNICITY_P)
+        rare = ETHNICITIES.index(self.rare_ethnicity)
+        shares[int(np.argmax(_ETHNICITY_P))] += shares[rare] - self.rare_share
+        shares[rare] = self.rare_share
+        return tuple(shares)
+
+    def scanners(self) -> tuple[_Scanner, ...]:
+        """Per-site scanners with ``degraded_site``'s blur and noise raised."""
+        out = list(_SITE_SCANNERS)
+        site = SITES.index(self.degraded_site)
+        base = out[site]
+        out[site] = _Scanner(
+            gain=base.gain,
+            offset=base.offset,
+            curve=base.curve,
+            edge_px=base.edge_px * self.blur_factor,
+            noise_sd=base.noise_sd * self.noise_factor,
+        )
+        return tuple(out)
+
+    def lesion_contrasts(self) -> tuple[float, ...]:
+        """Per-site factor on the rendered lesion contrast."""
+        return tuple(self.lesion_contrast if site == self.degraded_site else 1.0 for site in SITES)
+
+
+_BIAS_DEFAULTS: Final[dict[str, object]] = {f.name: f.default for f in fields(DemoBias)}
+
+DEMO_BIAS: Final[DemoBias] = DemoBias()
+"""The bias the demo injects by default (see :class:`DemoBias`; ``bias=None`` turns it off)."""
 _N_ANATOMY_DRAWS: Final[int] = 24
 _LOW_FREQUENCY_CELLS: Final[int] = 3  # smooth tissue texture: B-spline cells across the image
 _TEXTURE_CELL_PX: Final[int] = 8  # lesion texture grain in pixels
@@ -381,14 +501,16 @@ class _Tabular:
     lesion_patient: npt.NDArray[np.int64]
 
 
-def _simulate(n: int, seed: int) -> _Tabular:
+def _simulate(n: int, seed: int, bias: DemoBias | None) -> _Tabular:
     """Simulate the whole tabular world for ``n`` patients (see the module docstring)."""
     rng = np.random.default_rng([seed, _TABULAR_STREAM])
 
-    # Demographics and latent severities.
+    # Demographics and latent severities. The bias changes recruitment shares only: choice()
+    # draws one uniform per patient either way, so every later draw stays aligned.
     age = np.round(np.clip(rng.normal(61.0, 13.0, n), 18.0, 95.0), 1)
     male = rng.random(n) < 0.48
-    ethnicity = rng.choice(len(ETHNICITIES), size=n, p=_ETHNICITY_P)
+    shares = _ETHNICITY_P if bias is None else bias.ethnicity_p()
+    ethnicity = rng.choice(len(ETHNICITIES), size=n, p=shares)
     site_cdf = np.cumsum(np.asarray(_SITE_P_BY_ETHNICITY), axis=1)
     site = (rng.random(n)[:, None] > site_cdf[ethnicity, :-1]).sum(axis=1)
     age_z = (age - 61.0) / 13.0
@@ -604,7 +726,7 @@ class SyntheticCohort:
     n_patients : int
         Number of patients.
     seed : int
-        Seed of the world; with ``n_patients`` it determines everything.
+        Seed of the world; with ``n_patients`` and ``bias`` it determines everything.
     image_size : int
         Side ``H = W`` of the rendered scans in pixels.
     patients : pandas.DataFrame
@@ -627,7 +749,10 @@ class SyntheticCohort:
     lesions : pandas.DataFrame
         One row per lesion: ``patient_id``, centre ``cy``, ``cx`` and semi-axes ``ry``, ``rx``
         (fractions of the image side), ``angle`` (radians), ``contrast`` (intensity above the
-        tissue) and ``texture`` (relative intensity heterogeneity).
+        tissue) and ``texture`` (relative intensity heterogeneity). ``contrast`` is the true
+        contrast; a degraded scanner (``bias``) shows it reduced.
+    bias : DemoBias or None, default=None
+        The bias injected into what is observed (recruitment and scans), or None.
     """
 
     n_patients: int
@@ -638,6 +763,7 @@ class SyntheticCohort:
     genomics: pd.DataFrame
     truth: pd.DataFrame
     lesions: pd.DataFrame
+    bias: DemoBias | None = None
     _lesion_offsets: npt.NDArray[np.int64] = field(init=False, repr=False)
     _lesion_params: npt.NDArray[np.float64] = field(init=False, repr=False)
     _site_codes: npt.NDArray[np.int64] = field(init=False, repr=False)
@@ -687,7 +813,8 @@ class SyntheticCohort:
         -------
         images : numpy.ndarray of shape (stop - start, H, W), float32
             Scans: body outline, organ-like structures, smooth texture and bright textured
-            lesions, with the site's scanner gain, offset, contrast curve, sharpness and noise.
+            lesions, with the site's scanner gain, offset, contrast curve, sharpness and noise
+            (and, at a degraded site under ``bias``, fainter lesions, more blur and noise).
             Not normalised: air is about 0 (site offset), soft tissue about 0.4, lesions 0.25
             to 0.8 brighter than the tissue around them.
         masks : numpy.ndarray of shape (stop - start, H, W), uint8
@@ -705,6 +832,7 @@ class SyntheticCohort:
             )
         return _render(
             seed=self.seed,
+            bias=self.bias,
             indices=np.arange(start, stop, dtype=np.int64),
             site_codes=self._site_codes[start:stop],
             lesion_params=self._lesion_params[
@@ -760,9 +888,13 @@ def _check_int(name: str, value: object, low: int, high: int | None, hint: str) 
 
 
 def generate_cohort(
-    n_patients: int = 2000, seed: int = 0, *, image_size: int = 128
+    n_patients: int = 2000,
+    seed: int = 0,
+    *,
+    image_size: int = 128,
+    bias: DemoBias | None = DEMO_BIAS,
 ) -> SyntheticCohort:
-    """Generate the synthetic cohort, a pure function of ``(n_patients, seed)``.
+    """Generate the synthetic cohort, a pure function of ``(n_patients, seed, bias)``.
 
     The tabular data and ground truth are simulated at once (vectorised); scans are rendered
     lazily by :meth:`SyntheticCohort.render` / :meth:`SyntheticCohort.iter_scans`.
@@ -776,6 +908,11 @@ def generate_cohort(
     image_size : int, default=128
         Side of the rendered scans in pixels (at least 16). It changes only the pixels, never
         the tabular data or the truth.
+    bias : DemoBias or None, default=DEMO_BIAS
+        Deliberate, documented bias in what is observed (see :class:`DemoBias`): a degraded
+        scanner at one site and an under-recruited group. None gives the unbiased world: the
+        same patients draw for draw, except those whose ethnicity the recruitment bias changes
+        (and everything that depends on it), and scans of equal quality at every site.
 
     Returns
     -------
@@ -804,7 +941,12 @@ def generate_cohort(
     seed = _check_int("seed", seed, 0, None, "pass a non-negative seed such as 0")
     size = _check_int("image_size", image_size, MIN_IMAGE_SIZE, 1024, "use e.g. image_size=128")
 
-    world = _simulate(n, seed)
+    if bias is not None and not isinstance(bias, DemoBias):
+        raise TypeError(
+            f"bias must be a DemoBias or None, got {type(bias).__name__} {bias!r}; pass "
+            "DEMO_BIAS (default) or None to turn the bias off."
+        )
+    world = _simulate(n, seed, bias)
     ids = pd.array(_patient_ids(n), dtype="str")
     columns = {
         name: pd.array(list(_CATEGORIES[name]), dtype="str").take(values.astype(np.intp))
@@ -818,13 +960,14 @@ def generate_cohort(
     truth = pd.DataFrame({"patient_id": ids, **world.truth})
     lesions = pd.DataFrame({"patient_id": ids.take(world.lesion_patient), **world.lesions})
     logger.info(
-        "Generated synthetic cohort: n_patients=%d seed=%d prevalence=%.3f lesions=%d",
+        "Generated synthetic cohort: n_patients=%d seed=%d bias=%s prevalence=%.3f lesions=%d",
         n,
         seed,
+        "off" if bias is None else "on",
         float(world.columns["label"].mean()),
         len(lesions),
     )
-    return SyntheticCohort(n, seed, size, patients, ehr, genomics, truth, lesions)
+    return SyntheticCohort(n, seed, size, patients, ehr, genomics, truth, lesions, bias)
 
 
 # --- Rendering ---------------------------------------------------------------------------------
@@ -947,6 +1090,7 @@ def _draw_lesion(
 def _render(
     *,
     seed: int,
+    bias: DemoBias | None,
     indices: npt.NDArray[np.int64],
     site_codes: npt.NDArray[np.int64],
     lesion_params: npt.NDArray[np.float64],
@@ -968,6 +1112,7 @@ def _render(
         rows = slice(start, stop)
         images[rows] = _render_batch(
             seed=seed,
+            bias=bias,
             indices=indices[rows],
             site_codes=site_codes[rows],
             lesion_params=lesion_params[first_lesion[start] : first_lesion[stop]],
@@ -980,6 +1125,7 @@ def _render(
 def _render_batch(
     *,
     seed: int,
+    bias: DemoBias | None,
     indices: npt.NDArray[np.int64],
     site_codes: npt.NDArray[np.int64],
     lesion_params: npt.NDArray[np.float64],
@@ -1003,11 +1149,16 @@ def _render_batch(
         window = bank[top : top + size, left : left + size]
         noise[row] = window[:: -1 if flip & 1 else 1, :: -1 if flip & 2 else 1]
     u = uniforms.T  # one row per anatomical parameter, one column per patient
+    scanners = _SITE_SCANNERS if bias is None else bias.scanners()
+    lesion_gain = (1.0,) * len(SITES) if bias is None else bias.lesion_contrasts()
     scanner = np.asarray(
-        [[s.gain, s.offset, s.curve, s.edge_px, s.noise_sd] for s in _SITE_SCANNERS],
+        [
+            [s.gain, s.offset, s.curve, s.edge_px, s.noise_sd, g]
+            for s, g in zip(scanners, lesion_gain, strict=True)
+        ],
         dtype=np.float32,
     )[site_codes].T[:, :, None, None]
-    gain, offset, curve, edge_px, noise_sd = scanner
+    gain, offset, curve, edge_px, noise_sd, lesion_visibility = scanner
     edge_px = np.maximum(edge_px * (size / 128), 0.5)
 
     coordinate = (np.arange(size, dtype=np.float32) + 0.5) / size
@@ -1074,7 +1225,7 @@ def _render_batch(
         layer = np.zeros((size, size), dtype=np.float32)
         for params in lesion_params[first : first + count]:
             _draw_lesion(layer, masks[row], params, texture[row], float(edge_px[row, 0, 0]))
-        clean[row] += layer
+        clean[row] += layer * lesion_visibility[row]
         first += count
 
     # Each site's scanner: intensity response, then Gaussian noise.

@@ -11,6 +11,7 @@ from fusion.evaluation import AurocEstimate, auroc_with_ci, youden_threshold
 from fusion.explain import ShapResult, make_explainer, modality_sums, shap_values
 from fusion.fairness import FairnessReport, audit
 from fusion.features import IMAGE_FEATURE, MODALITIES, FeatureSet, build_feature_matrix
+from fusion.forecast import HazardForecaster, PatientForecast
 from fusion.model import FusionClassifier
 from fusion.pipeline import BuildConfig, BuildSummary, build_demo
 from fusion.service import ImageMaps, ModelInfo, PatientExplanation, RiskResult, RiskService
@@ -25,9 +26,11 @@ __all__ = [
     "FairnessReport",
     "FeatureSet",
     "FusionClassifier",
+    "HazardForecaster",
     "ImageMaps",
     "ModelInfo",
     "PatientExplanation",
+    "PatientForecast",
     "RiskResult",
     "RiskService",
     "Settings",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import ipaddress
+import getpass
 import logging
 import subprocess
 import sys
@@ -21,7 +21,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from data.errors import CohortError
-from data.store import CohortStore, make_engine
+from data.store import AuditEntry, CohortStore, make_engine
+from fusion.access import auth_configured, check_bind_address, read_secrets
 from fusion.pipeline import BuildConfig, build_demo, built_config, reset_store
 from fusion.service import RiskService
 from fusion.settings import Settings
@@ -59,6 +60,13 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--image-size", type=int, default=128, help="scan side in pixels")
     demo.add_argument("--epochs", type=int, default=TrainConfig().epochs, help="imaging epochs")
     demo.add_argument("--no-serve", action="store_true", help="build only, do not serve")
+    demo.add_argument(
+        "--no-bias",
+        dest="bias",
+        action="store_false",
+        default=None,
+        help="build the unbiased world (default: inject the demo bias of docs/data.md)",
+    )
     demo.add_argument("--rebuild", action="store_true", help="delete the built demo first")
     _serve_arguments(demo)
 
@@ -84,9 +92,29 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("patient_id", help="a stored patient id, e.g. P00001")
     explain.add_argument("--out", type=Path, required=True, help="folder to write into")
 
+    forecast = sub.add_parser(
+        "forecast", help="one patient's risk over time under each treatment (JSON)"
+    )
+    forecast.add_argument("patient_id", help="a stored patient id, e.g. P0000001")
+    forecast.add_argument("--out", type=Path, required=True, help="JSON file to write")
+
+    cohort = sub.add_parser(
+        "import", help="validate a cohort folder and import it (docs/import.md)"
+    )
+    cohort.add_argument("directory", type=Path, help="cohort folder (patients, outcomes, ...)")
+    cohort.add_argument("--schema", type=Path, default=None, help="default: DIR/schema.toml")
+    cohort.add_argument("--dry-run", action="store_true", help="validate only, write nothing")
+    cohort.add_argument("--report", type=Path, default=None, help="write the problems as CSV")
+    cohort.add_argument(
+        "--id-salt-file", type=Path, default=None, help="salt of hashed ids (hash_ids = true)"
+    )
+
     bench = sub.add_parser("bench", help="measure build time, AUROCs and per-patient latency")
     bench.add_argument("--patients", type=int, default=2000)
     bench.add_argument("--out", type=Path, default=None, help="JSON file (default artifacts/)")
+    bench.add_argument(
+        "--import-patients", type=int, default=10_000, help="timed import size (0 skips)"
+    )
     return parser
 
 
@@ -99,20 +127,8 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _check_address(address: str) -> None:
-    try:
-        loopback = ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        loopback = address == "localhost"
-    if not loopback:
-        raise ValueError(
-            f"Refusing to bind to {address!r}: the dashboard has no sign-in yet, so it only "
-            "serves on 127.0.0.1. Use an SSH tunnel to reach it from another machine."
-        )
-
-
 def _serve(settings: Settings, port: int, address: str) -> int:
-    _check_address(address)
+    check_bind_address(address, sign_in=auth_configured(read_secrets(settings.secrets_file)))
     store = CohortStore(make_engine(settings.database_url))
     if built_config(store) is None:
         logger.error("Nothing is built yet; run `riskfusion demo` first.")
@@ -145,6 +161,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         seed=settings.demo_seed if args.seed is None else args.seed,
         image_size=args.image_size,
         imaging=replace(TrainConfig(), epochs=args.epochs),
+        bias=settings.demo_bias if args.bias is None else args.bias,
     )
     settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
     store = CohortStore(make_engine(settings.database_url))
@@ -167,6 +184,12 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         start = time.perf_counter()
         summary = build_demo(settings, config, report=logger.info)
         logger.info("build finished in %.1f s", time.perf_counter() - start)
+        _record(
+            settings,
+            "train",
+            model_version=summary.fusion_version,
+            detail={"command": "demo", "build": config.identity()},
+        )
         for name, estimate in summary.test_auroc.items():
             logger.info(
                 "  test AUROC %-9s %.3f (95%% CI %.3f-%.3f)",
@@ -180,6 +203,32 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     if args.no_serve:
         return 0
     return _serve(settings, args.port, args.address)
+
+
+def _record(
+    settings: Settings,
+    action: str,
+    *,
+    patient_id: str | None = None,
+    model_version: str | None = None,
+    detail: dict[str, object] | None = None,
+) -> None:
+    """Append a command's action to the audit trail as ``cli:<os user>`` (the CLI is admin)."""
+    store = CohortStore(make_engine(settings.database_url))
+    try:
+        store.create_schema()
+        store.record_event(
+            AuditEntry(
+                actor=f"cli:{getpass.getuser()}",
+                role="admin",
+                action=action,
+                patient_id=patient_id,
+                model_version=model_version,
+                detail=detail or {},
+            )
+        )
+    finally:
+        store.engine.dispose()
 
 
 def _has_patients(store: CohortStore) -> bool:
@@ -206,20 +255,27 @@ def _export_predictions(settings: Settings, out: Path) -> int:
             rows += len(chunk)
     tmp.replace(out)  # the file appears complete or not at all
     logger.info("wrote %d predictions to %s", rows, out)
+    _record(
+        settings,
+        "export",
+        model_version=service.model_info().version,
+        detail={"command": "export predictions", "rows": rows},
+    )
     return 0
 
 
 def _audit(settings: Settings, args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from fusion.report import audit_csv, audit_html
+    from fusion.report import audit_csv, audit_figures, audit_html, demo_bias_note
 
     suffix = args.out.suffix.lower()
     if suffix not in (".html", ".csv"):
         raise ValueError(f"--out {args.out} must end in .html (report) or .csv (metrics table).")
     service = RiskService.from_settings(settings)
+    by = [name.strip() for name in args.by.split(",") if name.strip()]
     report = service.audit(
-        [name.strip() for name in args.by.split(",") if name.strip()],
+        by,
         threshold=args.threshold,
         reference=args.reference,
         min_cell=args.min_cell,
@@ -229,9 +285,23 @@ def _audit(settings: Settings, args: argparse.Namespace) -> int:
         text = audit_csv(report)
     else:
         version = service.model_info().version
-        text = audit_html(report, model_version=version, created=datetime.now(UTC))
+        roc, calibration = service.group_curves(by, min_cell=args.min_cell)
+        note = demo_bias_note(service.build_params())
+        text = audit_html(
+            report,
+            model_version=version,
+            created=datetime.now(UTC),
+            figures=audit_figures(report, roc_by_group=roc, calibration_by_group=calibration),
+            context=None if note is None else {"cohort": note},
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
+    _record(
+        settings,
+        "export",
+        model_version=service.model_info().version,
+        detail={"command": "audit", "by": by, "format": suffix.lstrip(".")},
+    )
     flagged = int(report.difference.filter(like="_flag").any(axis=1).sum())
     logger.info(
         "audited %d groups (%d suppressed, %d with a flagged disparity); wrote %s",
@@ -263,11 +333,48 @@ def main(argv: Sequence[str] | None = None) -> int:
             service = RiskService.from_settings(settings)
             files = write_explanation(service, args.patient_id, args.out)
             logger.info("wrote %d files to %s", len(files), args.out)
+            _record(
+                settings,
+                "export",
+                patient_id=args.patient_id,
+                model_version=service.model_info().version,
+                detail={"command": "explain"},
+            )
             return 0
+        if args.command == "forecast":
+            from fusion.forecast import write_forecast_json
+
+            service = RiskService.from_settings(settings)
+            write_forecast_json(service.forecast(args.patient_id), args.out)
+            logger.info("wrote the treatment forecast to %s", args.out)
+            _record(
+                settings,
+                "export",
+                patient_id=args.patient_id,
+                model_version=service.model_info().version,
+                detail={"command": "forecast"},
+            )
+            return 0
+        if args.command == "import":
+            from fusion.ingest import run_import
+
+            return run_import(
+                settings,
+                args.directory,
+                schema=args.schema,
+                dry_run=args.dry_run,
+                report_path=args.report,
+                id_salt_file=args.id_salt_file,
+            )
         if args.command == "bench":
             from fusion.bench import run_bench
 
-            return run_bench(settings, n_patients=args.patients, out=args.out)
+            return run_bench(
+                settings,
+                n_patients=args.patients,
+                out=args.out,
+                import_patients=args.import_patients,
+            )
     except (CohortError, ValueError) as err:
         logger.error("error: %s", err)
         return 2

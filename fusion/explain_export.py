@@ -62,6 +62,7 @@ def write_explanation(service: RiskService, patient_id: str, out_dir: Path) -> l
     result = service.predict(patient_id)
     explanation = service.explain(patient_id)
     info = service.model_info()
+    interval = service.risk_interval(patient_id) if service.interval_models else None
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     maps_written: dict[str, str] = {}
@@ -121,6 +122,16 @@ def write_explanation(service: RiskService, patient_id: str, out_dir: Path) -> l
         "split": result.split,
         "label": result.label if result.split == "test" else None,
         "true_risk": result.true_risk,
+        "shap_source": explanation.source,
+        "risk_interval": None
+        if interval is None
+        else {
+            "low": interval.low,
+            "high": interval.high,
+            "level": interval.level,
+            "method": interval.method,
+            "n_models": interval.n_models,
+        },
     }
     target = out_dir / EXPLANATION_FILE
     target.write_text(json.dumps(document, indent=2))

@@ -26,7 +26,10 @@ __all__ = [
     "SUPPRESSED",
     "FairnessReport",
     "audit",
+    "calibration_by_group",
     "group_metrics",
+    "group_table",
+    "suppress_cells",
     "suppression_mask",
 ]
 
@@ -367,18 +370,208 @@ def _spread(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return out
 
 
-def suppression_mask(sizes: pd.Series, min_cell: int) -> npt.NDArray[np.bool_]:
-    """Primary (n < min_cell) plus complementary suppression within one partition.
+def suppress_cells(
+    counts: pd.Series,
+    min_cell: int,
+    *,
+    hidden: npt.ArrayLike | None = None,
+) -> npt.NDArray[np.bool_]:
+    """Primary and complementary small-cell suppression of a table of counts (CMS practice).
 
-    When exactly one group is below ``min_cell``, its size would follow from the total minus
-    the shown sizes, so the next-smallest group is suppressed as well.
+    The table has one axis per index level (a plain index is one axis): e.g. sex x site, or
+    group x risk bin. Its lines (the cells that differ in one level only) add up to counts that
+    other tables show: the margins of a line along ``site`` are the rows of the audit by
+    ``sex`` alone, the cells of a line along the risk bins add up to the group's ``n``. So:
+
+    1. Primary: a cell with ``n < min_cell`` is hidden (and any cell ``hidden`` marks).
+    2. Complementary: while some line holds exactly one hidden non-empty cell (its count would
+       follow from the line's total minus the shown cells), the smallest shown non-empty cell
+       of that line is hidden too. Repeated until every line is safe.
+
+    Every margin is treated as known, whether or not another table shows it, so the result
+    never depends on which tables a reader holds. Empty cells reveal nobody and need no
+    complement. This is the standard line rule, not a full linear-programming audit: hidden
+    cells that form no cycle across several lines can in rare patterns still be bounded.
+
+    Parameters
+    ----------
+    counts : Series of int
+        Cell counts; index levels are the table's axes (one row per non-empty or listed cell;
+        absent cells are empty).
+    min_cell : int
+        Smallest count shown.
+    hidden : array-like of bool of shape (n_cells,), optional
+        Cells hidden for another reason (e.g. all bins of a suppressed group).
+
+    Returns
+    -------
+    ndarray of bool of shape (n_cells,)
+        True where the cell is not shown.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> table = pd.Series(
+    ...     [50, 5, 40, 30],
+    ...     index=pd.MultiIndex.from_product([["F", "M"], ["a", "b"]], names=["sex", "site"]),
+    ... )
+    >>> suppress_cells(table, 11).tolist()  # (F, b) is small; its row and column need a partner
+    [True, True, True, True]
     """
-    values = sizes.to_numpy()
-    hidden = values < min_cell
-    if hidden.sum() == 1 and len(values) > 1:
-        shown = np.flatnonzero(~hidden)
-        hidden[shown[np.argmin(values[shown])]] = True
-    return hidden
+    values = counts.to_numpy(dtype=np.float64)
+    mask = values < min_cell
+    if hidden is not None:
+        mask |= np.asarray(hidden, dtype=bool)
+    index = counts.index
+    levels = [index.get_level_values(k) for k in range(index.nlevels)]
+    codes = [pd.factorize(level, sort=True)[0] for level in levels]
+    nonempty = values > 0
+    # Line id of each cell along each axis: the codes of every other level.
+    lines = []
+    for axis in range(len(codes)):
+        others = [c for k, c in enumerate(codes) if k != axis]
+        key = np.zeros(len(values), dtype=np.int64)
+        for code in others:
+            key = key * (int(code.max(initial=0)) + 1) + code
+        lines.append(key)
+    changed = True
+    while changed:
+        changed = False
+        for key in lines:
+            for line in np.unique(key):
+                cells = key == line
+                if (mask & nonempty & cells).sum() != 1:
+                    continue
+                candidates = np.flatnonzero(cells & nonempty & ~mask)
+                if len(candidates):
+                    mask[candidates[np.argmin(values[candidates])]] = True
+                    changed = True
+    return mask
+
+
+def suppression_mask(sizes: pd.Series, min_cell: int) -> npt.NDArray[np.bool_]:
+    """Suppression of a one-way table of group sizes: :func:`suppress_cells` with one axis.
+
+    When exactly one non-empty group is below ``min_cell``, its size would follow from the
+    total minus the shown sizes, so the next-smallest group is suppressed as well.
+    """
+    flat = pd.Series(sizes.to_numpy(), index=pd.RangeIndex(len(sizes)))
+    return suppress_cells(flat, min_cell)
+
+
+def group_table(sensitive_features: pd.DataFrame, *, min_cell: int) -> pd.DataFrame:
+    """The groups of one to three attributes, their sizes and which are suppressed.
+
+    The one place that decides which groups every table, figure and export shows: the audit,
+    the reliance table and the curves by group call it, so they all hide the same groups.
+    Suppression runs over the cross-table of the attributes (:func:`suppress_cells`), so no
+    hidden size follows from the total, from the one-attribute tables of the same patients, or
+    from any lower-order intersection.
+
+    Parameters
+    ----------
+    sensitive_features : DataFrame of shape (n_samples, n_attributes)
+        One to three attribute columns, no missing values.
+    min_cell : int
+        Smallest group shown.
+
+    Returns
+    -------
+    DataFrame
+        Index: group label (values joined by ``" & "``); the attribute columns, ``n`` and
+        ``suppressed``.
+    """
+    _, groups = _group_codes(sensitive_features, len(sensitive_features))
+    attributes = [str(c) for c in sensitive_features.columns]
+    sizes = pd.Series(
+        groups["n_rows"].to_numpy(), index=pd.MultiIndex.from_frame(groups[attributes])
+    )
+    table = groups[attributes].copy()
+    table["n"] = groups["n_rows"].to_numpy()
+    table["suppressed"] = suppress_cells(sizes, min_cell)
+    return table
+
+
+def calibration_by_group(
+    y_true: npt.ArrayLike,
+    risk: npt.ArrayLike,
+    sensitive_features: pd.DataFrame,
+    *,
+    min_cell: int = 11,
+    n_bins: int = 5,
+) -> pd.DataFrame:
+    """Reliability-curve bins per group, with small bins suppressed across groups and bins.
+
+    Bins are equal-width over [0, 1]. The (group, bin) counts form one table with an axis per
+    attribute plus one for the bin; suppressed groups hide all their bins, then
+    :func:`suppress_cells` hides every bin under ``min_cell`` and the complements that keep it
+    from following from the group's ``n`` (shown in the audit) or from the bin's count over
+    all patients (shown by the calibration of the whole split).
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        0/1 outcomes.
+    risk : array-like of shape (n_samples,)
+        Predicted probabilities in [0, 1].
+    sensitive_features : DataFrame of shape (n_samples, n_attributes)
+        One to three attribute columns.
+    min_cell : int, default=11
+        Smallest group and bin shown.
+    n_bins : int, default=5
+        Risk bins per group.
+
+    Returns
+    -------
+    DataFrame
+        One row per non-empty bin of each shown group: ``group, low, high, n, mean_risk,
+        observed, suppressed``; suppressed bins hold NaN in ``n, mean_risk, observed``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> bins = calibration_by_group([0, 1] * 20, [0.1, 0.9] * 20,
+    ...                             pd.DataFrame({"sex": ["F", "M"] * 20}), min_cell=0)
+    >>> bins[["group", "n", "observed"]].to_numpy().tolist()
+    [['F', 20.0, 0.0], ['M', 20.0, 1.0]]
+    """
+    y, r = _as_arrays(y_true, risk)
+    if n_bins < 1:
+        raise ValueError(f"n_bins={n_bins}; pass 1 or more (e.g. 5).")
+    groups = group_table(sensitive_features, min_cell=min_cell)
+    codes, _ = _group_codes(sensitive_features, len(y))
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bin_index = np.clip(np.digitize(r, edges[1:-1]), 0, n_bins - 1)
+    cell = codes * n_bins + bin_index
+    size = len(groups) * n_bins
+    n: npt.NDArray[np.float64] = np.bincount(cell, minlength=size).astype(np.float64)
+    events: npt.NDArray[np.float64] = np.bincount(cell, weights=y, minlength=size).astype(
+        np.float64
+    )
+    risk_sum: npt.NDArray[np.float64] = np.bincount(cell, weights=r, minlength=size).astype(
+        np.float64
+    )
+    group_of = np.repeat(np.arange(len(groups)), n_bins)
+    bin_of = np.tile(np.arange(n_bins), len(groups))
+    axes = groups.drop(columns=["n", "suppressed"]).iloc[group_of].reset_index(drop=True)
+    axes["bin"] = bin_of
+    counts = pd.Series(n, index=pd.MultiIndex.from_frame(axes))
+    hidden = suppress_cells(counts, min_cell, hidden=groups["suppressed"].to_numpy()[group_of])
+    keep = (n > 0) & ~groups["suppressed"].to_numpy()[group_of]
+    table = pd.DataFrame(
+        {
+            "group": groups.index.to_numpy()[group_of],
+            "low": edges[:-1][bin_of],
+            "high": edges[1:][bin_of],
+            "n": n,
+            "mean_risk": _divide(risk_sum, n),
+            "observed": _divide(events, n),
+            "suppressed": hidden,
+        }
+    )
+    table.loc[hidden, ["n", "mean_risk", "observed"]] = np.nan
+    shown: pd.DataFrame = table.loc[keep].reset_index(drop=True)
+    return shown
 
 
 def audit(
@@ -404,11 +597,11 @@ def audit(
     is ``max(|TPR_g - TPR_ref|, |FPR_g - FPR_ref|)``; the summary gives fairlearn's
     between-groups demographic-parity and equalized-odds differences over the shown groups.
 
-    Small-cell suppression (CMS practice): a group with ``n < min_cell`` is not shown, and
-    when it is the only one, the next-smallest group is suppressed too, so no suppressed size
-    follows from the total. Suppressed groups are left out of the summary. Suppression acts
-    within this one table: publishing several audits of overlapping groups side by side can
-    still reveal a size by subtraction.
+    Small-cell suppression (CMS practice, :func:`group_table`): a group with ``n < min_cell``
+    is not shown, and complementary groups are suppressed too, so that no suppressed size
+    follows from the total or from the audits of fewer of the same attributes (the line rule
+    of :func:`suppress_cells` over the attributes' cross-table). Suppressed groups are left
+    out of the summary.
 
     Parameters
     ----------
@@ -466,7 +659,7 @@ def audit(
         random_state=random_state,
     )
     labels = groups.index
-    hidden = suppression_mask(groups["n_rows"], min_cell)
+    hidden = group_table(sensitive_features, min_cell=min_cell)["suppressed"].to_numpy()
     if hidden.all():
         raise ValueError(
             f"Every group has fewer than {min_cell} patients (or is suppressed to protect "

@@ -24,7 +24,7 @@ from fusion.evaluation import (
     pr_points,
     roc_points,
 )
-from fusion.fairness import suppression_mask
+from fusion.fairness import calibration_by_group, group_table, suppression_mask
 
 __all__ = [
     "ABLATION_LABELS",
@@ -96,7 +96,8 @@ class PerformanceReport:
     roc, pr : DataFrame
         Fusion ROC (``fpr, tpr, threshold``) and PR (``recall, precision, threshold``) points.
     calibration : DataFrame
-        ``low, high, n, mean_risk, observed`` per non-empty risk bin.
+        ``low, high, n, mean_risk, observed, suppressed`` per non-empty risk bin; bins under
+        the smallest cell size (and their complement) hold NaN.
     brier, ece : float
         Brier score and expected calibration error of the fusion risk.
     confusion : DataFrame
@@ -129,6 +130,7 @@ def evaluate_performance(
     n_bins: int = 10,
     n_resamples: int = 200,
     random_state: int = 0,
+    min_cell: int = 11,
 ) -> PerformanceReport:
     """Performance of every risk column of a split frame against its ``label``.
 
@@ -147,6 +149,9 @@ def evaluate_performance(
         Bootstrap resamples of the ablation table.
     random_state : int, default=0
         Seed of the resampling.
+    min_cell : int, default=11
+        Calibration bins with fewer patients are suppressed (with a complement, since the
+        bins add up to the split's size), as in the bias audit.
 
     Returns
     -------
@@ -173,13 +178,18 @@ def evaluate_performance(
         [roc_points(y, values).assign(model=label) for label, values in available.items()],
         ignore_index=True,
     )
+    calibration = calibration_bins(y, risk, n_bins=n_bins)
+    small = suppression_mask(calibration["n"], min_cell)
+    calibration = calibration.astype({"n": np.float64})
+    calibration.loc[small, ["n", "mean_risk", "observed"]] = np.nan
+    calibration["suppressed"] = small
     return PerformanceReport(
         model_version=model_version,
         threshold=float(threshold),
         n=len(frame),
         roc=roc_points(y, risk),
         pr=pr_points(y, risk),
-        calibration=calibration_bins(y, risk, n_bins=n_bins),
+        calibration=calibration,
         brier=float(brier_score_loss(y, risk)),
         ece=expected_calibration_error(y, risk, n_bins=n_bins),
         confusion=confusion_at(y, risk, threshold),
@@ -295,8 +305,8 @@ def modality_reliance(
     attributes : DataFrame
         Sensitive attributes on the same index; groups are their combinations.
     min_cell : int, default=11
-        Groups below this size are suppressed (with complementary suppression), as in
-        :func:`fusion.fairness.audit`.
+        Groups below this size are suppressed (with complementary suppression), exactly as in
+        :func:`fusion.fairness.audit` (:func:`fusion.fairness.group_table`).
 
     Returns
     -------
@@ -313,7 +323,8 @@ def modality_reliance(
         [" & ".join(map(str, key if isinstance(key, tuple) else (key,))) for key in table.index],
         name="group",
     )
-    hidden = suppression_mask(table["n"], min_cell)
+    groups = group_table(joined[columns], min_cell=min_cell)
+    hidden = groups["suppressed"].reindex(table.index).to_numpy(dtype=bool)
     table.loc[hidden, :] = np.nan
     table["suppressed"] = hidden
     return table
@@ -325,8 +336,10 @@ def group_curves(
     """ROC points and calibration bins per group, for the groups an audit shows.
 
     Groups are suppressed as in :func:`fusion.fairness.audit` (with complementary
-    suppression); within a shown group, calibration bins under ``min_cell`` patients are left
-    out too, so no plotted count is a small cell. A group with one outcome class has no ROC.
+    suppression); within a shown group, calibration bins under ``min_cell`` patients, and the
+    bins that would give them away, are suppressed too
+    (:func:`fusion.fairness.calibration_by_group`), so no plotted count is a small cell. A
+    group with one outcome class has no ROC.
 
     Parameters
     ----------
@@ -344,26 +357,25 @@ def group_curves(
     roc : DataFrame
         ``group, fpr, tpr`` rows.
     calibration : DataFrame
-        ``group, low, high, n, mean_risk, observed`` rows.
+        ``group, low, high, n, mean_risk, observed, suppressed`` rows; suppressed bins hold
+        NaN values.
     """
     columns = list(by)
     labels = frame[columns].astype(str).agg(" & ".join, axis=1)
-    sizes = labels.value_counts().sort_index()
-    shown = sizes.index[~suppression_mask(sizes, min_cell)]
-    rocs, bins = [], []
-    for group in shown:
+    groups = group_table(frame[columns], min_cell=min_cell)
+    rocs = []
+    for group in groups.index[~groups["suppressed"]]:
         rows = frame.loc[labels == group]
         y = rows["label"].to_numpy(dtype=np.int64)
         risk = rows["risk"].to_numpy(dtype=np.float64)
         if len(np.unique(y)) == 2:
             rocs.append(roc_points(y, risk).assign(group=group))
-        calibration = calibration_bins(y, risk, n_bins=n_bins)
-        bins.append(calibration.loc[calibration["n"] >= min_cell].assign(group=group))
     roc = pd.concat(rocs, ignore_index=True) if rocs else pd.DataFrame(columns=["fpr", "tpr"])
-    calibration = (
-        pd.concat(bins, ignore_index=True) if bins else pd.DataFrame(columns=["mean_risk"])
+    calibration = calibration_by_group(
+        frame["label"].to_numpy(),
+        frame["risk"].to_numpy(),
+        frame[columns],
+        min_cell=min_cell,
+        n_bins=n_bins,
     )
-    return (
-        roc.reindex(columns=["group", "fpr", "tpr"]),
-        calibration.reindex(columns=["group", "low", "high", "n", "mean_risk", "observed"]),
-    )
+    return roc.reindex(columns=["group", "fpr", "tpr"]), calibration

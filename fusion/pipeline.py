@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from data.schema import Base
 from data.store import CohortStore, CohortTables, ModelRecord, make_engine
 from data.synthetic import (
+    DEMO_BIAS,
     FEATURE_SPECS,
     TREATMENTS,
     SyntheticCohort,
@@ -43,7 +44,9 @@ from data.synthetic import (
 )
 from fusion.evaluation import auroc_with_ci, youden_threshold
 from fusion.explain_eval import evaluate_test_maps
+from fusion.explorer_build import build_interval, store_explanations
 from fusion.features import FeatureSet, build_feature_matrix, image_scores
+from fusion.forecast import build_forecast
 from fusion.model import FusionClassifier, file_sha256
 from fusion.settings import DATABASE_FILE, Settings
 from models.embed import embed
@@ -95,6 +98,15 @@ class BuildConfig:
         ``docs/models.md``).
     imaging : TrainConfig
         Imaging training settings.
+    bias : bool, default=True
+        Inject the documented demo bias (:data:`data.synthetic.DEMO_BIAS`: a degraded scanner
+        at one site, an under-recruited group) so the bias audit finds something; False builds
+        the unbiased world.
+    interval_models : int, default=10
+        Bootstrap refits of the fusion model behind the risk interval
+        (:mod:`fusion.uncertainty`).
+    forecast_models : int, default=12
+        Bootstrap members of the treatment-forecast model (:mod:`fusion.forecast`).
     """
 
     n_patients: int = 2000
@@ -103,6 +115,9 @@ class BuildConfig:
     folds: int = 2
     norm_groups: int = 8
     imaging: TrainConfig = field(default_factory=TrainConfig)
+    bias: bool = True
+    interval_models: int = 10
+    forecast_models: int = 12
 
     def identity(self) -> dict[str, int]:
         """The parameters that make two builds the same."""
@@ -111,6 +126,7 @@ class BuildConfig:
             "seed": self.seed,
             "image_size": self.image_size,
             "folds": self.folds,
+            "bias": self.bias,
         }
 
 
@@ -125,6 +141,8 @@ class BuildSummary:
     oracle_auroc_test: dict[str, float]
     threshold: float
     seconds: dict[str, float]
+    bias: bool = True
+    forecast: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         """Indented JSON text."""
@@ -318,10 +336,19 @@ def build_demo(
             "The store already holds patients; run `riskfusion demo --rebuild` to replace them."
         )
     home = settings.artifacts_dir
-    stages = _Stages(8, say)
+    stages = _Stages(9, say)
 
-    with stages.stage("cohort", f"{config.n_patients} synthetic patients, seed {config.seed}"):
-        cohort = generate_cohort(config.n_patients, config.seed, image_size=config.image_size)
+    with stages.stage(
+        "cohort",
+        f"{config.n_patients} synthetic patients, seed {config.seed}, "
+        f"demo bias {'on' if config.bias else 'off'}",
+    ):
+        cohort = generate_cohort(
+            config.n_patients,
+            config.seed,
+            image_size=config.image_size,
+            bias=DEMO_BIAS if config.bias else None,
+        )
         splits = assign_splits(cohort.patients["label"].to_numpy(), seed=config.seed)
     with stages.stage("scans", f"{config.image_size}x{config.image_size} px"):
         images = _write_scans(cohort, home, say)
@@ -489,6 +516,54 @@ def build_demo(
             activate=False,
         )
         store.write_predictions(fusion_version, X.index.tolist(), risk_all)
+        # Issue 3: risk interval models, stored TreeSHAP per patient, similar-patient index.
+        build_interval(
+            store,
+            fusion_version,
+            model,
+            X[masks["train"]],
+            y[masks["train"]],
+            X[masks["test"]],
+            frame.loc[masks["test"], "true_risk"].to_numpy(np.float64),
+            fusion_dir / "interval",
+            home,
+            n_models=config.interval_models,
+            random_state=config.seed,
+        )
+        explained = store_explanations(
+            store,
+            fusion_version,
+            model,
+            X,
+            frame["split"].to_numpy(),
+            fusion_dir / "similar.npz",
+            home,
+            random_state=config.seed,
+        )
+        say(
+            f"      stored TreeSHAP of {explained['n_stored']} patients; additivity max abs "
+            f"error {explained['additivity_max_abs']:.1e}"
+        )
+
+    with stages.stage("forecast", "discrete-time hazard S-learner vs T-learner"):
+        # Issue 5: treatment forecasts (fitted on train, proof on the test split).
+        forecast = build_forecast(
+            store,
+            fusion_version,
+            X,
+            frame.loc[:, ["split", "treatment", "event_time", "event"]],
+            cohort.truth,
+            fusion_dir / "forecast",
+            home,
+            n_bootstrap=config.forecast_models,
+            build=config.identity(),
+            random_state=config.seed,
+        )
+        for row in forecast["effects"]:
+            say(
+                f"      {row['method']:<18} {row['contrast']:<17} PEHE {row['pehe']:.4f} "
+                f"Spearman {row['spearman'] if row['spearman'] is not None else float('nan'):.3f}"
+            )
 
     with stages.stage("activate", fusion_version):
         # Activate only once every prediction is stored: pages never see a half-scored version.
@@ -502,6 +577,8 @@ def build_demo(
         oracle_auroc_test=oracle,
         threshold=threshold,
         seconds=stages.seconds,
+        bias=config.bias,
+        forecast=forecast,
     )
     (home / SUMMARY_FILE).write_text(summary.to_json())
     return summary

@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import torch
 
-from data.errors import ArtifactIntegrityError, CohortError
-from data.store import CohortStore, ModelRecord, PatientRecord, make_engine
+from data.errors import ArtifactIntegrityError, CohortError, StoreNotBuiltError
+from data.store import AuditEntry, CohortStore, ModelRecord, PatientRecord, make_engine
+from fusion.access import Identity
 from fusion.explain import make_explainer, modality_sums, shap_values
 from fusion.explain_eval import MapTrustReport
+from fusion.explorer_build import EXPLANATIONS_SUFFIX, INTERVAL_SUFFIX
 from fusion.fairness import FairnessReport
 from fusion.fairness import audit as fairness_audit
 from fusion.features import (
@@ -33,8 +37,19 @@ from fusion.features import (
     build_feature_matrix,
     image_scores,
 )
+from fusion.forecast import (
+    FORECAST_KIND,
+    FORECAST_SUFFIX,
+    REFERENCE_TREATMENT,
+    TREATMENTS,
+    HazardForecaster,
+    PatientForecast,
+    make_patient_forecast,
+)
+from fusion.guided_demo import StoryPatient, choose_high_risk, choose_treatment_benefit
 from fusion.model import REBUILD_HINT, FusionClassifier, file_sha256
 from fusion.occlusion import FusedImageScorer, occlusion_map
+from fusion.patient_report import render_patient_report
 from fusion.performance import (
     PerformanceReport,
     ShapSummary,
@@ -46,6 +61,9 @@ from fusion.performance import (
     summarise_shap,
 )
 from fusion.settings import Settings
+from fusion.similar import SimilarityIndex, load_index
+from fusion.uncertainty import RiskInterval, load_ensemble, risk_intervals
+from fusion.what_if import WhatIfResult, apply_overrides
 from models.gradcam import GradCamExplainer
 from models.nets import RiskCNN, load_net
 from models.transforms import normalize_scan
@@ -54,14 +72,20 @@ __all__ = [
     "ImageMaps",
     "ModelInfo",
     "PatientExplanation",
+    "PatientForecast",
+    "RiskInterval",
     "RiskResult",
     "RiskService",
+    "configure_threads",
 ]
 
 logger = logging.getLogger(__name__)
 
 MapMethod = Literal["gradcam", "gradcampp", "occlusion"]
 MAP_METHODS: tuple[MapMethod, ...] = ("gradcam", "gradcampp", "occlusion")
+# Modalities a clinician can switch off in the what-if (demographics are always known).
+WhatIfModality = Literal["imaging", "genomics", "ehr"]
+WHAT_IF_MODALITIES: tuple[WhatIfModality, ...] = ("imaging", "genomics", "ehr")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +139,9 @@ class PatientExplanation:
         value, shap``.
     modality_totals : Mapping[str, float]
         SHAP summed per modality.
+    source : {"live", "store"}
+        ``"store"``: read from the batch explanations of the model version; ``"live"``:
+        computed for this request (new patients, what-ifs).
     """
 
     risk: float
@@ -122,6 +149,7 @@ class PatientExplanation:
     margin: float
     contributions: pd.DataFrame
     modality_totals: Mapping[str, float]
+    source: Literal["live", "store"] = "live"
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +165,23 @@ class ImageMaps:
     lesion_mask: npt.NDArray[np.uint8] | None
     method: MapMethod
     n_nets: int
+
+
+def configure_threads(torch_threads: int = 1) -> None:
+    """Set torch's intra-op threads for per-request work (call once per serving process).
+
+    One request explains one scan; with 2 cores shared by LightGBM's OpenMP threads and other
+    sessions, a second torch thread oversubscribes the cores (``riskfusion bench``,
+    ``patient_explorer.page_compute_ms_stored_patient``; see ``docs/models.md``).
+
+    Raises
+    ------
+    ValueError
+        If ``torch_threads`` is below 1.
+    """
+    if torch_threads < 1:
+        raise ValueError(f"torch_threads={torch_threads}; pass a positive thread count (1).")
+    torch.set_num_threads(torch_threads)
 
 
 class RiskService:
@@ -178,6 +223,27 @@ class RiskService:
             )
         self.features = features
         self.catalog = catalog.set_index("name")
+        # Issue 5: the treatment-forecast model, loaded on first use (see forecast()).
+        self._forecaster: HazardForecaster | None = None
+        self._forecast_lock = threading.Lock()
+        # Issue 3: interval ensemble and similar-patient index of this version (None if absent).
+        self._interval_record, self._explanations_record = self._explorer_records()
+        self.interval_models = (
+            None
+            if self._interval_record is None
+            else load_ensemble(
+                self.artifacts_dir / self._interval_record.artifact_path,
+                expected_sha256=self._interval_record.sha256,
+            )
+        )
+        self.similarity_index: SimilarityIndex | None = (
+            None
+            if self._explanations_record is None
+            else load_index(
+                self.artifacts_dir / self._explanations_record.artifact_path,
+                expected_sha256=self._explanations_record.sha256,
+            )
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RiskService:
@@ -235,6 +301,10 @@ class RiskService:
         )
 
     # ------------------------------------------------------------------ issue 4: research
+    def build_params(self) -> dict[str, Any]:
+        """How the active model was built (``n_patients, seed, ..., bias``); {} if unknown."""
+        return dict(self._fusion_record.params.get("build", {}))
+
     def baseline_versions(self) -> dict[str, str]:
         """Name -> version of the single-modality baselines fitted with the active model."""
         prefix = f"{self._fusion_record.version}-"
@@ -405,9 +475,25 @@ class RiskService:
         )
 
     def explain(self, patient_id: str) -> PatientExplanation:
-        """Exact TreeSHAP attribution of one patient's fused risk."""
-        record = self.patient(patient_id)
-        X = self.feature_row(record)
+        """Exact TreeSHAP attribution of one patient's fused risk.
+
+        Read from the explanations stored for the active version when present (``source ==
+        "store"``, one indexed row); computed live otherwise.
+        """
+        X = self.feature_row(self.patient(patient_id))
+        stored = self.store.get_explanation(self._fusion_record.version, patient_id)
+        if stored is None:
+            return self.explain_features(X)
+        return self._explanation_from(X, stored[0], stored[1], source="store")
+
+    def explain_live(self, patient_id: str) -> PatientExplanation:
+        """Like :meth:`explain`, always computed now (for checks and timing)."""
+        return self.explain_features(self.feature_row(self.patient(patient_id)))
+
+    def explain_features(self, X: pd.DataFrame) -> PatientExplanation:
+        """Exact TreeSHAP attribution of one feature row, shape (1, n_features)."""
+        if len(X) != 1:
+            raise ValueError(f"Got {len(X)} feature rows; pass exactly one (one patient).")
         result = shap_values(self.model, X, explainer=self._tree_explainer)
         values = result.values[0]
         contributions = pd.DataFrame(
@@ -430,6 +516,92 @@ class RiskService:
             contributions=contributions.iloc[order].reset_index(drop=True),
             modality_totals={str(k): float(v) for k, v in totals.items()},
         )
+
+    def what_if(self, patient_id: str, overrides: Mapping[str, float]) -> WhatIfResult:
+        """Risk and SHAP attribution of one patient before and after editing modifiable inputs.
+
+        The edited row goes through the same model and explainer as :meth:`explain`; the image
+        score (the scan embedding) stays fixed.
+
+        Parameters
+        ----------
+        patient_id : str
+            The patient.
+        overrides : mapping of str to float
+            Edits of inputs in :data:`fusion.what_if.EDITABLE`, e.g. ``{"smoking": 0}``; an
+            empty mapping gives ``after == before``.
+
+        Returns
+        -------
+        WhatIfResult
+            ``before`` and ``after`` explanations and the table of edited values.
+
+        Raises
+        ------
+        ValueError
+            If an override is unknown, not modifiable, not finite or out of range (see
+            :func:`fusion.what_if.validate_overrides`).
+        data.errors.PatientNotFoundError
+            If the patient is not in the store.
+        """
+        X = self.feature_row(self.patient(patient_id))
+        edited = apply_overrides(X, overrides)
+        names = [name for name in self.features.names if name in overrides]
+        position = {name: i for i, name in enumerate(self.features.names)}
+        changes = pd.DataFrame(
+            {
+                "feature": names,
+                "label": [self.features.labels[position[n]] for n in names],
+                "unit": [self.features.units[position[n]] for n in names],
+                "before": [float(X[n].iloc[0]) for n in names],
+                "after": [float(edited[n].iloc[0]) for n in names],
+            }
+        )
+        return WhatIfResult(
+            patient_id=patient_id,
+            overrides={n: float(edited[n].iloc[0]) for n in names},
+            before=self.explain_features(X),
+            after=self.explain_features(edited),
+            changes=changes,
+        )
+
+    def guided_demo_patients(self, *, n_candidates: int = 20) -> tuple[StoryPatient, StoryPatient]:
+        """The guided demo's two patients, chosen deterministically from the test split.
+
+        Among the ``n_candidates`` highest-risk test patients (ties by id): first, the
+        highest-risk one whose scan shows a lesion (see
+        :func:`fusion.guided_demo.choose_high_risk`); second, another one whose best treatment
+        has the largest model-estimated absolute risk reduction at the forecast horizon (see
+        :func:`fusion.guided_demo.choose_treatment_benefit`). Costs one test-split query, and
+        ``n_candidates`` patient look-ups and one batched forecast.
+
+        Raises
+        ------
+        ValueError
+            If ``n_candidates < 1`` or the test split has no scored patients.
+        """
+        if n_candidates < 1:
+            raise ValueError(f"n_candidates={n_candidates}; pass an integer >= 1.")
+        scored = self.test_predictions().loc[:, ["patient_id", "risk"]].dropna()
+        top = scored.sort_values(["risk", "patient_id"], ascending=[False, True])
+        top = top.head(n_candidates).reset_index(drop=True)
+        records = [self.patient(str(pid)) for pid in top["patient_id"]]
+        top["has_scan"] = [record.image is not None for record in records]
+        top["has_lesion"] = [self._has_lesion(record) for record in records]
+        first = choose_high_risk(top)
+        model, _ = self.forecast_model()  # one batched forecast of every candidate
+        risk = model.predict_risk(pd.concat([self.feature_row(record) for record in records]))
+        reference = risk[:, TREATMENTS.index(REFERENCE_TREATMENT)]
+        arr = reference - risk.min(axis=1)  # ARR of the best option (lowest risk) vs none
+        second = choose_treatment_benefit(top.assign(arr=arr), exclude=first.patient_id)
+        return first, second
+
+    def _has_lesion(self, record: PatientRecord) -> bool:
+        """Whether the patient's true lesion mask (synthetic cohorts) has any lesion pixel."""
+        if record.image is None or record.image.mask_path is None:
+            return False
+        path = self.artifacts_dir / record.image.mask_path
+        return path.is_file() and bool(np.load(path, allow_pickle=False).any())
 
     def image_maps(self, patient_id: str, method: MapMethod = "gradcam") -> ImageMaps:
         """Scan and saliency map of one patient, averaged over the nets that scored it.
@@ -549,3 +721,347 @@ class RiskService:
         ]
         columns = ["modality", "label", "value", "unit", "shap"]
         return pd.concat(parts).loc[:, columns].reset_index(drop=True)
+
+    # ------------------------------------------------------------------ issue 3: explorer
+    def _explorer_records(self) -> tuple[ModelRecord | None, ModelRecord | None]:
+        """The interval and explanations records built with the active fusion version."""
+        version = self._fusion_record.version
+        by_version = {record.version: record for record in self.store.list_models()}
+        return (
+            by_version.get(f"{version}{INTERVAL_SUFFIX}"),
+            by_version.get(f"{version}{EXPLANATIONS_SUFFIX}"),
+        )
+
+    def _explanation_from(
+        self,
+        X: pd.DataFrame,
+        base_value: float,
+        values: npt.NDArray[np.float64],
+        *,
+        source: Literal["live", "store"],
+    ) -> PatientExplanation:
+        """A :class:`PatientExplanation` from one row's SHAP values (model input order)."""
+        if values.shape != (len(self.features.names),):
+            raise ArtifactIntegrityError(
+                f"Stored SHAP vector has shape {values.shape}; the model has "
+                f"{len(self.features.names)} inputs; {REBUILD_HINT}."
+            )
+        contributions = pd.DataFrame(
+            {
+                "feature": list(self.features.names),
+                "label": list(self.features.labels),
+                "unit": list(self.features.units),
+                "modality": list(self.features.modalities),
+                "value": X.iloc[0].to_numpy(),
+                "shap": values,
+            }
+        )
+        order = np.argsort(-np.abs(values), kind="stable")
+        totals = modality_sums(values[np.newaxis, :], self.features.modalities, MODALITIES)
+        margin = float(base_value + values.sum())
+        return PatientExplanation(
+            risk=float(1.0 / (1.0 + np.exp(-margin))),
+            base_value=float(base_value),
+            margin=margin,
+            contributions=contributions.iloc[order].reset_index(drop=True),
+            modality_totals={str(k): float(v) for k, v in totals.iloc[0].items()},
+            source=source,
+        )
+
+    def _without(self, X: pd.DataFrame, missing: Sequence[str]) -> pd.DataFrame:
+        """``X`` with every input of the ``missing`` modalities set to missing."""
+        unknown = sorted(set(missing) - set(WHAT_IF_MODALITIES))
+        if unknown:
+            raise ValueError(
+                f"Unknown what-if modalities {unknown}; choose from {list(WHAT_IF_MODALITIES)}."
+            )
+        edited = X.copy()
+        modalities = np.asarray(self.features.modalities)
+        names = np.asarray(self.features.names)
+        columns = list(names[np.isin(modalities, list(missing))])
+        if columns:
+            edited.loc[:, columns] = np.nan
+        return edited
+
+    def interval_of(self, X: pd.DataFrame) -> RiskInterval:
+        """Bootstrap interval of the fused risk of one feature row, shape (1, n_features).
+
+        Raises
+        ------
+        data.errors.CohortError
+            If the active version was built without interval models.
+        """
+        if self.interval_models is None or self._interval_record is None:
+            raise CohortError(
+                "The active model was built without risk-interval models; rebuild the demo "
+                "(`riskfusion demo --no-serve --rebuild`)."
+            )
+        level = float(self._interval_record.params["level"])
+        low, high = risk_intervals(self.interval_models, X, level=level)
+        return RiskInterval(
+            low=float(low[0]),
+            high=float(high[0]),
+            level=level,
+            method="bootstrap",
+            n_models=len(self.interval_models),
+        )
+
+    def risk_interval(
+        self, patient_id: str, *, missing: Sequence[WhatIfModality] = ()
+    ) -> RiskInterval:
+        """Bootstrap interval of one patient's fused risk (optionally without some modalities).
+
+        See :mod:`fusion.uncertainty` for the method and ``interval_metrics`` for its measured
+        coverage of the true risk.
+        """
+        return self.interval_of(self._without(self.feature_row(self.patient(patient_id)), missing))
+
+    def interval_metrics(self) -> Mapping[str, Any] | None:
+        """Method, level, size and test coverage of the interval (None if not built)."""
+        return None if self._interval_record is None else dict(self._interval_record.metrics)
+
+    def explanation_metrics(self) -> Mapping[str, Any] | None:
+        """Batch explanation job: rows stored, reference size, additivity (None if absent)."""
+        record = self._explanations_record
+        return None if record is None else dict(record.metrics)
+
+    def explain_without(
+        self, patient_id: str, missing: Sequence[WhatIfModality]
+    ) -> PatientExplanation:
+        """Live TreeSHAP attribution of the risk if the ``missing`` modalities were unavailable.
+
+        Raises
+        ------
+        ValueError
+            If a modality is not one of :data:`WHAT_IF_MODALITIES`.
+        """
+        X = self._without(self.feature_row(self.patient(patient_id)), missing)
+        return self.explain_features(X)
+
+    def similar_patients(
+        self, patient_id: str, *, k: int = 5, missing: Sequence[WhatIfModality] = ()
+    ) -> pd.DataFrame:
+        """The ``k`` nearest reference patients in SHAP space (see :mod:`fusion.similar`).
+
+        The query is the patient's stored SHAP vector (or a live one for a what-if); only the
+        ``k`` neighbours are read from the store.
+
+        Returns
+        -------
+        DataFrame
+            ``patient_id, distance, split, age, sex, label, true_risk, risk``, nearest first.
+
+        Raises
+        ------
+        data.errors.CohortError
+            If the active version was built without the similar-patient index.
+        """
+        if self.similarity_index is None:
+            raise CohortError(
+                "The active model was built without a similar-patient index; rebuild the demo "
+                "(`riskfusion demo --no-serve --rebuild`)."
+            )
+        version = self._fusion_record.version
+        stored = None if missing else self.store.get_explanation(version, patient_id)
+        if stored is not None:
+            vector = stored[1]
+        else:
+            X = self._without(self.feature_row(self.patient(patient_id)), missing)
+            vector = shap_values(self.model, X, explainer=self._tree_explainer).values[0]
+        ids, distances = self.similarity_index.nearest(vector, k=k, exclude=[patient_id])
+        summaries = self.store.patient_summaries(ids, self._fusion_record.version)
+        frame = pd.DataFrame({"patient_id": ids, "distance": distances})
+        return frame.merge(summaries, on="patient_id", how="inner")
+
+    def patient_report(self, patient_id: str, method: MapMethod = "gradcam") -> str:
+        """One patient's page as a self-contained HTML report (see :mod:`fusion.patient_report`).
+
+        A patient without a scan file gets a report that says so instead of the overlay.
+        """
+        try:
+            maps: ImageMaps | None = self.image_maps(patient_id, method)
+        except CohortError:
+            maps = None
+        return render_patient_report(
+            result=self.predict(patient_id),
+            interval=self.risk_interval(patient_id) if self.interval_models else None,
+            explanation=self.explain(patient_id),
+            what_if=self.modality_what_if(patient_id),
+            top_features=self.top_features(patient_id),
+            maps=maps,
+            info=self.model_info(),
+        )
+
+    def record_event(
+        self,
+        identity: Identity,
+        action: str,
+        *,
+        patient_id: str | None = None,
+        detail: Mapping[str, object] | None = None,
+    ) -> None:
+        """Append ``action`` by ``identity`` to the audit trail, under the active model version.
+
+        See :data:`data.store.AUDIT_ACTIONS` for the actions; ``detail`` is small JSON-able
+        context (page, overrides, export format). Never logs the patient id.
+        """
+        self.store.record_event(
+            AuditEntry(
+                actor=identity.user,
+                role=identity.role,
+                action=action,
+                patient_id=patient_id,
+                model_version=self._fusion_record.version,
+                detail=dict(detail or {}),
+            )
+        )
+
+    def audit_trail(
+        self,
+        *,
+        limit: int = 100,
+        before_id: int | None = None,
+        action: str | None = None,
+        patient_id: str | None = None,
+    ) -> pd.DataFrame:
+        """One page of the audit trail, newest first (see :meth:`CohortStore.audit_events`)."""
+        return self.store.audit_events(
+            limit=limit, before_id=before_id, action=action, patient_id=patient_id
+        )
+
+    def audit_trail_csv(self, *, action: str | None = None, chunk_size: int = 10_000) -> str:
+        """The whole audit trail (optionally one action) as CSV, read in keyset pages."""
+        pages: list[pd.DataFrame] = []
+        before_id: int | None = None
+        while True:
+            page = self.audit_trail(limit=chunk_size, before_id=before_id, action=action)
+            if page.empty:
+                break
+            pages.append(page)
+            before_id = int(page["event_id"].min())
+        columns = list(self.store.audit_events(limit=1).columns)
+        frame = pd.concat(pages, ignore_index=True) if pages else pd.DataFrame(columns=columns)
+        return str(frame.to_csv(index=False))
+
+    # ------------------------------------------------------------------ issue 5: forecasts
+    def _forecast_record(self) -> ModelRecord | None:
+        """The forecast model built with the active fusion version (None if absent)."""
+        version = f"{self._fusion_record.version}{FORECAST_SUFFIX}"
+        for record in self.store.list_models(FORECAST_KIND):
+            if record.version == version:
+                return record
+        return None
+
+    def forecast_model(self) -> tuple[HazardForecaster, str]:
+        """The active version's forecast model (SHA-256 verified, loaded once) and its version.
+
+        Raises
+        ------
+        data.errors.StoreNotBuiltError
+            If the active fusion version was built without a forecast model.
+        data.errors.ArtifactIntegrityError
+            If a model file is missing or differs from its registered SHA-256.
+        """
+        record = self._forecast_record()
+        if record is None:
+            raise StoreNotBuiltError(
+                "The active model was built without a treatment-forecast model; rebuild the "
+                "demo (`riskfusion demo --no-serve --rebuild`)."
+            )
+        with self._forecast_lock:
+            if self._forecaster is None:
+                self._forecaster = HazardForecaster.load(
+                    self.artifacts_dir / record.artifact_path, expected_sha256=record.sha256
+                )
+        return self._forecaster, record.version
+
+    def forecast(
+        self, patient_id: str, *, overrides: Mapping[str, float] | None = None
+    ) -> PatientForecast:
+        """Cumulative risk over time under each treatment option for one patient.
+
+        A research and demonstration estimate (see :data:`fusion.forecast.FORECAST_NOTE` and
+        ``docs/forecast.md``): the model adjusts for the measured confounders only.
+
+        Parameters
+        ----------
+        patient_id : str
+            A stored patient.
+        overrides : mapping of str to float, optional
+            What-if edits of modifiable inputs, validated by
+            :func:`fusion.what_if.validate_overrides`. With edits the true curves are not
+            shown (``true_risk`` NaN): the ground truth belongs to the recorded patient.
+
+        Returns
+        -------
+        PatientForecast
+            Curves from 0 to the horizon with a bootstrap band, ARR / NNT against no
+            treatment, the best option and (synthetic cohorts) the true curves.
+
+        Raises
+        ------
+        ValueError
+            If an override is unknown, not modifiable or out of range.
+        data.errors.PatientNotFoundError
+            If the patient is not in the store.
+        data.errors.StoreNotBuiltError
+            If the active version has no forecast model.
+        """
+        model, version = self.forecast_model()
+        record = self.patient(patient_id)
+        X = self.feature_row(record)
+        if overrides:
+            X = apply_overrides(X, overrides)
+        risk, lower, upper = model.predict_curves(X)
+        return make_patient_forecast(
+            patient_id=record.patient_id,
+            model_version=version,
+            method=model.describe(),
+            times=model.times_,
+            risk=risk[0],
+            lower=lower[0],
+            upper=upper[0],
+            true_risks=None if overrides else record.counterfactual_risks,
+            received_treatment=record.treatment,
+        )
+
+    def forecast_proof(self) -> pd.DataFrame | None:
+        """Test-split effect recovery of the forecast methods and baselines (None if absent).
+
+        Returns
+        -------
+        DataFrame or None
+            One row per method and contrast: ``method, contrast, pehe, spearman,
+            mean_effect, true_mean_effect`` (see :func:`fusion.forecast.effect_metrics`);
+            methods ``s_learner`` (served), ``t_learner``, ``treatment_agnostic`` and
+            ``naive_unadjusted``. None without a forecast model or ground truth.
+        """
+        record = self._forecast_record()
+        rows = [] if record is None else record.metrics.get("effects", [])
+        if not rows:
+            return None
+        frame = pd.DataFrame(rows)
+        numeric = ["pehe", "spearman", "mean_effect", "true_mean_effect"]
+        frame[numeric] = frame[numeric].astype(np.float64)
+        return frame
+
+    def forecast_calibration(self) -> tuple[pd.DataFrame, Mapping[str, float]] | None:
+        """Calibration of the horizon risk under the received treatment (test split).
+
+        Returns
+        -------
+        tuple (DataFrame, mapping) or None
+            Deciles of predicted risk (``bin, n, predicted, observed_km, true_risk``) and the
+            errors ``ece_true`` / ``ece_km``; None without a forecast model.
+        """
+        record = self._forecast_record()
+        if record is None:
+            return None
+        table = pd.DataFrame(record.metrics["calibration"])
+        numeric = ["predicted", "observed_km", "true_risk"]
+        table[numeric] = table[numeric].astype(np.float64)
+        errors = {
+            key: float("nan") if record.metrics.get(key) is None else float(record.metrics[key])
+            for key in ("ece_true", "ece_km")
+        }
+        return table, errors

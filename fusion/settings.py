@@ -33,12 +33,25 @@ class Settings:
         Demo cohort size (env ``RISKFUSION_DEMO_PATIENTS``, default 2000).
     demo_seed : int
         Demo cohort seed (env ``RISKFUSION_DEMO_SEED``, default 0).
+    demo_bias : bool
+        Whether the demo injects its documented bias (env ``RISKFUSION_DEMO_BIAS``, ``1`` or
+        ``0``, default 1; see ``docs/data.md``).
+    idle_minutes : int
+        Idle sign-out of a dashboard session in minutes, 0 disables it (env
+        ``RISKFUSION_IDLE_MINUTES``, default 15).
+    secrets_file : Path
+        Streamlit's secrets file holding the sign-in (``[auth]``) and role mapping
+        (``[riskfusion.roles]``) configuration (env ``RISKFUSION_SECRETS``, default
+        ``.streamlit/secrets.toml``).
     """
 
     artifacts_dir: Path
     database_url: str
     demo_patients: int = 2000
     demo_seed: int = 0
+    demo_bias: bool = True
+    idle_minutes: int = 15
+    secrets_file: Path = Path(".streamlit/secrets.toml")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -51,6 +64,9 @@ class Settings:
             database_url=url,
             demo_patients=_int(env, "RISKFUSION_DEMO_PATIENTS", 2000),
             demo_seed=_int(env, "RISKFUSION_DEMO_SEED", 0),
+            demo_bias=_flag(env, "RISKFUSION_DEMO_BIAS", default=True),
+            idle_minutes=_int(env, "RISKFUSION_IDLE_MINUTES", 15),
+            secrets_file=Path(env.get("RISKFUSION_SECRETS") or ".streamlit/secrets.toml"),
         )
 
     @property
@@ -67,3 +83,15 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ValueError(f"{name}={raw!r} is not an integer; set it to e.g. {default}.") from None
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.strip().lower() in _TRUE + _FALSE:
+        return raw.strip().lower() in _TRUE
+    raise ValueError(f"{name}={raw!r} is not a switch; set it to one of {_TRUE + _FALSE}.")

@@ -9,6 +9,8 @@ but never pandas-level patient concepts, SQL, streamlit, ``fusion`` or ``dashboa
 - :mod:`models.train`: :func:`train` and the leak-free :func:`fit_cross_fitted`.
 - :mod:`models.embed`: :func:`embed` returns ``(embeddings (N, D), logits (N,))``.
 - :mod:`models.gradcam`: :class:`GradCamExplainer`.
+- :mod:`models.scans`: :func:`read_scan` reads imported PNG/NumPy/NIfTI/DICOM scans (2D and
+  3D) with MONAI into network inputs (not re-exported here: import it from its module).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
+from dashboard.components.signin import require_page_area
 from dashboard.figures import (
     make_disparity_figure,
     make_group_calibration_figure,
@@ -15,11 +16,12 @@ from dashboard.figures import (
 from dashboard.resources import get_audit, get_group_curves, get_reliance, require_risk_service
 from fusion.fairness import METRICS
 from fusion.performance import AUDIT_ATTRIBUTES
-from fusion.report import audit_csv, audit_html
+from fusion.report import audit_csv, audit_figures, audit_html, demo_bias_note
 
 LARGEST = "(largest group)"
 
 st.title("Bias audit")
+identity = require_page_area("cohort")
 service = require_risk_service()
 
 info = service.model_info()
@@ -27,6 +29,9 @@ st.caption(
     f"Fusion model `{info.version}`, held-out test split. Intervals are percentile bootstrap "
     "95% CIs (200 resamples); a flag marks a difference from the reference whose CI excludes 0."
 )
+bias_note = demo_bias_note(service.build_params())
+if bias_note is not None:
+    st.info(bias_note, icon=":material/science:")
 controls = st.columns([3, 2, 1, 2])
 attributes = controls[0].multiselect(
     "Sensitive attributes (several: their intersection)",
@@ -89,6 +94,13 @@ roc_column.plotly_chart(make_group_roc_figure(roc_by_group), key="fairness.roc")
 calibration_column.plotly_chart(
     make_group_calibration_figure(calibration_by_group), key="fairness.calibration"
 )
+hidden_bins = int(calibration_by_group["suppressed"].sum())
+if hidden_bins:
+    calibration_column.caption(
+        f"{hidden_bins} calibration bin(s) not shown: fewer than {report.min_cell} patients, or "
+        "suppressed so that a small bin's count cannot be derived from the group's n or the "
+        "bin's count over all patients."
+    )
 
 st.subheader("Reliance on each modality by group")
 st.caption(
@@ -106,14 +118,31 @@ downloads[0].download_button(
     file_name=f"{name}.csv",
     mime="text/csv",
     key="fairness.csv",
+    on_click=service.record_event,
+    args=(identity, "export"),
+    kwargs={"detail": {"page": "fairness", "format": "csv", "by": list(report.attributes)}},
 )
 
 
 def _html_report() -> str:
     """Built only when the button is clicked (the report inlines plotly.js, ~5 MB)."""
-    figures = {f"{m} by group": make_disparity_figure(report, m) for m in ("auroc", "tpr", "fpr")}
+    service.record_event(
+        identity,
+        "export",
+        detail={"page": "fairness", "format": "html", "by": list(report.attributes)},
+    )
+    figures = audit_figures(
+        report,
+        roc_by_group=roc_by_group,
+        calibration_by_group=calibration_by_group,
+        reliance=reliance,
+    )
     return audit_html(
-        report, model_version=info.version, created=datetime.now(UTC), figures=figures
+        report,
+        model_version=info.version,
+        created=datetime.now(UTC),
+        figures=figures,
+        context=None if bias_note is None else {"cohort": bias_note},
     )
 
 

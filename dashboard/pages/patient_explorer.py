@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
-from dashboard.components.patient_picker import render_patient_picker
+from dashboard.components.patient_picker import SPLIT_CHOICES, render_patient_picker
+from dashboard.components.signin import audit_once, require_page_area
 from dashboard.figures import (
     MAP_LABELS,
     MODALITY_LABELS,
@@ -14,11 +16,16 @@ from dashboard.figures import (
     make_waterfall_figure,
 )
 from dashboard.resources import require_risk_service
+from dashboard.state import focus_patient
 from data.errors import CohortError
+from fusion.patient_report import render_patient_report
 
 METHODS = {label: method for method, label in MAP_LABELS.items()}
+WHAT_IF_TOGGLES = {"imaging": "Scan", "genomics": "Genomics", "ehr": "EHR"}
+ALL_PATIENTS = next(label for label, split in SPLIT_CHOICES.items() if split is None)
 
 st.title("Patient explorer")
+identity = require_page_area("patients")
 service = require_risk_service()
 
 info = service.model_info()
@@ -27,9 +34,11 @@ with left:
     patient_id = render_patient_picker(service, key="explorer")
 if patient_id is None:
     st.stop()
+audit_once(service, identity, "view_patient", patient_id=patient_id, page="explorer")
 
 try:
     result = service.predict(patient_id)
+    interval = service.risk_interval(patient_id) if service.interval_models else None
     explanation = service.explain(patient_id)
     what_if = service.modality_what_if(patient_id)
     top_features = service.top_features(patient_id, per_modality=3)
@@ -38,13 +47,24 @@ except CohortError as err:
     st.stop()
 
 with right:
-    cols = st.columns(3)
+    cols = st.columns(4)
     cols[0].metric(
         "Fused risk (5-year event)",
         f"{result.risk:.1%}",
         help="Probability of an event within 5 years from the LightGBM fusion model.",
     )
     cols[1].metric(
+        "Risk interval",
+        "n/a" if interval is None else f"{interval.low:.0%} to {interval.high:.0%}",
+        help=(
+            "Not built for this model version; rebuild the demo."
+            if interval is None
+            else f"{interval.level:.0%} bootstrap interval: 5th-95th percentile of the risk "
+            f"under {interval.n_models} refits of the fusion model on resampled training data "
+            "(model variance, not bias; coverage of the true risk is in the trust expander)."
+        ),
+    )
+    cols[3].metric(
         "Model test AUROC",
         f"{info.test_auroc:.3f}",
         help=f"95% CI {info.test_auroc_ci[0]:.3f}-{info.test_auroc_ci[1]:.3f} on the test split.",
@@ -70,15 +90,51 @@ with right:
         hide_index=True,
         key="explorer.what_if",
     )
+    st.markdown(
+        "**What-if: tests available for this estimate** (switch one off to see the "
+        "risk and its attribution without it, computed live)"
+    )
+    toggle_cols = st.columns(len(WHAT_IF_TOGGLES))
+    missing = [
+        modality
+        for column, (modality, label) in zip(toggle_cols, WHAT_IF_TOGGLES.items(), strict=True)
+        if not column.toggle(label, value=True, key=f"explorer.available.{modality}")
+    ]
+    shown = explanation
+    if missing:
+        with st.spinner("Computing the what-if live ..."):
+            shown = service.explain_without(patient_id, missing)
+            shown_interval = (
+                service.risk_interval(patient_id, missing=missing)
+                if service.interval_models
+                else None
+            )
+        st.metric(
+            "What-if risk",
+            f"{shown.risk:.1%}",
+            delta=f"{100 * (shown.risk - result.risk):+.1f} pts",
+            delta_color="inverse",
+            help=(
+                None
+                if shown_interval is None
+                else f"{shown_interval.level:.0%} interval {shown_interval.low:.0%} to "
+                f"{shown_interval.high:.0%}."
+            ),
+        )
 
 shap_col, image_col = st.columns([3, 2], gap="large")
 with shap_col:
     st.subheader("Why: SHAP attribution of the fused risk")
-    st.plotly_chart(make_waterfall_figure(explanation), key="explorer.waterfall")
-    st.plotly_chart(make_modality_figure(explanation), key="explorer.modalities")
+    st.plotly_chart(make_waterfall_figure(shown), key="explorer.waterfall")
+    st.plotly_chart(make_modality_figure(shown), key="explorer.modalities")
+    origin = (
+        "stored for this model version"
+        if shown.source == "store"
+        else "computed live" + (f" without {', '.join(missing)}" if missing else "")
+    )
     st.caption(
-        "Exact TreeSHAP values of the fused model in log-odds: base value + contributions "
-        f"= {explanation.margin:+.3f} = logit of {explanation.risk:.1%}."
+        f"Exact TreeSHAP values of the fused model in log-odds ({origin}): base value + "
+        f"contributions = {shown.margin:+.3f} = logit of {shown.risk:.1%}."
     )
     st.markdown("**Top inputs within each modality**")
     st.dataframe(
@@ -104,6 +160,7 @@ with image_col:
         key="explorer.lesion",
         disabled=result.true_risk is None,
     )
+    maps = None
     try:
         maps = service.image_maps(patient_id, METHODS[str(method_label)])
     except CohortError as err:
@@ -118,6 +175,49 @@ with image_col:
                 f"Scan score (CNN logit, from nets that never trained on this patient): "
                 f"{result.image_score:+.2f}."
             )
+
+st.subheader("Similar patients")
+try:
+    similar = service.similar_patients(patient_id, k=5, missing=missing)
+except CohortError as err:
+    st.info(str(err))
+else:
+    st.caption(
+        "Nearest training and test patients by their SHAP vectors (the fused model's reasons "
+        "for their risk); click one to open it."
+    )
+    for row in similar.itertuples():
+        outcome = "" if pd.isna(row.label) else (" · event" if row.label else " · no event")
+        truth = "" if pd.isna(row.true_risk) else f" · true risk {row.true_risk:.0%}"
+        st.button(
+            f"{row.patient_id} · {row.split}{outcome} · risk {row.risk:.0%}{truth} "
+            f"· distance {row.distance:.2f}",
+            key=f"explorer.similar.{row.Index}",
+            on_click=focus_patient,
+            args=("explorer", row.patient_id),
+            kwargs={"all_patients_label": ALL_PATIENTS},
+        )
+
+st.download_button(
+    "Download patient report (HTML)",
+    data=render_patient_report(
+        result=result,
+        interval=interval,
+        explanation=explanation,
+        what_if=what_if,
+        top_features=top_features,
+        maps=maps,
+        info=info,
+        opacity=opacity,
+    ),
+    file_name=f"patient-report-{patient_id}.html",
+    mime="text/html",
+    key="explorer.report",
+    on_click=service.record_event,
+    args=(identity, "export"),
+    kwargs={"patient_id": patient_id, "detail": {"page": "explorer", "format": "html"}},
+    help="Risk with its interval, threshold, attributions and the overlay as one offline file.",
+)
 
 trust = service.map_trust()
 with st.expander("How much can these maps be trusted?"):
@@ -149,4 +249,19 @@ with st.expander("How much can these maps be trusted?"):
             "SHAP additivity (base value + contributions = model margin), largest error over "
             f"{trust.n_additivity_rows} test patients: {trust.shap_additivity_max_abs:.1e} "
             "log-odds."
+        )
+    stored = service.explanation_metrics()
+    if stored is not None:
+        st.caption(
+            f"Explanations stored in batch for {stored['n_stored']:,} patients; additivity of "
+            f"the stored values, largest error: {stored['additivity_max_abs']:.1e} log-odds."
+        )
+    interval_metrics = service.interval_metrics()
+    if interval_metrics is not None and "test_coverage_true_risk" in interval_metrics:
+        st.caption(
+            f"Risk interval ({interval_metrics['level']:.0%} bootstrap, "
+            f"{interval_metrics['n_models']:.0f} models): it contains the synthetic true risk "
+            f"for {interval_metrics['test_coverage_true_risk']:.0%} of the "
+            f"{interval_metrics['n_test']:.0f} test patients (mean width "
+            f"{interval_metrics['test_mean_width']:.2f}); it shows model variance, not bias."
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from dashboard.components.signin import require_page_area
 from dashboard.figures import (
     make_beeswarm_figure,
     make_calibration_figure,
@@ -14,6 +15,7 @@ from dashboard.figures import (
 from dashboard.resources import get_performance, get_test_shap, list_models, require_risk_service
 
 st.title("Model performance")
+require_page_area("cohort")
 service = require_risk_service()
 
 info = service.model_info()

@@ -126,3 +126,70 @@ def test_what_if_top_features_and_trust_tables(patched_service) -> None:
     ]
     assert summary["pointing_game"].tolist() == trust.summary["pointing_game"].tolist()
     assert any("SHAP additivity" in caption.value for caption in at.caption)
+
+
+# ---------------------------------------------------------------- issue 3: interval, what-if,
+# similar patients, report export
+
+
+def _metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def test_risk_interval_is_shown_next_to_the_risk(patched_service) -> None:
+    at = _open()
+    pid = at.selectbox(key="explorer.patient").value
+    interval = patched_service.risk_interval(pid)
+    labels = [m.label for m in at.metric]
+    assert labels[:3] == ["Fused risk (5-year event)", "Risk interval", "Decision threshold"]
+    assert _metric(at, "Risk interval") == f"{interval.low:.0%} to {interval.high:.0%}"
+    assert any("contains the synthetic true risk" in c.value for c in at.caption)
+
+
+def test_stored_explanation_is_read_and_what_if_toggles_compute_live(patched_service) -> None:
+    at = _open()
+    pid = at.selectbox(key="explorer.patient").value
+    assert any("stored for this model version" in c.value for c in at.caption)
+    assert "What-if risk" not in [m.label for m in at.metric]
+    at.toggle(key="explorer.available.imaging").set_value(False).run()
+    at.toggle(key="explorer.available.genomics").set_value(False).run()
+    assert not at.exception
+    expected = patched_service.explain_without(pid, ["imaging", "genomics"])
+    assert _metric(at, "What-if risk") == f"{expected.risk:.1%}"
+    assert any("computed live without imaging, genomics" in c.value for c in at.caption)
+    waterfall = _charts(at)[0]
+    assert f"{expected.risk:.1%}" in json.dumps(waterfall["layout"]["title"])
+    at.toggle(key="explorer.available.imaging").set_value(True).run()
+    at.toggle(key="explorer.available.genomics").set_value(True).run()
+    assert "What-if risk" not in [m.label for m in at.metric]
+
+
+def test_clicking_a_similar_patient_opens_it(patched_service) -> None:
+    at = _open()
+    pid = at.selectbox(key="explorer.patient").value
+    similar = patched_service.similar_patients(pid, k=5)
+    buttons = [b for b in at.button if b.key and b.key.startswith("explorer.similar.")]
+    assert [b.label.split(" · ")[0] for b in buttons] == similar["patient_id"].tolist()
+    target = similar["patient_id"].iloc[2]  # may be a training patient, not on the test page
+    at.button(key="explorer.similar.2").click().run()
+    assert not at.exception
+    assert at.selectbox(key="explorer.patient").value == target
+    assert _metric(at, "Fused risk (5-year event)") == f"{patched_service.predict(target).risk:.1%}"
+
+
+def test_report_button_exports_the_page_as_html(patched_service) -> None:
+    from fusion import patient_report
+
+    with patch(
+        "fusion.patient_report.render_patient_report", wraps=patient_report.render_patient_report
+    ) as spy:
+        at = _open()
+    pid = at.selectbox(key="explorer.patient").value
+    buttons = at.get("download_button")
+    assert [b.proto.label for b in buttons] == ["Download patient report (HTML)"]
+    assert buttons[0].proto.url.endswith(".html")
+    html = patient_report.render_patient_report(**spy.call_args.kwargs)  # what the page sent
+    assert html.startswith("<!DOCTYPE html>")
+    assert pid in html
+    assert "data:image/png;base64," in html
+    assert spy.call_args.kwargs["result"].patient_id == pid

@@ -34,10 +34,12 @@ def test_performance_page_shows_curves_ablation_and_version(patched_service) -> 
     version = patched_service.model_info().version
     assert any(version in caption.value for caption in at.caption)
     charts = _charts(at)
+    report = patched_service.performance()
+    hidden = int(report.calibration["suppressed"].sum())  # 24 test patients in 10 risk bins
     assert [c["layout"]["title"]["text"] for c in charts] == [
         "ROC curves (test split)",
         "Precision-recall (test split)",
-        "Calibration (test split)",
+        "Calibration (test split)" + (f"; {hidden} small bin(s) suppressed" if hidden else ""),
         "Global importance per modality (mean |SHAP|, test split)",
         "SHAP beeswarm of the top inputs (test split)",
     ]
@@ -45,7 +47,6 @@ def test_performance_page_shows_curves_ablation_and_version(patched_service) -> 
     assert charts[3]["data"][0]["x"] == pytest.approx(shap_summary.modalities.tolist())
     roc_names = [trace["name"] for trace in charts[0]["data"]]
     assert roc_names == ["chance", *ABLATION_LABELS.values()]
-    report = patched_service.performance()
     assert _metric(at, "Brier score") == f"{report.brier:.3f}"
 
 
@@ -130,7 +131,7 @@ def test_no_attribute_asks_for_one(patched_service) -> None:
     at = _page("fairness")
     at.multiselect(key="fairness.attributes").set_value([]).run()
     assert not at.exception
-    assert "Choose at least one" in at.info[0].value
+    assert any("Choose at least one" in info.value for info in at.info)
 
 
 def test_switching_attribute_after_choosing_a_reference(patched_service) -> None:
@@ -140,3 +141,19 @@ def test_switching_attribute_after_choosing_a_reference(patched_service) -> None
     at.multiselect(key="fairness.attributes").set_value(["site"]).run()
     assert not at.exception
     assert at.selectbox(key="fairness.reference").options[0] == "(largest group)"
+
+
+def test_fairness_page_states_the_demo_bias_and_hides_small_bins(patched_service) -> None:
+    at = _page("fairness")
+    assert patched_service.build_params()["bias"] is True  # the tiny demo is built biased
+    assert any("deliberately injected bias" in info.value for info in at.info)
+    at.number_input(key="fairness.min_cell").set_value(4).run()
+    assert not at.exception
+    _, calibration = patched_service.group_curves(["sex"], min_cell=4)
+    hidden = int(calibration["suppressed"].sum())
+    assert hidden > 0  # 24 test patients in 5 risk bins per sex: some bins are small
+    drawn = _charts(at)[2]
+    assert drawn["layout"]["title"]["text"].endswith(f"{hidden} small bin(s) suppressed")
+    counts = [n for trace in drawn["data"][1:] for n in trace.get("customdata", [])]
+    assert all(n >= 4 for n in counts)  # no plotted bin is a small cell
+    assert any(f"{hidden} calibration bin(s) not shown" in c.value for c in at.caption)

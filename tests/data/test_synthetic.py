@@ -15,6 +15,7 @@ from scipy import ndimage, special
 
 from data import synthetic
 from data.synthetic import (
+    DEMO_BIAS,
     EHR_COLUMNS,
     ETHNICITIES,
     FEATURE_SPECS,
@@ -24,6 +25,7 @@ from data.synthetic import (
     SEXES,
     SITES,
     TREATMENTS,
+    DemoBias,
     SyntheticCohort,
     assign_splits,
     generate_cohort,
@@ -366,17 +368,21 @@ def test_lesion_free_patients_have_empty_masks(small: SyntheticCohort, small_sca
     assert masks[counts > 0].reshape(int((counts > 0).sum()), -1).any(axis=1).all()
 
 
+def lesion_contrast(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Mean intensity inside each lesion mask minus a ring around it (NaN without lesions)."""
+    out = np.full(len(images), np.nan)
+    for index, (image, mask) in enumerate(zip(images, masks, strict=True)):
+        if mask.any():
+            ring = ndimage.binary_dilation(mask, iterations=4) & ~ndimage.binary_dilation(mask)
+            out[index] = image[mask == 1].mean() - image[ring].mean()
+    return out
+
+
 def test_lesions_are_brighter_than_surrounding_body() -> None:
-    cohort = generate_cohort(60, seed=4, image_size=64)
-    images, masks = cohort.render(0, 60)
-    differences = []
-    for image, mask in zip(images, masks, strict=True):
-        if not mask.any():
-            continue
-        ring = ndimage.binary_dilation(mask, iterations=4) & ~ndimage.binary_dilation(mask)
-        differences.append(image[mask == 1].mean() - image[ring].mean())
-    differences_array = np.asarray(differences)
-    assert differences_array.mean() > 0.15  # scanner noise is 0.03 to 0.05
+    cohort = generate_cohort(60, seed=4, image_size=64, bias=None)
+    differences_array = lesion_contrast(*cohort.render(0, 60))
+    differences_array = differences_array[~np.isnan(differences_array)]
+    assert differences_array.mean() > 0.15  # scanner noise is 0.04
     assert (differences_array > 0.05).mean() > 0.9
 
 
@@ -387,6 +393,102 @@ def test_sites_differ_in_appearance(cohort_2000: SyntheticCohort) -> None:
     means = {site: background[sites[:300] == site].mean() for site in SITES}
     assert means["site_b"] > means["site_a"] + 0.05
     assert means["site_c"] < means["site_a"] - 0.03
+
+
+# --- Injected demo bias ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pair() -> tuple[SyntheticCohort, SyntheticCohort]:
+    """The same world with the demo bias on and off (64 px scans keep the render cheap)."""
+    return (
+        generate_cohort(1500, seed=7, image_size=64, bias=DEMO_BIAS),
+        generate_cohort(1500, seed=7, image_size=64, bias=None),
+    )
+
+
+def air_noise(cohort: SyntheticCohort, rows: int = 400) -> pd.Series:
+    """Standard deviation of the air in a corner of each scan (pure scanner noise), by site."""
+    images, _ = cohort.render(0, rows)
+    noise = images[:, :8, :8].reshape(rows, -1).std(axis=1)
+    return pd.Series(noise).groupby(cohort.patients["site"].to_numpy()[:rows]).mean()
+
+
+def test_bias_off_gives_every_site_the_same_noise(pair) -> None:
+    _, unbiased = pair
+    noise = air_noise(unbiased)
+    assert noise.max() / noise.min() < 1.1
+
+
+def test_bias_on_degrades_only_its_site(pair) -> None:
+    biased, _ = pair
+    noise = air_noise(biased)
+    others = noise.drop(DEMO_BIAS.degraded_site)
+    assert noise[DEMO_BIAS.degraded_site] > 2 * others.max()
+    assert others.max() / others.min() < 1.1
+
+
+def test_bias_shows_lesions_fainter_at_the_degraded_site(pair) -> None:
+    biased, unbiased = pair
+    rows = 600
+    on = lesion_contrast(*biased.render(0, rows))
+    off = lesion_contrast(*unbiased.render(0, rows))
+    site = biased.patients["site"].to_numpy()[:rows]
+    same = (site == unbiased.patients["site"].to_numpy()[:rows]) & ~np.isnan(off)
+    degraded = same & (site == DEMO_BIAS.degraded_site)
+    ratio = on[degraded].mean() / off[degraded].mean()
+    # The lesion layer is scaled by lesion_contrast; the extra blur softens it a little more.
+    assert DEMO_BIAS.lesion_contrast * 0.7 < ratio <= DEMO_BIAS.lesion_contrast * 1.05
+    np.testing.assert_array_equal(on[same & ~degraded], off[same & ~degraded])
+
+
+def test_bias_under_recruits_one_group(pair) -> None:
+    biased, unbiased = pair
+    rare = DEMO_BIAS.rare_ethnicity
+    share_on = (biased.patients["ethnicity"] == rare).mean()
+    share_off = (unbiased.patients["ethnicity"] == rare).mean()
+    assert share_on == pytest.approx(DEMO_BIAS.rare_share, abs=0.01)
+    assert share_off > 3 * share_on
+    assert sum(DEMO_BIAS.ethnicity_p()) == pytest.approx(1.0)
+
+
+def test_bias_changes_what_is_observed_not_the_truth(pair) -> None:
+    biased, unbiased = pair
+    same = (biased.patients["ethnicity"] == unbiased.patients["ethnicity"]).to_numpy()
+    assert 0.85 < same.mean() < 1.0  # only the re-recruited patients differ
+    for name in ("patients", "ehr", "genomics", "truth"):
+        on, off = getattr(biased, name), getattr(unbiased, name)
+        pd.testing.assert_frame_equal(on.loc[same], off.loc[same])
+    pd.testing.assert_frame_equal(biased.lesions, unbiased.lesions)
+    images_on, masks_on = biased.render(0, 200)
+    images_off, masks_off = unbiased.render(0, 200)
+    assert np.array_equal(masks_on, masks_off)  # the true lesions are the same
+    degraded = (biased.patients["site"] == DEMO_BIAS.degraded_site).to_numpy()[:200]
+    kept = same[:200] & ~degraded
+    assert np.array_equal(images_on[kept], images_off[kept])
+    assert not np.array_equal(images_on[same[:200] & degraded], images_off[same[:200] & degraded])
+    assert biased.bias is DEMO_BIAS
+    assert unbiased.bias is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"degraded_site": "site_z"}, r"Unknown degraded_site 'site_z'; choose one of"),
+        ({"rare_ethnicity": "White"}, r"rare_ethnicity='White'; choose one of"),
+        ({"lesion_contrast": 0.0}, r"lesion_contrast=0.0 is out of range; pass a number in \(0"),
+        ({"noise_factor": 0.5}, r"noise_factor=0.5 is out of range; pass a number in \[1.0"),
+        ({"rare_share": 0.5}, r"rare_share=0.5 is out of range"),
+    ],
+)
+def test_demo_bias_rejects_bad_settings(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        DemoBias(**kwargs)
+
+
+def test_generate_cohort_rejects_a_bias_of_the_wrong_type() -> None:
+    with pytest.raises(TypeError, match=r"bias must be a DemoBias or None, got bool"):
+        generate_cohort(20, image_size=16, bias=True)  # type: ignore[arg-type]
 
 
 # --- Splits ------------------------------------------------------------------------------------

@@ -77,3 +77,90 @@ def test_model_pages_in_chromium(
     page.screenshot(path=str(OUTPUT / shot), full_page=True)
     assert not errors, errors
     page.close()
+
+
+ROLE_PAGES = {
+    "clinician": ["Patient explorer", "Treatment forecast", "Guided demo"],
+    "researcher": ["Model performance", "Bias audit"],
+    "admin": [
+        "Patient explorer",
+        "Treatment forecast",
+        "Model performance",
+        "Bias audit",
+        "Guided demo",
+        "Audit trail",
+    ],
+}
+# Pages the other tests already open as admin; the role test opens the rest.
+OPENED_ELSEWHERE = {"Patient explorer", "Model performance", "Bias audit"}
+
+
+def _view_as(page, role: str) -> None:
+    """Pick the role in the local single-user mode's sidebar selectbox."""
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="View as").click()
+    page.get_by_role("option").filter(has_text=f"{role}:").click()
+    _wait_for_run(page)
+
+
+@pytest.mark.parametrize("role", ["clinician", "researcher", "admin"])
+def test_each_role_sees_and_opens_only_its_pages(app_url: str, browser, role: str) -> None:
+    page, errors = _open(browser, app_url)
+    _wait_for_run(page)
+    if role != "admin":
+        _view_as(page, role)
+    links = page.locator('[data-testid="stSidebarNavLink"]')
+    links.nth(len(ROLE_PAGES[role]) - 1).wait_for(timeout=90_000)
+    page.wait_for_function(
+        "n => document.querySelectorAll('[data-testid=\"stSidebarNavLink\"]').length === n",
+        arg=len(ROLE_PAGES[role]),
+        timeout=90_000,
+    )
+    # A link's text is its icon, then its title.
+    titles = [text.strip().splitlines()[-1] for text in links.all_inner_texts()]
+    assert titles == ROLE_PAGES[role]
+    for name in ROLE_PAGES[role]:
+        if role == "admin" and name in OPENED_ELSEWHERE:
+            continue
+        page.get_by_role("link", name=name).click()
+        page.get_by_role("heading", name=name).first.wait_for(timeout=90_000)
+        _wait_for_run(page)
+        assert page.locator('[data-testid="stException"]').count() == 0, name
+        slug = name.lower().replace(" ", "_")
+        page.screenshot(path=str(OUTPUT / f"{role}-{slug}.png"), full_page=True)
+    assert not errors, errors
+    page.close()
+
+
+def test_forecast_what_if_and_guided_demo_in_chromium(app_url: str, browser) -> None:
+    """Issue 5: forecast curves, a what-if Apply, and the guided demo's five steps."""
+    page, errors = _open(browser, app_url)
+    _wait_for_run(page)
+    page.get_by_role("link", name="Treatment forecast").click()
+    page.get_by_role("heading", name="Treatment forecast").wait_for(timeout=90_000)
+    charts = page.locator('[data-testid="stPlotlyChart"]')
+    charts.first.wait_for(state="visible", timeout=90_000)
+    _wait_for_run(page)
+    pressure = page.get_by_role("spinbutton", name="Systolic BP (mmHg)")
+    pressure.fill("181.5")
+    pressure.press("Enter")
+    _wait_for_run(page)
+    page.get_by_role("button", name="Apply").click()
+    page.get_by_text("After the edits", exact=True).wait_for(timeout=90_000)
+    _wait_for_run(page)
+    assert charts.count() == 7  # forecast + (modalities, waterfall, forecast) x before/after
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(OUTPUT / "forecast_what_if.png"), full_page=True)
+
+    page.get_by_role("link", name="Guided demo").click()
+    page.get_by_role("heading", name="Guided demo").wait_for(timeout=90_000)
+    _wait_for_run(page)
+    for number in range(2, 6):
+        page.get_by_role("button", name="Next →").click()
+        page.get_by_text(f"Step {number} of 5").wait_for(timeout=90_000)
+        _wait_for_run(page)
+        assert page.locator('[data-testid="stException"]').count() == 0, number
+        if number in (3, 4):
+            page.screenshot(path=str(OUTPUT / f"guided_demo_step{number}.png"), full_page=True)
+    assert page.get_by_role("button", name="Next →").is_disabled()
+    assert not errors, errors
+    page.close()

@@ -29,6 +29,12 @@ def test_export_predictions_follows_the_column_contract(home_env, tmp_path) -> N
     assert {row["split"] for row in rows} == {"train", "val", "test"}
     assert all(0.0 <= float(row["risk"]) <= 1.0 for row in rows)
     assert not (tmp_path / "predictions.csv.partial").exists()
+    store = CohortStore(make_engine(home_env.database_url))
+    event = store.audit_events(action="export", limit=1).iloc[0]
+    assert event["actor"].startswith("cli:")
+    assert event["model_version"] == store.active_model("fusion").version
+    assert '"rows": 120' in event["detail"]
+    store.engine.dispose()
 
 
 def test_second_demo_reuses_the_build(home_env) -> None:
@@ -47,7 +53,17 @@ def test_demo_with_other_parameters_asks_for_rebuild(home_env, caplog) -> None:
 
 def test_serve_refuses_a_public_address(home_env, caplog) -> None:
     assert main(["serve", "--address", "0.0.0.0"]) == 2
-    assert "Refusing to bind to '0.0.0.0'" in caplog.text
+    assert "Refusing to listen on '0.0.0.0' without sign-in" in caplog.text
+
+
+def test_serve_refuses_a_public_address_when_secrets_lack_auth(
+    home_env, tmp_path, monkeypatch, caplog
+) -> None:
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text('[riskfusion.roles]\n"@h.org" = "clinician"\n')
+    monkeypatch.setenv("RISKFUSION_SECRETS", str(secrets))
+    assert main(["serve", "--address", "10.1.2.3"]) == 2
+    assert "Refusing to listen on '10.1.2.3'" in caplog.text
 
 
 def test_serve_without_a_build_says_how_to_build(tmp_path, monkeypatch, caplog) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from fusion.cli import main
 from fusion.fairness import audit
-from fusion.report import audit_csv, audit_html
+from fusion.report import audit_csv, audit_figures, audit_html, demo_bias_note
 
 
 @pytest.fixture
@@ -56,8 +56,62 @@ def test_audit_command_writes_the_report(home_env, tmp_path, suffix: str) -> Non
         assert "Bias audit of fusion-" in text
 
 
+def test_audit_html_is_self_contained_with_every_figure(home_env, tmp_path) -> None:
+    out = tmp_path / "report.html"
+    args = ["audit", "--by", "sex", "--min-cell", "2", "--resamples", "20", "--out", str(out)]
+    assert main(args) == 0
+    page = out.read_text()
+    assert page.count("plotly.js v") == 1  # the library, inlined once
+    assert "<script src=" not in page  # nothing fetched: opens offline
+    assert 'src="http' not in page  # no remote image or frame either
+    assert "<link" not in page  # no remote stylesheet
+    for title in ("Disparity: auroc by group", "ROC by group", "Calibration by group"):
+        assert f"<h2>{title}</h2>" in page
+    assert page.count('class="plotly-graph-div"') == 6  # 4 forest plots, ROC, calibration
+    assert "deliberately injected bias" in page  # the tiny demo is built with the bias on
+
+
+def test_audit_figures_follow_the_report(report) -> None:
+    roc = pd.DataFrame({"group": ["a", "a"], "fpr": [0, 1], "tpr": [0, 1]})
+    calibration = pd.DataFrame(
+        {
+            "group": ["a", "a", "b"],
+            "mean_risk": [0.2, np.nan, 0.5],
+            "observed": [0.3, np.nan, 0.4],
+            "n": [40, np.nan, 30],
+            "suppressed": [False, True, False],
+        }
+    )
+    figures = audit_figures(report, roc_by_group=roc, calibration_by_group=calibration)
+    assert list(figures)[-2:] == ["ROC by group", "Calibration by group"]
+    forest = figures["Disparity: auroc by group"]
+    assert list(forest.data[0].y) == ["a", "b"]  # c and d are suppressed
+    drawn = figures["Calibration by group"]
+    assert [trace.name for trace in drawn.data][1:] == ["a", "b"]
+    assert list(drawn.data[1].customdata) == [40]  # the suppressed bin is not drawn
+    assert "1 small bin(s) suppressed" in drawn.layout.title.text
+
+
+def test_demo_bias_note_names_the_switch() -> None:
+    assert "--no-bias" in str(demo_bias_note({"bias": True}))
+    assert "without injected bias" in str(demo_bias_note({"bias": False}))
+    assert demo_bias_note({}) is None
+
+
 def test_audit_command_rejects_bad_arguments(home_env, tmp_path, caplog) -> None:
     assert main(["audit", "--by", "zip", "--out", str(tmp_path / "a.csv")]) == 2
     assert "Unknown sensitive attributes" in caplog.text
     assert main(["audit", "--by", "sex", "--out", str(tmp_path / "a.txt")]) == 2
     assert "must end in .html" in caplog.text
+
+
+def test_the_demo_bias_switch_reaches_the_build_config() -> None:
+    from fusion.cli import _parser
+    from fusion.settings import Settings
+
+    assert _parser().parse_args(["demo", "--no-bias"]).bias is False
+    assert _parser().parse_args(["demo"]).bias is None  # then the setting decides
+    assert Settings.from_env({}).demo_bias is True
+    assert Settings.from_env({"RISKFUSION_DEMO_BIAS": "0"}).demo_bias is False
+    with pytest.raises(ValueError, match=r"RISKFUSION_DEMO_BIAS='maybe' is not a switch"):
+        Settings.from_env({"RISKFUSION_DEMO_BIAS": "maybe"})

@@ -35,6 +35,11 @@ def test_explain_writes_the_documented_files(home_env, tiny_service, tmp_path) -
     assert mask.shape == (32, 32)
     assert set(np.unique(mask)) <= {0, 1}
     assert document["lesion_mask"] == "lesion_mask.npy"
+    interval = tiny_service.risk_interval(pid)
+    assert document["risk_interval"]["low"] == pytest.approx(interval.low, abs=1e-12)
+    assert document["risk_interval"]["high"] == pytest.approx(interval.high, abs=1e-12)
+    assert document["risk_interval"]["method"] == "bootstrap"
+    assert document["shap_source"] == "store"
 
 
 def test_explain_an_unknown_patient_fails_with_status_2(home_env, tmp_path, caplog) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 
 import numpy as np
@@ -15,9 +16,21 @@ from fairlearn.metrics import (
     selection_rate,
     true_positive_rate,
 )
+from scipy.optimize import linprog
 from sklearn.metrics import brier_score_loss, precision_score, roc_auc_score
 
-from fusion.fairness import METRICS, FairnessReport, audit, group_metrics
+from fusion.evaluation import calibration_bins
+from fusion.fairness import (
+    METRICS,
+    FairnessReport,
+    audit,
+    calibration_by_group,
+    group_metrics,
+    group_table,
+    suppress_cells,
+    suppression_mask,
+)
+from fusion.report import audit_csv
 
 
 def _npv(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -184,8 +197,8 @@ def test_empty_group_from_an_unused_category() -> None:
     assert empty["n"] == 0
     assert np.isnan(empty[list(METRICS)].to_numpy(dtype=float)).all()
     suppressed = audit(y, risk, pd.DataFrame({"sex": sex}), threshold=0.5)
-    # X (n=0) alone is below 11, so the next-smallest group goes too.
-    assert suppressed.by_group["suppressed"].sum() == 2
+    # X (n=0) is hidden, but an empty cell reveals nobody: F and M need no complement.
+    assert suppressed.by_group["suppressed"].tolist() == [False, False, True]
 
 
 @pytest.mark.parametrize(
@@ -263,3 +276,176 @@ def test_bench_times_the_audit_per_size() -> None:
     seconds = time_audit((2_000, 5_000), n_resamples=5)
     assert list(seconds) == ["2000", "5000"]
     assert all(value > 0 for value in seconds.values())
+
+
+# --- Cross-table (complementary) suppression: an attacker with every export ------------------
+
+
+def _attack(
+    hidden: list[tuple], shown: dict[tuple, float], margins: list[tuple[dict[int, str], float]]
+) -> dict[tuple, tuple[float, float]]:
+    """Tightest bounds on each hidden cell from the published numbers (linear programming).
+
+    ``shown`` maps cells (tuples of coordinates) to their published counts; each margin is a
+    partial coordinate (axis -> value) with its published total. Returns (min, max) per
+    hidden cell: min == max means the cell was derived.
+    """
+    cells = list(hidden)
+    rows, totals = [], []
+    for fixed, total in margins:
+        inside = [all(c[a] == v for a, v in fixed.items()) for c in cells]
+        rest = sum(n for c, n in shown.items() if all(c[a] == v for a, v in fixed.items()))
+        rows.append(np.asarray(inside, dtype=float))
+        totals.append(total - rest)
+    bounds = {}
+    for k, cell in enumerate(cells):
+        objective = np.zeros(len(cells))
+        objective[k] = 1.0
+        low = linprog(objective, A_eq=np.stack(rows), b_eq=totals, bounds=(0, None))
+        high = linprog(-objective, A_eq=np.stack(rows), b_eq=totals, bounds=(0, None))
+        assert low.status == 0
+        assert high.status == 0
+        bounds[cell] = (low.fun, -high.fun)
+    return bounds
+
+
+def _published_audits(features: pd.DataFrame, min_cell: int) -> tuple[dict, dict, list]:
+    """What the exports of the audits by sex, by site and by sex & site publish."""
+    y = np.tile([0, 1], len(features))[: len(features)]
+    risk = np.linspace(0.01, 0.99, len(features))
+
+    def exported(columns: list[str]) -> pd.DataFrame:
+        report = audit(y, risk, features[columns], threshold=0.5, n_resamples=0, min_cell=min_cell)
+        return pd.read_csv(io.StringIO(audit_csv(report)), dtype=str)
+
+    both = exported(["sex", "site"])
+    shown, hidden = {}, []
+    for row in both.itertuples():
+        cell = (row.sex, row.site)
+        if row.n.startswith("suppressed"):
+            hidden.append(cell)
+        else:
+            shown[cell] = float(row.n)
+    margins: list[tuple[dict[int, str], float]] = [({}, float(len(features)))]
+    for axis, column in enumerate(["sex", "site"]):
+        for row in exported([column]).itertuples():
+            if not row.n.startswith("suppressed"):
+                margins.append(({axis: getattr(row, column)}, float(row.n)))
+    return shown, dict.fromkeys(hidden), margins
+
+
+@pytest.fixture
+def crossed() -> pd.DataFrame:
+    """sex x site with one small cell (F & c = 5) in an otherwise large table."""
+    sizes = {("F", "a"): 50, ("F", "b"): 30, ("F", "c"): 5, ("M", "a"): 60}
+    sizes |= {("M", "b"): 40, ("M", "c"): 25}
+    rows = [cell for cell, n in sizes.items() for _ in range(n)]
+    return pd.DataFrame(rows, columns=["sex", "site"])
+
+
+def test_no_suppressed_intersection_follows_from_the_exports(crossed) -> None:
+    shown, hidden, margins = _published_audits(crossed, 11)
+    assert ("F", "c") in hidden
+    true = crossed.value_counts()
+    for cell, (low, high) in _attack(list(hidden), shown, margins).items():
+        assert low <= true[cell] <= high
+        assert high - low >= 1, f"{cell} = {true[cell]} follows from the exports"
+
+
+def test_the_partition_rule_alone_would_leak(crossed) -> None:
+    # The mutation the cross-table rule guards against: complementary suppression within the
+    # intersection table only hides the next-smallest cell (M & c), and the margins of the
+    # one-attribute audits then give F & c = 85 - 50 - 30 away. The attack must see that.
+    sizes = crossed.value_counts().sort_index()
+    mask = suppression_mask(sizes, 11)
+    hidden = list(sizes.index[mask])
+    assert hidden == [("F", "c"), ("M", "c")]
+    shown = {cell: float(n) for cell, n in sizes[~mask].items()}
+    margins: list[tuple[dict[int, str], float]] = [({}, float(len(crossed)))]
+    margins += [({0: v}, float(n)) for v, n in crossed["sex"].value_counts().items()]
+    margins += [({1: v}, float(n)) for v, n in crossed["site"].value_counts().items()]
+    bounds = _attack(hidden, shown, margins)
+    assert bounds[("F", "c")] == pytest.approx((5, 5))
+
+
+@pytest.mark.parametrize(
+    ("cells", "min_cell", "hidden"),
+    [
+        # one axis: the old partition rule
+        ({("a",): 50, ("b",): 30, ("c",): 12, ("d",): 5}, 11, {("c",), ("d",)}),
+        ({("a",): 50, ("b",): 0, ("c",): 30}, 11, {("b",)}),  # empty: no complement
+        ({("a",): 50, ("b",): 0, ("c",): 5, ("d",): 30}, 11, {("b",), ("c",), ("d",)}),
+        # two axes: every row and column with a hidden cell gets a partner
+        (
+            {("F", "a"): 50, ("F", "b"): 5, ("M", "a"): 40, ("M", "b"): 30},
+            11,
+            {("F", "a"), ("F", "b"), ("M", "a"), ("M", "b")},
+        ),
+        (
+            {("F", "a"): 50, ("F", "b"): 5, ("F", "c"): 4, ("M", "a"): 40, ("M", "b"): 30},
+            11,
+            # site c has no M cell to partner F & c (its column total, 4, is itself a small
+            # cell of the audit by site); the chain b column -> M row -> a column hides the rest.
+            {("F", "a"), ("F", "b"), ("F", "c"), ("M", "a"), ("M", "b")},
+        ),
+        ({("F", "a"): 50, ("F", "b"): 12, ("M", "a"): 40, ("M", "b"): 30}, 11, set()),
+    ],
+)
+def test_line_rule(cells: dict, min_cell: int, hidden: set) -> None:
+    counts = pd.Series(cells)
+    mask = suppress_cells(counts, min_cell)
+    assert set(counts.index[mask]) == hidden
+    values = counts.to_numpy()
+    for axis in range(counts.index.nlevels):  # no line holds exactly one hidden count...
+        others = [k for k in range(counts.index.nlevels) if k != axis]
+        keys = [counts.index.get_level_values(k) for k in others] or [np.zeros(len(values))]
+        lines = pd.DataFrame({"hidden": mask & (values > 0), "filled": values > 0})
+        per_line = lines.groupby(keys).sum()
+        lonely = per_line.loc[per_line["hidden"] == 1]
+        # ...unless it is the line's only count: then the line total is that small count,
+        # which the table of the other attributes suppresses itself.
+        assert (lonely["filled"] == 1).all()
+
+
+def test_group_table_is_what_every_view_hides(crossed) -> None:
+    table = group_table(crossed, min_cell=11)
+    report = audit(
+        np.tile([0, 1], 105), np.linspace(0, 1, 210), crossed, threshold=0.5, n_resamples=0
+    )
+    assert table["suppressed"].equals(report.by_group["suppressed"])
+    assert table["n"].sum() == len(crossed)
+
+
+def test_calibration_bins_hide_small_cells_and_their_complements() -> None:
+    rng = np.random.default_rng(3)
+    sex = np.repeat(["F", "M"], [150, 150])
+    risk = np.concatenate([rng.uniform(0, 0.6, 145), [0.9] * 5, rng.uniform(0, 1, 150)])
+    y = (rng.uniform(size=300) < risk).astype(int)
+    features = pd.DataFrame({"sex": sex})
+    bins = calibration_by_group(y, risk, features, min_cell=11, n_bins=5)
+    top = bins.loc[(bins["group"] == "F") & (bins["low"] == 0.8)]
+    assert top["suppressed"].all()  # F's 5 patients at 0.8-1.0
+    assert top["n"].isna().all()
+    assert bins["suppressed"].sum() >= 3  # a partner in F's row and in the 0.8-1.0 column
+    shown = bins.loc[~bins["suppressed"]]
+    assert (shown["n"] >= 11).all()
+    f_rows = shown.loc[shown["group"] == "F"]
+    hand = calibration_bins(y[sex == "F"], risk[sex == "F"], n_bins=5)
+    merged = f_rows.merge(hand, on=["low", "high"], suffixes=("", "_hand"))
+    np.testing.assert_allclose(merged["n"], merged["n_hand"])
+    np.testing.assert_allclose(merged["observed"], merged["observed_hand"])
+    # Attack with every export: the group sizes (audit), the bins over all patients
+    # (performance page) and the shown bins of each group.
+    overall = calibration_bins(y, risk, n_bins=5)
+    overall_hidden = suppression_mask(overall["n"], 11)
+    cells = {(g, round(lo, 1)): n for g, lo, n in bins[["group", "low", "n"]].itertuples(False)}
+    shown_cells = {c: float(n) for c, n in cells.items() if not np.isnan(n)}
+    hidden = [c for c, n in cells.items() if np.isnan(n)]
+    margins: list[tuple[dict[int, str], float]] = [({0: g}, 150.0) for g in ("F", "M")]
+    margins += [
+        ({1: round(lo, 1)}, float(n))
+        for lo, n, gone in zip(overall["low"], overall["n"], overall_hidden, strict=True)
+        if not gone
+    ]
+    for cell, (low, high) in _attack(hidden, shown_cells, margins).items():
+        assert high - low >= 1, f"bin {cell} follows from the exports"

@@ -152,9 +152,29 @@ def test_group_curves_hide_small_groups_and_bins() -> None:
     roc, calibration = group_curves(frame, ["site"], min_cell=11)
     assert set(roc["group"]) == {"a", "b"}  # d is small, c protects it
     assert set(calibration["group"]) == {"a", "b"}
-    assert (calibration["n"] >= 11).all()
+    shown = calibration.loc[~calibration["suppressed"]]
+    assert (shown["n"] >= 11).all()
+    # c and d are hidden whole, so where only one of them fills a risk bin, a bin of b
+    # partners it (else the bin's count over all patients minus a and b would give it away).
+    assert set(calibration.loc[calibration["suppressed"], "group"]) <= {"b"}
     mask = frame["site"] == "a"
     assert calibration.loc[calibration["group"] == "a", "n"].sum() == mask.sum()
     curve = roc.loc[roc["group"] == "a"]
     auc = np.trapezoid(curve["tpr"], curve["fpr"])
     assert auc == pytest.approx(roc_auc_score(frame.loc[mask, "label"], frame.loc[mask, "risk"]))
+
+
+def test_performance_calibration_suppresses_small_bins(scored) -> None:
+    from fusion.performance import evaluate_performance
+
+    y, risk = scored
+    frame = pd.DataFrame({"label": y, "risk": np.where(np.arange(len(y)) < 4, 0.99, risk * 0.8)})
+    report = evaluate_performance(frame, model_version="v", threshold=0.5, n_resamples=0)
+    calibration = report.calibration
+    top = calibration.loc[calibration["low"] >= 0.9]
+    assert top["suppressed"].all()  # the 4 patients at 0.99
+    assert top["n"].isna().all()
+    assert calibration["suppressed"].sum() == 2  # and a complement: the total is shown
+    shown = calibration.loc[~calibration["suppressed"], "n"]
+    assert (shown >= 11).all()
+    assert len(y) - shown.sum() > 4  # the hidden bins' sum is not the small bin

@@ -1,0 +1,107 @@
+"""Guided demo: a five-step story through two chosen patients, with Next / Back buttons."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard.components.forecast_view import render_forecast
+from dashboard.components.signin import audit_once, require_page_area
+from dashboard.components.what_if_editor import (
+    render_what_if_comparison,
+    render_what_if_editor,
+)
+from dashboard.figures import make_modality_figure, make_overlay_figure, make_waterfall_figure
+from dashboard.resources import get_forecast, get_guided_demo_patients, require_risk_service
+from dashboard.state import get_guided_step, set_guided_step
+from data.errors import CohortError
+from fusion.guided_demo import STORY
+
+st.title("Guided demo")
+identity = require_page_area("patients")
+service = require_risk_service()
+info = service.model_info()
+
+try:
+    patients = {p.role: p for p in get_guided_demo_patients(service, info.version)}
+except (CohortError, ValueError) as err:
+    st.error(str(err))
+    st.stop()
+
+step_index = min(max(get_guided_step(), 0), len(STORY) - 1)
+step = STORY[step_index]
+patient = patients[step.role]
+audit_once(service, identity, "view_patient", patient_id=patient.patient_id, page="guided_demo")
+
+st.progress((step_index + 1) / len(STORY), text=f"Step {step_index + 1} of {len(STORY)}")
+st.markdown(
+    " → ".join(
+        f"**{s.title}**" if i == step_index else s.title.split(". ", 1)[-1]
+        for i, s in enumerate(STORY)
+    )
+)
+back, _, forward = st.columns([1, 4, 1])
+back.button(
+    "← Back",
+    key="guided.back",
+    disabled=step_index == 0,
+    on_click=set_guided_step,
+    args=(step_index - 1,),
+    use_container_width=True,
+)
+forward.button(
+    "Next →",
+    key="guided.next",
+    type="primary",
+    disabled=step_index == len(STORY) - 1,
+    on_click=set_guided_step,
+    args=(step_index + 1,),
+    use_container_width=True,
+)
+
+st.header(step.title)
+st.markdown(step.narration)
+st.caption(f"Patient **{patient.patient_id}**: {patient.reason}.")
+
+try:
+    if step.kind == "risk":
+        result = service.predict(patient.patient_id)
+        cols = st.columns(3)
+        cols[0].metric("Fused risk (5-year event)", f"{result.risk:.1%}")
+        cols[1].metric("Decision threshold", f"{result.threshold:.1%}")
+        cols[2].metric("Model test AUROC", f"{info.test_auroc:.3f}")
+        facts = ["above the threshold: **high risk**" if result.flagged else "below the threshold"]
+        if result.true_risk is not None:
+            facts.append(f"synthetic true risk **{result.true_risk:.1%}**")
+        if result.label is not None:
+            facts.append(f"true outcome: **{'event' if result.label else 'no event'}**")
+        st.markdown("Risk is " + " · ".join(facts))
+    elif step.kind == "why":
+        explanation = service.explain(patient.patient_id)
+        left, right = st.columns([2, 3], gap="large")
+        left.plotly_chart(make_modality_figure(explanation), key="guided.modalities")
+        right.plotly_chart(make_waterfall_figure(explanation), key="guided.waterfall")
+    elif step.kind == "where":
+        maps = service.image_maps(patient.patient_id, "gradcam")
+        left, right = st.columns([3, 2], gap="large")
+        left.plotly_chart(
+            make_overlay_figure(maps, show_lesion=maps.lesion_mask is not None),
+            key="guided.overlay",
+        )
+        right.markdown(
+            "Bright = the regions that raised the scan score most (Grad-CAM, mean over the "
+            "nets that never trained on this patient). The outlines are the true lesions, "
+            "known only because the cohort is synthetic."
+        )
+    elif step.kind == "treatment":
+        render_forecast(get_forecast(service, info.version, patient.patient_id), key="guided")
+    else:  # what_if
+        overrides = render_what_if_editor(
+            service, patient.patient_id, key="guided.what_if", identity=identity
+        )
+        if overrides:
+            render_what_if_comparison(service, patient.patient_id, overrides, key="guided.compare")
+        else:
+            st.info("Try: set smoking to 0 (never) or lower the systolic BP, then press Apply.")
+except (CohortError, ValueError) as err:
+    st.error(str(err))
+    st.stop()

@@ -1,0 +1,79 @@
+"""AppTests of sign-in: role-filtered navigation, page guards, idle sign-out, audit trail page."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from dashboard.state import IDENTITY, LAST_ACTIVITY
+from fusion.access import Identity
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = str(ROOT / "app.py")
+
+
+def _app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _events(service, action: str) -> int:
+    return int((service.audit_trail(limit=10_000)["action"] == action).sum())
+
+
+def test_local_mode_signs_in_as_admin_and_audits_it(patched_service) -> None:
+    before = _events(patched_service, "sign_in")
+    at = _app()
+    identity = at.session_state[IDENTITY]
+    assert identity.role == "admin"
+    assert identity.source == "local"
+    assert any("Signed in" in md.value for md in at.sidebar.markdown)
+    assert _events(patched_service, "sign_in") == before + 1
+    at.run()  # a rerun is not a new sign-in
+    assert _events(patched_service, "sign_in") == before + 1
+
+
+def test_researcher_sees_only_cohort_pages(patched_service) -> None:
+    at = _app()
+    at.selectbox(key="signin.local_role").set_value("researcher").run()
+    assert not at.exception, at.exception
+    assert at.session_state[IDENTITY].role == "researcher"
+    # The patient explorer is gone from the navigation: the first page is now performance.
+    assert at.title[0].value == "Model performance"
+
+
+def test_page_guard_stops_a_role_outside_its_area(patched_service) -> None:
+    page = AppTest.from_file(str(ROOT / "dashboard/pages/audit_trail.py"), default_timeout=60)
+    page.session_state[IDENTITY] = Identity(user="c@h.org", role="clinician", source="oidc")
+    page.run()
+    assert not page.exception
+    assert "clinician role may not open admin pages" in page.error[0].value
+    assert not page.dataframe
+
+
+def test_idle_session_is_signed_out(patched_service) -> None:
+    at = _app()
+    before = _events(patched_service, "sign_out")
+    at.session_state[LAST_ACTIVITY] = time.time() - 16 * 60
+    at.run()
+    assert not at.exception
+    assert "Signed out after 15 minutes" in at.info[0].value
+    assert at.session_state[IDENTITY] is None
+    assert _events(patched_service, "sign_out") == before + 1
+    at.button[0].click().run()  # "Sign in again"
+    assert at.session_state[IDENTITY].role == "admin"
+
+
+def test_admin_reads_the_audit_trail(patched_service) -> None:
+    at = _app()
+    at.switch_page("dashboard/pages/audit_trail.py").run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Audit trail"
+    shown = at.dataframe[0].value
+    assert {"actor", "role", "action", "patient_id", "model_version"} <= set(shown.columns)
+    assert "sign_in" in set(shown["action"])
+    at.selectbox(key="audit.action").set_value("sign_out").run()
+    assert set(at.dataframe[0].value["action"]) <= {"sign_out"}

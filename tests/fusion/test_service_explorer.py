@@ -1,0 +1,117 @@
+"""Issue 3 on the tiny real build: stored explanations, risk interval, similar patients, report."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from data.errors import PatientNotFoundError
+from fusion.explain import shap_values
+
+
+@pytest.fixture(scope="module")
+def test_ids(tiny_service) -> list[str]:
+    return tiny_service.search_patients(split="test", limit=50)["patient_id"].tolist()
+
+
+def test_every_patient_has_a_stored_explanation(tiny_service) -> None:
+    version = tiny_service.model_info().version
+    assert tiny_service.store.count_explanations(version) == tiny_service.count_patients()
+    metrics = tiny_service.explanation_metrics()
+    assert metrics["n_stored"] == tiny_service.count_patients()
+    assert metrics["additivity_max_abs"] < 1e-6
+
+
+def test_stored_explanation_is_the_live_one(tiny_service, test_ids) -> None:
+    for pid in test_ids[:5]:
+        stored, live = tiny_service.explain(pid), tiny_service.explain_live(pid)
+        assert (stored.source, live.source) == ("store", "live")
+        assert stored.contributions["feature"].tolist() == live.contributions["feature"].tolist()
+        np.testing.assert_allclose(
+            stored.contributions["shap"], live.contributions["shap"], atol=1e-12
+        )
+        assert stored.risk == pytest.approx(tiny_service.predict(pid).risk, abs=1e-9)
+
+
+def test_stored_values_are_additive_over_the_test_split(tiny_service) -> None:
+    version = tiny_service.model_info().version
+    worst, rows = 0.0, 0
+    for ids, base, values in tiny_service.store.iter_explanations(version, split="test"):
+        X = pd.concat([tiny_service.feature_row(tiny_service.patient(p)) for p in ids])
+        margin = tiny_service.model.decision_function(X)
+        worst = max(worst, float(np.abs(base + values.sum(axis=1) - margin).max()))
+        rows += len(ids)
+    assert rows == tiny_service.count_patients("test")
+    assert worst < 1e-6
+
+
+def test_interval_brackets_the_ensemble_and_was_checked_against_the_truth(
+    tiny_service, test_ids
+) -> None:
+    pid = test_ids[0]
+    interval = tiny_service.risk_interval(pid)
+    assert 0 <= interval.low <= interval.high <= 1
+    assert interval.n_models == len(tiny_service.interval_models) >= 2
+    X = tiny_service.feature_row(tiny_service.patient(pid))
+    members = [m.predict_proba(X)[0, 1] for m in tiny_service.interval_models]
+    assert interval.low <= np.median(members) <= interval.high
+    metrics = tiny_service.interval_metrics()
+    assert metrics["method"] == "bootstrap"
+    assert 0 <= metrics["test_coverage_true_risk"] <= 1
+    without = tiny_service.risk_interval(pid, missing=["imaging"])
+    assert (without.low, without.high) != (interval.low, interval.high) or np.isnan(
+        X["image_score"].iloc[0]
+    )
+
+
+def test_what_if_explanation_is_live_and_matches_the_modality_table(tiny_service, test_ids) -> None:
+    pid = test_ids[0]
+    table = tiny_service.modality_what_if(pid).set_index("scenario")["risk"]
+    for missing, scenario in ((["imaging"], "without scan"), (["genomics"], "without genomics")):
+        explanation = tiny_service.explain_without(pid, missing)
+        assert explanation.source == "live"
+        assert explanation.risk == pytest.approx(table[scenario], abs=1e-9)
+    with pytest.raises(ValueError, match="Unknown what-if modalities \\['demographics'\\]"):
+        tiny_service.explain_without(pid, ["demographics"])
+
+
+def test_similar_patients_are_the_nearest_in_shap_space(tiny_service, test_ids) -> None:
+    pid = test_ids[0]
+    similar = tiny_service.similar_patients(pid, k=4)
+    assert len(similar) == 4
+    assert pid not in similar["patient_id"].tolist()
+    assert set(similar["split"]) <= {"train", "test"}
+    assert np.all(np.diff(similar["distance"]) >= 0)
+    index = tiny_service.similarity_index
+    query = tiny_service.store.get_explanation(tiny_service.model_info().version, pid)[1]
+    distances = np.linalg.norm(index.vectors - query.astype(np.float32), axis=1)
+    distances[index.patient_ids == pid] = np.inf
+    assert similar["distance"].iloc[0] == pytest.approx(distances.min(), rel=1e-4)
+    # Their outcome and stored risk come from the store.
+    first = similar.iloc[0]
+    version = tiny_service.model_info().version
+    assert first["risk"] == tiny_service.store.get_prediction(first["patient_id"], version)
+    assert first["label"] == tiny_service.patient(first["patient_id"]).label
+    # A what-if query uses the live SHAP vector of the edited row.
+    X = tiny_service._without(tiny_service.feature_row(tiny_service.patient(pid)), ["imaging"])
+    live = shap_values(tiny_service.model, X).values[0]
+    expected = index.nearest(live, k=4, exclude=[pid])[0]
+    assert (
+        tiny_service.similar_patients(pid, k=4, missing=["imaging"])["patient_id"].tolist()
+        == expected
+    )
+
+
+def test_report_is_self_contained_html_of_the_patient(tiny_service, test_ids) -> None:
+    pid = test_ids[0]
+    text = tiny_service.patient_report(pid, "gradcam")
+    assert pid in text
+    assert tiny_service.model_info().version in text
+    assert f"{100 * tiny_service.predict(pid).risk:.1f}%" in text
+    assert not re.search(r"""(src|href)\s*=\s*["'](?!data:)""", text)
+    assert "data:image/png;base64," in text
+    with pytest.raises(PatientNotFoundError):
+        tiny_service.patient_report("NOPE")
