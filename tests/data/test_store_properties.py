@@ -18,7 +18,10 @@ from tests.data.test_store import make_tables, model_record
 
 IDS = [f"P{i:07d}" for i in range(1, 13)]
 PROPERTY_SETTINGS = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 
