@@ -495,27 +495,8 @@ class RiskService:
         if len(X) != 1:
             raise ValueError(f"Got {len(X)} feature rows; pass exactly one (one patient).")
         result = shap_values(self.model, X, explainer=self._tree_explainer)
-        values = result.values[0]
-        contributions = pd.DataFrame(
-            {
-                "feature": list(self.features.names),
-                "label": list(self.features.labels),
-                "unit": list(self.features.units),
-                "modality": list(self.features.modalities),
-                "value": X.iloc[0].to_numpy(),
-                "shap": values,
-            }
-        )
-        order = np.argsort(-np.abs(values), kind="stable")
-        totals = modality_sums(result.values, self.features.modalities, MODALITIES).iloc[0]
-        margin = float(result.margin()[0])
-        return PatientExplanation(
-            risk=float(1.0 / (1.0 + np.exp(-margin))),
-            base_value=result.base_value,
-            margin=margin,
-            contributions=contributions.iloc[order].reset_index(drop=True),
-            modality_totals={str(k): float(v) for k, v in totals.items()},
-        )
+        values = np.asarray(result.values[0], dtype=np.float64)
+        return self._explanation_from(X, result.base_value, values, source="live")
 
     def what_if(self, patient_id: str, overrides: Mapping[str, float]) -> WhatIfResult:
         """Risk and SHAP attribution of one patient before and after editing modifiable inputs.
