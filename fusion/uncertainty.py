@@ -6,8 +6,8 @@ training split, with the fusion model's hyper-parameters and number of boosting 
 interval of a patient is the central ``level`` percentile range of the members' risks. It
 reflects how much the fused risk moves when the training sample changes (model variance), not
 the model's bias, so its coverage of the true risk is measured and reported, not assumed (see
-``docs/models.md``). Querying costs one booster call per member (about 0.1 ms each). Must not
-import streamlit.
+``docs/models.md``). Querying costs one booster call per member (about 0.1 ms each).
+Streamlit is not imported here (the dashboard layer only).
 """
 
 from __future__ import annotations
