@@ -55,7 +55,7 @@ with right:
     )
     cols[1].metric(
         "Risk interval",
-        "n/a" if interval is None else f"{interval.low:.0%} to {interval.high:.0%}",
+        "n/a" if interval is None else f"{interval.low * 100:.0f}–{interval.high:.0%}",
         help=(
             "Not built for this model version; rebuild the demo."
             if interval is None

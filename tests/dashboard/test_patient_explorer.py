@@ -142,7 +142,7 @@ def test_risk_interval_is_shown_next_to_the_risk(patched_service) -> None:
     interval = patched_service.risk_interval(pid)
     labels = [m.label for m in at.metric]
     assert labels[:3] == ["Fused risk (5-year event)", "Risk interval", "Decision threshold"]
-    assert _metric(at, "Risk interval") == f"{interval.low:.0%} to {interval.high:.0%}"
+    assert _metric(at, "Risk interval") == f"{interval.low * 100:.0f}–{interval.high:.0%}"
     assert any("contains the synthetic true risk" in c.value for c in at.caption)
 
 
