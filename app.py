@@ -38,6 +38,7 @@ PAGES = [
         st.Page("dashboard/pages/guided_demo.py", title="Guided demo", icon="🎬"),
     ),
     ("admin", "Admin", st.Page("dashboard/pages/audit_trail.py", title="Audit trail", icon="🗒️")),
+    ("admin", "Admin", st.Page("dashboard/pages/data.py", title="Data", icon="📥")),
 ]
 
 service = None

@@ -3,26 +3,37 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
 from fusion.access import Identity, Role
 
+if TYPE_CHECKING:  # type-only: keeps pandera out of this module's import
+    from data.ingest import ValidationReport
+
 __all__ = [
+    "DATA_CHECK",
+    "DATA_RELOADED",
     "GUIDED_STEP",
     "IDENTITY",
     "LAST_ACTIVITY",
     "LOCAL_ROLE",
     "PATIENT_ID",
     "WHAT_IF_PREFIX",
+    "CohortCheck",
     "focus_patient",
+    "get_cohort_check",
     "get_guided_step",
     "get_identity",
     "get_local_role",
     "get_patient_id",
     "get_what_if_overrides",
     "mark_audited",
+    "mark_model_reloaded",
     "seconds_since_activity",
+    "set_cohort_check",
     "set_guided_step",
     "set_identity",
     "set_local_role",
@@ -132,3 +143,50 @@ def focus_patient(picker_key: str, patient_id: str, *, all_patients_label: str) 
     st.session_state.pop(f"{picker_key}.page", None)  # back to its default, page 1
     st.session_state.pop(f"{picker_key}.patient", None)
     set_patient_id(patient_id)
+
+
+# ---------------------------------------------------------------- issue 6: the Data page
+DATA_CHECK = "riskfusion.data.check"
+DATA_RELOADED = "riskfusion.data.reloaded"
+
+
+@dataclass(frozen=True, slots=True)
+class CohortCheck:
+    """The cohort folder this session validated on the Data page, and its problem table.
+
+    Attributes
+    ----------
+    source : str
+        What the admin chose, in words (``upload cohort.zip``, a server path, the example).
+    folder : str
+        The cohort folder that was validated (and that an import would read).
+    upload_root : str or None
+        The extracted upload folder under ``<artifacts>/uploads/``; None for other sources.
+    report : ValidationReport
+        Every problem found.
+    """
+
+    source: str
+    folder: str
+    upload_root: str | None
+    report: ValidationReport
+
+
+def get_cohort_check() -> CohortCheck | None:
+    """The last validation of this session on the Data page, or None."""
+    value = st.session_state.get(DATA_CHECK)
+    return value if isinstance(value, CohortCheck) else None
+
+
+def set_cohort_check(check: CohortCheck | None) -> None:
+    """Remember (or forget, with None) the validated cohort folder and its problems."""
+    st.session_state[DATA_CHECK] = check
+
+
+def mark_model_reloaded(version: str) -> bool:
+    """Remember that this session reloaded the models for ``version``; False if it already did."""
+    reloaded = st.session_state.setdefault(DATA_RELOADED, set())
+    if version in reloaded:
+        return False
+    reloaded.add(version)
+    return True

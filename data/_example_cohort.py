@@ -31,6 +31,7 @@ from data.synthetic import (
     FEATURE_SPECS,
     SITES,
     TREATMENTS,
+    assign_splits,
     generate_cohort,
 )
 
@@ -108,7 +109,7 @@ def _ct_volume(scan: npt.NDArray[np.float32], depth: int) -> npt.NDArray[np.int1
 
 
 def write_example_cohort(
-    directory: Path, n_patients: int = 40, seed: int = 7, image_size: int = 64
+    directory: Path, n_patients: int = 160, seed: int = 7, image_size: int = 64
 ) -> None:
     """Write the example cohort folder (replacing what is there).
 
@@ -116,8 +117,9 @@ def write_example_cohort(
     ----------
     directory : Path
         Target folder; created, and its previous contents removed.
-    n_patients : int, default=40
-        Cohort size.
+    n_patients : int, default=160
+        Cohort size (160: enough positives in each split for ``riskfusion train`` to measure
+        something, under 1 MB of files).
     seed : int, default=7
         Seed of the synthetic generator.
     image_size : int, default=64
@@ -130,6 +132,8 @@ def write_example_cohort(
     images.mkdir(parents=True)
     patients = cohort.patients.loc[:, ["patient_id", "age", "sex", "ethnicity", "site"]].copy()
     patients["age"] = patients["age"].round(1)
+    # A stratified split column, so every split of a small cohort holds both classes.
+    patients["split"] = assign_splits(cohort.patients["label"].to_numpy(), seed=seed)
     ehr = cohort.ehr.set_index("patient_id")
     for column in EHR_COLUMNS:
         values = ehr[column].to_numpy()
@@ -163,7 +167,7 @@ def write_example_cohort(
                 write_dicom(
                     series / f"slice_{z:02d}.dcm", lps.T, slice_index=z, spacing=(2.0, 2.0, 3.0)
                 )
-        elif index % 5 == 0:
+        elif index % 40 == 5:
             np.save(images / f"{pid}.npy", scan.astype(np.float32), allow_pickle=False)
         else:
             lo, hi = float(scan.min()), float(scan.max())

@@ -381,6 +381,91 @@ def _insert_audit(conn: Connection, entry: AuditEntry) -> None:
     )
 
 
+_PREDICTION_FK = (
+    "Cannot store predictions of model {version!r}: register the version first and score "
+    "only stored patients (a patient id or the version is unknown). Nothing was written."
+)
+
+
+def _prediction_rows(
+    model_version: str, patient_ids: Sequence[str], risks: npt.ArrayLike
+) -> list[dict[str, Any]]:
+    """Checked prediction rows: one finite probability per distinct patient."""
+    values = np.asarray(risks, dtype=np.float64)
+    if len(values) != len(patient_ids):
+        raise ValueError(
+            f"Got {len(patient_ids)} patient ids but {len(values)} risks; pass one risk each."
+        )
+    if len(values) and (not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 1):
+        raise ValueError("Risks must be finite probabilities in [0, 1].")
+    ids = pd.Index(list(patient_ids))
+    if ids.has_duplicates:
+        twice = sorted(map(str, ids[ids.duplicated()].unique()))[:5]
+        raise ValueError(f"Patient ids given more than once, e.g. {twice}; pass each once.")
+    now = datetime.now(UTC)
+    return [
+        {"model_version": model_version, "patient_id": pid, "risk": float(r), "created_at": now}
+        for pid, r in zip(patient_ids, values, strict=True)
+    ]
+
+
+def _replace_predictions(
+    conn: Connection, model_version: str, rows: Sequence[dict[str, Any]]
+) -> None:
+    for start in range(0, len(rows), WRITE_CHUNK):
+        chunk = list(rows[start : start + WRITE_CHUNK])
+        conn.execute(
+            delete(Prediction).where(
+                Prediction.model_version == model_version,
+                Prediction.patient_id.in_([row["patient_id"] for row in chunk]),
+            )
+        )
+        conn.execute(insert(Prediction), chunk)
+
+
+def _explanation_rows(
+    model_version: str,
+    patient_ids: Sequence[str],
+    base_values: npt.ArrayLike,
+    values: npt.NDArray[np.float64],
+) -> list[dict[str, Any]]:
+    """Checked explanation rows (SHAP values packed as float64 bytes)."""
+    shap = np.ascontiguousarray(values, dtype=np.float64)
+    base = np.asarray(base_values, dtype=np.float64)
+    if shap.ndim != 2 or len(shap) != len(patient_ids) or base.shape != (len(patient_ids),):
+        raise ValueError(
+            f"Got {len(patient_ids)} patient ids, base values of shape {base.shape} and "
+            f"SHAP values of shape {shap.shape}; pass (n,) base values and (n, n_features) "
+            "values, one row per patient."
+        )
+    if not (np.all(np.isfinite(shap)) and np.all(np.isfinite(base))):
+        raise ValueError("SHAP and base values must be finite; recompute the explanations.")
+    return [
+        {
+            "model_version": model_version,
+            "patient_id": str(pid),
+            "base_value": float(b),
+            "dim": int(shap.shape[1]),
+            "shap": row.tobytes(),
+        }
+        for pid, b, row in zip(patient_ids, base, shap, strict=True)
+    ]
+
+
+def _replace_explanations(
+    conn: Connection, model_version: str, rows: Sequence[dict[str, Any]]
+) -> None:
+    ids = [row["patient_id"] for row in rows]
+    for start in range(0, len(ids), WRITE_CHUNK):
+        conn.execute(
+            delete(StoredExplanation).where(
+                StoredExplanation.model_version == model_version,
+                StoredExplanation.patient_id.in_(ids[start : start + WRITE_CHUNK]),
+            )
+        )
+    _insert_chunks(conn, StoredExplanation, list(rows))
+
+
 class CohortStore:
     """Transactional reads and writes of cohorts, models, embeddings and predictions.
 
@@ -418,6 +503,59 @@ class CohortStore:
         """Whether the stored cohort carries synthetic ground truth."""
         with self.engine.connect() as conn:
             return conn.execute(select(GroundTruth.patient_id).limit(1)).first() is not None
+
+    def load_truth(self) -> pd.DataFrame | None:
+        """Synthetic ground truth of every patient, or None for a cohort without it.
+
+        Columns: ``patient_id``, :data:`TRUTH_COLUMNS` and ``true_risk_<treatment>`` per stored
+        treatment option, in patient-id order.
+        """
+        if not self.has_ground_truth():
+            return None
+        columns = [getattr(GroundTruth, name) for name in TRUTH_COLUMNS if name != "patient_id"]
+        with self.engine.connect() as conn:
+            truth = pd.DataFrame(
+                conn.execute(
+                    select(GroundTruth.patient_id, *columns).order_by(GroundTruth.patient_id)
+                )
+                .mappings()
+                .all()
+            )
+            rows = [
+                tuple(row)
+                for row in conn.execute(
+                    select(
+                        CounterfactualRisk.patient_id,
+                        CounterfactualRisk.treatment,
+                        CounterfactualRisk.risk,
+                    )
+                )
+            ]
+        if rows:
+            long = pd.DataFrame.from_records(rows, columns=["patient_id", "treatment", "risk"])
+            wide = long.pivot(index="patient_id", columns="treatment", values="risk")
+            truth = truth.join(wide.add_prefix("true_risk_"), on="patient_id")
+        return truth
+
+    def cohort_sources(self) -> list[str]:
+        """Distinct ``patients.source`` values (``synthetic`` or ``import:<name>``)."""
+        with self.engine.connect() as conn:
+            return sorted(str(s) for s in conn.execute(select(Patient.source).distinct()).scalars())
+
+    def import_batches(self) -> list[dict[str, Any]]:
+        """Every import that changed the store, oldest first.
+
+        Keys: ``batch_id, created_at, source, files, counts``.
+        """
+        query = select(
+            ImportBatch.batch_id,
+            ImportBatch.created_at,
+            ImportBatch.source,
+            ImportBatch.files,
+            ImportBatch.counts,
+        ).order_by(ImportBatch.created_at, ImportBatch.batch_id)
+        with self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
 
     # ------------------------------------------------------------------ cohort writes
     def write_cohort(self, tables: CohortTables) -> int:
@@ -493,7 +631,9 @@ class CohortStore:
 
         Each patient's parts (:data:`IMPORT_PARTS`) carry a content hash: a part whose hash is
         stored already is skipped, a changed part is deleted and written again (a changed scan
-        also drops that scan's embeddings), a new patient is inserted with its split. Patients
+        also drops that scan's embeddings; changed model inputs drop the patient's stored
+        predictions and explanations, which ``riskfusion score`` recomputes), a new patient is
+        inserted with its split. Patients
         stored earlier but absent from this import are kept. On any error (or a kill) nothing
         of the import stays.
 
@@ -599,6 +739,17 @@ class CohortStore:
                 ("image", [(Image, tables.images)]),
             ):
                 self._rewrite_part(conn, part, changed[part], table_rows)
+            # A prediction made from a patient's old inputs is stale: `riskfusion score` redoes it.
+            stale = sorted(
+                set().union(*(changed[part] for part in ("patient", "genomics", "image")))
+                - set(added)
+            )
+            for start in range(0, len(stale), WRITE_CHUNK):
+                chunk = stale[start : start + WRITE_CHUNK]
+                conn.execute(delete(Prediction).where(Prediction.patient_id.in_(chunk)))
+                conn.execute(
+                    delete(StoredExplanation).where(StoredExplanation.patient_id.in_(chunk))
+                )
             for part, pids in changed.items():
                 rows = [
                     {"patient_id": pid, "part": part, "sha256": new_hashes[(pid, part)]}
@@ -749,20 +900,36 @@ class CohortStore:
         KeyError
             If the version is not registered.
         """
+        self.activate_models([version], audit=audit)
+
+    def activate_models(self, versions: Sequence[str], *, audit: AuditEntry | None = None) -> None:
+        """Activate several versions (e.g. an imaging model and its fusion model) at once.
+
+        One transaction: readers see either the previous set of active models or the new one,
+        never a fusion model with another version's imaging nets. ``audit`` is appended in it.
+
+        Raises
+        ------
+        KeyError
+            If a version is not registered (nothing changes then).
+        """
         with self.engine.begin() as conn:
             if audit is not None:
                 _insert_audit(conn, audit)
-            kind = conn.execute(
-                select(ModelVersion.kind).where(ModelVersion.version == version)
-            ).scalar_one_or_none()
-            if kind is None:
-                raise KeyError(f"Model version {version!r} is not registered.")
-            conn.execute(
-                update(ModelVersion).where(ModelVersion.kind == kind).values(is_active=False)
-            )
-            conn.execute(
-                update(ModelVersion).where(ModelVersion.version == version).values(is_active=True)
-            )
+            for version in versions:
+                kind = conn.execute(
+                    select(ModelVersion.kind).where(ModelVersion.version == version)
+                ).scalar_one_or_none()
+                if kind is None:
+                    raise KeyError(f"Model version {version!r} is not registered.")
+                conn.execute(
+                    update(ModelVersion).where(ModelVersion.kind == kind).values(is_active=False)
+                )
+                conn.execute(
+                    update(ModelVersion)
+                    .where(ModelVersion.version == version)
+                    .values(is_active=True)
+                )
 
     def list_models(self, kind: str | None = None) -> list[ModelRecord]:
         """Registry entries, newest first, optionally of one kind."""
@@ -900,6 +1067,35 @@ class CohortStore:
         frame["in_training"] = frame["in_training"].astype(bool)
         return frame
 
+    def patient_logits(self, model_version: str, patient_ids: Sequence[str]) -> pd.DataFrame:
+        """Per-net logits of some patients' scans (no vectors).
+
+        Columns: ``image_id, patient_id, fold, in_training, logit`` in (patient id, fold)
+        order; patients without a scan or without embeddings of the version are absent.
+        """
+        query = (
+            select(
+                Embedding.image_id,
+                Image.patient_id,
+                Embedding.fold,
+                Embedding.in_training,
+                Embedding.logit,
+            )
+            .join(Image, Image.image_id == Embedding.image_id)
+            .where(
+                Embedding.model_version == model_version,
+                Image.patient_id.in_([str(pid) for pid in patient_ids]),
+            )
+            .order_by(Image.patient_id, Embedding.fold)
+        )
+        with self.engine.connect() as conn:
+            rows = [tuple(row) for row in conn.execute(query)]
+        frame = pd.DataFrame(
+            rows, columns=["image_id", "patient_id", "fold", "in_training", "logit"]
+        )
+        frame["in_training"] = frame["in_training"].astype(bool)
+        return frame
+
     def image_logits(self, image_id: int, model_version: str) -> pd.DataFrame:
         """One image's rows of an imaging version: ``fold, in_training, logit``."""
         query = (
@@ -917,41 +1113,41 @@ class CohortStore:
         self, model_version: str, patient_ids: Sequence[str], risks: npt.ArrayLike
     ) -> None:
         """Store (replace) the risk of each patient under a model version, in one transaction."""
-        values = np.asarray(risks, dtype=np.float64)
-        if len(values) != len(patient_ids):
-            raise ValueError(
-                f"Got {len(patient_ids)} patient ids but {len(values)} risks; pass one risk each."
-            )
-        if len(values) and (
-            not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 1
-        ):
-            raise ValueError("Risks must be finite probabilities in [0, 1].")
-        ids = pd.Index(list(patient_ids))
-        if ids.has_duplicates:
-            twice = sorted(map(str, ids[ids.duplicated()].unique()))[:5]
-            raise ValueError(f"Patient ids given more than once, e.g. {twice}; pass each once.")
-        now = datetime.now(UTC)
-        rows = [
-            {"model_version": model_version, "patient_id": pid, "risk": float(r), "created_at": now}
-            for pid, r in zip(patient_ids, values, strict=True)
-        ]
+        rows = _prediction_rows(model_version, patient_ids, risks)
         try:
             with self.engine.begin() as conn:
-                for start in range(0, len(rows), WRITE_CHUNK):
-                    chunk = rows[start : start + WRITE_CHUNK]
-                    conn.execute(
-                        delete(Prediction).where(
-                            Prediction.model_version == model_version,
-                            Prediction.patient_id.in_([row["patient_id"] for row in chunk]),
-                        )
-                    )
-                    conn.execute(insert(Prediction), chunk)
+                _replace_predictions(conn, model_version, rows)
         except IntegrityError as err:
-            raise CohortError(
-                f"Cannot store predictions of model {model_version!r}: register the version "
-                "first and score only stored patients (a patient id or the version is unknown). "
-                "Nothing was written."
-            ) from err
+            raise CohortError(_PREDICTION_FK.format(version=model_version)) from err
+
+    def write_scored(
+        self,
+        model_version: str,
+        patient_ids: Sequence[str],
+        risks: npt.ArrayLike,
+        base_value: float,
+        values: npt.NDArray[np.float64],
+        *,
+        audit: AuditEntry | None = None,
+    ) -> None:
+        """Store risks and SHAP values of patients together, in one transaction.
+
+        A batch-scoring chunk is all or nothing, so a patient never has a risk without its
+        explanation (see :meth:`write_predictions` and :meth:`write_explanations`). ``audit``
+        is appended in the same transaction.
+        """
+        rows = _prediction_rows(model_version, patient_ids, risks)
+        explanations = _explanation_rows(
+            model_version, patient_ids, np.full(len(rows), base_value), values
+        )
+        try:
+            with self.engine.begin() as conn:
+                _replace_predictions(conn, model_version, rows)
+                _replace_explanations(conn, model_version, explanations)
+                if audit is not None:
+                    _insert_audit(conn, audit)
+        except IntegrityError as err:
+            raise CohortError(_PREDICTION_FK.format(version=model_version)) from err
 
     def get_prediction(self, patient_id: str, model_version: str) -> float | None:
         """Stored risk of one patient under one version, or None if not scored."""
@@ -971,6 +1167,51 @@ class CohortStore:
         )
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
+
+    def iter_unscored_ids(
+        self, model_version: str, *, chunk_size: int = 5_000
+    ) -> Iterator[list[str]]:
+        """Stream the ids of patients without a prediction of ``model_version``, in id order.
+
+        Keyset pagination over the patients' primary key with an anti-join on the predictions'
+        primary key: each chunk is one indexed query, whatever the cohort size.
+        """
+        scored = select(Prediction.patient_id).where(
+            Prediction.model_version == model_version,
+            Prediction.patient_id == Patient.patient_id,
+        )
+        last = ""
+        while True:
+            query = (
+                select(Patient.patient_id)
+                .where(Patient.patient_id > last, ~scored.exists())
+                .order_by(Patient.patient_id)
+                .limit(chunk_size)
+            )
+            with self.engine.connect() as conn:
+                ids = [str(pid) for pid in conn.execute(query).scalars()]
+            if not ids:
+                return
+            last = ids[-1]
+            yield ids
+
+    def top_risks(self, model_version: str, *, split: str, limit: int) -> pd.DataFrame:
+        """The ``limit`` highest risks of one split under a version (ties by patient id).
+
+        Columns ``patient_id, risk``. Walks the ``(model_version, risk)`` index from the top,
+        so the cost does not grow with the cohort.
+        """
+        _check_split(split)
+        query = (
+            select(Prediction.patient_id, Prediction.risk)
+            .join(Patient, Patient.patient_id == Prediction.patient_id)
+            .where(Prediction.model_version == model_version, Patient.split == split)
+            .order_by(Prediction.risk.desc(), Prediction.patient_id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = [tuple(row) for row in conn.execute(query)]
+        return pd.DataFrame(rows, columns=["patient_id", "risk"])
 
     def iter_prediction_rows(
         self, model_version: str, *, chunk_size: int = 50_000
@@ -1086,36 +1327,9 @@ class CohortStore:
         ValueError
             If the shapes disagree or a value is not finite; nothing is written.
         """
-        shap = np.ascontiguousarray(values, dtype=np.float64)
-        base = np.asarray(base_values, dtype=np.float64)
-        if shap.ndim != 2 or len(shap) != len(patient_ids) or base.shape != (len(patient_ids),):
-            raise ValueError(
-                f"Got {len(patient_ids)} patient ids, base values of shape {base.shape} and "
-                f"SHAP values of shape {shap.shape}; pass (n,) base values and (n, n_features) "
-                "values, one row per patient."
-            )
-        if not (np.all(np.isfinite(shap)) and np.all(np.isfinite(base))):
-            raise ValueError("SHAP and base values must be finite; recompute the explanations.")
-        ids = [str(pid) for pid in patient_ids]
-        rows = [
-            {
-                "model_version": model_version,
-                "patient_id": pid,
-                "base_value": float(b),
-                "dim": int(shap.shape[1]),
-                "shap": row.tobytes(),
-            }
-            for pid, b, row in zip(ids, base, shap, strict=True)
-        ]
+        rows = _explanation_rows(model_version, patient_ids, base_values, values)
         with self.engine.begin() as conn:
-            for start in range(0, len(ids), WRITE_CHUNK):
-                conn.execute(
-                    delete(StoredExplanation).where(
-                        StoredExplanation.model_version == model_version,
-                        StoredExplanation.patient_id.in_(ids[start : start + WRITE_CHUNK]),
-                    )
-                )
-            _insert_chunks(conn, StoredExplanation, rows)
+            _replace_explanations(conn, model_version, rows)
 
     def get_explanation(
         self, model_version: str, patient_id: str
@@ -1248,43 +1462,63 @@ class CohortStore:
         cohorts, ``true_risk``. Each chunk costs three indexed range queries.
         """
         _check_split(split)
+        last = ""
+        while True:
+            query = self._frame_query().where(Patient.patient_id > last)
+            if split is not None:
+                query = query.where(Patient.split == split)
+            frame = self._frame(query.order_by(Patient.patient_id).limit(chunk_size))
+            if frame.empty:
+                return
+            last = str(frame["patient_id"].iloc[-1])
+            yield frame
+
+    def patient_frame(self, patient_ids: Sequence[str]) -> pd.DataFrame:
+        """The wide frame of some patients (columns of :meth:`iter_patient_frames`).
+
+        Rows come in patient-id order; ids that are not stored are absent. Pass at most a few
+        thousand ids per call (one ``IN`` list).
+        """
+        ids = sorted({str(pid) for pid in patient_ids})
+        if not ids:
+            return self._frame(self._frame_query().where(Patient.patient_id.in_([])))
+        query = self._frame_query().where(Patient.patient_id.in_(ids))
+        return self._frame(query.order_by(Patient.patient_id))
+
+    @staticmethod
+    def _frame_query() -> Any:
+        return (
+            select(
+                Patient.patient_id,
+                Patient.split,
+                Demographics.age,
+                Demographics.sex,
+                Demographics.ethnicity,
+                Demographics.site,
+                Outcome.treatment,
+                Outcome.label,
+                Outcome.event_time,
+                Outcome.event,
+                GroundTruth.true_risk,
+            )
+            .join(Demographics, Demographics.patient_id == Patient.patient_id)
+            .join(Outcome, Outcome.patient_id == Patient.patient_id)
+            .outerjoin(GroundTruth, GroundTruth.patient_id == Patient.patient_id)
+        )
+
+    def _frame(self, query: Any) -> pd.DataFrame:
+        """Run a :meth:`_frame_query` and join the EHR and genomic values of its rows."""
         catalog = self.feature_catalog()
         ehr_names = catalog.loc[catalog["modality"] == "ehr", "name"].tolist()
         genomic_names = catalog.loc[catalog["modality"] == "genomics", "name"].tolist()
-        last = ""
-        while True:
-            base = (
-                select(
-                    Patient.patient_id,
-                    Patient.split,
-                    Demographics.age,
-                    Demographics.sex,
-                    Demographics.ethnicity,
-                    Demographics.site,
-                    Outcome.treatment,
-                    Outcome.label,
-                    Outcome.event_time,
-                    Outcome.event,
-                    GroundTruth.true_risk,
-                )
-                .join(Demographics, Demographics.patient_id == Patient.patient_id)
-                .join(Outcome, Outcome.patient_id == Patient.patient_id)
-                .outerjoin(GroundTruth, GroundTruth.patient_id == Patient.patient_id)
-                .where(Patient.patient_id > last)
-                .order_by(Patient.patient_id)
-                .limit(chunk_size)
-            )
-            if split is not None:
-                base = base.where(Patient.split == split)
-            with self.engine.connect() as conn:
-                frame = pd.DataFrame(conn.execute(base).mappings().all())
-                if frame.empty:
-                    return
-                first, last = str(frame["patient_id"].iloc[0]), str(frame["patient_id"].iloc[-1])
-                ehr = self._pivot(conn, EhrValue, first, last, ehr_names)
-                genomics = self._pivot(conn, GenomicValue, first, last, genomic_names)
-            frame = frame.join(ehr, on="patient_id").join(genomics, on="patient_id")
-            yield frame
+        with self.engine.connect() as conn:
+            frame = pd.DataFrame(conn.execute(query).mappings().all())
+            if frame.empty:
+                return frame
+            first, last = str(frame["patient_id"].iloc[0]), str(frame["patient_id"].iloc[-1])
+            ehr = self._pivot(conn, EhrValue, first, last, ehr_names)
+            genomics = self._pivot(conn, GenomicValue, first, last, genomic_names)
+        return frame.join(ehr, on="patient_id").join(genomics, on="patient_id")
 
     def load_patient_frame(self, *, split: str | None = None) -> pd.DataFrame:
         """All patients (or one split) as one wide frame; see :meth:`iter_patient_frames`."""
@@ -1323,6 +1557,18 @@ class CohortStore:
             Image.site,
             Image.mask_path,
         ).order_by(Image.image_id)
+        with self.engine.connect() as conn:
+            return pd.DataFrame(
+                conn.execute(query).mappings().all(), columns=["image_id", *IMAGE_COLUMNS]
+            )
+
+    def image_rows(self, patient_ids: Sequence[str]) -> pd.DataFrame:
+        """The image rows of some patients (columns of :meth:`image_index`), in image-id order."""
+        query = (
+            select(Image.image_id, *(getattr(Image, c) for c in IMAGE_COLUMNS))
+            .where(Image.patient_id.in_([str(pid) for pid in patient_ids]))
+            .order_by(Image.image_id)
+        )
         with self.engine.connect() as conn:
             return pd.DataFrame(
                 conn.execute(query).mappings().all(), columns=["image_id", *IMAGE_COLUMNS]

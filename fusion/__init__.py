@@ -1,7 +1,8 @@
 """Fusion layer: tabular features, the LightGBM fusion model, SHAP, evaluation and use cases.
 
 Turns stored records and image scores into risk. ``fusion.service.RiskService`` holds the use
-cases the pages call; ``fusion.pipeline`` builds the demo; ``fusion.cli`` is the ``riskfusion``
+cases the pages call; ``fusion.training`` trains and scores any stored cohort,
+``fusion.pipeline`` builds the demo on it; ``fusion.cli`` is the ``riskfusion``
 command line. Must not import streamlit or the dashboard.
 """
 
@@ -16,6 +17,7 @@ from fusion.model import FusionClassifier
 from fusion.pipeline import BuildConfig, BuildSummary, build_demo
 from fusion.service import ImageMaps, ModelInfo, PatientExplanation, RiskResult, RiskService
 from fusion.settings import Settings
+from fusion.training import TrainingConfig, TrainingSummary, score_cohort, train_cohort
 
 __all__ = [
     "IMAGE_FEATURE",
@@ -35,12 +37,16 @@ __all__ = [
     "RiskService",
     "Settings",
     "ShapResult",
+    "TrainingConfig",
+    "TrainingSummary",
     "audit",
     "auroc_with_ci",
     "build_demo",
     "build_feature_matrix",
     "make_explainer",
     "modality_sums",
+    "score_cohort",
     "shap_values",
+    "train_cohort",
     "youden_threshold",
 ]

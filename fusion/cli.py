@@ -18,14 +18,26 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from data.errors import CohortError
 from data.store import AuditEntry, CohortStore, make_engine
-from fusion.access import auth_configured, check_bind_address, read_secrets
+from fusion.access import ROLES, auth_configured, check_bind_address, read_secrets
 from fusion.pipeline import BuildConfig, build_demo, built_config, reset_store
 from fusion.service import RiskService
 from fusion.settings import Settings
+from fusion.training import (
+    TRAIN_STAGES,
+    EventSink,
+    StageEvent,
+    Stages,
+    TrainingConfig,
+    activate_version,
+    append_event,
+    score_cohort,
+    train_cohort,
+)
 from models.train import TrainConfig
 
 __all__ = ["EXPORT_COLUMNS", "main"]
@@ -108,6 +120,25 @@ def _parser() -> argparse.ArgumentParser:
     cohort.add_argument(
         "--id-salt-file", type=Path, default=None, help="salt of hashed ids (hash_ids = true)"
     )
+    _events_argument(cohort)
+
+    train = sub.add_parser(
+        "train", help="train imaging + fusion on the stored cohort, score it, activate it"
+    )
+    train.add_argument("--epochs", type=int, default=TrainConfig().epochs, help="imaging epochs")
+    train.add_argument("--seed", type=int, default=0, help="seed of folds and models (0)")
+    train.add_argument("--folds", type=int, default=2, help="cross-fitting folds (2)")
+    _events_argument(train)
+
+    activate = sub.add_parser(
+        "activate", help="make a registered fusion version (and its imaging nets) active again"
+    )
+    activate.add_argument("version", help="a fusion version, e.g. fusion-20261129-153326-059402")
+
+    score = sub.add_parser(
+        "score", help="score the patients the active model has not scored (new or updated)"
+    )
+    _events_argument(score)
 
     bench = sub.add_parser("bench", help="measure build time, AUROCs and per-patient latency")
     bench.add_argument("--patients", type=int, default=2000)
@@ -116,6 +147,23 @@ def _parser() -> argparse.ArgumentParser:
         "--import-patients", type=int, default=10_000, help="timed import size (0 skips)"
     )
     return parser
+
+
+def _events_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--events",
+        type=Path,
+        default=None,
+        help="append one JSON line per stage event to this file (the Data page reads it)",
+    )
+    parser.add_argument(
+        "--actor",
+        default=None,
+        help="who the audit trail names (default cli:<os user>; the Data page passes the user)",
+    )
+    parser.add_argument(
+        "--role", default="admin", choices=ROLES, help="the actor's role (default admin)"
+    )
 
 
 def _serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -182,14 +230,13 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     else:
         start = time.perf_counter()
-        summary = build_demo(settings, config, report=logger.info)
-        logger.info("build finished in %.1f s", time.perf_counter() - start)
-        _record(
+        summary = build_demo(
             settings,
-            "train",
-            model_version=summary.fusion_version,
-            detail={"command": "demo", "build": config.identity()},
+            config,
+            report=logger.info,
+            audit=_cli_entry("train", detail={"command": "demo", "build": config.identity()}),
         )
+        logger.info("build finished in %.1f s", time.perf_counter() - start)
         for name, estimate in summary.test_auroc.items():
             logger.info(
                 "  test AUROC %-9s %.3f (95%% CI %.3f-%.3f)",
@@ -203,6 +250,107 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     if args.no_serve:
         return 0
     return _serve(settings, args.port, args.address)
+
+
+def _cli_entry(
+    action: str, *, detail: dict[str, object], args: argparse.Namespace | None = None
+) -> AuditEntry:
+    """An audit entry of the command's user: ``--actor``/``--role``, else ``cli:<os user>``."""
+    actor = getattr(args, "actor", None) or f"cli:{getpass.getuser()}"
+    role = getattr(args, "role", None) or "admin"
+    return AuditEntry(actor=actor, role=role, action=action, detail=detail)
+
+
+def _train(settings: Settings, args: argparse.Namespace, sink: EventSink | None) -> int:
+    store = CohortStore(make_engine(settings.database_url))
+    try:
+        store.create_schema()
+        config = TrainingConfig(
+            seed=args.seed,
+            folds=args.folds,
+            imaging=replace(TrainConfig(random_state=args.seed), epochs=args.epochs),
+        )
+        start = time.perf_counter()
+        summary = train_cohort(
+            store,
+            settings.artifacts_dir,
+            config,
+            build=built_config(store),  # a retrained demo stays the same demo
+            stages=Stages(TRAIN_STAGES, logger.info, sink),
+            audit=_cli_entry(
+                "train", detail={"command": "train", "epochs": args.epochs}, args=args
+            ),
+        )
+    finally:
+        store.engine.dispose()
+    logger.info(
+        "trained and activated %s in %.1f s on %d patients (data fingerprint %s...)",
+        summary.fusion_version,
+        time.perf_counter() - start,
+        summary.n_patients,
+        summary.training_data["fingerprint"][:12],
+    )
+    for name, estimate in summary.test_auroc.items():
+        logger.info(
+            "  test AUROC %-12s %.3f (95%% CI %.3f-%.3f)",
+            name,
+            estimate["auroc"],
+            estimate["low"],
+            estimate["high"],
+        )
+    return 0
+
+
+def _score(settings: Settings, args: argparse.Namespace, sink: EventSink | None) -> int:
+    store = CohortStore(make_engine(settings.database_url))
+    try:
+        result = score_cohort(
+            store,
+            settings.artifacts_dir,
+            stages=Stages(2, logger.info, sink),
+            audit=_cli_entry("score", detail={"command": "score"}, args=args),
+        )
+    finally:
+        store.engine.dispose()
+    logger.info(
+        "scored %d patients under %s in %.1f s",
+        result["scored"],
+        result["model_version"],
+        result["seconds"],
+    )
+    return 0
+
+
+def _activate(settings: Settings, version: str) -> int:
+    store = CohortStore(make_engine(settings.database_url))
+    try:
+        activate_version(
+            store,
+            settings.artifacts_dir,
+            version,
+            audit=_cli_entry("activate_model", detail={"command": "activate"}),
+        )
+    except KeyError as err:
+        raise ValueError(err.args[0]) from err
+    finally:
+        store.engine.dispose()
+    logger.info("activated %s; `riskfusion score` scores patients it has not scored", version)
+    return 0
+
+
+def _import(settings: Settings, args: argparse.Namespace, sink: EventSink | None) -> int:
+    from fusion.ingest import run_import
+
+    with Stages(1, logger.info, sink).stage("import", str(args.directory)):
+        return run_import(
+            settings,
+            args.directory,
+            schema=args.schema,
+            dry_run=args.dry_run,
+            report_path=args.report,
+            id_salt_file=args.id_salt_file,
+            audit=_cli_entry("import", detail={"command": "import"}, args=args),
+        )
 
 
 def _record(
@@ -317,8 +465,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``riskfusion`` command line; returns the exit status."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     args = _parser().parse_args(argv)
+    events: Path | None = getattr(args, "events", None)
+    if events is None:
+        return _run(args)
+    events.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        status = _run(args, partial(append_event, events))
+    except BaseException as err:
+        append_event(events, StageEvent("job", 0, 0, "failed", f"{type(err).__name__}: {err}"))
+        raise
+    detail = "finished" if status == 0 else f"exit status {status}; see the log"
+    append_event(events, StageEvent("job", 0, 0, "done" if status == 0 else "failed", detail))
+    return status
+
+
+def _run(args: argparse.Namespace, sink: EventSink | None = None) -> int:
+    """Dispatch one parsed command; known errors become exit status 2 with a logged message."""
     try:
         settings = Settings.from_env()
+        if args.command == "import":
+            return _import(settings, args, sink)
+        if args.command == "train":
+            return _train(settings, args, sink)
+        if args.command == "score":
+            return _score(settings, args, sink)
+        if args.command == "activate":
+            return _activate(settings, args.version)
         if args.command == "demo":
             return _demo(args, settings)
         if args.command == "serve":
@@ -355,17 +527,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 detail={"command": "forecast"},
             )
             return 0
-        if args.command == "import":
-            from fusion.ingest import run_import
-
-            return run_import(
-                settings,
-                args.directory,
-                schema=args.schema,
-                dry_run=args.dry_run,
-                report_path=args.report,
-                id_salt_file=args.id_salt_file,
-            )
         if args.command == "bench":
             from fusion.bench import run_bench
 
@@ -377,6 +538,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
     except (CohortError, ValueError) as err:
         logger.error("error: %s", err)
+        if sink is not None:
+            sink(StageEvent("job", 0, 0, "failed", str(err)))
         return 2
     return 1
 

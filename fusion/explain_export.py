@@ -62,7 +62,7 @@ def write_explanation(service: RiskService, patient_id: str, out_dir: Path) -> l
     result = service.predict(patient_id)
     explanation = service.explain(patient_id)
     info = service.model_info()
-    interval = service.risk_interval(patient_id) if service.interval_models else None
+    interval = service.risk_interval(patient_id) if service.interval_calibration else None
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     maps_written: dict[str, str] = {}
@@ -130,7 +130,10 @@ def write_explanation(service: RiskService, patient_id: str, out_dir: Path) -> l
             "high": interval.high,
             "level": interval.level,
             "method": interval.method,
-            "n_models": interval.n_models,
+            "target": interval.target,
+            "claim": interval.describe(),
+            "n_calibration": interval.n_calibration,
+            "missing": list(interval.missing),
         },
     }
     target = out_dir / EXPLANATION_FILE

@@ -3,9 +3,9 @@
 Owns two batch jobs the demo build runs after the fusion model is fitted and before it is
 activated:
 
-- :func:`build_interval`: the bootstrap ensemble behind the risk interval (saved as LightGBM
-  text with SHA-256s), with its coverage of the true risk on the test split when the cohort has
-  ground truth; registered as ``<fusion version>-interval`` (kind ``interval``).
+- :func:`build_interval`: the risk interval's calibration on the validation split (JSON with
+  its SHA-256), with its width and coverage on the test split when the cohort has ground
+  truth; registered as ``<fusion version>-interval`` (kind ``interval``).
 - :func:`store_explanations`: exact TreeSHAP of every patient, streamed in chunks into the
   store keyed by (model version, patient id), the additivity check over every chunk, and the
   similar-patient index (SHAP vectors of a capped reference set); registered as
@@ -29,19 +29,21 @@ import pandas as pd
 
 from data.store import CohortStore, ModelRecord
 from fusion.explain import make_explainer, shap_values
+from fusion.features import FeatureSet
 from fusion.model import FusionClassifier
 from fusion.similar import MAX_REFERENCE, SimilarityIndex, choose_reference, save_index
 from fusion.uncertainty import (
-    INTERVAL_METHOD,
-    fit_bootstrap_ensemble,
-    interval_coverage,
-    risk_intervals,
-    save_ensemble,
+    MASKABLE_MODALITIES,
+    METHODS,
+    fit_interval_calibration,
+    measure_interval,
+    save_calibration,
 )
 
 __all__ = [
     "EXPLAIN_CHUNK",
     "EXPLANATIONS_SUFFIX",
+    "INTERVAL_FILE",
     "INTERVAL_LEVEL",
     "INTERVAL_SUFFIX",
     "build_interval",
@@ -53,6 +55,7 @@ logger = logging.getLogger(__name__)
 INTERVAL_SUFFIX = "-interval"
 EXPLANATIONS_SUFFIX = "-explanations"
 INTERVAL_LEVEL = 0.9
+INTERVAL_FILE = "calibration.json"
 EXPLAIN_CHUNK = 5_000
 
 
@@ -67,80 +70,122 @@ def build_interval(
     folder: Path,
     artifacts_dir: Path,
     *,
-    n_models: int = 10,
+    X_val: pd.DataFrame,
+    y_val: npt.ArrayLike,
+    true_risk_val: npt.ArrayLike | None = None,
     level: float = INTERVAL_LEVEL,
     random_state: int = 0,
 ) -> dict[str, Any]:
-    """Fit, save and register the bootstrap ensemble; return its test metrics.
+    """Calibrate, save and register the risk interval on the validation split; measure it.
+
+    See :mod:`fusion.uncertainty`: with the validation true risk (synthetic cohorts) the
+    interval covers the patient's true risk (split-conformal, logit scale); without it, the
+    event rate among patients with the same predicted risk (isotonic bootstrap band of the
+    validation outcomes). Both are measured on the test split when it has ground truth.
 
     Parameters
     ----------
     store : CohortStore
-        Where the ensemble is registered.
+        Where the interval is registered.
     fusion_version : str
         The fusion model it belongs to (``parent_version``).
     model : FusionClassifier
-        The fitted fusion model (hyper-parameters and rounds are copied).
+        The fitted fusion model.
     X_train, y_train
-        The fusion model's training split.
+        The fusion model's training split (only its size is recorded; the interval must not
+        be calibrated on rows the trees saw).
     X_test : DataFrame
         Test inputs, for the coverage check.
     true_risk_test : array-like of shape (n_test,) or None
-        Synthetic ground truth (None or all NaN: coverage is not measured).
+        Synthetic ground truth (None or any NaN: coverage is not measured).
     folder : Path
-        Where the members go (created).
+        Where ``calibration.json`` goes (created).
     artifacts_dir : Path
         Root the registered path is relative to.
-    n_models : int, default=10
+    X_val : DataFrame
+        Validation inputs (the calibration set: the trees never saw them).
+    y_val : array-like of shape (n_val,)
+        Validation outcomes.
+    true_risk_val : array-like of shape (n_val,), optional
+        Validation true risk (synthetic cohorts): selects the ``"true_risk"`` target.
     level : float, default=0.9
     random_state : int, default=0
 
     Returns
     -------
     dict
-        ``method, level, n_models, test_mean_width`` and, with ground truth,
-        ``test_coverage_true_risk``.
+        ``method, target, level, n_calibration, test_mean_width, n_test, seconds``, with ground
+        truth ``test_coverage_true_risk`` (of the served target) and ``by_missing`` (width and
+        coverage of both targets for every set of missing modalities).
     """
     start = time.perf_counter()
-    members = fit_bootstrap_ensemble(
-        model, X_train, y_train, n_models=n_models, random_state=random_state
+    calibration = fit_interval_calibration(
+        model,
+        X_val,
+        y_val,
+        true_risk_val,
+        modality_columns=_modality_columns(store, model),
+        level=level,
+        random_state=random_state,
     )
-    sha = save_ensemble(members, folder)
-    low, high = risk_intervals(members, X_test, level=level)
+    path = folder / INTERVAL_FILE
+    sha = save_calibration(calibration, path)
+    by_missing = measure_interval(calibration, model, X_test, true_risk_test)
+    served = by_missing["none"][calibration.target]
     metrics: dict[str, Any] = {
-        "method": INTERVAL_METHOD,
+        "method": METHODS[calibration.target],
+        "target": calibration.target,
         "level": level,
-        "n_models": n_models,
-        "test_mean_width": float(np.mean(high - low)),
+        "n_calibration": calibration.n_calibration,
+        "n_train": len(X_train),
         "n_test": len(X_test),
+        "test_mean_width": served["mean_width"],
+        "by_missing": by_missing,
     }
-    truth = None if true_risk_test is None else np.asarray(true_risk_test, dtype=np.float64)
-    if truth is not None and truth.size and np.all(np.isfinite(truth)):
-        metrics["test_coverage_true_risk"] = interval_coverage(low, high, truth)
-        risk = model.predict_proba(X_test)[:, 1]
-        # The point risk's own error against the truth, to read the interval width against.
-        metrics["test_mean_abs_error_true_risk"] = float(np.mean(np.abs(risk - truth)))
+    if "coverage_true_risk" in served:
+        metrics["test_coverage_true_risk"] = served["coverage_true_risk"]
+        metrics["test_coverage_event_rate"] = served["coverage_event_rate"]
+        metrics["test_mean_abs_error_true_risk"] = served["mean_abs_error_true_risk"]
+    metrics["seconds"] = round(time.perf_counter() - start, 2)
     store.register_model(
         ModelRecord(
             version=f"{fusion_version}{INTERVAL_SUFFIX}",
             kind="interval",
             created_at=datetime.now(UTC),
-            artifact_path=str(folder.relative_to(artifacts_dir)),
+            artifact_path=str(path.relative_to(artifacts_dir)),
             sha256=sha,
             metrics=metrics,
-            params={"method": INTERVAL_METHOD, "level": level, "n_models": n_models},
+            params={
+                "method": metrics["method"],
+                "target": calibration.target,
+                "level": level,
+                "calibration_split": "val",
+            },
             parent_version=fusion_version,
         )
     )
     logger.info(
-        "interval: %d bootstrap models in %.1f s; test coverage of the true risk %s, "
-        "mean width %.3f",
-        n_models,
-        time.perf_counter() - start,
+        "interval (%s, target %s) calibrated on %d validation patients in %.1f s; test "
+        "coverage of the true risk %s, mean width %.3f",
+        metrics["method"],
+        calibration.target,
+        calibration.n_calibration,
+        metrics["seconds"],
         metrics.get("test_coverage_true_risk", "n/a"),
         metrics["test_mean_width"],
     )
     return metrics
+
+
+def _modality_columns(store: CohortStore, model: FusionClassifier) -> dict[str, tuple[str, ...]]:
+    """Model inputs of each maskable modality, from the store's feature catalogue."""
+    features = FeatureSet.from_catalog(store.feature_catalog())
+    modality_of = dict(zip(features.names, features.modalities, strict=True))
+    inputs = [str(name) for name in model.feature_names_in_]
+    return {
+        modality: tuple(name for name in inputs if modality_of.get(name) == modality)
+        for modality in MASKABLE_MODALITIES
+    }
 
 
 def store_explanations(

@@ -43,6 +43,7 @@ def run_import(
     report_path: Path | None = None,
     id_salt_file: Path | None = None,
     progress: bool = True,
+    audit: AuditEntry | None = None,
 ) -> int:
     """Validate and import a cohort folder; returns the command's exit status.
 
@@ -62,6 +63,9 @@ def run_import(
         File holding the salt of the patient-id hashes (schemas with ``hash_ids = true``).
     progress : bool, default=True
         Show a progress bar over the scans.
+    audit : AuditEntry or None, default=None
+        The ``import`` audit event written in the import's transaction (default: the OS user
+        as ``cli:<user>``, role admin).
 
     Returns
     -------
@@ -88,7 +92,8 @@ def run_import(
             id_salt=salt,
             dry_run=dry_run,
             progress=progress,
-            audit=AuditEntry(
+            audit=audit
+            or AuditEntry(
                 actor=f"cli:{getpass.getuser()}",
                 role="admin",
                 action="import",

@@ -213,8 +213,8 @@ def render_patient_report(
     )
     if interval is not None:
         risk_line += (
-            f" &middot; {100 * interval.level:.0f}% interval {_pct(interval.low)} to "
-            f"{_pct(interval.high)} ({html.escape(interval.method)}, {interval.n_models} models)"
+            f" &middot; {_pct(interval.low)} to {_pct(interval.high)}: "
+            f"{html.escape(interval.describe())}"
         )
     risk_line += f"</p><p>Decision threshold {_pct(result.threshold)}: risk is {status}.</p>"
     facts = [f"Split: {html.escape(result.split)}"]

@@ -24,7 +24,13 @@ from fusion.evaluation import (
     pr_points,
     roc_points,
 )
-from fusion.fairness import calibration_by_group, group_table, suppression_mask
+from fusion.fairness import (
+    SUPPRESSED,
+    calibration_by_group,
+    group_table,
+    suppress_cells,
+    suppression_mask,
+)
 
 __all__ = [
     "ABLATION_LABELS",
@@ -34,10 +40,12 @@ __all__ = [
     "ShapSummary",
     "add_age_band",
     "check_attributes",
+    "confusion_table",
     "evaluate_performance",
     "group_curves",
     "modality_reliance",
     "summarise_shap",
+    "suppress_confusion",
 ]
 
 # Risk columns of the split frame, in table order, with the names the pages show.
@@ -101,12 +109,15 @@ class PerformanceReport:
     brier, ece : float
         Brier score and expected calibration error of the fusion risk.
     confusion : DataFrame
-        2x2 counts, rows actual, columns predicted.
+        Counts, rows actual, columns predicted, with a ``total`` row and column, after
+        small-cell suppression (:func:`suppress_confusion`): hidden cells hold NaN.
     ablation : DataFrame
         One row per available model (labels of :data:`ABLATION_LABELS`): AUROC, Brier, TPR,
         FPR, each with ``_low``/``_high`` bootstrap 95% bounds.
     curves : DataFrame
         ROC points of every ablation model: ``model, fpr, tpr``.
+    min_cell : int
+        Smallest count shown in the calibration bins and the confusion matrix.
     """
 
     model_version: str
@@ -120,6 +131,93 @@ class PerformanceReport:
     confusion: pd.DataFrame
     ablation: pd.DataFrame
     curves: pd.DataFrame
+    min_cell: int
+
+    def confusion_table(self) -> pd.DataFrame:
+        """The confusion matrix as text, hidden cells marked (:func:`confusion_table`)."""
+        return confusion_table(self.confusion, min_cell=self.min_cell)
+
+
+def suppress_confusion(counts: pd.DataFrame, min_cell: int) -> pd.DataFrame:
+    """A confusion matrix with its totals, small cells and their complements hidden.
+
+    The totals (events and non-events, patients flagged and not, the split's size) are
+    shown, and follow from the page's other figures anyway, so the cells go through the line
+    rule of :func:`fusion.fairness.suppress_cells`, as every other table does: a cell under
+    ``min_cell`` hides, and so does a partner in its row and in its column, so that no hidden
+    cell follows from a total minus the shown cells. In a 2x2 matrix one small non-empty cell
+    therefore hides all four; an empty cell reveals nobody and hides alone.
+
+    Parameters
+    ----------
+    counts : DataFrame of int
+        Counts, rows actual, columns predicted (as :func:`fusion.evaluation.confusion_at`).
+    min_cell : int
+        Smallest count shown (0: no suppression).
+
+    Returns
+    -------
+    DataFrame of float
+        The counts plus a ``total`` row and column; hidden cells hold NaN (totals are never
+        hidden).
+
+    Raises
+    ------
+    ValueError
+        If ``min_cell`` is negative.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> counts = pd.DataFrame([[120, 30], [5, 45]], index=["no", "yes"], columns=["<", ">="])
+    >>> suppress_confusion(counts, 11).to_numpy().tolist()
+    [[nan, nan, 150.0], [nan, nan, 50.0], [125.0, 75.0, 200.0]]
+    >>> suppress_confusion(counts, 5).loc["yes"].tolist()
+    [5.0, 45.0, 50.0]
+    """
+    if min_cell < 0:
+        raise ValueError(f"min_cell={min_cell}; pass 0 (no suppression) or a positive size.")
+    values = counts.to_numpy(dtype=np.float64)
+    rows, columns = np.indices(values.shape)
+    flat = pd.Series(
+        values.ravel(), index=pd.MultiIndex.from_arrays([rows.ravel(), columns.ravel()])
+    )
+    hidden = suppress_cells(flat, min_cell).reshape(values.shape)
+    table = pd.DataFrame(
+        np.where(hidden, np.nan, values), index=counts.index.copy(), columns=counts.columns.copy()
+    )
+    table["total"] = values.sum(axis=1)
+    table.loc["total"] = [*values.sum(axis=0), values.sum()]
+    return table
+
+
+def confusion_table(confusion: pd.DataFrame, *, min_cell: int) -> pd.DataFrame:
+    """A suppressed confusion matrix as text: counts whole, hidden cells with the marker.
+
+    Parameters
+    ----------
+    confusion : DataFrame
+        Output of :func:`suppress_confusion` (NaN = hidden).
+    min_cell : int
+        The threshold it was suppressed with (for the marker text).
+
+    Returns
+    -------
+    DataFrame of str
+        Same shape and labels.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> counts = pd.DataFrame([[120, 30], [5, 45]], index=["no", "yes"], columns=["<", ">="])
+    >>> confusion_table(suppress_confusion(counts, 11), min_cell=11).loc["yes"].tolist()
+    ['suppressed (n < 11)', 'suppressed (n < 11)', '50']
+    """
+    marker = SUPPRESSED.format(min_cell=min_cell)
+    text: pd.DataFrame = confusion.astype(object).map(
+        lambda value: marker if np.isnan(value) else f"{value:.0f}"
+    )
+    return text
 
 
 def evaluate_performance(
@@ -150,8 +248,8 @@ def evaluate_performance(
     random_state : int, default=0
         Seed of the resampling.
     min_cell : int, default=11
-        Calibration bins with fewer patients are suppressed (with a complement, since the
-        bins add up to the split's size), as in the bias audit.
+        Calibration bins and confusion-matrix cells with fewer patients are suppressed (with
+        complements, since they add up to totals the page shows), as in the bias audit.
 
     Returns
     -------
@@ -192,7 +290,7 @@ def evaluate_performance(
         calibration=calibration,
         brier=float(brier_score_loss(y, risk)),
         ece=expected_calibration_error(y, risk, n_bins=n_bins),
-        confusion=confusion_at(y, risk, threshold),
+        confusion=suppress_confusion(confusion_at(y, risk, threshold), min_cell),
         ablation=ablation_table(
             y,
             available,
@@ -201,6 +299,7 @@ def evaluate_performance(
             random_state=random_state,
         ),
         curves=curves.loc[:, ["model", "fpr", "tpr"]],
+        min_cell=min_cell,
     )
 
 

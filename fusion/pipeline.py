@@ -1,13 +1,10 @@
-"""The demo build: synthetic cohort -> SQL store -> imaging nets -> embeddings -> fusion -> risk.
+"""The demo build: synthetic cohort -> scans -> SQL store, then the shared training job.
 
-Owns the batch job behind ``riskfusion demo``: each stage logs its counts and elapsed time, long
-loops show a progress bar, scans and embeddings stream in chunks so memory stays bounded, and
-every store write is one transaction. Must not import streamlit.
-
-Leakage guard (cross-fitting): the training split is cut into ``folds`` parts; fold net ``k`` is
-trained on every training patient outside part ``k``. A training patient's image score is the
-logit of the net that never saw it; validation and test patients get the mean logit of all fold
-nets. The fusion model therefore never trains on an over-confident image score.
+Owns the batch job behind ``riskfusion demo``: it writes the seeded synthetic cohort (scans,
+lesion masks, ground truth) and trains on it with the same code as ``riskfusion train`` on an
+imported cohort. Each stage logs its counts and elapsed time, long loops show a progress bar,
+scans stream in chunks so memory stays bounded, and every store write is one transaction. Must
+not import streamlit.
 """
 
 from __future__ import annotations
@@ -17,11 +14,8 @@ import io
 import json
 import logging
 import shutil
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +26,7 @@ from sqlalchemy import inspect
 from tqdm.auto import tqdm
 
 from data.schema import Base
-from data.store import CohortStore, CohortTables, ModelRecord, make_engine
+from data.store import AuditEntry, CohortStore, CohortTables, make_engine
 from data.synthetic import (
     DEMO_BIAS,
     FEATURE_SPECS,
@@ -40,28 +34,22 @@ from data.synthetic import (
     SyntheticCohort,
     assign_splits,
     generate_cohort,
-    oracle_aurocs,
 )
-from fusion.evaluation import auroc_with_ci, youden_threshold
-from fusion.explain_eval import evaluate_test_maps
-from fusion.explorer_build import build_interval, store_explanations
-from fusion.features import FeatureSet, build_feature_matrix, image_scores
-from fusion.forecast import build_forecast
-from fusion.model import FusionClassifier, file_sha256
 from fusion.settings import DATABASE_FILE, Settings
-from models.embed import embed
-from models.nets import RiskCNN, build_net, save_net
-from models.train import TrainConfig, fit_cross_fitted
-from models.transforms import normalize_scan
+from fusion.training import (
+    TRAIN_STAGES,
+    EventSink,
+    Stages,
+    TrainingConfig,
+    train_cohort,
+)
+from models.train import TrainConfig
 
 __all__ = [
-    "BASELINES",
     "BuildConfig",
     "BuildSummary",
     "build_demo",
     "built_config",
-    "load_scans",
-    "logit_scaling",
     "reset_store",
 ]
 
@@ -69,13 +57,7 @@ logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = "build_summary.json"
 SCAN_CHUNK = 256
-# Single-modality (and fusion) feature sets, each fitted on the same split.
-BASELINES: dict[str, tuple[str, ...]] = {
-    "imaging": ("imaging",),
-    "ehr": ("ehr",),
-    "genomics": ("genomics",),
-    "ehr_genomics": ("ehr", "genomics"),
-}
+DEMO_STAGES = 3  # cohort, scans, store; then the training stages
 Progress = Callable[[str], None]
 
 
@@ -102,9 +84,6 @@ class BuildConfig:
         Inject the documented demo bias (:data:`data.synthetic.DEMO_BIAS`: a degraded scanner
         at one site, an under-recruited group) so the bias audit finds something; False builds
         the unbiased world.
-    interval_models : int, default=10
-        Bootstrap refits of the fusion model behind the risk interval
-        (:mod:`fusion.uncertainty`).
     forecast_models : int, default=12
         Bootstrap members of the treatment-forecast model (:mod:`fusion.forecast`).
     """
@@ -116,8 +95,18 @@ class BuildConfig:
     norm_groups: int = 8
     imaging: TrainConfig = field(default_factory=TrainConfig)
     bias: bool = True
-    interval_models: int = 10
     forecast_models: int = 12
+
+    def training(self) -> TrainingConfig:
+        """The training half of the build (LightGBM leaves fixed at 20, as measured)."""
+        return TrainingConfig(
+            seed=self.seed,
+            folds=self.folds,
+            norm_groups=self.norm_groups,
+            imaging=self.imaging,
+            forecast_models=self.forecast_models,
+            min_child_samples=20,
+        )
 
     def identity(self) -> dict[str, int]:
         """The parameters that make two builds the same."""
@@ -147,24 +136,6 @@ class BuildSummary:
     def to_json(self) -> str:
         """Indented JSON text."""
         return json.dumps(asdict(self), indent=2)
-
-
-class _Stages:
-    """Logs ``[i/n] stage ... done in s`` lines and keeps the timings."""
-
-    def __init__(self, total: int, report: Progress) -> None:
-        self.total, self.index, self.report = total, 0, report
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def stage(self, name: str, detail: str = "") -> Iterator[None]:
-        self.index += 1
-        self.report(f"[{self.index}/{self.total}] {name}{': ' + detail if detail else ''} ...")
-        start = time.perf_counter()
-        yield
-        elapsed = time.perf_counter() - start
-        self.seconds[name] = round(elapsed, 2)
-        self.report(f"[{self.index}/{self.total}] {name} done in {elapsed:.1f} s")
 
 
 def _engine_store(settings: Settings) -> CohortStore:
@@ -283,33 +254,13 @@ def cohort_tables(
     )
 
 
-def load_scans(artifacts_dir: Path, paths: pd.Series) -> npt.NDArray[np.float32]:
-    """Load and intensity-normalise scans, shape (n, H, W); never unpickles."""
-    images = [np.load(artifacts_dir / str(p), allow_pickle=False) for p in paths]
-    return normalize_scan(np.stack(images).astype(np.float32))
-
-
-def logit_scaling(
-    nets: Sequence[RiskCNN], scans: npt.NDArray[np.float32]
-) -> dict[str, list[float]]:
-    """Per-net mean and standard deviation of the logit over unlabelled reference scans.
-
-    Independently trained fold nets put their logits on different offsets and scales; scores
-    are compared across nets only after this label-free standardisation.
-    """
-    scaling = {}
-    for k, net in enumerate(nets):
-        _, logits = embed(net, scans)
-        scaling[str(k)] = [float(logits.mean()), float(max(logits.std(), 1e-6))]
-    return scaling
-
-
-def _new_version(kind: str) -> str:
-    return f"{kind}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S-%f')}"
-
-
 def build_demo(
-    settings: Settings, config: BuildConfig, *, report: Progress | None = None
+    settings: Settings,
+    config: BuildConfig,
+    *,
+    report: Progress | None = None,
+    on_event: EventSink | None = None,
+    audit: AuditEntry | None = None,
 ) -> BuildSummary:
     """Build the whole demo into ``settings`` (store must be empty; see :func:`reset_store`).
 
@@ -321,6 +272,10 @@ def build_demo(
         Cohort size, seed, scan size, folds and imaging training settings.
     report : callable, optional
         Receives one line per stage event (default: the module logger).
+    on_event : callable, optional
+        Receives a :class:`fusion.training.StageEvent` per stage start/end.
+    audit : AuditEntry, optional
+        The ``train`` audit event, written with the activation in one transaction.
 
     Returns
     -------
@@ -336,7 +291,7 @@ def build_demo(
             "The store already holds patients; run `riskfusion demo --rebuild` to replace them."
         )
     home = settings.artifacts_dir
-    stages = _Stages(9, say)
+    stages = Stages(DEMO_STAGES + TRAIN_STAGES, say, on_event)
 
     with stages.stage(
         "cohort",
@@ -355,230 +310,19 @@ def build_demo(
     with stages.stage("store", settings.database_url.split("://")[0]):
         store.write_cohort(cohort_tables(cohort, splits, images))
 
-    frame = store.load_patient_frame()
-    image_rows = store.image_index()
-    frame = frame.merge(image_rows[["patient_id", "path"]], on="patient_id", how="left")
-    train = frame[frame["split"] == "train"].reset_index(drop=True)
-    val = frame[frame["split"] == "val"].reset_index(drop=True)
-    rng = np.random.default_rng(config.seed)
-    folds = np.empty(len(train), dtype=np.int64)
-    for label in (0, 1):  # stratified fold assignment
-        idx = np.flatnonzero(train["label"].to_numpy() == label)
-        folds[idx] = rng.permutation(np.arange(len(idx)) % config.folds)
-    fold_of = dict(zip(train["patient_id"], folds, strict=True))
-
-    imaging_version = _new_version("imaging")
-    model_dir = home / "models" / imaging_version
-    with stages.stage("imaging", f"{config.folds} cross-fitted nets on {len(train)} scans"):
-        val_scans = load_scans(home, val["path"])
-        nets, oof = fit_cross_fitted(
-            load_scans(home, train["path"]),
-            train["label"].to_numpy(),
-            folds,
-            val_scans,
-            val["label"].to_numpy(),
-            config=config.imaging,
-            net_factory=lambda k: build_net(
-                norm_groups=config.norm_groups, random_state=config.imaging.random_state + k
-            ),
-        )
-        scaling = logit_scaling(nets, val_scans)
-        model_dir.mkdir(parents=True, exist_ok=True)
-        net_files = {}
-        for k, net in enumerate(nets):
-            path = model_dir / f"fold_{k}.pt"
-            net_files[path.name] = save_net(net, path)
-        manifest = model_dir / "manifest.json"
-        manifest.write_text(json.dumps({"folds": config.folds, "nets": net_files}, indent=2))
-        oof_auroc = auroc_with_ci(train["label"], oof).auroc
-        store.register_model(
-            ModelRecord(
-                version=imaging_version,
-                kind="imaging",
-                created_at=datetime.now(UTC),
-                artifact_path=str(model_dir.relative_to(home)),
-                sha256=file_sha256(manifest),
-                metrics={"train_oof_auroc": oof_auroc},
-                params={
-                    "build": config.identity(),
-                    "epochs": config.imaging.epochs,
-                    "nets": net_files,
-                    "logit_scaling": scaling,
-                },
-            )
-        )
-
-    with stages.stage("embeddings", f"{len(image_rows)} scans x {config.folds} nets"):
-        bar = tqdm(total=len(image_rows), desc="embeddings", unit="scan", leave=False)
-        for start in range(0, len(image_rows), SCAN_CHUNK):
-            chunk = image_rows.iloc[start : start + SCAN_CHUNK]
-            scans = load_scans(home, chunk["path"])
-            patient_folds = np.array([fold_of.get(pid, -1) for pid in chunk["patient_id"]])
-            for k, net in enumerate(nets):
-                vectors, logits = embed(net, scans)
-                store.write_embeddings(
-                    imaging_version,
-                    chunk["image_id"].to_numpy(),
-                    np.full(len(chunk), k),
-                    (patient_folds >= 0) & (patient_folds != k),
-                    logits,
-                    vectors,
-                )
-            bar.update(len(chunk))
-        bar.close()
-
-    scores = image_scores(store.load_embeddings(imaging_version), scaling)
-    frame = frame.join(scores, on="patient_id")
-    catalog = store.feature_catalog()
-    full = FeatureSet.from_catalog(catalog)
-    masks = {s: (frame["split"] == s).to_numpy() for s in ("train", "val", "test")}
-    y = frame["label"].to_numpy()
-
-    test_auroc: dict[str, dict[str, float]] = {}
-    with stages.stage("fusion", f"LightGBM on {len(full.names)} inputs + baselines"):
-        fitted: dict[str, tuple[FusionClassifier, FeatureSet]] = {}
-        for name, modalities in {"fusion": (), **BASELINES}.items():
-            features = full if name == "fusion" else full.subset(modalities)
-            X = build_feature_matrix(frame, features)
-            model = FusionClassifier(random_state=config.seed).fit(
-                X[masks["train"]],
-                y[masks["train"]],
-                X_val=X[masks["val"]],
-                y_val=y[masks["val"]],
-            )
-            risk = model.predict_proba(X[masks["test"]])[:, 1]
-            test_auroc[name] = auroc_with_ci(
-                y[masks["test"]], risk, random_state=config.seed
-            ).as_dict()
-            fitted[name] = (model, features)
-            say(f"      {name:<9} test AUROC {test_auroc[name]['auroc']:.3f}")
-        oracle = oracle_aurocs(cohort, masks["test"])
-        test_auroc["oracle"] = auroc_with_ci(
-            y[masks["test"]], frame.loc[masks["test"], "true_risk"], random_state=config.seed
-        ).as_dict()
-
-    fusion_version = _new_version("fusion")
-    with stages.stage("predictions", f"{len(frame)} patients"):
-        model, features = fitted["fusion"]
-        X = build_feature_matrix(frame, features)
-        risk_all = model.predict_proba(X)[:, 1]
-        threshold = youden_threshold(y[masks["val"]], risk_all[masks["val"]])
-        fusion_dir = home / "models" / fusion_version
-        fusion_path = fusion_dir / "fusion.txt"
-        sha = model.save(fusion_path)
-        metrics = {
-            "test_auroc": test_auroc["fusion"]["auroc"],
-            "test_auroc_ci": [test_auroc["fusion"]["low"], test_auroc["fusion"]["high"]],
-            "baselines": {k: v["auroc"] for k, v in test_auroc.items() if k in BASELINES},
-            "oracle_test_auroc": oracle,
-            "threshold": threshold,
-            "n_train": int(masks["train"].sum()),
-            "n_val": int(masks["val"].sum()),
-            "n_test": int(masks["test"].sum()),
-            # Issue 3: how far the explanations can be trusted (read by the explorer page).
-            "map_trust": evaluate_test_maps(
-                model, X[masks["test"]], image_rows, home, nets, scaling, random_state=config.seed
-            ).to_metrics(),
-        }
-        for name in BASELINES:
-            baseline, baseline_features = fitted[name]
-            path = fusion_dir / f"baseline_{name}.txt"
-            store.register_model(
-                ModelRecord(
-                    version=f"{fusion_version}-{name}",
-                    kind=f"baseline_{name}",
-                    created_at=datetime.now(UTC),
-                    artifact_path=str(path.relative_to(home)),
-                    sha256=baseline.save(path),
-                    metrics={"test_auroc": test_auroc[name]["auroc"]},
-                    params={"build": config.identity(), "modalities": list(BASELINES[name])},
-                    parent_version=imaging_version,
-                )
-            )
-            # Test-split risks of the baseline: the ablation table only queries them.
-            X_test = build_feature_matrix(frame.loc[masks["test"]], baseline_features)
-            store.write_predictions(
-                f"{fusion_version}-{name}",
-                X_test.index.tolist(),
-                baseline.predict_proba(X_test)[:, 1],
-            )
-        store.register_model(
-            ModelRecord(
-                version=fusion_version,
-                kind="fusion",
-                created_at=datetime.now(UTC),
-                artifact_path=str(fusion_path.relative_to(home)),
-                sha256=sha,
-                metrics=metrics,
-                params={"build": config.identity(), "features": list(features.names)},
-                parent_version=imaging_version,
-            ),
-            activate=False,
-        )
-        store.write_predictions(fusion_version, X.index.tolist(), risk_all)
-        # Issue 3: risk interval models, stored TreeSHAP per patient, similar-patient index.
-        build_interval(
-            store,
-            fusion_version,
-            model,
-            X[masks["train"]],
-            y[masks["train"]],
-            X[masks["test"]],
-            frame.loc[masks["test"], "true_risk"].to_numpy(np.float64),
-            fusion_dir / "interval",
-            home,
-            n_models=config.interval_models,
-            random_state=config.seed,
-        )
-        explained = store_explanations(
-            store,
-            fusion_version,
-            model,
-            X,
-            frame["split"].to_numpy(),
-            fusion_dir / "similar.npz",
-            home,
-            random_state=config.seed,
-        )
-        say(
-            f"      stored TreeSHAP of {explained['n_stored']} patients; additivity max abs "
-            f"error {explained['additivity_max_abs']:.1e}"
-        )
-
-    with stages.stage("forecast", "discrete-time hazard S-learner vs T-learner"):
-        # Issue 5: treatment forecasts (fitted on train, proof on the test split).
-        forecast = build_forecast(
-            store,
-            fusion_version,
-            X,
-            frame.loc[:, ["split", "treatment", "event_time", "event"]],
-            cohort.truth,
-            fusion_dir / "forecast",
-            home,
-            n_bootstrap=config.forecast_models,
-            build=config.identity(),
-            random_state=config.seed,
-        )
-        for row in forecast["effects"]:
-            say(
-                f"      {row['method']:<18} {row['contrast']:<17} PEHE {row['pehe']:.4f} "
-                f"Spearman {row['spearman'] if row['spearman'] is not None else float('nan'):.3f}"
-            )
-
-    with stages.stage("activate", fusion_version):
-        # Activate only once every prediction is stored: pages never see a half-scored version.
-        store.activate_model(fusion_version)
-
+    trained = train_cohort(
+        store, home, config.training(), build=config.identity(), stages=stages, audit=audit
+    )
     summary = BuildSummary(
-        fusion_version=fusion_version,
-        imaging_version=imaging_version,
+        fusion_version=trained.fusion_version,
+        imaging_version=trained.imaging_version,
         n_patients=config.n_patients,
-        test_auroc=test_auroc,
-        oracle_auroc_test=oracle,
-        threshold=threshold,
+        test_auroc=trained.test_auroc,
+        oracle_auroc_test=trained.oracle_auroc_test,
+        threshold=trained.threshold,
         seconds=stages.seconds,
         bias=config.bias,
-        forecast=forecast,
+        forecast=trained.forecast,
     )
     (home / SUMMARY_FILE).write_text(summary.to_json())
     return summary

@@ -62,7 +62,7 @@ from fusion.performance import (
 )
 from fusion.settings import Settings
 from fusion.similar import SimilarityIndex, load_index
-from fusion.uncertainty import RiskInterval, load_ensemble, risk_intervals
+from fusion.uncertainty import IntervalCalibration, RiskInterval, load_calibration, risk_interval
 from fusion.what_if import WhatIfResult, apply_overrides
 from models.gradcam import GradCamExplainer
 from models.nets import RiskCNN, load_net
@@ -80,6 +80,18 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+REGISTRY_COLUMNS = (
+    "version",
+    "created_at",
+    "active",
+    "test_auroc",
+    "imaging_version",
+    "trained_on",
+    "patients",
+    "data_fingerprint",
+    "parts",
+)
 
 MapMethod = Literal["gradcam", "gradcampp", "occlusion"]
 MAP_METHODS: tuple[MapMethod, ...] = ("gradcam", "gradcampp", "occlusion")
@@ -226,12 +238,13 @@ class RiskService:
         # Issue 5: the treatment-forecast model, loaded on first use (see forecast()).
         self._forecaster: HazardForecaster | None = None
         self._forecast_lock = threading.Lock()
-        # Issue 3: interval ensemble and similar-patient index of this version (None if absent).
+        # Issue 3: interval calibration and similar-patient index of this version (None if
+        # absent; a build from before the calibrated interval has none until it is rebuilt).
         self._interval_record, self._explanations_record = self._explorer_records()
-        self.interval_models = (
+        self.interval_calibration: IntervalCalibration | None = (
             None
-            if self._interval_record is None
-            else load_ensemble(
+            if self._interval_record is None or "target" not in self._interval_record.params
+            else load_calibration(
                 self.artifacts_dir / self._interval_record.artifact_path,
                 expected_sha256=self._interval_record.sha256,
             )
@@ -415,17 +428,37 @@ class RiskService:
         return group_curves(self.test_predictions(), names, min_cell=min_cell)
 
     def list_models(self) -> pd.DataFrame:
-        """The model registry: ``version, kind, created_at, active, test_auroc``, newest first."""
+        """The model registry, one row per fusion version, newest first.
+
+        Columns: ``version, created_at, active, test_auroc, imaging_version, trained_on,
+        patients, data_fingerprint`` (first 12 hex digits of the training data's SHA-256, empty
+        for versions trained before it was recorded) and ``parts`` (the baselines, interval,
+        explanations and forecast registered with the version).
+        """
         records = self.store.list_models()
-        return pd.DataFrame(
-            {
-                "version": [r.version for r in records],
-                "kind": [r.kind for r in records],
-                "created_at": [r.created_at.isoformat(timespec="seconds") for r in records],
-                "active": [r.is_active for r in records],
-                "test_auroc": [float(r.metrics.get("test_auroc", np.nan)) for r in records],
-            }
-        )
+        rows = []
+        for record in records:
+            if record.kind != "fusion":
+                continue
+            prefix = f"{record.version}-"
+            parts = sorted(
+                r.version.removeprefix(prefix) for r in records if r.version.startswith(prefix)
+            )
+            data = record.params.get("training_data", {})
+            rows.append(
+                {
+                    "version": record.version,
+                    "created_at": record.created_at.isoformat(timespec="seconds"),
+                    "active": record.is_active,
+                    "test_auroc": float(record.metrics.get("test_auroc", np.nan)),
+                    "imaging_version": record.parent_version or "",
+                    "trained_on": ", ".join(data.get("sources", [])),
+                    "patients": data.get("n_patients"),
+                    "data_fingerprint": str(data.get("fingerprint", ""))[:12],
+                    "parts": ", ".join(parts),
+                }
+            )
+        return pd.DataFrame(rows, columns=REGISTRY_COLUMNS)
 
     # ------------------------------------------------------------------ one patient
     def patient(self, patient_id: str) -> PatientRecord:
@@ -553,8 +586,9 @@ class RiskService:
         highest-risk one whose scan shows a lesion (see
         :func:`fusion.guided_demo.choose_high_risk`); second, another one whose best treatment
         has the largest model-estimated absolute risk reduction at the forecast horizon (see
-        :func:`fusion.guided_demo.choose_treatment_benefit`). Costs one test-split query, and
-        ``n_candidates`` patient look-ups and one batched forecast.
+        :func:`fusion.guided_demo.choose_treatment_benefit`). Costs one top-k query on the
+        ``(model_version, risk)`` index, ``n_candidates`` patient look-ups and one batched
+        forecast, whatever the cohort size.
 
         Raises
         ------
@@ -563,9 +597,9 @@ class RiskService:
         """
         if n_candidates < 1:
             raise ValueError(f"n_candidates={n_candidates}; pass an integer >= 1.")
-        scored = self.test_predictions().loc[:, ["patient_id", "risk"]].dropna()
-        top = scored.sort_values(["risk", "patient_id"], ascending=[False, True])
-        top = top.head(n_candidates).reset_index(drop=True)
+        top = self.store.top_risks(self._fusion_record.version, split="test", limit=n_candidates)
+        if top.empty:
+            raise ValueError("The test split has no scored patients; run `riskfusion score`.")
         records = [self.patient(str(pid)) for pid in top["patient_id"]]
         top["has_scan"] = [record.image is not None for record in records]
         top["has_lesion"] = [self._has_lesion(record) for record in records]
@@ -765,32 +799,27 @@ class RiskService:
         return edited
 
     def interval_of(self, X: pd.DataFrame) -> RiskInterval:
-        """Bootstrap interval of the fused risk of one feature row, shape (1, n_features).
+        """Calibrated interval of the fused risk of one feature row, shape (1, n_features).
+
+        What it covers (``target``) and how is in :mod:`fusion.uncertainty`; modalities whose
+        inputs are all missing in ``X`` select the calibration fitted without them.
 
         Raises
         ------
         data.errors.CohortError
-            If the active version was built without interval models.
+            If the active version was built without a calibrated interval.
         """
-        if self.interval_models is None or self._interval_record is None:
+        if self.interval_calibration is None:
             raise CohortError(
-                "The active model was built without risk-interval models; rebuild the demo "
-                "(`riskfusion demo --no-serve --rebuild`)."
+                "The active model was built without a calibrated risk interval; rebuild the "
+                "demo (`riskfusion demo --no-serve --rebuild`)."
             )
-        level = float(self._interval_record.params["level"])
-        low, high = risk_intervals(self.interval_models, X, level=level)
-        return RiskInterval(
-            low=float(low[0]),
-            high=float(high[0]),
-            level=level,
-            method="bootstrap",
-            n_models=len(self.interval_models),
-        )
+        return risk_interval(self.interval_calibration, self.model, X)
 
     def risk_interval(
         self, patient_id: str, *, missing: Sequence[WhatIfModality] = ()
     ) -> RiskInterval:
-        """Bootstrap interval of one patient's fused risk (optionally without some modalities).
+        """Calibrated interval of one patient's fused risk (optionally without some modalities).
 
         See :mod:`fusion.uncertainty` for the method and ``interval_metrics`` for its measured
         coverage of the true risk.
@@ -865,7 +894,7 @@ class RiskService:
             maps = None
         return render_patient_report(
             result=self.predict(patient_id),
-            interval=self.risk_interval(patient_id) if self.interval_models else None,
+            interval=self.risk_interval(patient_id) if self.interval_calibration else None,
             explanation=self.explain(patient_id),
             what_if=self.modality_what_if(patient_id),
             top_features=self.top_features(patient_id),

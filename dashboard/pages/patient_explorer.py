@@ -38,7 +38,7 @@ audit_once(service, identity, "view_patient", patient_id=patient_id, page="explo
 
 try:
     result = service.predict(patient_id)
-    interval = service.risk_interval(patient_id) if service.interval_models else None
+    interval = service.risk_interval(patient_id) if service.interval_calibration else None
     explanation = service.explain(patient_id)
     what_if = service.modality_what_if(patient_id)
     top_features = service.top_features(patient_id, per_modality=3)
@@ -59,9 +59,14 @@ with right:
         help=(
             "Not built for this model version; rebuild the demo."
             if interval is None
-            else f"{interval.level:.0%} bootstrap interval: 5th-95th percentile of the risk "
-            f"under {interval.n_models} refits of the fusion model on resampled training data "
-            "(model variance, not bias; coverage of the true risk is in the trust expander)."
+            else f"{interval.describe()}. Its measured coverage on the test split is in the "
+            "trust expander."
+            + (
+                " Real cohorts have no true risk: there the interval covers the event rate "
+                "among patients with the same predicted risk instead."
+                if interval.target == "true_risk"
+                else ""
+            )
         ),
     )
     cols[3].metric(
@@ -106,7 +111,7 @@ with right:
             shown = service.explain_without(patient_id, missing)
             shown_interval = (
                 service.risk_interval(patient_id, missing=missing)
-                if service.interval_models
+                if service.interval_calibration
                 else None
             )
         st.metric(
@@ -117,8 +122,14 @@ with right:
             help=(
                 None
                 if shown_interval is None
-                else f"{shown_interval.level:.0%} interval {shown_interval.low:.0%} to "
-                f"{shown_interval.high:.0%}."
+                else f"{shown_interval.describe()}: {shown_interval.low:.0%} to "
+                f"{shown_interval.high:.0%}"
+                + (
+                    f"; calibrated on validation patients without "
+                    f"{', '.join(shown_interval.missing)}."
+                    if shown_interval.missing
+                    else "."
+                )
             ),
         )
 
@@ -258,10 +269,22 @@ with st.expander("How much can these maps be trusted?"):
         )
     interval_metrics = service.interval_metrics()
     if interval_metrics is not None and "test_coverage_true_risk" in interval_metrics:
-        st.caption(
-            f"Risk interval ({interval_metrics['level']:.0%} bootstrap, "
-            f"{interval_metrics['n_models']:.0f} models): it contains the synthetic true risk "
-            f"for {interval_metrics['test_coverage_true_risk']:.0%} of the "
-            f"{interval_metrics['n_test']:.0f} test patients (mean width "
-            f"{interval_metrics['test_mean_width']:.2f}); it shows model variance, not bias."
-        )
+        if interval_metrics.get("target") == "true_risk":
+            claim = (
+                "for the patient's true risk, calibrated on the validation split; it "
+                "contains the synthetic true risk of "
+                f"{interval_metrics['test_coverage_true_risk']:.0%} of the "
+                f"{interval_metrics['n_test']:.0f} test patients (nominal "
+                f"{interval_metrics['level']:.0%}; mean width "
+                f"{interval_metrics['test_mean_width']:.2f})"
+            )
+        else:
+            claim = (
+                "for the event rate among patients with the same predicted risk, calibrated "
+                "on the validation outcomes; it contains the true risk of "
+                f"{interval_metrics['test_coverage_true_risk']:.0%} of the "
+                f"{interval_metrics['n_test']:.0f} test patients and the estimated event rate "
+                f"of similar-risk patients for {interval_metrics['test_coverage_event_rate']:.0%}"
+                f" (mean width {interval_metrics['test_mean_width']:.2f})"
+            )
+        st.caption(f"Risk interval ({interval_metrics['level']:.0%}): {claim}.")

@@ -85,7 +85,13 @@ importance.plotly_chart(
 beeswarm.plotly_chart(make_beeswarm_figure(shap_summary.beeswarm), key="performance.beeswarm")
 
 st.subheader(f"Confusion matrix at threshold {report.threshold:.2f}")
-st.dataframe(report.confusion, key="performance.confusion")
+st.dataframe(report.confusion_table(), key="performance.confusion")
+hidden_cells = int(report.confusion.isna().to_numpy().sum())
+if hidden_cells:
+    st.caption(
+        f"{hidden_cells} cell(s) not shown: fewer than {report.min_cell} patients, or "
+        "suppressed so that a small cell cannot be derived from the totals."
+    )
 
 st.subheader("Model registry")
 st.dataframe(list_models(service, info.version), key="performance.registry", hide_index=True)

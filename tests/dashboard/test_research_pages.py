@@ -48,6 +48,15 @@ def test_performance_page_shows_curves_ablation_and_version(patched_service) -> 
     roc_names = [trace["name"] for trace in charts[0]["data"]]
     assert roc_names == ["chance", *ABLATION_LABELS.values()]
     assert _metric(at, "Brier score") == f"{report.brier:.3f}"
+    # 24 test patients: the confusion matrix has small cells, hidden with their complements.
+    confusion = next(
+        frame.value for frame in at.dataframe if "at/above threshold" in frame.value.columns
+    )
+    assert confusion.loc["total", "total"] == str(report.n)
+    hidden = report.confusion.isna().to_numpy()
+    assert hidden.any()
+    assert (confusion.to_numpy()[hidden] == "suppressed (n < 11)").all()
+    assert any("cell(s) not shown" in caption.value for caption in at.caption)
 
 
 def test_threshold_slider_updates_the_metrics(patched_service) -> None:

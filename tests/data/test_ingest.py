@@ -29,8 +29,8 @@ from models.scans import read_scan
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "data" / "examples" / "cohort"
-N_EXAMPLE = 40
-N_WITH_SCAN = 38
+N_EXAMPLE = 160
+N_WITH_SCAN = 158
 # The editable copies are smaller (same writer, fewer patients) to keep the suite fast.
 N_SMALL = 14
 N_SMALL_SCANS = 12

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from data.errors import CohortError, PatientNotFoundError, StoreNotBuiltError
 from data.schema import Base
-from data.store import CohortStore, CohortTables, ModelRecord, make_engine
+from data.store import AuditEntry, CohortStore, CohortTables, ModelRecord, make_engine
 
 N_PATIENTS = 12
 # Catalogue order on purpose differs from alphabetical order and from the wide frames' order.
@@ -582,6 +582,59 @@ def test_write_predictions_replaces(scored: CohortStore) -> None:
     assert scored.get_prediction("P0000003", "fusion-1") == 1.0
     assert scored.get_prediction("P0000002", "fusion-1") == pytest.approx(0.05 + 0.9 / 11)
     assert scored.get_prediction("P0000001", "fusion-2") is None
+
+
+def test_top_risks_walks_one_split_from_the_top(scored: CohortStore) -> None:
+    # Risks rise with the id (0.05 .. 0.95); P0000010.. are the test split.
+    top = scored.top_risks("fusion-1", split="test", limit=2)
+    assert top["patient_id"].tolist() == ["P0000012", "P0000011"]
+    assert top["risk"].iloc[0] == pytest.approx(0.95)
+    train = scored.top_risks("fusion-1", split="train", limit=100)
+    assert train["patient_id"].tolist() == [f"P{i:07d}" for i in range(6, 0, -1)]
+    assert scored.top_risks("fusion-2", split="test", limit=5).empty
+
+
+def test_unscored_ids_and_patient_frames_follow_the_predictions(scored: CohortStore) -> None:
+    scored.register_model(model_record("fusion-2", day=2), activate=False)
+    scored.write_predictions("fusion-2", ["P0000002", "P0000005"], [0.3, 0.4])
+    chunks = list(scored.iter_unscored_ids("fusion-2", chunk_size=4))
+    assert [len(chunk) for chunk in chunks] == [4, 4, 2]
+    unscored = [pid for chunk in chunks for pid in chunk]
+    assert "P0000002" not in unscored
+    assert unscored == sorted(unscored)
+    assert list(scored.iter_unscored_ids("fusion-1")) == []
+    frame = scored.patient_frame(["P0000007", "P0000003", "NOPE"])
+    whole = scored.load_patient_frame().set_index("patient_id")
+    assert frame["patient_id"].tolist() == ["P0000003", "P0000007"]
+    pd.testing.assert_frame_equal(
+        frame.set_index("patient_id"), whole.loc[["P0000003", "P0000007"]], check_like=True
+    )
+
+
+def test_write_scored_stores_risk_explanation_and_audit_together(scored: CohortStore) -> None:
+    entry = AuditEntry(actor="t", role="admin", action="score", model_version="fusion-1")
+    values = np.array([[0.1, -0.2], [0.3, 0.0]])
+    scored.write_scored("fusion-1", ["P0000001", "P0000002"], [0.2, 0.7], -1.0, values, audit=entry)
+    assert scored.get_prediction("P0000002", "fusion-1") == 0.7
+    assert scored.count_explanations("fusion-1") == 2
+    assert scored.audit_events()["action"].tolist() == ["score"]
+    with pytest.raises(ValueError, match="finite"):  # a bad chunk writes neither part
+        scored.write_scored("fusion-1", ["P0000003"], [0.5], -1.0, np.array([[np.nan, 0.0]]))
+    assert scored.get_prediction("P0000003", "fusion-1") == pytest.approx(0.05 + 0.18 / 1.1)
+    assert scored.count_explanations("fusion-1") == 2
+
+
+def test_activate_models_switches_several_kinds_at_once(memory_store: CohortStore) -> None:
+    memory_store.register_model(model_record("imaging-1", "imaging"))
+    memory_store.register_model(model_record("fusion-1"))
+    memory_store.register_model(model_record("imaging-2", "imaging", day=2), activate=False)
+    memory_store.register_model(model_record("fusion-2", day=2), activate=False)
+    with pytest.raises(KeyError, match="missing"):
+        memory_store.activate_models(["imaging-2", "missing"])
+    assert memory_store.active_model("imaging").version == "imaging-1"  # nothing changed
+    memory_store.activate_models(["imaging-2", "fusion-2"])
+    assert memory_store.active_model("imaging").version == "imaging-2"
+    assert memory_store.active_model("fusion").version == "fusion-2"
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -32,18 +33,18 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def app_url(tiny_demo) -> Iterator[str]:
-    settings, _ = tiny_demo
+@contextmanager
+def serve(home: Path, log_name: str) -> Iterator[str]:
+    """``streamlit run app.py`` on a free local port against the store in ``home``."""
     port = _free_port()
     env = {
         **os.environ,
-        "RISKFUSION_HOME": str(settings.artifacts_dir),
+        "RISKFUSION_HOME": str(home),
         "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
     }
     env.pop("RISKFUSION_DATABASE_URL", None)
     OUTPUT.mkdir(parents=True, exist_ok=True)
-    log = (OUTPUT / "streamlit.log").open("w")
+    log = (OUTPUT / log_name).open("w")
     process = subprocess.Popen(
         [
             sys.executable,
@@ -74,15 +75,24 @@ def app_url(tiny_demo) -> Iterator[str]:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            pytest.fail(f"streamlit did not start; see {OUTPUT / 'streamlit.log'}")
+            pytest.fail(f"streamlit did not start; see {OUTPUT / log_name}")
         time.sleep(0.3)
-    yield url
-    process.terminate()
     try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def app_url(tiny_demo) -> Iterator[str]:
+    settings, _ = tiny_demo
+    with serve(settings.artifacts_dir, "streamlit.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -108,6 +108,7 @@ ROLE_PAGES = {
         "Bias audit",
         "Guided demo",
         "Audit trail",
+        "Data",
     ],
 }
 # Pages the other tests already open as admin; the role test opens the rest.

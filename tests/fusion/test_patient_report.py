@@ -72,7 +72,7 @@ def _report(maps: ImageMaps | None) -> str:
     )
     return render_patient_report(
         result=RiskResult("P<1>", 0.31, "fusion-v1", 0.25, "test", 1, 0.28, 0.3),
-        interval=RiskInterval(0.22, 0.41, 0.9, "bootstrap", 10),
+        interval=RiskInterval(0.22, 0.41, 0.9, "split_conformal_logit", "true_risk", 400),
         explanation=PatientExplanation(
             0.31, -1.1, -0.8, contributions, {"demographics": 0.0, "ehr": 0.4, "imaging": -0.1}
         ),

@@ -9,8 +9,9 @@ from sklearn.metrics import roc_auc_score
 
 from data.store import CohortStore, make_engine
 from fusion.features import image_scores
-from fusion.pipeline import BASELINES, build_demo
+from fusion.pipeline import build_demo
 from fusion.settings import Settings
+from fusion.training import BASELINES
 from tests.fixtures_demo import TINY_CONFIG
 
 

@@ -48,23 +48,25 @@ def test_stored_values_are_additive_over_the_test_split(tiny_service) -> None:
     assert worst < 1e-6
 
 
-def test_interval_brackets_the_ensemble_and_was_checked_against_the_truth(
+def test_interval_is_calibrated_for_the_true_risk_and_per_missing_modality(
     tiny_service, test_ids
 ) -> None:
     pid = test_ids[0]
     interval = tiny_service.risk_interval(pid)
     assert 0 <= interval.low <= interval.high <= 1
-    assert interval.n_models == len(tiny_service.interval_models) >= 2
-    X = tiny_service.feature_row(tiny_service.patient(pid))
-    members = [m.predict_proba(X)[0, 1] for m in tiny_service.interval_models]
-    assert interval.low <= np.median(members) <= interval.high
+    assert interval.target == "true_risk"  # the synthetic cohort has ground truth
+    assert "true risk" in interval.describe()
+    assert interval.n_calibration == tiny_service.count_patients("val")
     metrics = tiny_service.interval_metrics()
-    assert metrics["method"] == "bootstrap"
+    assert metrics["method"] == "split_conformal_logit"
+    assert metrics["target"] == "true_risk"
     assert 0 <= metrics["test_coverage_true_risk"] <= 1
+    assert len(metrics["by_missing"]) == 8
+    X = tiny_service.feature_row(tiny_service.patient(pid))
     without = tiny_service.risk_interval(pid, missing=["imaging"])
-    assert (without.low, without.high) != (interval.low, interval.high) or np.isnan(
-        X["image_score"].iloc[0]
-    )
+    assert without.missing == ("imaging",)
+    offsets = tiny_service.interval_calibration.logit_offsets
+    assert offsets["imaging"] != offsets["none"] or np.isnan(X["image_score"].iloc[0])
 
 
 def test_what_if_explanation_is_live_and_matches_the_modality_table(tiny_service, test_ids) -> None:
