@@ -35,8 +35,10 @@ The world, in short:
 * A documented, deliberate bias (:class:`DemoBias`, on by default, ``bias=None`` turns it off)
   changes only what is *observed*, never the truth: one site's older scanner shows lesions at
   reduced contrast, blurred and under more noise, so the imaging evidence there is weaker and
-  biased low; and one ethnic group is under-recruited. ``true_risk``, the logit components and
-  ``label`` keep their meaning (the lesions a scan shows faintly are still there).
+  biased low; the same site's poorer data capture records vitals and labs with extra error and
+  more gaps and holds only part of its patients' history (drawn from a stream of its own, after
+  the rest of the world); and one ethnic group is under-recruited. ``true_risk``, the logit
+  components and ``label`` keep their meaning (they come from the true values and lesions).
 
 This module is the bottom layer: it must not import torch, streamlit or any other riskfusion
 package.
@@ -249,6 +251,7 @@ CAUSAL_SNPS: Final[Mapping[str, float]] = MappingProxyType(
 _TABULAR_STREAM: Final[int] = 0
 _RENDER_STREAM: Final[int] = 1
 _NOISE_BANK_STREAM: Final[int] = 2
+_RECORDING_STREAM: Final[int] = 3  # the demo bias's recording errors (drawn only under bias)
 
 _ETHNICITY_P: Final[tuple[float, ...]] = (0.60, 0.13, 0.10, 0.12, 0.05)
 # P(site | ethnicity): site_c serves more minority patients and records fewer labs.
@@ -278,6 +281,24 @@ _P_MISSING: Final[dict[str, float]] = {
 _P_MISSING_LIPIDS: Final[float] = 0.15
 _P_MISSING_CRP_BASE: Final[float] = 0.30  # lower in sicker patients (measured when suspected)
 _P_MISSING_HBA1C: Final[tuple[float, float]] = (0.40, 0.05)  # non-diabetic, diabetic
+
+# Recorded measurements (vitals and labs) that the demo bias's recording error reaches, with the
+# population spread of each recorded value (standard deviation; of the logarithm for CRP, which
+# is log-normal), measured once on 200,000 unbiased patients. The error standard deviation is
+# DemoBias.record_noise times this spread.
+_RECORDED_SPREAD: Final[dict[str, float]] = {
+    "bmi": 5.06,
+    "systolic_bp": 17.55,
+    "diastolic_bp": 10.56,
+    "heart_rate": 10.95,
+    "hba1c": 1.315,
+    "egfr": 20.70,
+    "ldl": 0.962,
+    "hdl": 0.360,
+    "crp": 1.161,
+    "hemoglobin": 1.387,
+}
+_LOG_RECORDED: Final[frozenset[str]] = frozenset({"crp"})
 
 # Standardisation of the raw modality logits: (mean, standard deviation) of each raw score in
 # the population (measured once on 2 million patients) and the target standard deviation of
@@ -345,7 +366,7 @@ _SITE_SCANNERS: Final[tuple[_Scanner, ...]] = (
 class DemoBias:
     """A documented bias injected into what the synthetic demo observes (never into the truth).
 
-    Two well-known failure modes of clinical cohorts, so that a bias audit finds something real:
+    Well-known failure modes of clinical cohorts, so that a bias audit finds something real:
 
     * **Degraded scanner at one site.** ``degraded_site``'s older scanner has poorer
       low-contrast detectability: lesions appear at ``lesion_contrast`` times their contrast,
@@ -353,6 +374,16 @@ class DemoBias:
       The lesions (and so ``logit_imaging``, ``true_risk`` and ``label``) are unchanged, so the
       imaging score is less informative and biased low there: the model misses more of that
       site's events (lower TPR and AUROC, negative calibration-in-the-large).
+    * **Poorer data capture at the same site.** ``degraded_site`` records its patients' vitals
+      and labs (BMI, blood pressure, heart rate, HbA1c, eGFR, lipids, CRP, haemoglobin) with
+      extra measurement error of ``record_noise`` times each value's population spread
+      (uncalibrated point-of-care devices, values copied from old results, transcription
+      slips), leaves each of them unrecorded with an extra probability ``record_missing``, and,
+      since its patients are also treated elsewhere (fragmented care), holds only
+      ``history_capture`` of their prior admissions and diabetes diagnoses. The true values
+      still drive ``logit_ehr``, ``true_risk`` and ``label``; only the record is worse, so the
+      strongest modality is less informative there and under-states the disease: the model
+      ranks that site's patients worse and misses more of its events (lower AUROC and TPR).
     * **Under-represented group.** ``rare_ethnicity`` is recruited at ``rare_share`` of the
       cohort instead of its population share (the freed share goes to the largest group), so
       its metrics carry wide intervals and its intersections are small cells. It is also the
@@ -368,6 +399,16 @@ class DemoBias:
         Factor >= 1 on the width of the scanner's point-spread blur.
     noise_factor : float, default=2.5
         Factor >= 1 on the scanner noise standard deviation.
+    record_noise : float, default=2.0
+        Measurement-error standard deviation of that site's recorded vitals and labs, in
+        multiples of each value's population spread (CRP: multiplicative, on the log scale);
+        in [0, 5], 0 for none.
+    record_missing : float, default=0.5
+        Extra probability in [0, 0.9] that each of those values goes unrecorded at that site
+        (the lipid panel as one), on top of the usual missingness.
+    history_capture : float, default=0.3
+        Probability in (0, 1] that each prior admission, and a diabetes diagnosis, of a patient
+        of that site is in its record (1 for a complete record).
     rare_ethnicity : str, default="Black"
         One of :data:`ETHNICITIES` except the largest.
     rare_share : float, default=0.03
@@ -388,6 +429,9 @@ class DemoBias:
     lesion_contrast: float = 0.35
     blur_factor: float = 2.0
     noise_factor: float = 2.5
+    record_noise: float = 2.0
+    record_missing: float = 0.5
+    history_capture: float = 0.3
     rare_ethnicity: str = "Black"
     rare_share: float = 0.03
 
@@ -408,6 +452,9 @@ class DemoBias:
             ("lesion_contrast", self.lesion_contrast, 0.0, 1.0, False),
             ("blur_factor", self.blur_factor, 1.0, 10.0, True),
             ("noise_factor", self.noise_factor, 1.0, 10.0, True),
+            ("record_noise", self.record_noise, 0.0, 5.0, True),
+            ("record_missing", self.record_missing, 0.0, 0.9, True),
+            ("history_capture", self.history_capture, 0.0, 1.0, False),
             ("rare_share", self.rare_share, 0.0, population, False),
         )
         for name, value, low, high, closed in checks:
@@ -443,6 +490,52 @@ class DemoBias:
     def lesion_contrasts(self) -> tuple[float, ...]:
         """Per-site factor on the rendered lesion contrast."""
         return tuple(self.lesion_contrast if site == self.degraded_site else 1.0 for site in SITES)
+
+    def record(
+        self,
+        ehr: Mapping[str, npt.NDArray[np.float64]],
+        site_codes: npt.NDArray[np.int64],
+        seed: int,
+    ) -> dict[str, npt.NDArray[np.float64]]:
+        """The EHR as ``degraded_site`` records it: noisier, less complete, history under-held.
+
+        Parameters
+        ----------
+        ehr : mapping of str to ndarray of shape (n_patients,)
+            Every EHR column of :data:`EHR_COLUMNS` after the usual missingness (NaN where
+            missing); not modified.
+        site_codes : ndarray of int of shape (n_patients,)
+            Index of each patient's site in :data:`SITES`.
+        seed : int
+            Seed of the world; the errors come from their own stream of it, so the rest of the
+            world is drawn exactly as without the bias.
+
+        Returns
+        -------
+        dict of str to ndarray of shape (n_patients,)
+            The recorded columns; other sites' values are returned unchanged.
+        """
+        rng = np.random.default_rng([seed, _RECORDING_STREAM])
+        n = site_codes.size
+        here = site_codes == SITES.index(self.degraded_site)
+        recorded = {name: np.array(values, dtype=np.float64) for name, values in ehr.items()}
+        ranges = {spec.name: (spec.low, spec.high) for spec in _EHR_SPECS}
+        # Every patient gets its draws, at any site and for any knob value, so they stay aligned.
+        errors = rng.standard_normal((len(_RECORDED_SPREAD), n))
+        lost = rng.random((len(_RECORDED_SPREAD), n)) < self.record_missing
+        lost[list(_RECORDED_SPREAD).index("hdl")] = lost[list(_RECORDED_SPREAD).index("ldl")]
+        for row, (name, spread) in enumerate(_RECORDED_SPREAD.items()):
+            true = recorded[name]
+            error = self.record_noise * spread * errors[row]
+            noisy = true * np.exp(error) if name in _LOG_RECORDED else true + error
+            noisy = np.clip(noisy, *ranges[name])
+            noisy[lost[row]] = np.nan
+            recorded[name] = np.where(here, noisy, true)
+        admissions = rng.binomial(recorded["prior_events"].astype(np.int64), self.history_capture)
+        coded = rng.random(n) < self.history_capture
+        recorded["prior_events"] = np.where(here, admissions, recorded["prior_events"])
+        recorded["diabetes"] = np.where(here & ~coded, 0.0, recorded["diabetes"])
+        return recorded
 
 
 _BIAS_DEFAULTS: Final[dict[str, object]] = {f.name: f.default for f in fields(DemoBias)}
@@ -679,6 +772,8 @@ def _simulate(n: int, seed: int, bias: DemoBias | None) -> _Tabular:
     ehr_observed["crp"][rng.random(n) < p_crp] = np.nan
     p_hba1c = np.where(diabetes, _P_MISSING_HBA1C[1], _P_MISSING_HBA1C[0]) * factor
     ehr_observed["hba1c"][rng.random(n) < p_hba1c] = np.nan
+    if bias is not None:  # the degraded site's poorer record (after every tabular draw)
+        ehr_observed = bias.record(ehr_observed, site, seed)
 
     columns: dict[str, npt.NDArray[np.generic]] = {
         "age": age,
@@ -736,7 +831,9 @@ class SyntheticCohort:
         (years, ``min(event time, censoring time)``) and ``event`` (1 if the event was observed
         before censoring).
     ehr : pandas.DataFrame
-        ``patient_id`` and the EHR inputs of :data:`FEATURE_SPECS` (float64, NaN where missing).
+        ``patient_id`` and the EHR inputs of :data:`FEATURE_SPECS` (float64, NaN where missing)
+        as recorded: under ``bias``, the degraded site's record is noisier and less complete
+        (:meth:`DemoBias.record`); ``truth`` comes from the true values.
     genomics : pandas.DataFrame
         ``patient_id`` and the ``snp_*`` and ``driver_*`` inputs (int8, never missing).
     truth : pandas.DataFrame
@@ -752,7 +849,7 @@ class SyntheticCohort:
         tissue) and ``texture`` (relative intensity heterogeneity). ``contrast`` is the true
         contrast; a degraded scanner (``bias``) shows it reduced.
     bias : DemoBias or None, default=None
-        The bias injected into what is observed (recruitment and scans), or None.
+        The bias injected into what is observed (recruitment, scans and records), or None.
     """
 
     n_patients: int
@@ -910,9 +1007,10 @@ def generate_cohort(
         the tabular data or the truth.
     bias : DemoBias or None, default=DEMO_BIAS
         Deliberate, documented bias in what is observed (see :class:`DemoBias`): a degraded
-        scanner at one site and an under-recruited group. None gives the unbiased world: the
-        same patients draw for draw, except those whose ethnicity the recruitment bias changes
-        (and everything that depends on it), and scans of equal quality at every site.
+        scanner and poorer data capture at one site, and an under-recruited group. None gives
+        the unbiased world: the same patients draw for draw, except those whose ethnicity the
+        recruitment bias changes (and everything that depends on it), with scans of equal
+        quality and complete, unperturbed records at every site.
 
     Returns
     -------

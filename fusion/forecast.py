@@ -337,8 +337,11 @@ class HazardForecaster(BaseEstimator):  # type: ignore[misc]
         input); the main treatment terms are not penalised.
     random_state : int, default=0
         Seed of the bootstrap and of LightGBM.
-    n_jobs : int, default=2
-        LightGBM threads.
+    n_jobs : int, default=1
+        LightGBM threads. One by default: on this 2-core machine, with other work running,
+        2 OpenMP threads fitted a 96-row model in 16 s against 0.02 s with 1 (OpenMP waits at
+        every barrier for a core another process holds); the trees are small, so 1 thread
+        loses little when the machine is idle.
 
     Attributes
     ----------
@@ -396,7 +399,7 @@ class HazardForecaster(BaseEstimator):  # type: ignore[misc]
         min_rounds: int = 30,
         effect_penalty: float = 200.0,
         random_state: int = 0,
-        n_jobs: int = 2,
+        n_jobs: int = 1,
     ) -> None:
         self.method = method
         self.n_bootstrap = n_bootstrap

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import hashlib
 import itertools
 import logging
 import math
@@ -57,6 +58,10 @@ TRUTH_COLUMNS = [
     "lesion_count",
     "lesion_area",
 ]
+# sha256 of generate_cohort(300, seed=11, image_size=16, bias=None)'s values (see
+# test_bias_off_keeps_the_world_as_it_was); computed with the generator as it was before the
+# recording bias of DemoBias existed, so the unbiased world is provably unchanged.
+BIAS_OFF_DIGEST = "c8c19fed9a134599917ec4aa9d245cd9c759491ca974f235d2dd4efbe5113e55"
 LESION_COLUMNS = ["patient_id", "cy", "cx", "ry", "rx", "angle", "contrast", "texture"]
 
 
@@ -194,12 +199,15 @@ def test_values_within_feature_ranges(cohort_2000: SyntheticCohort) -> None:
 
 
 def test_missingness_is_realistic(cohort_2000: SyntheticCohort) -> None:
-    missing = cohort_2000.ehr[list(EHR_COLUMNS)].isna().mean()
+    # The usual missingness; the demo bias's degraded site records even less (tested below).
+    usual = (cohort_2000.patients["site"] != DEMO_BIAS.degraded_site).to_numpy()
+    ehr = cohort_2000.ehr.loc[usual]
+    missing = ehr[list(EHR_COLUMNS)].isna().mean()
     assert 0.1 < missing["ldl"] < 0.25
     assert missing["ldl"] == missing["hdl"]  # the lipid panel is missing as a whole
     assert 0.2 < missing["crp"] < 0.45
-    assert missing[["diabetes", "prior_events", "on_statin"]].eq(0).all()
-    hba1c_missing = cohort_2000.ehr["hba1c"].isna().groupby(cohort_2000.ehr["diabetes"]).mean()
+    assert cohort_2000.ehr[["diabetes", "prior_events", "on_statin"]].notna().all().all()
+    hba1c_missing = ehr["hba1c"].isna().groupby(ehr["diabetes"]).mean()
     assert hba1c_missing[0.0] > 3 * hba1c_missing[1.0]
 
 
@@ -456,9 +464,12 @@ def test_bias_changes_what_is_observed_not_the_truth(pair) -> None:
     biased, unbiased = pair
     same = (biased.patients["ethnicity"] == unbiased.patients["ethnicity"]).to_numpy()
     assert 0.85 < same.mean() < 1.0  # only the re-recruited patients differ
-    for name in ("patients", "ehr", "genomics", "truth"):
+    for name in ("patients", "genomics", "truth"):
         on, off = getattr(biased, name), getattr(unbiased, name)
         pd.testing.assert_frame_equal(on.loc[same], off.loc[same])
+    # The EHR as recorded differs only at the degraded site (its poorer data capture).
+    elsewhere = same & (biased.patients["site"] != DEMO_BIAS.degraded_site).to_numpy()
+    pd.testing.assert_frame_equal(biased.ehr.loc[elsewhere], unbiased.ehr.loc[elsewhere])
     pd.testing.assert_frame_equal(biased.lesions, unbiased.lesions)
     images_on, masks_on = biased.render(0, 200)
     images_off, masks_off = unbiased.render(0, 200)
@@ -471,6 +482,109 @@ def test_bias_changes_what_is_observed_not_the_truth(pair) -> None:
     assert unbiased.bias is None
 
 
+RECORDED_LABS = (
+    "bmi",
+    "systolic_bp",
+    "diastolic_bp",
+    "heart_rate",
+    "hba1c",
+    "egfr",
+    "ldl",
+    "hdl",
+    "hemoglobin",
+)
+
+
+def test_bias_records_the_degraded_sites_ehr_worse_but_keeps_the_truth(pair) -> None:
+    biased, unbiased = pair
+    same = (biased.patients["ethnicity"] == unbiased.patients["ethnicity"]).to_numpy()
+    here = same & (biased.patients["site"] == DEMO_BIAS.degraded_site).to_numpy()
+    on, off = biased.ehr.loc[here], unbiased.ehr.loc[here]
+    # The truth behind the record is the same: logit_ehr, true risk and label are untouched.
+    pd.testing.assert_frame_equal(biased.truth.loc[here], unbiased.truth.loc[here])
+    for name in RECORDED_LABS:
+        both = on[name].notna() & off[name].notna()
+        error = (on[name] - off[name])[both] / synthetic._RECORDED_SPREAD[name]
+        # Clipping to the plausible range trims some of the strong default error's spread.
+        assert 0.7 * DEMO_BIAS.record_noise < error.std() <= 1.1 * DEMO_BIAS.record_noise, name
+        # Extra missingness on top of the usual (a value missing without bias stays missing).
+        assert (on[name].isna() | off[name].notna()).all()
+        extra = on[name].isna().mean() - off[name].isna().mean()
+        assert extra == pytest.approx(DEMO_BIAS.record_missing * off[name].notna().mean(), abs=0.06)
+    np.testing.assert_array_equal(on["ldl"].isna(), on["hdl"].isna())  # the lipid panel as one
+    # The history is under-held: never more admissions or diagnoses than the full record.
+    assert (on["prior_events"] <= off["prior_events"]).all()
+    assert (on["diabetes"] <= off["diabetes"]).all()
+    held = on["prior_events"].sum() / off["prior_events"].sum()
+    assert held == pytest.approx(DEMO_BIAS.history_capture, abs=0.1)
+    coded = on["diabetes"].sum() / off["diabetes"].sum()
+    assert coded == pytest.approx(DEMO_BIAS.history_capture, abs=0.15)
+    # Codes and counts stay valid values; every recorded value stays in its plausible range.
+    for spec in FEATURE_SPECS:
+        if spec.modality == "ehr":
+            values = biased.ehr[spec.name].dropna()
+            assert values.between(spec.low, spec.high).all(), spec.name
+    assert set(on["diabetes"].unique()) <= {0.0, 1.0}
+    assert (on["prior_events"] == on["prior_events"].round()).all()
+
+
+def test_record_noise_is_that_many_population_spreads() -> None:
+    """A mild error (rarely clipped) has the documented size: record_noise spreads, unbiased."""
+    mild = DemoBias(record_noise=0.5, record_missing=0.0, history_capture=1.0)
+    biased = generate_cohort(3000, seed=7, image_size=16, bias=mild)
+    unbiased = generate_cohort(3000, seed=7, image_size=16, bias=None)
+    same = (biased.patients["ethnicity"] == unbiased.patients["ethnicity"]).to_numpy()
+    here = same & (biased.patients["site"] == mild.degraded_site).to_numpy()
+    on, off = biased.ehr.loc[here], unbiased.ehr.loc[here]
+    for name in (*RECORDED_LABS, "crp"):
+        if name == "crp":  # multiplicative, on the log scale
+            error = np.log(on[name] / off[name]).dropna() / synthetic._RECORDED_SPREAD[name]
+        else:
+            error = (on[name] - off[name]).dropna() / synthetic._RECORDED_SPREAD[name]
+        assert abs(error.mean()) < 0.1, name
+        assert 0.42 < error.std() < 0.55, name
+    # Nothing but the recorded measurements changes, and the missingness is the usual.
+    untouched = [c for c in EHR_COLUMNS if c not in (*RECORDED_LABS, "crp")]
+    pd.testing.assert_frame_equal(on[untouched], off[untouched])
+    pd.testing.assert_frame_equal(on.isna(), off.isna())
+
+
+def test_bias_off_keeps_the_world_as_it_was() -> None:
+    """bias=None draws nothing from the recording stream: its cohort is pinned bit for bit."""
+    cohort = generate_cohort(300, seed=11, image_size=16, bias=None)
+    parts = [
+        cohort.ehr.drop(columns="patient_id").to_numpy(np.float64),
+        cohort.truth.drop(columns="patient_id").to_numpy(np.float64),
+        cohort.patients[["age", "label", "event_time"]].to_numpy(np.float64),
+        cohort.genomics.drop(columns="patient_id").to_numpy(np.int8),
+    ]
+    digest = hashlib.sha256(b"".join(np.ascontiguousarray(p).tobytes() for p in parts))
+    # Digest of the same cohort from the generator before the recording bias was added.
+    assert digest.hexdigest() == BIAS_OFF_DIGEST
+
+
+@pytest.mark.parametrize(
+    ("knob", "changed"),
+    [
+        ("record_noise", (*RECORDED_LABS, "crp")),
+        ("record_missing", (*RECORDED_LABS, "crp")),
+        ("history_capture", ("prior_events", "diabetes")),
+    ],
+)
+def test_each_recording_knob_acts_alone(knob: str, changed: tuple[str, ...]) -> None:
+    quiet = {"record_noise": 0.0, "record_missing": 0.0, "history_capture": 1.0}
+    unbiased = generate_cohort(600, seed=5, image_size=16, bias=None)
+    same_world = generate_cohort(600, seed=5, image_size=16, bias=DemoBias(**quiet))
+    same = (same_world.patients["ethnicity"] == unbiased.patients["ethnicity"]).to_numpy()
+    pd.testing.assert_frame_equal(same_world.ehr.loc[same], unbiased.ehr.loc[same])
+    louder = generate_cohort(600, seed=5, image_size=16, bias=DemoBias(**{**quiet, knob: 0.5}))
+    here = same & (louder.patients["site"] == DEMO_BIAS.degraded_site).to_numpy()
+    for name in EHR_COLUMNS:
+        differs = not louder.ehr.loc[here, name].equals(unbiased.ehr.loc[here, name])
+        assert differs == (name in changed), name
+    pd.testing.assert_frame_equal(louder.ehr.loc[same & ~here], unbiased.ehr.loc[same & ~here])
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -478,6 +592,9 @@ def test_bias_changes_what_is_observed_not_the_truth(pair) -> None:
         ({"rare_ethnicity": "White"}, r"rare_ethnicity='White'; choose one of"),
         ({"lesion_contrast": 0.0}, r"lesion_contrast=0.0 is out of range; pass a number in \(0"),
         ({"noise_factor": 0.5}, r"noise_factor=0.5 is out of range; pass a number in \[1.0"),
+        ({"record_noise": -0.1}, r"record_noise=-0.1 is out of range; pass a number in \[0.0"),
+        ({"record_missing": 1.0}, r"record_missing=1.0 is out of range; pass a number in \[0.0"),
+        ({"history_capture": 0.0}, r"history_capture=0.0 is out of range; pass a number in \(0"),
         ({"rare_share": 0.5}, r"rare_share=0.5 is out of range"),
     ],
 )

@@ -124,8 +124,7 @@ def test_fingerprint_changes_with_the_data_and_not_otherwise(trained) -> None:
 def test_training_is_audited_in_the_activation_transaction(trained) -> None:
     home, summary, events = trained
     store = _store(home)
-    events = store.audit_events(action="train")
-    [event] = events.to_dict("records")
+    [event] = store.audit_events(action="train").to_dict("records")
     assert event["actor"] == "test:admin"
     assert event["model_version"] == summary.fusion_version
     detail = event["detail"] if isinstance(event["detail"], dict) else json.loads(event["detail"])
