@@ -11,6 +11,7 @@ import streamlit as st
 
 from dashboard.settings import Settings
 from data.errors import CohortError
+from data.store import CohortStore, make_engine
 from fusion.fairness import FairnessReport
 from fusion.forecast import PatientForecast
 from fusion.guided_demo import StoryPatient
@@ -40,11 +41,37 @@ def get_settings() -> Settings:
     return Settings.from_env()
 
 
-@st.cache_resource(show_spinner="Loading models ...")
-def get_risk_service() -> RiskService:
-    """The risk service over the active models (SHA-256 verified on load)."""
+@st.cache_resource
+def _get_store() -> CohortStore:
+    """The store's engine and pool, shared by every session."""
+    return CohortStore(make_engine(get_settings().database_url))
+
+
+@st.cache_resource(show_spinner="Loading models ...", max_entries=2)
+def _load_risk_service(fusion_version: str) -> RiskService:
+    """The risk service over the active models; ``fusion_version`` keys the cache."""
     configure_threads(1)  # one torch thread per request: measured in docs/models.md
-    return RiskService.from_settings(get_settings())
+    return RiskService(_get_store(), get_settings().artifacts_dir)
+
+
+def get_risk_service() -> RiskService:
+    """The risk service over the models active now.
+
+    One primary-key query per call finds the active fusion version; a version activated since
+    (``riskfusion train``, ``activate`` or a Data-page job) loads once and every page follows it,
+    so no page keeps showing a replaced model.
+
+    Raises
+    ------
+    data.errors.StoreNotBuiltError
+        If no model is active yet.
+    """
+    version = _get_store().active_model("fusion").version
+    service = _load_risk_service(version)
+    if service.model_info().version != version:  # another version activated while loading
+        _load_risk_service.clear()
+        service = _load_risk_service(_get_store().active_model("fusion").version)
+    return service
 
 
 def require_risk_service() -> RiskService:

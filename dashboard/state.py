@@ -15,7 +15,6 @@ if TYPE_CHECKING:  # type-only: keeps pandera out of this module's import
 
 __all__ = [
     "DATA_CHECK",
-    "DATA_RELOADED",
     "GUIDED_STEP",
     "IDENTITY",
     "LAST_ACTIVITY",
@@ -31,7 +30,6 @@ __all__ = [
     "get_patient_id",
     "get_what_if_overrides",
     "mark_audited",
-    "mark_model_reloaded",
     "seconds_since_activity",
     "set_cohort_check",
     "set_guided_step",
@@ -147,7 +145,6 @@ def focus_patient(picker_key: str, patient_id: str, *, all_patients_label: str) 
 
 # ---------------------------------------------------------------- issue 6: the Data page
 DATA_CHECK = "riskfusion.data.check"
-DATA_RELOADED = "riskfusion.data.reloaded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,12 +178,3 @@ def get_cohort_check() -> CohortCheck | None:
 def set_cohort_check(check: CohortCheck | None) -> None:
     """Remember (or forget, with None) the validated cohort folder and its problems."""
     st.session_state[DATA_CHECK] = check
-
-
-def mark_model_reloaded(version: str) -> bool:
-    """Remember that this session reloaded the models for ``version``; False if it already did."""
-    reloaded = st.session_state.setdefault(DATA_RELOADED, set())
-    if version in reloaded:
-        return False
-    reloaded.add(version)
-    return True

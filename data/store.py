@@ -965,7 +965,8 @@ class CohortStore:
             if record.is_active:
                 return record
         raise StoreNotBuiltError(
-            f"No active {kind!r} model in the store; build one with `riskfusion demo --no-serve`."
+            f"No active {kind!r} model in the store; build the demo with `riskfusion demo "
+            "--no-serve`, or import a cohort and run `riskfusion train`."
         )
 
     # ------------------------------------------------------------------ embeddings / predictions

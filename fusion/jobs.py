@@ -452,8 +452,9 @@ class DataStoreSummary:
     active_version : str or None
         The active fusion model, None before the first training.
     training_data : Mapping[str, Any]
-        ``params["training_data"]`` of the active fusion model (``source``, ``n_patients``,
-        ``import_batches``, ``fingerprint``); empty when not recorded.
+        ``params["training_data"]`` of the active fusion model (``sources``, ``n_patients``,
+        ``import_batches``, ``fingerprint``, ...: :func:`fusion.training.describe_training_data`);
+        empty when not recorded.
     """
 
     n_patients: int

@@ -82,8 +82,8 @@ class BuildConfig:
         Imaging training settings.
     bias : bool, default=True
         Inject the documented demo bias (:data:`data.synthetic.DEMO_BIAS`: a degraded scanner
-        at one site, an under-recruited group) so the bias audit finds something; False builds
-        the unbiased world.
+        and poorer data capture at one site, an under-recruited group) so the bias audit has
+        something to find; False builds the unbiased world.
     forecast_models : int, default=12
         Bootstrap members of the treatment-forecast model (:mod:`fusion.forecast`).
     """

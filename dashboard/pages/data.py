@@ -18,7 +18,6 @@ from dashboard.resources import get_risk_service, get_settings
 from dashboard.state import (
     CohortCheck,
     get_cohort_check,
-    mark_model_reloaded,
     set_cohort_check,
 )
 from data.errors import CohortError
@@ -54,14 +53,6 @@ service = None
 with suppress(CohortError):  # an empty store has no model yet: import is still offered
     service = get_risk_service()
 summary = store_summary(settings)
-if (
-    service is not None
-    and summary.active_version is not None
-    and summary.active_version != service.model_info().version
-    and mark_model_reloaded(summary.active_version)
-):  # a training job activated a new version: load it for every page
-    get_risk_service.clear()
-    st.rerun()
 
 
 def audit(action: str, detail: dict[str, object]) -> None:
@@ -99,17 +90,19 @@ st.warning(NOT_FOR_CLINICAL_USE)
 
 # ------------------------------------------------------------------------------ the store
 st.subheader("Store")
-cols = st.columns(3)
+cols = st.columns([1, 3, 1.4])  # the version name is long: give it room
 cols[0].metric("Patients", f"{summary.n_patients:,}")
 cols[1].metric("Active model", summary.active_version or "none yet")
 if summary.training_data:
     trained = summary.training_data
     batches = trained.get("import_batches") or []
     cols[2].metric("Trained on", f"{trained.get('n_patients', '?')} patients")
+    sources = ", ".join(f"`{source}`" for source in trained.get("sources", [])) or "?"
+    imports = f" ({len(batches)} import(s), the last `{batches[-1]}`)" if batches else ""
     st.caption(
-        f"The active model was trained on {trained.get('source', 'an unnamed source')}"
-        f"{f', import batches {list(batches)}' if batches else ''}; data fingerprint "
-        f"`{str(trained.get('fingerprint', ''))[:16]}`."
+        f"Version `{summary.active_version}` was trained on {sources}{imports}; data "
+        f"fingerprint `{str(trained.get('fingerprint', ''))[:16]}` (SHA-256 of the input table "
+        "and scans: the same fingerprint means the same training data)."
     )
 elif summary.active_version is not None:
     st.caption(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import io
 import json
 import os
@@ -168,7 +169,9 @@ def test_the_shipped_example_validates_and_import_starts_a_job(patched_service, 
     with patch("fusion.jobs.start_job", side_effect=fake_start):
         at.button(key="data.import").click().run()
     assert not at.exception, at.exception
-    assert started == [("import", [str(EXAMPLE_COHORT)])]
+    # The job audits its writes as the signed-in user, not as the server's OS user.
+    user = f"local:{getpass.getuser()}"
+    assert started == [("import", [str(EXAMPLE_COHORT), "--actor", user, "--role", "admin"])]
     assert _events(patched_service, "import")[0]["step"] == "start"  # newest first
 
 
