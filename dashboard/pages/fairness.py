@@ -27,7 +27,9 @@ service = require_risk_service()
 info = service.model_info()
 st.caption(
     f"Fusion model `{info.version}`, held-out test split. Intervals are percentile bootstrap "
-    "95% CIs (200 resamples); a flag marks a difference from the reference whose CI excludes 0."
+    "95% CIs (200 resamples); a flag marks a difference from the reference whose CI excludes 0. "
+    "Each flag is one test at the 5% level: with several metrics and groups some flags appear by "
+    "chance, and a small group's real gap can go unflagged (measured rates: docs/data.md)."
 )
 bias_note = demo_bias_note(service.build_params())
 if bias_note is not None:

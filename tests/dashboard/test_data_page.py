@@ -213,7 +213,7 @@ def test_progress_shows_a_running_job_and_disables_the_buttons(patched_service, 
             time.sleep(0.05)
         at = _page()
         progress = at.get("progress")[0]
-        assert progress.value == 40  # AppTest reports percent
+        assert progress.value == 20  # percent: stage 2 of 5 started, 1 finished
         assert progress.text == "train: imaging (2/5) - epoch 2"
         assert at.button(key="data.score").disabled
     finally:
