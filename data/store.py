@@ -1586,25 +1586,7 @@ class CohortStore:
         """
         with self.engine.connect() as conn:
             row = (
-                conn.execute(
-                    select(
-                        Patient.patient_id,
-                        Patient.split,
-                        Demographics.age,
-                        Demographics.sex,
-                        Demographics.ethnicity,
-                        Demographics.site,
-                        Outcome.treatment,
-                        Outcome.label,
-                        Outcome.event_time,
-                        Outcome.event,
-                        GroundTruth.true_risk,
-                    )
-                    .join(Demographics, Demographics.patient_id == Patient.patient_id)
-                    .join(Outcome, Outcome.patient_id == Patient.patient_id)
-                    .outerjoin(GroundTruth, GroundTruth.patient_id == Patient.patient_id)
-                    .where(Patient.patient_id == patient_id)
-                )
+                conn.execute(self._frame_query().where(Patient.patient_id == patient_id))
                 .mappings()
                 .first()
             )

@@ -6,7 +6,6 @@ import getpass
 import io
 import json
 import os
-import shutil
 import signal
 import sys
 import time
@@ -23,6 +22,7 @@ from data.store import CohortStore, make_engine
 from fusion import jobs
 from fusion.access import Identity
 from fusion.uploads import EXAMPLE_COHORT
+from tests.cohorts import broken_copy
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
@@ -66,18 +66,6 @@ def _page() -> AppTest:
     assert not at.exception, at.exception
     assert at.title[0].value == "Data"
     return at
-
-
-def _broken_copy(folder: Path) -> Path:
-    cohort = shutil.copytree(EXAMPLE_COHORT, folder)
-    patients = cohort / "patients.csv"
-    lines = patients.read_text(encoding="utf-8").splitlines()
-    header = lines[0].split(",")
-    row = lines[1].split(",")
-    row[header.index("age")] = "twenty"
-    lines[1] = ",".join(row)
-    patients.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return cohort
 
 
 def _validate(at: AppTest) -> AppTest:
@@ -127,7 +115,7 @@ def test_other_roles_do_not_see_it_in_the_navigation(patched_service, home: Path
 def test_a_broken_cohort_shows_its_problems_and_cannot_be_imported(
     patched_service, home: Path, tmp_path: Path
 ) -> None:
-    cohort = _broken_copy(tmp_path / "cohort")
+    cohort = broken_copy(tmp_path / "cohort")
     before = len(_events(patched_service, "import"))
     at = _page()
     at.radio(key="data.source").set_value("Folder on the server").run()

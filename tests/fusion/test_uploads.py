@@ -18,6 +18,7 @@ from fusion.uploads import (
     remove_upload,
     validate_folder,
 )
+from tests.cohorts import broken_copy
 
 
 def _zip(entries: dict[str, bytes], *, links: dict[str, str] | None = None) -> bytes:
@@ -147,18 +148,11 @@ def test_remove_upload_only_removes_upload_folders(tmp_path: Path) -> None:
 
 
 def test_validate_folder_reports_problems_of_a_broken_copy(tmp_path: Path) -> None:
-    folder = shutil.copytree(EXAMPLE_COHORT, tmp_path / "cohort")
-    patients = folder / "patients.csv"
-    lines = patients.read_text(encoding="utf-8").splitlines()
-    header = lines[0].split(",")
-    row = lines[1].split(",")
-    row[header.index("age")] = "twenty"
-    lines[1] = ",".join(row)
-    patients.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    report = validate_folder(folder)
+    report = validate_folder(broken_copy(tmp_path / "cohort"))
     assert not report.ok
     assert "twenty" in set(report.errors["value"])
-    assert report.n_patients == len(lines) - 1
+    patients = (tmp_path / "cohort" / "patients.csv").read_text(encoding="utf-8").splitlines()
+    assert report.n_patients == len(patients) - 1
 
 
 def test_validate_folder_reports_a_missing_schema_as_a_problem(tmp_path: Path) -> None:
