@@ -335,6 +335,9 @@ class HazardForecaster(BaseEstimator):  # type: ignore[misc]
     effect_penalty : float, default=200.0
         S-learner: ridge penalty of the effect-modifier terms (treatment x standardised
         input); the main treatment terms are not penalised.
+    effect_lasso : float, default=1.0
+        S-learner: L1 (lasso) penalty of the effect-modifier terms, as a multiple of the
+        universal threshold of each term's score (see Notes); 0 leaves the ridge alone.
     random_state : int, default=0
         Seed of the bootstrap and of LightGBM.
     n_jobs : int, default=1
@@ -366,7 +369,14 @@ class HazardForecaster(BaseEstimator):  # type: ignore[misc]
     2019, PNAS 116:4156; measured in ``docs/forecast.md``). The S-learner here therefore holds
     the treatment in explicit terms: a ridge-penalised logistic hazard over the interval
     indicators, the standardised inputs and their missing indicators, and per treated arm an
-    unpenalised indicator plus arm x input effect modifiers (penalty ``effect_penalty``).
+    unpenalised indicator plus arm x input effect modifiers (elastic net: ridge
+    ``effect_penalty`` plus a lasso that sets the modifiers that only fit noise to exactly 0).
+    The lasso weight of modifier column ``j`` is ``effect_lasso * sqrt(2 log(p) * q(1 - q) *
+    sum_i x_ij**2)``, with ``p`` the number of modifier columns and ``q`` the mean event rate
+    per interval: the universal threshold of the column's score under no modification (the
+    largest of ``p`` noise scores stays below it), so noise terms vanish while a real,
+    strong modifier is shrunk by only about ``threshold / sum_i x_ij**2 q(1 - q)`` logits
+    (measured in ``docs/forecast.md``).
     LightGBM then boosts the prognosis from that margin (``init_score``) on the inputs and the
     interval only, so the non-linear prognosis is learnt without absorbing the treatment
     terms. The hazard is ``sigmoid(logistic margin + booster margin)``.
@@ -398,6 +408,7 @@ class HazardForecaster(BaseEstimator):  # type: ignore[misc]
         max_rounds: int = 400,
         min_rounds: int = 30,
         effect_penalty: float = 200.0,
+        effect_lasso: float = 1.0,
         random_state: int = 0,
         n_jobs: int = 1,
     ) -> None:
@@ -412,6 +423,7 @@ class HazardForecaster(BaseEstimator):  # type: ignore[misc]
         self.max_rounds = max_rounds
         self.min_rounds = min_rounds
         self.effect_penalty = effect_penalty
+        self.effect_lasso = effect_lasso
         self.random_state = random_state
         self.n_jobs = n_jobs
 
@@ -434,6 +446,11 @@ class HazardForecaster(BaseEstimator):  # type: ignore[misc]
             raise ValueError(
                 f"min_rounds={self.min_rounds}, max_rounds={self.max_rounds}; need "
                 "1 <= min_rounds <= max_rounds."
+            )
+        if not (self.effect_penalty >= 0 and self.effect_lasso >= 0):
+            raise ValueError(
+                f"effect_penalty={self.effect_penalty!r}, effect_lasso={self.effect_lasso!r}; "
+                "pass penalties >= 0, e.g. 200.0 and 1.0."
             )
 
     @property
@@ -727,22 +744,56 @@ class HazardForecaster(BaseEstimator):  # type: ignore[misc]
             [np.zeros(self.n_intervals), ones, ones, np.tile(arm, len(TREATMENT_FEATURES))]
         )
 
+    def _modifiers(self) -> npt.NDArray[np.bool_]:
+        """Mask of the effect-modifier terms (arm x input) among :meth:`_treatment_terms`."""
+        n_features = len(self.feature_names_in_)
+        arm = np.r_[False, np.ones(n_features, dtype=bool)]
+        head = np.zeros(self.n_intervals + 2 * n_features, dtype=bool)
+        return np.concatenate([head, np.tile(arm, len(TREATMENT_FEATURES))])
+
+    def _lasso_weights(self, terms: FloatArray, target: FloatArray) -> FloatArray:
+        """L1 weight per modifier column: ``effect_lasso`` x its score's universal threshold."""
+        columns = terms[:, self._modifiers()]
+        rate = float(np.clip(target.mean(), 1e-4, 1 - 1e-4))
+        spread = np.sqrt(rate * (1.0 - rate) * np.sum(columns**2, axis=0))
+        p = max(columns.shape[1], 2)
+        return np.asarray(self.effect_lasso * np.sqrt(2.0 * np.log(p)) * spread, np.float64)
+
     def _fit_treatment_terms(self, terms: FloatArray, y: npt.NDArray[np.int64]) -> FloatArray:
-        """Ridge-penalised logistic hazard over :meth:`_treatment_terms` (L-BFGS)."""
+        """Elastic-net logistic hazard over :meth:`_treatment_terms` (L-BFGS-B).
+
+        The lasso part is smooth in the standard split of each modifier coefficient into a
+        positive and a negative part, both bounded below by 0.
+        """
         penalty = self._penalties()
         target = y.astype(np.float64)
+        mask = self._modifiers()
+        free = ~mask
+        n_free, n_mod = int(free.sum()), int(mask.sum())
+        l1 = self._lasso_weights(terms, target)
+        l1_both = np.r_[l1, l1]
 
-        def loss(theta: FloatArray) -> tuple[float, FloatArray]:
+        def unpack(params: FloatArray) -> FloatArray:
+            theta = np.empty(terms.shape[1])
+            theta[free] = params[:n_free]
+            theta[mask] = params[n_free : n_free + n_mod] - params[n_free + n_mod :]
+            return theta
+
+        def loss(params: FloatArray) -> tuple[float, FloatArray]:
+            theta = unpack(params)
             margin = terms @ theta
             value = np.sum(np.logaddexp(0.0, margin) - target * margin)
-            value += 0.5 * np.sum(penalty * theta**2)
-            gradient = terms.T @ (special.expit(margin) - target) + penalty * theta
+            value += 0.5 * np.sum(penalty * theta**2) + np.dot(l1_both, params[n_free:])
+            grad_theta = terms.T @ (special.expit(margin) - target) + penalty * theta
+            gradient = np.r_[grad_theta[free], grad_theta[mask], -grad_theta[mask]]
+            gradient[n_free:] += l1_both
             return float(value), np.asarray(gradient, dtype=np.float64)
 
-        start = np.zeros(terms.shape[1])
+        start = np.zeros(n_free + 2 * n_mod)
         start[: self.n_intervals] = special.logit(np.clip(target.mean(), 1e-4, 1 - 1e-4))
-        result = optimize.minimize(loss, start, jac=True, method="L-BFGS-B")
-        return np.asarray(result.x, dtype=np.float64)
+        bounds = [(None, None)] * n_free + [(0.0, None)] * (2 * n_mod)
+        result = optimize.minimize(loss, start, jac=True, method="L-BFGS-B", bounds=bounds)
+        return unpack(np.asarray(result.x, dtype=np.float64))
 
     def _fit_partially_linear(
         self,
