@@ -50,6 +50,15 @@ with left:
         "demonstration only.",
     )
     st.markdown(f"Treatment received: **{forecast.received_treatment or 'unknown'}**")
+    received = forecast.received_treatment
+    if received in effects.index:
+        fused = service.predict(patient_id).risk
+        st.caption(
+            f"The patient explorer's fused risk ({fused:.1%}) is the fusion classifier's "
+            f"{forecast.horizon:g}-year risk under the treatment received; this page's "
+            f"{effects.loc[received, 'risk']:.1%} for '{received}' comes from the separate "
+            "time-to-event model over the same inputs, so the two can differ by a few points."
+        )
 with right:
     render_forecast(forecast, key="forecast")
 

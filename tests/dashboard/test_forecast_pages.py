@@ -118,6 +118,8 @@ def test_forecast_page_shows_curves_effects_and_caveats(patched_service) -> None
     )
     assert any("Confounding assumption" in md.value for md in at.markdown)
     assert any(forecast.method in caption.value for caption in at.caption)
+    fused = f"fused risk ({patched_service.predict(pid).risk:.1%})"
+    assert any(fused in caption.value for caption in at.caption)  # the two risks explained
     assert at.expander[0].label.startswith("How good are these forecasts?")
 
 

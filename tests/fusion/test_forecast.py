@@ -176,6 +176,32 @@ def test_effect_recovery_on_a_confounded_cohort_with_a_known_effect() -> None:
     assert naive[1] > naive[0]
 
 
+def test_lasso_drops_noise_modifiers_and_keeps_a_real_one() -> None:
+    """60 pure-noise inputs beside ``x2``, the one true modifier of the targeted effect."""
+    X, time, event, treatment, truth = _exponential_world(4000, seed=6)
+    noise = np.random.default_rng(60).normal(size=(len(X), 60))
+    X = pd.concat([X, pd.DataFrame(noise, columns=[f"z{j:02d}" for j in range(60)])], axis=1)
+    train, test = slice(0, 3000), slice(3000, None)
+    model = HazardForecaster(**FAST).fit(X[train], time[train], event[train], treatment[train])
+    names = list(model.feature_names_in_)
+    for coef in model.coefs_:
+        modifiers = coef[model._modifiers()].reshape(2, len(names))  # standard, targeted
+        assert modifiers[1, names.index("x2")] < -0.2  # survives, with the right sign
+        noise_terms = modifiers[:, [n.startswith("z") for n in names]]
+        assert np.count_nonzero(noise_terms) <= 6  # of 120 noise modifiers
+    proof = effect_proof(
+        {"s_learner": model},
+        X[test],
+        truth[test],
+        train_time=time[train],
+        train_event=event[train],
+        train_treatment=treatment[train],
+    ).set_index(["method", "contrast"])
+    targeted = proof.loc[("s_learner", "targeted vs none")]
+    assert targeted["spearman"] > 0.6
+    assert targeted["pehe"] < proof.loc[("treatment_agnostic", "targeted vs none"), "pehe"]
+
+
 def test_method_beats_the_baselines_on_a_demo_world_cohort() -> None:
     """PEHE on the demo's synthetic world: 3000 patients, recorded inputs + true scan reading.
 
