@@ -213,6 +213,17 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     )
     settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
     store = CohortStore(make_engine(settings.database_url))
+    imported = [s for s in _sources(store) if s != "synthetic"]
+    if imported:  # never delete someone's imported cohort to make room for the demo
+        logger.error(
+            "The store at %s holds an imported cohort (%s); `riskfusion demo` builds the "
+            "synthetic demo in a store of its own. Set RISKFUSION_HOME (or "
+            "RISKFUSION_DATABASE_URL) to another location for the demo, or use `riskfusion "
+            "train` and `riskfusion serve` on this cohort.",
+            settings.artifacts_dir,
+            ", ".join(imported),
+        )
+        return 2
     built = built_config(store)
     if args.rebuild or (built is None and _has_patients(store)):
         logger.info("removing the previous (or unfinished) demo build")
@@ -377,6 +388,11 @@ def _record(
         )
     finally:
         store.engine.dispose()
+
+
+def _sources(store: CohortStore) -> list[str]:
+    store.create_schema()
+    return store.cohort_sources()
 
 
 def _has_patients(store: CohortStore) -> bool:

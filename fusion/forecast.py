@@ -802,7 +802,7 @@ class HazardForecaster(BaseEstimator):  # type: ignore[misc]
         start[: self.n_intervals] = special.logit(np.clip(target.mean(), 1e-4, 1 - 1e-4))
         everything = np.ones(n_mod, dtype=bool)
         params = solve(start, self._lasso_weights(terms, target), everything)
-        if self.effect_lasso > 0:
+        if self.effect_lasso > 0 and getattr(self, "_post_lasso", True):
             selected = np.abs(unpack(params)[mask]) > 1e-8
             params[n_free:] *= np.r_[selected, selected]
             params = solve(params, np.zeros(n_mod), selected)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 
+from data._example_cohort import write_example_cohort
 from data.store import CohortStore, make_engine
 from fusion.cli import EXPORT_COLUMNS, main
 from tests.fixtures_demo import TINY_CONFIG
@@ -83,3 +84,17 @@ def test_demo_rebuild_replaces_the_build(tmp_path, monkeypatch) -> None:
     store = CohortStore(make_engine(f"sqlite:///{tmp_path / 'riskfusion.db'}"))
     assert store.active_model("fusion").version != first
     assert store.count_patients() == 60
+
+
+def test_demo_never_deletes_an_imported_cohort(tmp_path, monkeypatch, caplog) -> None:
+    monkeypatch.setenv("RISKFUSION_HOME", str(tmp_path))
+    monkeypatch.delenv("RISKFUSION_DATABASE_URL", raising=False)
+    cohort = tmp_path / "cohort"
+    write_example_cohort(cohort, n_patients=12)
+    assert main(["import", str(cohort)]) == 0
+    for extra in ([], ["--rebuild"]):  # no model yet looks like an unfinished demo: still kept
+        assert main(["demo", "--no-serve", *extra]) == 2
+        assert "holds an imported cohort (import:example)" in caplog.text
+    store = CohortStore(make_engine(f"sqlite:///{tmp_path / 'riskfusion.db'}"))
+    assert store.count_patients() == 12
+    store.engine.dispose()
