@@ -332,7 +332,7 @@ class HazardForecaster(BaseEstimator):  # type: ignore[misc]
         Most boosting rounds per stage (early stopping on validation patients picks fewer).
     min_rounds : int, default=30
         Fewest boosting rounds per stage when early stopping stops sooner.
-    effect_penalty : float, default=200.0
+    effect_penalty : float, default=10.0
         S-learner: ridge penalty of the effect-modifier terms (treatment x standardised
         input); the main treatment terms are not penalised.
     effect_lasso : float, default=1.0
@@ -407,7 +407,7 @@ class HazardForecaster(BaseEstimator):  # type: ignore[misc]
         min_child_samples: int = 40,
         max_rounds: int = 400,
         min_rounds: int = 30,
-        effect_penalty: float = 200.0,
+        effect_penalty: float = 10.0,
         effect_lasso: float = 1.0,
         random_state: int = 0,
         n_jobs: int = 1,
@@ -760,19 +760,18 @@ class HazardForecaster(BaseEstimator):  # type: ignore[misc]
         return np.asarray(self.effect_lasso * np.sqrt(2.0 * np.log(p)) * spread, np.float64)
 
     def _fit_treatment_terms(self, terms: FloatArray, y: npt.NDArray[np.int64]) -> FloatArray:
-        """Post-lasso logistic hazard over :meth:`_treatment_terms` (L-BFGS-B, two solves).
+        """Elastic-net logistic hazard over :meth:`_treatment_terms` (L-BFGS-B).
 
-        First an elastic net (ridge ``effect_penalty`` plus the lasso of
-        :meth:`_lasso_weights`) selects the effect modifiers; then the selected ones are refitted
-        with the ridge only and the others held at 0, which removes the lasso's shrinkage of the
-        modifiers it keeps. The lasso is smooth in the standard split of each modifier
-        coefficient into a positive and a negative part, both bounded below by 0.
+        Ridge :meth:`_penalties` on every term plus the lasso :meth:`_lasso_weights` on the
+        effect modifiers, made smooth by the standard split of each modifier coefficient into
+        a positive and a negative part, both bounded below by 0.
         """
         penalty = self._penalties()
         target = y.astype(np.float64)
         mask = self._modifiers()
         free = ~mask
         n_free, n_mod = int(free.sum()), int(mask.sum())
+        l1 = np.tile(self._lasso_weights(terms, target), 2)
 
         def unpack(params: FloatArray) -> FloatArray:
             theta = np.empty(terms.shape[1])
@@ -780,33 +779,20 @@ class HazardForecaster(BaseEstimator):  # type: ignore[misc]
             theta[mask] = params[n_free : n_free + n_mod] - params[n_free + n_mod :]
             return theta
 
-        def solve(start: FloatArray, l1: FloatArray, keep: npt.NDArray[np.bool_]) -> FloatArray:
-            l1_both = np.r_[l1, l1]
-
-            def loss(params: FloatArray) -> tuple[float, FloatArray]:
-                theta = unpack(params)
-                margin = terms @ theta
-                value = np.sum(np.logaddexp(0.0, margin) - target * margin)
-                value += 0.5 * np.sum(penalty * theta**2) + np.dot(l1_both, params[n_free:])
-                grad = terms.T @ (special.expit(margin) - target) + penalty * theta
-                gradient = np.r_[grad[free], grad[mask], -grad[mask]]
-                gradient[n_free:] += l1_both
-                return float(value), np.asarray(gradient, dtype=np.float64)
-
-            part = [(0.0, None) if k else (0.0, 0.0) for k in keep]
-            bounds = [(None, None)] * n_free + part + part
-            result = optimize.minimize(loss, start, jac=True, method="L-BFGS-B", bounds=bounds)
-            return np.asarray(result.x, dtype=np.float64)
+        def loss(params: FloatArray) -> tuple[float, FloatArray]:
+            theta = unpack(params)
+            margin = terms @ theta
+            value = np.sum(np.logaddexp(0.0, margin) - target * margin)
+            value += 0.5 * np.sum(penalty * theta**2) + np.dot(l1, params[n_free:])
+            grad = terms.T @ (special.expit(margin) - target) + penalty * theta
+            gradient = np.r_[grad[free], grad[mask], -grad[mask]] + np.r_[np.zeros(n_free), l1]
+            return float(value), np.asarray(gradient, dtype=np.float64)
 
         start = np.zeros(n_free + 2 * n_mod)
         start[: self.n_intervals] = special.logit(np.clip(target.mean(), 1e-4, 1 - 1e-4))
-        everything = np.ones(n_mod, dtype=bool)
-        params = solve(start, self._lasso_weights(terms, target), everything)
-        if self.effect_lasso > 0 and getattr(self, "_post_lasso", True):
-            selected = np.abs(unpack(params)[mask]) > 1e-8
-            params[n_free:] *= np.r_[selected, selected]
-            params = solve(params, np.zeros(n_mod), selected)
-        return unpack(params)
+        bounds = [(None, None)] * n_free + [(0.0, None)] * (2 * n_mod)
+        result = optimize.minimize(loss, start, jac=True, method="L-BFGS-B", bounds=bounds)
+        return unpack(np.asarray(result.x, dtype=np.float64))
 
     def _fit_partially_linear(
         self,

@@ -53,7 +53,8 @@ def demo_bias_note(build: Mapping[str, Any]) -> str | None:
     ----------
     build : mapping
         The build parameters of the model (``RiskService.build_params()``); a demo build has
-        ``bias`` (builds from before the switch existed are reported as unknown).
+        ``bias`` (builds from before the switch existed are reported as unknown); a model
+        trained on an imported cohort has ``source`` instead.
 
     Returns
     -------
@@ -65,8 +66,10 @@ def demo_bias_note(build: Mapping[str, Any]) -> str | None:
     'Synthetic demo built without injected bias (riskfusion demo --no-bias).'
     >>> demo_bias_note({}) is None
     True
+    >>> demo_bias_note({"source": ["import:example"]}) is None  # an imported cohort
+    True
     """
-    if not build:
+    if not build or ("source" in build and "bias" not in build):  # not a synthetic demo
         return None
     if "bias" not in build:
         return "Synthetic demo built before the bias switch existed: injected bias unknown."

@@ -58,6 +58,7 @@ def test_every_page_shows_the_imported_cohort(imported_url: str, browser) -> Non
         _wait_for_run(page)
         assert page.locator('[data-testid="stException"]').count() == 0, name
         assert page.get_by_text("not for clinical use").count() >= 1, name
+        assert page.get_by_text("Synthetic demo").count() == 0, name  # not called a demo
         slug = name.lower().replace(" ", "_")
         page.screenshot(path=str(OUTPUT / f"imported-{slug}.png"), full_page=True)
     # The Data page validates the shipped example: 160 patients, 158 scans, warnings only.
