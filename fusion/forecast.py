@@ -375,8 +375,8 @@ class HazardForecaster(BaseEstimator):  # type: ignore[misc]
     sum_i x_ij**2)``, with ``p`` the number of modifier columns and ``q`` the mean event rate
     per interval: the universal threshold of the column's score under no modification (the
     largest of ``p`` noise scores stays below it), so noise terms vanish while a real,
-    strong modifier is shrunk by only about ``threshold / sum_i x_ij**2 q(1 - q)`` logits
-    (measured in ``docs/forecast.md``).
+    strong modifier survives, shrunk by about ``threshold / (q(1 - q) sum_i x_ij**2)``; the
+    more inputs, the more shrinkage (measured in ``docs/forecast.md``).
     LightGBM then boosts the prognosis from that margin (``init_score``) on the inputs and the
     interval only, so the non-linear prognosis is learnt without absorbing the treatment
     terms. The hazard is ``sigmoid(logistic margin + booster margin)``.
@@ -450,7 +450,7 @@ class HazardForecaster(BaseEstimator):  # type: ignore[misc]
         if not (self.effect_penalty >= 0 and self.effect_lasso >= 0):
             raise ValueError(
                 f"effect_penalty={self.effect_penalty!r}, effect_lasso={self.effect_lasso!r}; "
-                "pass penalties >= 0, e.g. 200.0 and 1.0."
+                "pass penalties >= 0, e.g. 10.0 and 1.0."
             )
 
     @property

@@ -177,29 +177,38 @@ def test_effect_recovery_on_a_confounded_cohort_with_a_known_effect() -> None:
 
 
 def test_lasso_drops_noise_modifiers_and_keeps_a_real_one() -> None:
-    """60 pure-noise inputs beside ``x2``, the one true modifier of the targeted effect."""
+    """60 pure-noise inputs beside ``x2``, the one true modifier of the targeted effect.
+
+    Measured (docs/forecast.md): the default lasso keeps x2 (-0.11 to -0.21 per member) and
+    0-1 of the 120 noise modifiers, PEHE 0.032/0.095 and Spearman 0.85/0.33 (standard/targeted);
+    the former ridge-only default (``effect_penalty=200, effect_lasso=0``) keeps all 120 noise
+    modifiers, PEHE 0.072/0.113 and Spearman 0.70/0.24.
+    """
     X, time, event, treatment, truth = _exponential_world(4000, seed=6)
     noise = np.random.default_rng(60).normal(size=(len(X), 60))
     X = pd.concat([X, pd.DataFrame(noise, columns=[f"z{j:02d}" for j in range(60)])], axis=1)
     train, test = slice(0, 3000), slice(3000, None)
-    model = HazardForecaster(**FAST).fit(X[train], time[train], event[train], treatment[train])
+    fit = (X[train], time[train], event[train], treatment[train])
+    model = HazardForecaster(**FAST).fit(*fit)
+    ridge = HazardForecaster(**FAST, effect_penalty=200.0, effect_lasso=0.0).fit(*fit)
     names = list(model.feature_names_in_)
+    is_noise = [n.startswith("z") for n in names]
     for coef in model.coefs_:
         modifiers = coef[model._modifiers()].reshape(2, len(names))  # standard, targeted
-        assert modifiers[1, names.index("x2")] < -0.2  # survives, with the right sign
-        noise_terms = modifiers[:, [n.startswith("z") for n in names]]
-        assert np.count_nonzero(noise_terms) <= 6  # of 120 noise modifiers
+        assert modifiers[1, names.index("x2")] < -0.05  # survives, with the right sign
+        assert np.count_nonzero(modifiers[:, is_noise]) <= 6  # of 120 noise modifiers
     proof = effect_proof(
-        {"s_learner": model},
+        {"lasso": model, "ridge": ridge},
         X[test],
         truth[test],
         train_time=time[train],
         train_event=event[train],
         train_treatment=treatment[train],
     ).set_index(["method", "contrast"])
-    targeted = proof.loc[("s_learner", "targeted vs none")]
-    assert targeted["spearman"] > 0.6
-    assert targeted["pehe"] < proof.loc[("treatment_agnostic", "targeted vs none"), "pehe"]
+    assert proof.loc[("lasso", "standard vs none"), "spearman"] > 0.75
+    assert proof.loc[("lasso", "targeted vs none"), "spearman"] > 0.25
+    for contrast in ("standard vs none", "targeted vs none"):
+        assert proof.loc[("lasso", contrast), "pehe"] < proof.loc[("ridge", contrast), "pehe"]
 
 
 def test_method_beats_the_baselines_on_a_demo_world_cohort() -> None:
