@@ -77,3 +77,64 @@ def test_admin_reads_the_audit_trail(patched_service) -> None:
     assert "sign_in" in set(shown["action"])
     at.selectbox(key="audit.action").set_value("sign_out").run()
     assert set(at.dataframe[0].value["action"]) <= {"sign_out"}
+
+
+# ---------------------------------------------------------------- OIDC sign-in (st.login)
+OIDC_SECRETS = """
+[auth]
+redirect_uri = "https://riskfusion.hospital.org/oauth2callback"
+cookie_secret = "test-only-cookie-secret"
+client_id = "riskfusion"
+client_secret = "test-only"
+server_metadata_url = "https://idp.hospital.org/.well-known/openid-configuration"
+
+[riskfusion.roles]
+"ana.admin@hospital.org" = "admin"
+"@hospital.org" = "clinician"
+"""
+
+
+def _oidc_app(tmp_path: Path, monkeypatch, user: dict[str, object]) -> AppTest:
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(OIDC_SECRETS, encoding="utf-8")
+    monkeypatch.setenv("RISKFUSION_SECRETS", str(secrets))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.user.clear()
+    at.user.update(user)
+    return at.run()
+
+
+def test_oidc_signed_out_user_sees_only_the_sign_in_button(
+    patched_service, tmp_path: Path, monkeypatch
+) -> None:
+    at = _oidc_app(tmp_path, monkeypatch, {"is_logged_in": False})
+    assert not at.exception, at.exception
+    assert [button.label for button in at.button] == ["Sign in"]
+    assert IDENTITY not in at.session_state
+
+
+def test_oidc_user_gets_the_role_their_email_maps_to(
+    patched_service, tmp_path: Path, monkeypatch
+) -> None:
+    before = _events(patched_service, "sign_in")
+    at = _oidc_app(tmp_path, monkeypatch, {"is_logged_in": True, "email": "bo.nurse@hospital.org"})
+    assert not at.exception, at.exception
+    identity = at.session_state[IDENTITY]
+    assert (identity.user, identity.role, identity.source) == (
+        "bo.nurse@hospital.org",
+        "clinician",
+        "oidc",
+    )
+    assert _events(patched_service, "sign_in") == before + 1
+    trail = patched_service.audit_trail(limit=1)
+    assert trail["actor"].iloc[0] == "bo.nurse@hospital.org"
+
+
+def test_oidc_user_without_a_role_is_refused_with_the_fix(
+    patched_service, tmp_path: Path, monkeypatch
+) -> None:
+    at = _oidc_app(tmp_path, monkeypatch, {"is_logged_in": True, "email": "eve@elsewhere.org"})
+    assert not at.exception, at.exception
+    assert "no riskfusion role" in at.error[0].value
+    assert "[riskfusion.roles]" in at.error[0].value
+    assert IDENTITY not in at.session_state
