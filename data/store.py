@@ -1161,11 +1161,10 @@ class CohortStore:
 
     def count_predictions(self, model_version: str) -> int:
         """Number of patients scored by a model version."""
-        query = (
-            select(func.count())
-            .select_from(Prediction)
-            .where(Prediction.model_version == model_version)
-        )
+        return self._count_of_version(Prediction, model_version)
+
+    def _count_of_version(self, table: Any, model_version: str) -> int:
+        query = select(func.count()).select_from(table).where(table.model_version == model_version)
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
@@ -1348,13 +1347,7 @@ class CohortStore:
 
     def count_explanations(self, model_version: str) -> int:
         """Number of patients with stored explanations under a model version."""
-        query = (
-            select(func.count())
-            .select_from(StoredExplanation)
-            .where(StoredExplanation.model_version == model_version)
-        )
-        with self.engine.connect() as conn:
-            return int(conn.execute(query).scalar_one())
+        return self._count_of_version(StoredExplanation, model_version)
 
     def iter_explanations(
         self, model_version: str, *, split: str | None = None, chunk_size: int = 50_000

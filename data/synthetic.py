@@ -78,6 +78,7 @@ __all__ = [
     "assign_splits",
     "generate_cohort",
     "oracle_aurocs",
+    "truth_aurocs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -1456,8 +1457,24 @@ def oracle_aurocs(cohort: SyntheticCohort, mask: npt.ArrayLike | None = None) ->
             f"The selected {y.size} patients hold a single label class; AUROC needs both. "
             "Select more patients."
         )
-    scores = {"all": cohort.truth["true_risk"]}
-    scores |= {name: cohort.truth[f"logit_{name}"] for name in MODALITIES}
+    return truth_aurocs(cohort.truth.loc[keep], y)
+
+
+def truth_aurocs(truth: pd.DataFrame, y: npt.ArrayLike) -> dict[str, float]:
+    """AUROC against ``y`` of ``true_risk`` and of each ``logit_<modality>`` column of ``truth``.
+
+    The same figures as :func:`oracle_aurocs`, from a ground-truth table (e.g. the store's
+    ``ground_truth`` rows of the test split); rows align with ``y``.
+
+    Examples
+    --------
+    >>> logits = {f"logit_{m}": [0.0, 1.0] for m in MODALITIES}
+    >>> truth = pd.DataFrame({"true_risk": [0.1, 0.9], **logits})
+    >>> truth_aurocs(truth, [0, 1])["all"]
+    1.0
+    """
+    labels = np.asarray(y, dtype=np.int64)
+    scores = {"all": truth["true_risk"]} | {name: truth[f"logit_{name}"] for name in MODALITIES}
     return {
-        name: _auroc(y, values.to_numpy(dtype=np.float64)[keep]) for name, values in scores.items()
+        name: _auroc(labels, values.to_numpy(dtype=np.float64)) for name, values in scores.items()
     }

@@ -14,7 +14,6 @@ import io
 import json
 import logging
 import shutil
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,8 +36,10 @@ from data.synthetic import (
 )
 from fusion.settings import DATABASE_FILE, Settings
 from fusion.training import (
+    SCAN_CHUNK,
     TRAIN_STAGES,
     EventSink,
+    Progress,
     Stages,
     TrainingConfig,
     train_cohort,
@@ -56,9 +57,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = "build_summary.json"
-SCAN_CHUNK = 256
 DEMO_STAGES = 3  # cohort, scans, store; then the training stages
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,12 +31,11 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
 from data.errors import ArtifactIntegrityError, CohortError
 from data.store import AuditEntry, CohortStore, ModelRecord
-from data.synthetic import TREATMENTS
+from data.synthetic import TREATMENTS, truth_aurocs
 from fusion.evaluation import auroc_with_ci, youden_threshold
 from fusion.explain import shap_values
 from fusion.explain_eval import evaluate_test_maps
@@ -210,8 +209,23 @@ class TrainingSummary:
 
 
 def load_scans(artifacts_dir: Path, paths: pd.Series) -> npt.NDArray[np.float32]:
-    """Load and intensity-normalise scans, shape (n, H, W); never unpickles."""
-    images = [np.load(artifacts_dir / str(p), allow_pickle=False) for p in paths]
+    """Load and intensity-normalise scans, shape (n, H, W); never unpickles.
+
+    Raises
+    ------
+    data.errors.CohortError
+        If a stored scan file is missing (names the file and how to restore it).
+    """
+    images = []
+    for rel in paths:
+        path = artifacts_dir / str(rel)
+        if not path.is_file():
+            raise CohortError(
+                f"The stored scan {path} is missing, so nothing was trained or scored; import "
+                "the cohort again (`riskfusion import DIR` rewrites missing scans) or rebuild "
+                "the demo (`riskfusion demo --rebuild`)."
+            )
+        images.append(np.load(path, allow_pickle=False))
     return normalize_scan(np.stack(images).astype(np.float32))
 
 
@@ -293,13 +307,7 @@ def _oracle_aurocs(truth: pd.DataFrame | None, frame: pd.DataFrame) -> dict[str,
         return {}
     test = frame.loc[frame["split"] == "test", ["patient_id", "label"]]
     joined = test.join(truth.set_index("patient_id"), on="patient_id")
-    columns = {"all": "true_risk"} | {
-        m: f"logit_{m}" for m in ("demographics", "ehr", "genomics", "imaging")
-    }
-    return {
-        name: float(roc_auc_score(joined["label"], joined[column]))
-        for name, column in columns.items()
-    }
+    return truth_aurocs(joined, joined["label"])
 
 
 def _forecast_skip_reason(frame: pd.DataFrame) -> str | None:

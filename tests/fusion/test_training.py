@@ -273,3 +273,17 @@ def test_a_previous_version_can_be_activated_again_with_its_imaging_nets(
     with pytest.raises(ArtifactIntegrityError, match="registered SHA-256"):
         training.activate_version(store, copy, summary.fusion_version)
     assert store.active_model("fusion").version == summary.fusion_version
+
+
+def test_a_missing_scan_file_stops_training_with_its_name_and_the_fix(
+    trained, tmp_path: Path
+) -> None:
+    home, summary, _ = trained
+    copy = tmp_path / "home"
+    shutil.copytree(home, copy)
+    store = _store(copy)
+    missing = copy / store.image_index()["path"].iloc[0]
+    missing.unlink()
+    with pytest.raises(CohortError, match=f"{missing} is missing.*riskfusion import"):
+        train_cohort(store, copy, FAST)
+    assert store.active_model("fusion").version == summary.fusion_version
