@@ -34,6 +34,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "AUDIT_SQLITE_TRIGGERS",
     "AuditEvent",
     "Base",
     "CounterfactualRisk",
@@ -270,7 +271,11 @@ class AuditEvent(Base):
     """Append-only audit trail: who did what, when, to which patient, under which model.
 
     The database itself refuses ``UPDATE`` and ``DELETE`` on this table (triggers created with
-    it on SQLite and PostgreSQL), so no code path of the app can rewrite history.
+    it on SQLite and PostgreSQL), and on SQLite also an ``INSERT`` that reuses an event id
+    (``INSERT OR REPLACE`` would otherwise delete the old row without firing the delete
+    trigger), so no code path of the app can rewrite history. Each event also stores the
+    SHA-256 of its content and of the event before it (``prev_hash``, ``event_hash``; computed
+    by :mod:`data.store`), so an edit made around the triggers is detectable.
     """
 
     __tablename__ = "audit_events"
@@ -290,18 +295,30 @@ class AuditEvent(Base):
     patient_id: Mapped[str | None] = mapped_column(String(64))
     model_version: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    event_hash: Mapped[str] = mapped_column(String(64))
 
 
 _APPEND_ONLY = "audit_events is append-only: rows cannot be changed or deleted"
-for _verb in ("UPDATE", "DELETE"):
-    sa_event.listen(
-        AuditEvent.__table__,
-        "after_create",
-        DDL(
-            f"CREATE TRIGGER audit_events_no_{_verb.lower()} BEFORE {_verb} ON audit_events "
+AUDIT_SQLITE_TRIGGERS = {
+    **{
+        f"audit_events_no_{verb.lower()}": (
+            f"CREATE TRIGGER audit_events_no_{verb.lower()} BEFORE {verb} ON audit_events "
             f"BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY}'); END"
-        ).execute_if(dialect="sqlite"),
-    )
+        )
+        for verb in ("UPDATE", "DELETE")
+    },
+    # INSERT OR REPLACE deletes the row it replaces without firing the delete trigger (unless
+    # recursive_triggers is on): refuse any insert whose event id is taken, before REPLACE acts.
+    "audit_events_no_replace": (
+        "CREATE TRIGGER audit_events_no_replace BEFORE INSERT ON audit_events "
+        "WHEN EXISTS (SELECT 1 FROM audit_events WHERE event_id = NEW.event_id) "
+        f"BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY}'); END"
+    ),
+}
+"""The SQLite triggers that keep ``audit_events`` append-only, by name (DDL)."""
+for _ddl in AUDIT_SQLITE_TRIGGERS.values():
+    sa_event.listen(AuditEvent.__table__, "after_create", DDL(_ddl).execute_if(dialect="sqlite"))
 sa_event.listen(
     AuditEvent.__table__,
     "after_create",

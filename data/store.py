@@ -10,8 +10,10 @@ stays. Reads that can grow with the cohort are paginated or streamed in chunks.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -28,7 +30,9 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -37,6 +41,7 @@ from sqlalchemy.pool import StaticPool
 
 from data.errors import CohortError, PatientNotFoundError, StoreNotBuiltError
 from data.schema import (
+    AUDIT_SQLITE_TRIGGERS,
     AuditEvent,
     Base,
     CounterfactualRisk,
@@ -58,6 +63,8 @@ from data.schema import (
 
 __all__ = [
     "AUDIT_ACTIONS",
+    "AUDIT_GENESIS",
+    "AuditChainCheck",
     "AuditEntry",
     "CohortStore",
     "CohortTables",
@@ -66,6 +73,8 @@ __all__ = [
     "ImportTables",
     "ModelRecord",
     "PatientRecord",
+    "audit_event_hash",
+    "create_database_roles",
     "make_engine",
 ]
 
@@ -117,6 +126,8 @@ def make_engine(url: str) -> Engine:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
+            # REPLACE then fires delete triggers too (the audit trail's refuse it).
+            cursor.execute("PRAGMA recursive_triggers=ON")
             if not in_memory:
                 cursor.execute("PRAGMA journal_mode=WAL")
                 cursor.execute("PRAGMA synchronous=NORMAL")
@@ -368,17 +379,124 @@ def _insert_audit(conn: Connection, entry: AuditEntry) -> None:
         )
     if not entry.actor.strip():
         raise ValueError("An audit event needs an actor; pass the signed-in user name.")
-    conn.execute(
-        insert(AuditEvent).values(
-            at=datetime.now(UTC),
-            actor=entry.actor,
-            role=entry.role,
-            action=entry.action,
-            patient_id=entry.patient_id,
-            model_version=entry.model_version,
-            detail=dict(entry.detail),
-        )
-    )
+    _lock_audit_chain(conn)
+    head = conn.execute(
+        select(AuditEvent.event_id, AuditEvent.event_hash)
+        .order_by(AuditEvent.event_id.desc())
+        .limit(1)
+    ).first()
+    if head is not None and head.event_hash is None:
+        raise CohortError(_UNSEALED)
+    row: dict[str, Any] = {
+        "event_id": 1 if head is None else int(head.event_id) + 1,
+        "at": datetime.now(UTC),
+        "actor": entry.actor,
+        "role": entry.role,
+        "action": entry.action,
+        "patient_id": entry.patient_id,
+        "model_version": entry.model_version,
+        # What the JSON column will give back, so the hash can be recomputed from the row.
+        "detail": json.loads(json.dumps(dict(entry.detail))),
+        "prev_hash": AUDIT_GENESIS if head is None else head.event_hash,
+    }
+    row["event_hash"] = audit_event_hash(row)
+    conn.execute(insert(AuditEvent).values(**row))
+
+
+AUDIT_GENESIS = "0" * 64
+"""The ``prev_hash`` of the first event of a trail."""
+_AUDIT_HASH_FIELDS = (
+    "event_id",
+    "at",
+    "actor",
+    "role",
+    "action",
+    "patient_id",
+    "model_version",
+    "detail",
+    "prev_hash",
+)
+_AUDIT_LOCK_KEY = 0x7269736B_61756474  # pg_advisory_xact_lock key of the chain ("riskaudt")
+_UNSEALED = (
+    "The audit trail was written before events were hash-chained; open the store once with "
+    "`riskfusion audit-trail verify` (it upgrades the table) as the database owner."
+)
+
+
+def audit_event_hash(row: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of one audit event's content and the hash of the event before it.
+
+    Parameters
+    ----------
+    row : Mapping[str, Any]
+        ``event_id, at, actor, role, action, patient_id, model_version, detail, prev_hash``;
+        ``at`` is a datetime (naive values are UTC, as SQLite returns them).
+
+    Returns
+    -------
+    str
+        64 hex digits; any change to a field, or to the previous event, changes it.
+
+    Examples
+    --------
+    >>> from datetime import datetime
+    >>> row = dict(event_id=1, at=datetime(2026, 1, 1), actor="ana", role="admin",
+    ...            action="export", patient_id=None, model_version=None, detail={},
+    ...            prev_hash=AUDIT_GENESIS)
+    >>> audit_event_hash(row) == audit_event_hash({**row, "actor": "mallory"})
+    False
+    """
+    at: datetime = row["at"]
+    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    values = {name: row[name] for name in _AUDIT_HASH_FIELDS}
+    values["event_id"] = int(values["event_id"])
+    values["at"] = at.isoformat(timespec="microseconds")
+    payload = json.dumps(["riskfusion-audit-v1", values], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _lock_audit_chain(conn: Connection) -> None:
+    """Serialise appends to the chain until the caller's transaction ends.
+
+    PostgreSQL: a transaction-scoped advisory lock (needs no privilege beyond connecting).
+    SQLite: take the write lock before reading the head (``BEGIN IMMEDIATE``), unless the
+    transaction has written already (then it holds the lock and sees the latest head).
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _AUDIT_LOCK_KEY})
+    elif conn.dialect.name == "sqlite":
+        dbapi_connection = conn.connection.dbapi_connection
+        if dbapi_connection is not None and not dbapi_connection.in_transaction:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@dataclass(frozen=True, slots=True)
+class AuditChainCheck:
+    """Result of :meth:`CohortStore.verify_audit_chain`.
+
+    Attributes
+    ----------
+    events : int
+        Events checked.
+    head_id, head_hash : int or None, str or None
+        The newest event and its hash (write them down elsewhere to detect a later truncation
+        or a recomputed chain: ``riskfusion audit-trail verify --expect ID:HASH``).
+    bad_event_id : int or None
+        The first event that fails the check (None when the chain is intact).
+    problem : str or None
+        What is wrong with it, in words.
+    """
+
+    events: int
+    head_id: int | None
+    head_hash: str | None
+    bad_event_id: int | None = None
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether every event matches its hash and follows the one before it."""
+        return self.problem is None
 
 
 _PREDICTION_FK = (
@@ -487,8 +605,9 @@ class CohortStore:
 
     # ------------------------------------------------------------------ schema and status
     def create_schema(self) -> None:
-        """Create every table that does not exist yet (idempotent)."""
+        """Create every table that does not exist yet (idempotent); upgrade the audit trail."""
         Base.metadata.create_all(self.engine)
+        self.upgrade_audit_trail()
 
     def count_patients(self, split: str | None = None) -> int:
         """Number of stored patients, optionally in one split."""
@@ -1756,3 +1875,283 @@ class CohortStore:
         """Number of events in the audit trail."""
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(AuditEvent)).scalar_one())
+
+    def upgrade_audit_trail(self) -> int:
+        """Bring an audit table made by an earlier version up to date (idempotent).
+
+        Adds the hash-chain columns and seals the events already there (hashes computed in
+        ``event_id`` order), and creates missing SQLite triggers. A store that is up to date
+        is only read, so this runs as an insert-and-select role too; an upgrade needs the
+        table's owner (PostgreSQL) because it lifts the append-only trigger while it seals.
+
+        Returns
+        -------
+        int
+            Number of events sealed (0 when nothing was to do).
+        """
+        with self.engine.connect() as conn:
+            if not inspect(conn).has_table(AuditEvent.__tablename__):
+                return 0
+            columns = {column["name"] for column in inspect(conn).get_columns("audit_events")}
+            missing = _missing_audit_triggers(conn)
+            if {"prev_hash", "event_hash"} <= columns and not missing:
+                unsealed = conn.execute(
+                    select(func.count())
+                    .select_from(AuditEvent)
+                    .where(AuditEvent.event_hash.is_(None))
+                ).scalar_one()
+                if not unsealed:
+                    return 0
+        with self.engine.begin() as conn:
+            _lock_audit_chain(conn)
+            columns = {column["name"] for column in inspect(conn).get_columns("audit_events")}
+            for name in ("prev_hash", "event_hash"):
+                if name not in columns:
+                    conn.exec_driver_sql(f"ALTER TABLE audit_events ADD COLUMN {name} VARCHAR(64)")
+            sealed = _seal_audit_events(conn)
+            for ddl in _missing_audit_triggers(conn).values():
+                conn.exec_driver_sql(ddl)
+        if sealed:
+            logger.info(
+                "audit trail upgraded: %d earlier events sealed into the hash chain", sealed
+            )
+        return sealed
+
+    def verify_audit_chain(
+        self, *, expect: tuple[int, str] | None = None, chunk: int = 10_000
+    ) -> AuditChainCheck:
+        """Recompute every event's hash and check that each follows the one before it.
+
+        Parameters
+        ----------
+        expect : tuple of (int, str) or None, default=None
+            A head recorded earlier (event id and hash): that event must still be in the
+            chain with that hash, which also detects removed newest events and a chain
+            recomputed from scratch by someone with write access to the database file.
+        chunk : int, default=10000
+            Events read per query (memory stays bounded at millions of events).
+
+        Returns
+        -------
+        AuditChainCheck
+            ``ok`` is false with the first bad event named when anything was changed,
+            removed or inserted out of order since it was written.
+        """
+        events, previous_hash, previous_id = 0, AUDIT_GENESIS, 0
+        expected_seen = False
+        with self.engine.connect() as conn:
+            while True:
+                rows = (
+                    conn.execute(
+                        select(AuditEvent)
+                        .where(AuditEvent.event_id > previous_id)
+                        .order_by(AuditEvent.event_id)
+                        .limit(chunk)
+                    )
+                    .mappings()
+                    .all()
+                )
+                for row in rows:
+                    event_id = int(row["event_id"])
+                    problem = None
+                    if row["prev_hash"] != previous_hash:
+                        after = f"event #{previous_id}" if previous_id else "the start"
+                        problem = (
+                            f"event #{event_id} does not follow {after}: an event between "
+                            "them was removed or changed, or this one was inserted out of order"
+                        )
+                    elif row["event_hash"] != audit_event_hash(dict(row)):
+                        problem = (
+                            f"event #{event_id} was changed after it was written (its content "
+                            "no longer matches its hash)"
+                        )
+                    if problem is not None:
+                        return AuditChainCheck(
+                            events, previous_id or None, previous_hash, event_id, problem
+                        )
+                    if expect is not None and event_id == expect[0]:
+                        expected_seen = row["event_hash"] == expect[1]
+                    events, previous_hash, previous_id = events + 1, row["event_hash"], event_id
+                if len(rows) < chunk:
+                    break
+        head = (previous_id or None, previous_hash if previous_id else None)
+        if expect is not None and not expected_seen:
+            return AuditChainCheck(
+                events,
+                *head,
+                expect[0],
+                f"event #{expect[0]} with hash {expect[1][:12]}... (the head recorded earlier) "
+                "is not in the chain: events were removed or the chain was rewritten",
+            )
+        return AuditChainCheck(events, *head)
+
+
+def _missing_audit_triggers(conn: Connection) -> dict[str, str]:
+    """The SQLite append-only triggers this table lacks (PostgreSQL's came with the table)."""
+    if conn.dialect.name != "sqlite":
+        return {}
+    present = set(
+        conn.execute(
+            text(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger' "
+                "AND tbl_name = 'audit_events'"
+            )
+        ).scalars()
+    )
+    return {name: ddl for name, ddl in AUDIT_SQLITE_TRIGGERS.items() if name not in present}
+
+
+def _seal_audit_events(conn: Connection, chunk: int = 10_000) -> int:
+    """Hash-chain the events that have no hash yet, in ``event_id`` order; return how many.
+
+    The update trigger is lifted inside this transaction only (SQLite: dropped here and
+    re-created by the caller; PostgreSQL: disabled, which needs the owner, and enabled again).
+    """
+    unsealed = conn.execute(
+        select(func.count()).select_from(AuditEvent).where(AuditEvent.event_hash.is_(None))
+    ).scalar_one()
+    if not unsealed:
+        return 0
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("DROP TRIGGER IF EXISTS audit_events_no_update")
+    else:
+        conn.exec_driver_sql("ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only")
+    previous, previous_id = AUDIT_GENESIS, 0
+    while True:
+        rows = (
+            conn.execute(
+                select(AuditEvent)
+                .where(AuditEvent.event_id > previous_id)
+                .order_by(AuditEvent.event_id)
+                .limit(chunk)
+            )
+            .mappings()
+            .all()
+        )
+        for row in rows:
+            if row["event_hash"] is None:
+                sealed = {**row, "prev_hash": previous}
+                sealed["event_hash"] = audit_event_hash(sealed)
+                conn.execute(
+                    update(AuditEvent)
+                    .where(AuditEvent.event_id == row["event_id"])
+                    .values(prev_hash=previous, event_hash=sealed["event_hash"])
+                )
+                previous = sealed["event_hash"]
+            else:
+                previous = row["event_hash"]
+            previous_id = int(row["event_id"])
+        if len(rows) < chunk:
+            break
+    if conn.dialect.name != "sqlite":
+        conn.exec_driver_sql("ALTER TABLE audit_events ENABLE TRIGGER audit_events_append_only")
+    return int(unsealed)
+
+
+_ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def create_database_roles(
+    engine: Engine, *, owner_role: str, app_role: str, app_password: str | None = None
+) -> list[str]:
+    """Create (or update) a least-privilege pair of PostgreSQL roles for a deployment.
+
+    ``owner_role`` (no login) becomes the owner of every riskfusion table and of the audit
+    trigger function; only it (and superusers) can drop or disable the append-only trigger.
+    ``app_role`` (login) is what the dashboard and the commands connect as: it may read and
+    write the cohort, model and result tables, but only ``INSERT`` and ``SELECT`` on
+    ``audit_events``. Run it as a superuser (or a role that is a member of ``owner_role`` with
+    ``CREATEROLE``); it is idempotent, so rerun it after an upgrade that adds tables.
+
+    Parameters
+    ----------
+    engine : Engine
+        A PostgreSQL engine connected as that administrator, on the riskfusion database.
+    owner_role, app_role : str
+        Role names: lower-case letters, digits and ``_``, starting with a letter or ``_``.
+    app_password : str or None, default=None
+        Password of ``app_role``; None leaves it as it is (e.g. certificate or peer login).
+
+    Returns
+    -------
+    list of str
+        The statements run (passwords masked), for the log.
+
+    Raises
+    ------
+    ValueError
+        If the engine is not PostgreSQL, or a role name is not a plain identifier, or both
+        names are the same.
+    """
+    if engine.dialect.name != "postgresql":
+        raise ValueError(
+            f"Database roles are a PostgreSQL feature; this store is {engine.dialect.name}. "
+            "On SQLite protect the database file with file permissions instead "
+            "(docs/deployment.md)."
+        )
+    for name in (owner_role, app_role):
+        if not _ROLE_NAME.fullmatch(name):
+            raise ValueError(
+                f"Role name {name!r} is not allowed; use lower-case letters, digits and _ "
+                "(at most 63, not starting with a digit), e.g. riskfusion_app."
+            )
+    if app_password is not None and ("\x00" in app_password or not app_password):
+        raise ValueError("The app role's password is empty or holds a NUL byte; pick another.")
+    if owner_role == app_role:
+        raise ValueError(
+            f"The owner and the app role are both {owner_role!r}; the app must not own the "
+            "tables (an owner can drop the audit trigger). Pick two names."
+        )
+    CohortStore(engine).create_schema()
+    tables = [table.name for table in Base.metadata.sorted_tables]
+    done: list[str] = []
+    with engine.begin() as conn:
+
+        def run(statement: str, shown: str | None = None) -> None:
+            conn.exec_driver_sql(statement)
+            done.append(shown or statement)
+
+        existing = set(
+            conn.execute(
+                text("SELECT rolname FROM pg_roles WHERE rolname IN (:owner, :app)"),
+                {"owner": owner_role, "app": app_role},
+            ).scalars()
+        )
+        if owner_role not in existing:
+            run(f'CREATE ROLE "{owner_role}" NOLOGIN')
+        if app_role not in existing:
+            run(f'CREATE ROLE "{app_role}" LOGIN')
+        if app_password is not None:
+            quoted = "'" + app_password.replace("'", "''") + "'"  # standard_conforming_strings
+            run(
+                f'ALTER ROLE "{app_role}" PASSWORD {quoted}',
+                f'ALTER ROLE "{app_role}" PASSWORD ***',
+            )
+        database = conn.execute(text("SELECT current_database()")).scalar_one()
+        schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+        run(f'REVOKE "{owner_role}" FROM "{app_role}"')
+        for table in tables:
+            run(f'ALTER TABLE "{table}" OWNER TO "{owner_role}"')
+        run(f'ALTER FUNCTION riskfusion_audit_append_only() OWNER TO "{owner_role}"')
+        run(f'GRANT CONNECT ON DATABASE "{database}" TO "{app_role}"')
+        run(f'GRANT USAGE ON SCHEMA "{schema}" TO "{app_role}"')
+        for table in tables:
+            run(f'REVOKE ALL ON "{table}" FROM "{app_role}"')
+            verbs = (
+                "SELECT, INSERT" if table == "audit_events" else "SELECT, INSERT, UPDATE, DELETE"
+            )
+            run(f'GRANT {verbs} ON "{table}" TO "{app_role}"')
+        # Sequences of the app's tables (image ids); the audit trail numbers its own events.
+        sequences = conn.execute(
+            text(
+                "SELECT s.relname FROM pg_class s JOIN pg_depend d ON d.objid = s.oid "
+                "JOIN pg_class t ON t.oid = d.refobjid "
+                "WHERE s.relkind = 'S' AND d.deptype IN ('a', 'i') "
+                "AND t.relname = ANY(:tables) AND t.relname <> 'audit_events' "
+                "AND s.relnamespace = current_schema()::regnamespace"
+            ),
+            {"tables": tables},
+        ).scalars()
+        for sequence in sorted(sequences):
+            run(f'GRANT USAGE, SELECT ON SEQUENCE "{sequence}" TO "{app_role}"')
+    return done
