@@ -140,6 +140,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     _events_argument(score)
 
+    trail = sub.add_parser("audit-trail", help="check the audit trail's hash chain")
+    trail_sub = trail.add_subparsers(dest="what", required=True)
+    verify = trail_sub.add_parser(
+        "verify", help="recompute every event's hash; exit 1 naming the first bad event"
+    )
+    verify.add_argument(
+        "--expect",
+        default=None,
+        metavar="ID:HASH",
+        help="a head printed by an earlier verify: it must still be in the chain",
+    )
+
+    roles = sub.add_parser(
+        "db-roles",
+        help="PostgreSQL: create an owner role and a least-privilege app role (run as admin)",
+    )
+    roles.add_argument("--owner-role", default="riskfusion_owner", help="owns the tables")
+    roles.add_argument("--app-role", default="riskfusion_app", help="what the app logs in as")
+    roles.add_argument(
+        "--app-password-file", type=Path, default=None, help="file holding the app's password"
+    )
+
     bench = sub.add_parser("bench", help="measure build time, AUROCs and per-patient latency")
     bench.add_argument("--patients", type=int, default=2000)
     bench.add_argument("--out", type=Path, default=None, help="JSON file (default artifacts/)")
@@ -477,6 +499,61 @@ def _audit(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify_trail(settings: Settings, expect: str | None) -> int:
+    """Check the audit trail's hash chain; 0 when intact, 1 naming the first bad event."""
+    anchor: tuple[int, str] | None = None
+    if expect is not None:
+        event_id, _, digest = expect.partition(":")
+        if not event_id.isdigit() or len(digest) != 64:
+            raise ValueError(
+                f"--expect {expect!r} is not ID:HASH; pass the head an earlier "
+                "`riskfusion audit-trail verify` printed, e.g. 42:3f5a... (64 hex digits)."
+            )
+        anchor = (int(event_id), digest.lower())
+    store = CohortStore(make_engine(settings.database_url))
+    try:
+        store.create_schema()  # also seals the events of a store made before the hash chain
+        check = store.verify_audit_chain(expect=anchor)
+    finally:
+        store.engine.dispose()
+    if not check.ok:
+        logger.error("audit trail NOT intact: %s", check.problem)
+        logger.error("%d events before it check out", check.events)
+        return 1
+    logger.info("audit trail intact: %d events", check.events)
+    if check.head_id is not None:
+        logger.info(
+            "head %d:%s (keep it elsewhere; verify --expect it later)",
+            check.head_id,
+            check.head_hash,
+        )
+    return 0
+
+
+def _db_roles(settings: Settings, args: argparse.Namespace) -> int:
+    """Create the owner and app roles on the PostgreSQL store (see docs/deployment.md)."""
+    from data.store import create_database_roles
+
+    password = None
+    if args.app_password_file is not None:
+        password = args.app_password_file.read_text(encoding="utf-8").strip()
+    engine = make_engine(settings.database_url)
+    try:
+        statements = create_database_roles(
+            engine, owner_role=args.owner_role, app_role=args.app_role, app_password=password
+        )
+        app_url = engine.url.set(username=args.app_role, password=None)
+    finally:
+        engine.dispose()
+    logger.info("ran %d statements; %s owns the tables", len(statements), args.owner_role)
+    logger.info(
+        "run the app as %s: RISKFUSION_DATABASE_URL=%s (add its password or use a .pgpass)",
+        args.app_role,
+        app_url.render_as_string(hide_password=True),
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``riskfusion`` command line; returns the exit status."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -543,6 +620,10 @@ def _run(args: argparse.Namespace, sink: EventSink | None = None) -> int:
                 detail={"command": "forecast"},
             )
             return 0
+        if args.command == "audit-trail":
+            return _verify_trail(settings, args.expect)
+        if args.command == "db-roles":
+            return _db_roles(settings, args)
         if args.command == "bench":
             from fusion.bench import run_bench
 
