@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -104,13 +105,15 @@ def test_events_are_chained_and_verify(store: CohortStore) -> None:
     for number in range(5):
         store.record_event(entry(number))
     check = store.verify_audit_chain()
-    assert check.ok and check.events == 5 and check.head_id == 5
+    assert check.ok
+    assert check.events == 5
+    assert check.head_id == 5
     with store.engine.connect() as conn:
         rows = conn.execute(
             text("SELECT event_id, prev_hash, event_hash FROM audit_events ORDER BY event_id")
         ).all()
     assert rows[0].prev_hash == AUDIT_GENESIS
-    assert all(b.prev_hash == a.event_hash for a, b in zip(rows, rows[1:], strict=False))
+    assert all(b.prev_hash == a.event_hash for a, b in itertools.pairwise(rows))
     assert len({row.event_hash for row in rows}) == 5
     assert store.verify_audit_chain(expect=(5, rows[-1].event_hash)).ok
     assert store.verify_audit_chain(chunk=2).ok  # keyset chunks join up
@@ -150,7 +153,8 @@ def test_verify_names_the_first_tampered_event(
     check = store.verify_audit_chain()
     assert not check.ok
     assert check.bad_event_id == bad
-    assert check.problem is not None and words in check.problem
+    assert check.problem is not None
+    assert words in check.problem
     assert f"event #{bad}" in check.problem
 
 
@@ -158,11 +162,13 @@ def test_a_recorded_head_detects_removed_newest_events(store: CohortStore) -> No
     for number in range(4):
         store.record_event(entry(number))
     head = store.verify_audit_chain()
-    assert head.head_id == 4 and head.head_hash is not None
+    assert head.head_id == 4
+    assert head.head_hash is not None
     _tamper(store, "DELETE FROM audit_events WHERE event_id = 4")
     assert store.verify_audit_chain().ok  # a shortened chain is still a chain ...
     check = store.verify_audit_chain(expect=(4, head.head_hash))
-    assert not check.ok and check.bad_event_id == 4  # ... but not the one recorded
+    assert not check.ok
+    assert check.bad_event_id == 4
     assert "is not in the chain" in str(check.problem)
 
 
@@ -232,13 +238,14 @@ def test_a_store_made_before_the_chain_is_upgraded_and_sealed(url: str) -> None:
     store = CohortStore(engine)
     store.create_schema()
     check = store.verify_audit_chain()
-    assert check.ok and check.events == 2, check.problem
+    assert check.ok, check.problem
+    assert check.events == 2
     store.record_event(entry(7))
     assert store.verify_audit_chain().ok
     assert store.audit_events()["event_id"].tolist() == [3, 2, 1]
     assert store.upgrade_audit_trail() == 0  # idempotent
+    sql = REWRITES["upsert"] if postgres else REWRITES["replace"]
     with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
-        sql = REWRITES["upsert"] if postgres else REWRITES["replace"]
         conn.execute(text(sql), {"zero": AUDIT_GENESIS})
     with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
         conn.execute(text(REWRITES["update"]))
