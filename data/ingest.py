@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import math
+import os
 import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
@@ -119,6 +120,7 @@ P_IMAGE_NO_PATIENT = "image has no patient in the patients file (not imported)"
 P_PATIENT_NO_IMAGE = "patient has no image (imported without imaging)"
 P_TWO_IMAGES = "more than one image for this patient"
 P_NOT_IMAGE = "not an image format riskfusion reads (ignored)"
+P_LINK_OUTSIDE = "link to a file outside the cohort folder (not read)"
 P_SCHEMA = "invalid schema entry"
 
 
@@ -772,9 +774,44 @@ class _ImageEntry:
     modality: ScanModality
 
 
+def _outside_folder(path: Path, root: Path) -> Path | None:
+    """The first of ``path`` or (for a folder) anything in it that resolves outside ``root``.
+
+    Symbolic links (and ``..`` in a manifest path) are resolved first, so a link in
+    ``images/`` to a scan, a folder or any file elsewhere on the server is caught; a link that
+    stays inside the cohort folder is allowed.
+    """
+    if not path.resolve().is_relative_to(root):
+        return path
+    if path.is_dir():
+        for folder, subfolders, files in os.walk(path):  # does not descend into linked folders
+            for name in sorted([*subfolders, *files]):
+                entry = Path(folder, name)
+                if not entry.resolve().is_relative_to(root):
+                    return entry
+    return None
+
+
+def _link_problem(problems: _Problems, directory: Path, label: str, outside: Path) -> None:
+    """Record a link out of the cohort folder: name the file and the fix (not the target)."""
+    name = outside.relative_to(directory).as_posix() if outside.is_relative_to(directory) else label
+    problems.add(
+        label,
+        P_LINK_OUTSIDE,
+        f"{name} resolves outside {directory.name}/; copy the file into the cohort folder "
+        "instead of linking to it (imports read only files inside the folder)",
+        value=name,
+    )
+
+
 def _image_entries(directory: Path, schema: ImportSchema, problems: _Problems) -> list[_ImageEntry]:
-    """Scans by manifest (``patient_id, path[, modality]``) or by the naming rule."""
+    """Scans by manifest (``patient_id, path[, modality]``) or by the naming rule.
+
+    Every scan must lie inside the cohort folder once links are resolved (see
+    :func:`_outside_folder`); one that does not is reported and never read.
+    """
     entries: list[_ImageEntry] = []
+    root = directory.resolve()
     images_dir = directory / "images"
     manifest = schema.manifest or ("images.csv" if (directory / "images.csv").is_file() else "")
     if manifest:
@@ -832,6 +869,10 @@ def _image_entries(directory: Path, schema: ImportSchema, problems: _Problems) -
                     value=rel,
                 )
                 continue
+            outside = _outside_folder(target, root)
+            if outside is not None:
+                _link_problem(problems, directory, manifest, outside)
+                continue
             entries.append(_ImageEntry(str(pid), target, f"images/{rel}", modality))
         return entries
     if not images_dir.is_dir():
@@ -840,6 +881,10 @@ def _image_entries(directory: Path, schema: ImportSchema, problems: _Problems) -
         if item.name.startswith("."):
             continue
         label = f"images/{item.name}"
+        outside = _outside_folder(item, root)
+        if outside is not None:
+            _link_problem(problems, directory, label, outside)
+            continue
         if item.is_dir():
             stem = item.name
         else:
