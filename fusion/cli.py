@@ -13,8 +13,10 @@ import argparse
 import csv
 import getpass
 import logging
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -219,10 +221,49 @@ def _serve(settings: Settings, port: int, address: str) -> int:
         "--browser.gatherUsageStats",
         "false",
     ]
+    return _run_child(command)
+
+
+STOP_GRACE_S = 10.0
+"""Seconds a stopped server's Streamlit child gets to exit before it is killed."""
+
+
+def _run_child(command: Sequence[str]) -> int:
+    """Run ``command``, forwarding SIGTERM and SIGINT to it, and exit with it.
+
+    A stopped ``riskfusion serve`` (service manager, ``kill``, Ctrl+C) must not leave its
+    Streamlit child holding the port: the signal is passed on, the child gets
+    :data:`STOP_GRACE_S` seconds to exit and is then killed. Returns the child's exit status
+    (``128 + signal`` when a signal ended it, as a shell reports it).
+    """
+    child = subprocess.Popen(command)
+    received: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        received.append(signum)
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    stops = (signal.SIGTERM, signal.SIGINT)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = {stop: signal.signal(stop, forward) for stop in stops} if main_thread else {}
     try:
-        return subprocess.call(command)
-    except KeyboardInterrupt:
-        return 0
+        while True:
+            try:
+                status = child.wait(timeout=STOP_GRACE_S if received else None)
+                break
+            except subprocess.TimeoutExpired:
+                logger.warning("the server did not stop within %.0f s; killing it", STOP_GRACE_S)
+                child.kill()
+    finally:
+        for stop, handler in previous.items():
+            signal.signal(stop, handler)
+        if child.poll() is None:  # an unexpected error in this process: do not orphan it
+            child.kill()
+            child.wait()
+    if received:
+        logger.info("stopped (signal %d); the dashboard is no longer served", received[0])
+    return 128 - status if status < 0 else status
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
