@@ -9,9 +9,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
+from data.store import CohortStore, ModelRecord, make_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,12 +44,35 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
 
 
+def _registered_home(home: Path) -> Path:
+    """A store with an active fusion version: all ``serve`` checks before it starts Streamlit
+    (the server's health endpoint answers without loading the model)."""
+    home.mkdir()
+    store = CohortStore(make_engine(f"sqlite:///{home / 'riskfusion.db'}"))
+    store.create_schema()
+    store.register_model(
+        ModelRecord(
+            version="fusion-1",
+            kind="fusion",
+            created_at=datetime(2026, 1, 1, tzinfo=UTC),
+            artifact_path="models/fusion-1.txt",
+            sha256="0" * 64,
+            metrics={},
+            params={"build": {"n_patients": 1}},
+        )
+    )
+    store.engine.dispose()
+    return home
+
+
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
+# SIGTERM is the service-manager stop that used to orphan the child; SIGINT (Ctrl+C) guards
+# against a regression (subprocess.call killed the child on KeyboardInterrupt).
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
-def test_a_stopped_server_leaves_no_child_on_the_port(tiny_demo, tmp_path, stop) -> None:
-    settings, _ = tiny_demo
+def test_a_stopped_server_leaves_no_child_on_the_port(tmp_path: Path, stop: int) -> None:
+    home = _registered_home(tmp_path / "home")
     port = _free_port()
-    env = {**os.environ, "RISKFUSION_HOME": str(settings.artifacts_dir), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "RISKFUSION_HOME": str(home), "PYTHONPATH": str(ROOT)}
     env.pop("RISKFUSION_DATABASE_URL", None)
     log = (tmp_path / "serve.log").open("w")
     parent = subprocess.Popen(
