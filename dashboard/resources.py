@@ -44,7 +44,9 @@ def get_settings() -> Settings:
 @st.cache_resource
 def _get_store() -> CohortStore:
     """The store's engine and pool, shared by every session."""
-    return CohortStore(make_engine(get_settings().database_url))
+    store = CohortStore(make_engine(get_settings().database_url))
+    store.upgrade_audit_trail()  # seals an older store's events once (reads only otherwise)
+    return store
 
 
 @st.cache_resource(show_spinner="Loading models ...", max_entries=2)

@@ -36,7 +36,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import StaticPool
 
 from data.errors import CohortError, PatientNotFoundError, StoreNotBuiltError
@@ -1902,15 +1902,24 @@ class CohortStore:
                 ).scalar_one()
                 if not unsealed:
                     return 0
-        with self.engine.begin() as conn:
-            _lock_audit_chain(conn)
-            columns = {column["name"] for column in inspect(conn).get_columns("audit_events")}
-            for name in ("prev_hash", "event_hash"):
-                if name not in columns:
-                    conn.exec_driver_sql(f"ALTER TABLE audit_events ADD COLUMN {name} VARCHAR(64)")
-            sealed = _seal_audit_events(conn)
-            for ddl in _missing_audit_triggers(conn).values():
-                conn.exec_driver_sql(ddl)
+        try:
+            with self.engine.begin() as conn:
+                _lock_audit_chain(conn)
+                columns = {c["name"] for c in inspect(conn).get_columns("audit_events")}
+                for name in ("prev_hash", "event_hash"):
+                    if name not in columns:
+                        conn.exec_driver_sql(
+                            f"ALTER TABLE audit_events ADD COLUMN {name} VARCHAR(64)"
+                        )
+                sealed = _seal_audit_events(conn)
+                for ddl in _missing_audit_triggers(conn).values():
+                    conn.exec_driver_sql(ddl)
+        except DBAPIError as err:
+            raise CohortError(
+                f"The audit trail needs a one-time upgrade (hash chain) that this database "
+                f"user may not make ({type(err.orig).__name__}). Run `riskfusion audit-trail "
+                "verify` once as the tables' owner (docs/deployment.md), then start again."
+            ) from err
         if sealed:
             logger.info(
                 "audit trail upgraded: %d earlier events sealed into the hash chain", sealed
