@@ -126,7 +126,7 @@ def make_engine(url: str) -> Engine:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
-            # REPLACE then fires delete triggers too (the audit trail's refuse it).
+            # REPLACE then fires delete triggers too (the audit trail's delete trigger refuses).
             cursor.execute("PRAGMA recursive_triggers=ON")
             if not in_memory:
                 cursor.execute("PRAGMA journal_mode=WAL")
@@ -1948,18 +1948,37 @@ class CohortStore:
         """
         events, previous_hash, previous_id = 0, AUDIT_GENESIS, 0
         expected_seen = False
+        size = chunk
         with self.engine.connect() as conn:
             while True:
-                rows = (
-                    conn.execute(
-                        select(AuditEvent)
-                        .where(AuditEvent.event_id > previous_id)
-                        .order_by(AuditEvent.event_id)
-                        .limit(chunk)
+                try:
+                    rows = (
+                        conn.execute(
+                            select(AuditEvent)
+                            .where(AuditEvent.event_id > previous_id)
+                            .order_by(AuditEvent.event_id)
+                            .limit(size)
+                        )
+                        .mappings()
+                        .all()
                     )
-                    .mappings()
-                    .all()
-                )
+                except (ValueError, TypeError):  # a time or detail no longer parses
+                    if size > 1:
+                        size = 1  # find the event: read on one at a time
+                        continue
+                    bad = conn.execute(
+                        select(func.min(AuditEvent.event_id)).where(
+                            AuditEvent.event_id > previous_id
+                        )
+                    ).scalar_one()
+                    return AuditChainCheck(
+                        events,
+                        previous_id or None,
+                        previous_hash if previous_id else None,
+                        int(bad),
+                        f"event #{bad} cannot be read (its time or detail is not valid any more): "
+                        "it was changed after it was written",
+                    )
                 for row in rows:
                     event_id = int(row["event_id"])
                     problem = None
@@ -1981,7 +2000,7 @@ class CohortStore:
                     if expect is not None and event_id == expect[0]:
                         expected_seen = row["event_hash"] == expect[1]
                     events, previous_hash, previous_id = events + 1, row["event_hash"], event_id
-                if len(rows) < chunk:
+                if len(rows) < size:
                     break
         head = (previous_id or None, previous_hash if previous_id else None)
         if expect is not None and not expected_seen:

@@ -247,14 +247,19 @@ def _run_child(command: Sequence[str]) -> int:
     stops = (signal.SIGTERM, signal.SIGINT)
     main_thread = threading.current_thread() is threading.main_thread()
     previous = {stop: signal.signal(stop, forward) for stop in stops} if main_thread else {}
+    kill_at: float | None = None
     try:
         while True:
-            try:
-                status = child.wait(timeout=STOP_GRACE_S if received else None)
+            try:  # short waits: a blocking wait would not notice the grace period running out
+                status = child.wait(timeout=0.25)
                 break
             except subprocess.TimeoutExpired:
-                logger.warning("the server did not stop within %.0f s; killing it", STOP_GRACE_S)
-                child.kill()
+                if received and kill_at is None:
+                    kill_at = time.monotonic() + STOP_GRACE_S
+                if kill_at is not None and time.monotonic() > kill_at:
+                    logger.warning("the server did not stop in %.0f s; killing it", STOP_GRACE_S)
+                    child.kill()
+                    kill_at = float("inf")
     finally:
         for stop, handler in previous.items():
             signal.signal(stop, handler)

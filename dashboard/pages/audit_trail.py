@@ -16,7 +16,8 @@ identity = require_page_area("admin")
 service = require_risk_service()
 st.caption(
     "Append-only: the database refuses to change or delete events (triggers on SQLite and "
-    "PostgreSQL). Newest first; times are UTC."
+    "PostgreSQL), and each event carries a hash of the one before it, so an edit made around "
+    "the database is found by *Verify*. Newest first; times are UTC."
 )
 cols = st.columns([1, 1, 1])
 action = cols[0].selectbox("Action", ["all", *AUDIT_ACTIONS], key="audit.action")
@@ -52,3 +53,13 @@ cols[2].download_button(
     key="audit.export",
     on_click="ignore",
 )
+
+if st.button("Verify the hash chain", key="audit.verify"):
+    check = service.store.verify_audit_chain()
+    if check.ok:
+        st.success(
+            f"Intact: {check.events:,} events. Head {check.head_id}:{check.head_hash} "
+            "(keep it elsewhere; `riskfusion audit-trail verify --expect` it later)."
+        )
+    else:
+        st.error(f"Not intact: {check.problem}. {check.events:,} events before it check out.")

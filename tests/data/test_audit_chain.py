@@ -141,6 +141,8 @@ def _tamper(store: CohortStore, statement: str) -> None:
         ),
         ("UPDATE audit_events SET detail = '{}' WHERE event_id = 1", 1, "was changed"),
         ("DELETE FROM audit_events WHERE event_id = 3", 4, "does not follow event #2"),
+        # SQLite: unreadable ("cannot be read"); PostgreSQL parses 'yesterday' ("was changed").
+        ("UPDATE audit_events SET at = 'yesterday' WHERE event_id = 4", 4, "event #4 "),
         ("DELETE FROM audit_events WHERE event_id = 1", 2, "does not follow the start"),
     ],
 )

@@ -100,7 +100,7 @@ def test_a_stopped_server_leaves_no_child_on_the_port(tmp_path: Path, stop: int)
         children = _children(parent.pid)
         assert children, "serve runs Streamlit as a child process"
         parent.send_signal(stop)
-        status = parent.wait(timeout=20)
+        status = parent.wait(timeout=30)  # 10 s grace, then the child is killed
         deadline = time.monotonic() + 5
         while (_listening(port) or any(map(_alive, children))) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -113,3 +113,20 @@ def test_a_stopped_server_leaves_no_child_on_the_port(tmp_path: Path, stop: int)
                 os.kill(pid, signal.SIGKILL)
         parent.wait(timeout=10)
         log.close()
+
+
+def test_a_child_that_ignores_the_stop_is_killed_after_the_grace_period(monkeypatch) -> None:
+    import threading
+
+    from fusion import cli
+
+    monkeypatch.setattr(cli, "STOP_GRACE_S", 1.0)
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    timer = threading.Timer(1.5, os.kill, args=(os.getpid(), signal.SIGTERM))
+    timer.start()
+    start = time.monotonic()
+    status = cli._run_child([sys.executable, "-c", stubborn])
+    timer.join()
+    assert status == 128 + signal.SIGKILL
+    assert time.monotonic() - start < 15
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
