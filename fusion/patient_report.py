@@ -168,19 +168,25 @@ def _forecast_html(forecast: PatientForecast | None) -> str:
         return ""
     rows = []
     comparison = forecast.comparison
-    for row in forecast.effects.itertuples(index=False):
+    effects = forecast.effects
+    for name, risk, low, high, arr in zip(
+        effects["treatment"].astype(str),
+        effects["risk"].to_numpy(np.float64),
+        effects["lower"].to_numpy(np.float64),
+        effects["upper"].to_numpy(np.float64),
+        effects["arr"].to_numpy(np.float64),
+        strict=True,
+    ):
         notes = []
-        if row.treatment == forecast.received_treatment:
+        if name == forecast.received_treatment:
             notes.append("received")
-        if row.treatment == forecast.best_treatment and (
-            comparison is None or comparison.distinguishable
-        ):
+        if name == forecast.best_treatment and (comparison is None or comparison.distinguishable):
             notes.append("lowest estimated risk")
         rows.append(
             [
-                str(row.treatment),
-                f"{_pct(float(row.risk))} ({_pct(float(row.lower))} to {_pct(float(row.upper))})",
-                "reference" if row.treatment == "none" else f"{100 * float(row.arr):+.1f} pts",
+                name,
+                f"{_pct(risk)} ({_pct(low)} to {_pct(high)})",
+                "reference" if name == "none" else f"{100 * arr:+.1f} pts",
                 ", ".join(notes),
             ]
         )

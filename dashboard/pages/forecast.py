@@ -57,8 +57,10 @@ with st.expander("How good are these forecasts? Proof against the true effects (
             "Measured when the model was built, on the synthetic test split whose true "
             "treatment effects are known. **PEHE**: root mean squared error of the estimated "
             "individual risk reduction (lower is better); **Spearman**: rank correlation of "
-            "estimated and true individual effects (higher is better). Baselines: a "
-            "treatment-agnostic model (no effect) and a naive unadjusted comparison of arms."
+            "estimated and true individual effects (higher is better). `s_learner` is the "
+            "served forecast, anchored to the fused risk; `s_learner_unanchored` is the hazard "
+            "model alone. Baselines: a treatment-agnostic model (no effect) and a naive "
+            "unadjusted comparison of arms."
         )
         st.dataframe(proof, hide_index=True, key="forecast.proof")
     calibration = service.forecast_calibration()
