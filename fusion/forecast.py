@@ -61,14 +61,19 @@ __all__ = [
     "FORECAST_SUFFIX",
     "HORIZON_YEARS",
     "INTERVAL_YEARS",
+    "MIN_DISTINGUISHABLE_GAIN",
     "N_INTERVALS",
     "REFERENCE_TREATMENT",
     "TREATMENTS",
     "HazardForecaster",
+    "OptionComparison",
     "PatientForecast",
+    "anchor_hazards",
     "build_forecast",
     "calibration_errors",
     "calibration_table",
+    "compare_options",
+    "cumulative_risk",
     "effect_metrics",
     "effect_proof",
     "forecast_to_dict",
@@ -147,6 +152,12 @@ class PatientForecast:
         The treatment with the lowest estimated risk at ``horizon``.
     received_treatment : str or None
         The treatment the patient actually received, if known.
+    comparison : OptionComparison or None, default=None
+        Whether ``best_treatment`` is distinguishably lower than the other options (None when
+        the member risks were not given).
+    anchor_risk : float or None, default=None
+        The fused model's horizon risk the curves are anchored to: the curve under
+        ``received_treatment`` reaches it at ``horizon`` (None for unanchored curves).
     """
 
     patient_id: str
@@ -157,6 +168,8 @@ class PatientForecast:
     effects: pd.DataFrame
     best_treatment: str
     received_treatment: str | None
+    comparison: OptionComparison | None = None
+    anchor_risk: float | None = None
 
 
 # ---------------------------------------------------------------------------- survival helpers
@@ -836,6 +849,33 @@ class HazardForecaster(BaseEstimator):  # type: ignore[misc]
                 margin[rows] += booster.predict(view[rows], raw_score=True)
         return np.asarray(special.expit(margin), dtype=np.float64)
 
+    def predict_member_hazards(self, X: pd.DataFrame) -> FloatArray:
+        """Interval hazards of every member under every treatment.
+
+        Parameters
+        ----------
+        X : DataFrame of shape (n_samples, n_features)
+            Patient inputs, columns as in ``feature_names_in_``.
+
+        Returns
+        -------
+        ndarray of shape (n_bootstrap, n_samples, n_treatments, n_intervals)
+            Probability of the event in each interval given no event before it.
+        """
+        check_is_fitted(self)
+        values = self._check_X(X)
+        n, arms, k = len(X), len(TREATMENTS), self.n_intervals
+        # Rows ordered (patient, treatment, interval).
+        patient = np.repeat(np.arange(n, dtype=np.int64), arms * k)
+        codes = np.tile(np.repeat(np.arange(arms, dtype=np.int64), k), n)
+        period = np.tile(np.arange(k, dtype=np.int64), n * arms)
+        design = self._design(values, patient, period, codes)
+        hazards = np.zeros((len(self.members_), n, arms, k), dtype=np.float64)
+        for b, boosters in enumerate(self.members_):
+            hazard = self._hazard(boosters, design, codes, self.coefs_[b])
+            hazards[b] = hazard.reshape(n, arms, k)
+        return hazards
+
     def predict_member_curves(self, X: pd.DataFrame) -> FloatArray:
         """Cumulative risk curves of every member under every treatment.
 
@@ -849,20 +889,7 @@ class HazardForecaster(BaseEstimator):  # type: ignore[misc]
         ndarray of shape (n_bootstrap, n_samples, n_treatments, n_intervals + 1)
             Cumulative risk at ``times_`` (first column 0), non-decreasing along the last axis.
         """
-        check_is_fitted(self)
-        values = self._check_X(X)
-        n, arms, k = len(X), len(TREATMENTS), self.n_intervals
-        # Rows ordered (patient, treatment, interval).
-        patient = np.repeat(np.arange(n, dtype=np.int64), arms * k)
-        codes = np.tile(np.repeat(np.arange(arms, dtype=np.int64), k), n)
-        period = np.tile(np.arange(k, dtype=np.int64), n * arms)
-        design = self._design(values, patient, period, codes)
-        curves = np.zeros((len(self.members_), n, arms, k + 1), dtype=np.float64)
-        for b, boosters in enumerate(self.members_):
-            hazard = self._hazard(boosters, design, codes, self.coefs_[b])
-            survival = np.cumprod(1.0 - hazard.reshape(n, arms, k), axis=2)
-            curves[b, :, :, 1:] = 1.0 - survival
-        return curves
+        return cumulative_risk(self.predict_member_hazards(X))
 
     def predict_curves(self, X: pd.DataFrame) -> tuple[FloatArray, FloatArray, FloatArray]:
         """Point estimate and percentile band of the cumulative risk.
@@ -879,6 +906,66 @@ class HazardForecaster(BaseEstimator):  # type: ignore[misc]
         """Estimated risk at the horizon, shape (n_samples, n_treatments)."""
         risk, _, _ = self.predict_curves(X)
         return np.asarray(risk[:, :, -1], dtype=np.float64)
+
+    def predict_anchored(
+        self,
+        X: pd.DataFrame,
+        received: npt.ArrayLike,
+        risk: npt.ArrayLike,
+        *,
+        low: npt.ArrayLike | None = None,
+        high: npt.ArrayLike | None = None,
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """Curves anchored to a given horizon risk under the treatment received.
+
+        Every member's hazards are shifted on the logit scale by one constant per patient
+        (:func:`anchor_hazards`) so that its curve under ``received`` reaches ``risk`` at the
+        horizon; the other options keep the member's treatment terms on top of that shift.
+        The point estimate is the mean of the members anchored to ``risk`` (so it reaches
+        ``risk`` exactly under ``received``); the band's lower limit is the ``band`` tail
+        percentile of the members anchored to ``low``, its upper limit the upper percentile of
+        the members anchored to ``high``, each widened to contain the point estimate.
+
+        Parameters
+        ----------
+        X : DataFrame of shape (n_samples, n_features)
+            Patient inputs.
+        received : array-like of shape (n_samples,)
+            Treatment each patient received, one of :data:`TREATMENTS`.
+        risk : array-like of shape (n_samples,)
+            Horizon risk under ``received`` to anchor to (the fused model's risk).
+        low, high : array-like of shape (n_samples,), optional
+            Interval of ``risk`` (the fused risk's calibrated interval); without them the band
+            holds only the bootstrap spread of the treatment effects (zero width under
+            ``received`` at the horizon).
+
+        Returns
+        -------
+        risk, lower, upper : ndarray of shape (n_samples, n_treatments, n_intervals + 1)
+            Anchored point estimate and band.
+        horizon_members : ndarray of shape (n_bootstrap, n_samples, n_treatments)
+            Each member's anchored risk at the horizon (for :func:`compare_options`).
+
+        Raises
+        ------
+        ValueError
+            If a treatment is unknown or the anchors are not probabilities of shape
+            (n_samples,).
+        """
+        codes = _treatment_codes(received)
+        hazards = self.predict_member_hazards(X)
+        centre = cumulative_risk(anchor_hazards(hazards, codes, risk))
+        point = centre.mean(axis=0)
+        tail = 100.0 * (1.0 - self.band) / 2.0
+        lower_members = (
+            centre if low is None else cumulative_risk(anchor_hazards(hazards, codes, low))
+        )
+        upper_members = (
+            centre if high is None else cumulative_risk(anchor_hazards(hazards, codes, high))
+        )
+        lower = np.minimum(np.percentile(lower_members, tail, axis=0), point)
+        upper = np.maximum(np.percentile(upper_members, 100.0 - tail, axis=0), point)
+        return point, lower, upper, np.asarray(centre[..., -1], dtype=np.float64)
 
     def describe(self) -> str:
         """Readable method name, e.g. for :attr:`PatientForecast.method`."""
@@ -974,6 +1061,236 @@ def summarise_members(
     return risk, lower, upper
 
 
+def cumulative_risk(hazards: FloatArray) -> FloatArray:
+    """Cumulative risk ``F(t_k) = 1 - prod_{j<=k} (1 - h_j)`` from interval hazards.
+
+    Parameters
+    ----------
+    hazards : ndarray of shape (..., n_intervals)
+        Interval hazards along the last axis.
+
+    Returns
+    -------
+    ndarray of shape (..., n_intervals + 1)
+        Cumulative risk at the interval ends, starting with 0 at time 0.
+
+    Examples
+    --------
+    >>> cumulative_risk(np.array([0.5, 0.5])).tolist()
+    [0.0, 0.5, 0.75]
+    """
+    h = np.asarray(hazards, dtype=np.float64)
+    curves = np.zeros((*h.shape[:-1], h.shape[-1] + 1), dtype=np.float64)
+    curves[..., 1:] = 1.0 - np.cumprod(1.0 - h, axis=-1)
+    return curves
+
+
+ANCHOR_CLIP: Final[float] = 1e-9
+"""Anchor risks are clipped to ``[ANCHOR_CLIP, 1 - ANCHOR_CLIP]`` (0 and 1 have no logit)."""
+_HAZARD_CLIP: Final[float] = 1e-12
+_ANCHOR_STEPS: Final[int] = 100
+
+
+def anchor_hazards(hazards: FloatArray, received: npt.ArrayLike, risk: npt.ArrayLike) -> FloatArray:
+    """Shift hazards on the logit scale so the received option reaches a given horizon risk.
+
+    For each member ``b`` and patient ``i`` one constant ``delta[b, i]`` is added to the
+    logit of every interval hazard under every option, chosen so that the cumulative risk
+    under ``received[i]`` at the last interval equals ``risk[i]``. The treatment terms (the
+    differences between the options' logit hazards) are left as they are: the treatment
+    effect is modelled on top of the anchor. The horizon risk is increasing in ``delta``, so
+    the root is unique; it is found by bisection (100 halvings of [-60, 60]).
+
+    Parameters
+    ----------
+    hazards : ndarray of shape (n_members, n_samples, n_treatments, n_intervals)
+        Interval hazards (see :meth:`HazardForecaster.predict_member_hazards`).
+    received : array-like of int of shape (n_samples,)
+        Index in :data:`TREATMENTS` of the option each patient received.
+    risk : array-like of shape (n_samples,)
+        Horizon risk to reach under ``received`` (clipped to ``[ANCHOR_CLIP, 1 -
+        ANCHOR_CLIP]``).
+
+    Returns
+    -------
+    ndarray of shape (n_members, n_samples, n_treatments, n_intervals)
+        The shifted hazards.
+
+    Raises
+    ------
+    ValueError
+        If shapes disagree, a treatment index is out of range or a risk is not in [0, 1].
+
+    Examples
+    --------
+    >>> h = np.full((1, 1, 2, 2), 0.1)
+    >>> h[0, 0, 1] = 0.05  # the second option halves the hazard
+    >>> anchored = anchor_hazards(h, [0], [0.5])
+    >>> round(float(cumulative_risk(anchored)[0, 0, 0, -1]), 6)
+    0.5
+    """
+    h = np.asarray(hazards, dtype=np.float64)
+    codes = np.asarray(received)
+    target = np.asarray(risk, dtype=np.float64)
+    if h.ndim != 4 or codes.shape != (h.shape[1],) or target.shape != (h.shape[1],):
+        raise ValueError(
+            f"hazards {h.shape} must be (n_members, n_samples, n_treatments, n_intervals) and "
+            f"received {codes.shape} / risk {target.shape} must be (n_samples,) = "
+            f"({h.shape[1] if h.ndim == 4 else '?'},); pass one received option and one risk "
+            "per patient."
+        )
+    if codes.size and (
+        not np.issubdtype(codes.dtype, np.integer) or codes.min() < 0 or codes.max() >= h.shape[2]
+    ):
+        raise ValueError(
+            f"received must hold option indices 0..{h.shape[2] - 1} (positions in "
+            f"{list(TREATMENTS)}); got {np.unique(codes)[:5].tolist()}."
+        )
+    if not np.all((target >= 0.0) & (target <= 1.0)):
+        raise ValueError(
+            f"risk must hold probabilities in [0, 1]; got values from {np.nanmin(target)} to "
+            f"{np.nanmax(target)}. Pass the fused model's risk (predict_proba[:, 1])."
+        )
+    logits = special.logit(np.clip(h, _HAZARD_CLIP, 1.0 - _HAZARD_CLIP))
+    members = np.arange(h.shape[1])
+    own = logits[:, members, codes, :]  # (n_members, n_samples, n_intervals)
+    # log survival to reach: log(1 - risk); survival(delta) = exp(-sum softplus(own + delta)).
+    goal = -np.log1p(-np.clip(target, ANCHOR_CLIP, 1.0 - ANCHOR_CLIP))[None, :]
+    low = np.full(own.shape[:2], -60.0)
+    high = np.full(own.shape[:2], 60.0)
+    for _ in range(_ANCHOR_STEPS):
+        mid = 0.5 * (low + high)
+        too_high = np.logaddexp(0.0, own + mid[..., None]).sum(axis=-1) > goal
+        high = np.where(too_high, mid, high)
+        low = np.where(too_high, low, mid)
+    delta = 0.5 * (low + high)
+    return np.asarray(special.expit(logits + delta[:, :, None, None]), dtype=np.float64)
+
+
+MIN_DISTINGUISHABLE_GAIN: Final[float] = 0.01
+"""Smallest horizon-risk difference (1 point) for which an option is called distinguishably
+lower; smaller estimated gains are reported as not distinguishable whatever the band says."""
+
+
+@dataclass(frozen=True, slots=True)
+class OptionComparison:
+    """Whether the option with the lowest estimated risk is distinguishable from the others.
+
+    Attributes
+    ----------
+    best : str
+        The option with the lowest estimated horizon risk (member mean).
+    runner_up : str
+        The option closest to it.
+    gain : float
+        ``risk(runner_up) - risk(best)`` at the horizon (mean over members, >= 0).
+    gain_lower, gain_upper : float
+        The ``band`` percentile limits of that difference across the bootstrap members.
+    band : float
+        Coverage of those limits, e.g. 0.9.
+    distinguishable : bool
+        True when, against every other option, the difference is at least
+        :data:`MIN_DISTINGUISHABLE_GAIN` and its lower band limit is above 0.
+    """
+
+    best: str
+    runner_up: str
+    gain: float
+    gain_lower: float
+    gain_upper: float
+    band: float
+    distinguishable: bool
+
+    def describe(self, horizon: float) -> str:
+        """One plain sentence for the page, e.g. "No option is distinguishably lower ...".
+
+        Examples
+        --------
+        >>> OptionComparison("targeted", "standard", 0.004, -0.01, 0.02, 0.9,
+        ...                  False).describe(5.0)[:56]
+        'No option has a distinguishably lower risk at 5 years: t'
+        """
+        level = f"{round(100 * self.band)}%"
+        band = f"{level} band {100 * self.gain_lower:+.1f} to {100 * self.gain_upper:+.1f} points"
+        if self.distinguishable:
+            return (
+                f"Lowest estimated risk at {horizon:g} years: {self.best}, "
+                f"{100 * self.gain:.1f} points below {self.runner_up}, the next option "
+                f"({band}: lower in the model's bootstrap refits)."
+            )
+        return (
+            f"No option has a distinguishably lower risk at {horizon:g} years: {self.best} is "
+            f"estimated lowest, but only {100 * self.gain:.1f} points below {self.runner_up} "
+            f"({band}), within the model's uncertainty."
+        )
+
+
+def compare_options(
+    horizon_members: npt.ArrayLike,
+    *,
+    band: float = 0.9,
+    min_gain: float = MIN_DISTINGUISHABLE_GAIN,
+) -> OptionComparison:
+    """Decide whether one patient's lowest-risk option stands out from the others.
+
+    The differences are taken member by member (the bootstrap refits share the patient's
+    baseline risk), so a real effect stands out even when the options' bands overlap.
+
+    Parameters
+    ----------
+    horizon_members : array-like of shape (n_members, n_treatments)
+        Each bootstrap member's horizon risk under each option in :data:`TREATMENTS` order.
+    band : float, default=0.9
+        Coverage of the difference's percentile band.
+    min_gain : float, default=MIN_DISTINGUISHABLE_GAIN
+        Smallest mean difference called distinguishable.
+
+    Returns
+    -------
+    OptionComparison
+
+    Raises
+    ------
+    ValueError
+        If the shape is not (n_members, n_treatments) or ``band`` is not in (0, 1).
+
+    Examples
+    --------
+    >>> members = np.array([[0.30, 0.20, 0.25], [0.32, 0.21, 0.26], [0.31, 0.22, 0.27]])
+    >>> comparison = compare_options(members)
+    >>> comparison.best, comparison.runner_up, comparison.distinguishable
+    ('standard', 'targeted', True)
+    >>> compare_options(np.array([[0.30, 0.20, 0.21], [0.30, 0.21, 0.20]])).distinguishable
+    False
+    """
+    risks = np.asarray(horizon_members, dtype=np.float64)
+    if risks.ndim != 2 or risks.shape[1] != len(TREATMENTS) or risks.shape[0] < 1:
+        raise ValueError(
+            f"horizon_members has shape {risks.shape}; pass (n_members, {len(TREATMENTS)}) "
+            f"risks in {list(TREATMENTS)} order."
+        )
+    if not 0.0 < band < 1.0:
+        raise ValueError(f"band={band!r}; pass a coverage in (0, 1), e.g. 0.9.")
+    mean = risks.mean(axis=0)
+    best = int(np.argmin(mean))
+    tail = 100.0 * (1.0 - band) / 2.0
+    others = [a for a in range(len(TREATMENTS)) if a != best]
+    differences = risks[:, others] - risks[:, [best]]
+    gains = differences.mean(axis=0)
+    lows = np.percentile(differences, tail, axis=0)
+    highs = np.percentile(differences, 100.0 - tail, axis=0)
+    closest = int(np.argmin(gains))
+    return OptionComparison(
+        best=TREATMENTS[best],
+        runner_up=TREATMENTS[others[closest]],
+        gain=float(gains[closest]),
+        gain_lower=float(lows[closest]),
+        gain_upper=float(highs[closest]),
+        band=band,
+        distinguishable=bool(np.all((gains >= min_gain) & (lows > 0.0))),
+    )
+
+
 # ---------------------------------------------------------------------------- per patient
 def make_patient_forecast(
     *,
@@ -986,6 +1303,8 @@ def make_patient_forecast(
     upper: FloatArray,
     true_risks: Mapping[str, float] | None = None,
     received_treatment: str | None = None,
+    comparison: OptionComparison | None = None,
+    anchor_risk: float | None = None,
 ) -> PatientForecast:
     """Assemble a :class:`PatientForecast` from one patient's curves.
 
@@ -1001,6 +1320,10 @@ def make_patient_forecast(
         True risk at the horizon under each treatment (synthetic cohorts).
     received_treatment : str, optional
         The treatment actually received.
+    comparison : OptionComparison, optional
+        :func:`compare_options` of the patient's member risks at the horizon.
+    anchor_risk : float, optional
+        The fused risk the curves were anchored to (:meth:`HazardForecaster.predict_anchored`).
 
     Returns
     -------
@@ -1052,6 +1375,8 @@ def make_patient_forecast(
         effects=effects,
         best_treatment=TREATMENTS[int(np.argmin(at_horizon))],
         received_treatment=received_treatment,
+        comparison=comparison,
+        anchor_risk=anchor_risk,
     )
 
 
@@ -1256,13 +1581,17 @@ def build_forecast(
     n_bootstrap: int = 12,
     build: Mapping[str, Any] | None = None,
     random_state: int = 0,
+    anchor_risk: npt.ArrayLike | None = None,
 ) -> dict[str, Any]:
     """Fit, evaluate, save and register the forecast model of one fusion version.
 
     Fits the S-learner (persisted, served) and the T-learner (compared only) on the training
     split with early stopping on the validation split, then measures on the test split the
     effect recovery (:func:`effect_proof`, synthetic truth only) and the calibration of the
-    horizon risk under the received treatment (:func:`calibration_table`).
+    horizon risk under the received treatment (:func:`calibration_table`). With
+    ``anchor_risk`` the served estimate is measured as it is served: anchored to the fused
+    risk (:meth:`HazardForecaster.predict_anchored`, method ``s_learner``), with the
+    unanchored hazard model as ``s_learner_unanchored``.
 
     Parameters
     ----------
@@ -1286,11 +1615,14 @@ def build_forecast(
         Build identity, stored with the model.
     random_state : int, default=0
         Seed.
+    anchor_risk : array-like of shape (n_patients,), optional
+        The fused model's risk of every row of ``X`` (what the served curves are anchored to).
 
     Returns
     -------
     dict
-        The registered metrics (JSON-safe): ``effects`` (rows of :func:`effect_metrics`),
+        The registered metrics (JSON-safe): ``anchored`` (bool), ``effects`` (rows of
+        :func:`effect_metrics`),
         ``calibration`` (rows of :func:`calibration_table`), ``ece_true``, ``ece_km``,
         ``fit_seconds`` per method, ``n_train``, ``n_test``.
     """
@@ -1325,7 +1657,18 @@ def build_forecast(
     main = models["s_learner"]
 
     X_test, time_test, event_test, treatment_test = test
-    risk_test = main.predict_risk(X_test)
+    anchored: FloatArray | None = None
+    if anchor_risk is None:
+        risk_test = main.predict_risk(X_test)
+    else:
+        fused = np.asarray(anchor_risk, dtype=np.float64)
+        if fused.shape != (len(X),):
+            raise ValueError(
+                f"anchor_risk has shape {fused.shape}; pass the fused risk of every row of X, "
+                f"shape ({len(X)},)."
+            )
+        anchored = main.predict_anchored(X_test, treatment_test, fused[masks["test"]])[0]
+        risk_test = np.asarray(anchored[:, :, -1], dtype=np.float64)
     received = risk_test[np.arange(len(X_test)), _treatment_codes(treatment_test)]
     true_received: FloatArray | None = None
     effects: list[dict[Any, Any]] = []
@@ -1333,20 +1676,26 @@ def build_forecast(
         columns = [f"true_risk_{t}" for t in TREATMENTS]
         true_test = truth.set_index("patient_id").loc[X_test.index, columns].to_numpy(np.float64)
         true_received = true_test[np.arange(len(X_test)), _treatment_codes(treatment_test)]
-        effects = effect_proof(
+        proof = effect_proof(
             models,
             X_test,
             true_test,
             train_time=train[1],
             train_event=train[2],
             train_treatment=train[3],
-        ).to_dict("records")
+        )
+        if anchored is not None:
+            proof["method"] = proof["method"].replace("s_learner", "s_learner_unanchored")
+            served = pd.DataFrame(effect_metrics(risk_test, true_test, method="s_learner"))
+            proof = pd.concat([served, proof], ignore_index=True)
+        effects = proof.to_dict("records")
     table = calibration_table(received, time_test, event_test, true_risk=true_received)
     metrics = _jsonable(
         {
             "method": main.describe(),
             "alternative": (models["t_learner"].describe() if "t_learner" in models else None),
             "horizon": main.horizon,
+            "anchored": anchored is not None,
             "effects": effects,
             "calibration": table.to_dict("records"),
             **calibration_errors(table),
@@ -1396,7 +1745,8 @@ def forecast_to_dict(forecast: PatientForecast) -> dict[str, Any]:
     -------
     dict
         ``format_version, patient_id, model_version, method, horizon_years, note,
-        received_treatment, best_treatment, ground_truth, treatments``; each entry of
+        received_treatment, best_treatment, best_treatment_distinguishable, anchor_risk,
+        ground_truth, treatments``; each entry of
         ``treatments`` holds ``treatment, times, risk, lower, upper, true_risk`` (lists over
         ``times``; ``true_risk`` null without ground truth) and the horizon summary
         ``risk_at_horizon, lower_at_horizon, upper_at_horizon, arr, nnt,
@@ -1432,6 +1782,10 @@ def forecast_to_dict(forecast: PatientForecast) -> dict[str, Any]:
         "reference_treatment": REFERENCE_TREATMENT,
         "received_treatment": forecast.received_treatment,
         "best_treatment": forecast.best_treatment,
+        "best_treatment_distinguishable": (
+            None if forecast.comparison is None else forecast.comparison.distinguishable
+        ),
+        "anchor_risk": forecast.anchor_risk,
         "ground_truth": has_truth,
         "note": FORECAST_NOTE,
         "treatments": treatments,

@@ -94,7 +94,9 @@ STORY: Final[tuple[StoryStep, ...]] = (
         "4. What each treatment would change",
         "treatment_benefit",
         "For a second patient, the forecast shows the risk over the next years under each "
-        "treatment option, with its uncertainty band, and how much each option lowers it.",
+        "treatment option, with its uncertainty band: the curve for the treatment received "
+        "ends at the patient's fused risk, and the others show how much each option would "
+        "change it, or that the options cannot be told apart.",
     ),
     StoryStep(
         "what_if",

@@ -23,6 +23,7 @@ import numpy.typing as npt
 import pandas as pd
 
 if TYPE_CHECKING:  # records only; fusion.service imports this module
+    from fusion.forecast import PatientForecast
     from fusion.service import ImageMaps, ModelInfo, PatientExplanation, RiskResult
     from fusion.uncertainty import RiskInterval
 
@@ -161,6 +162,45 @@ def _modality_bar(totals: Mapping[str, float]) -> str:
     return f'<div class="bar">{"".join(parts)}</div>'
 
 
+def _forecast_html(forecast: PatientForecast | None) -> str:
+    """The treatment-forecast section: each option's horizon risk, band and ARR."""
+    if forecast is None:
+        return ""
+    rows = []
+    comparison = forecast.comparison
+    effects = forecast.effects
+    for name, risk, low, high, arr in zip(
+        effects["treatment"].astype(str),
+        effects["risk"].to_numpy(np.float64),
+        effects["lower"].to_numpy(np.float64),
+        effects["upper"].to_numpy(np.float64),
+        effects["arr"].to_numpy(np.float64),
+        strict=True,
+    ):
+        notes = []
+        if name == forecast.received_treatment:
+            notes.append("received")
+        if name == forecast.best_treatment and (comparison is None or comparison.distinguishable):
+            notes.append("lowest estimated risk")
+        rows.append(
+            [
+                name,
+                f"{_pct(risk)} ({_pct(low)} to {_pct(high)})",
+                "reference" if name == "none" else f"{100 * arr:+.1f} pts",
+                ", ".join(notes),
+            ]
+        )
+    verdict = "" if comparison is None else html.escape(comparison.describe(forecast.horizon))
+    return (
+        f"<h2>Treatment forecast: risk at {forecast.horizon:g} years under each option</h2>"
+        + _table(["option", "risk (band)", "reduction vs none", "note"], rows, {1, 2})
+        + f"<p>{verdict}</p>"
+        + '<p class="note">Anchored to the fused risk above: the option received reaches it '
+        "at the horizon. Model estimate for research and demonstration only, not medical "
+        "advice; it assumes no unmeasured confounding of the treatment choice.</p>"
+    )
+
+
 def render_patient_report(
     *,
     result: RiskResult,
@@ -172,6 +212,7 @@ def render_patient_report(
     info: ModelInfo,
     opacity: float = 0.45,
     generated_at: datetime | None = None,
+    forecast: PatientForecast | None = None,
 ) -> str:
     """The report as one HTML document (inline CSS and a base64 PNG; no external resource).
 
@@ -195,6 +236,8 @@ def render_patient_report(
         Overlay opacity.
     generated_at : datetime, optional
         Report time (default: now, UTC).
+    forecast : PatientForecast, optional
+        The treatment forecast (anchored to ``result.risk``); None leaves the section out.
 
     Returns
     -------
@@ -280,5 +323,6 @@ synthetic demo data, not for clinical use.</p>
 {_table(["scenario", "risk", "change"], what_if_rows, {1, 2})}
 <h2>Where: image evidence</h2>
 {image_html}
+{_forecast_html(forecast)}
 </body></html>
 """

@@ -44,6 +44,7 @@ from fusion.forecast import (
     TREATMENTS,
     HazardForecaster,
     PatientForecast,
+    compare_options,
     make_patient_forecast,
 )
 from fusion.guided_demo import StoryPatient, choose_high_risk, choose_treatment_benefit
@@ -605,7 +606,12 @@ class RiskService:
         top["has_lesion"] = [self._has_lesion(record) for record in records]
         first = choose_high_risk(top)
         model, _ = self.forecast_model()  # one batched forecast of every candidate
-        risk = model.predict_risk(pd.concat([self.feature_row(record) for record in records]))
+        X = pd.concat([self.feature_row(record) for record in records])
+        # Anchored as served: the story shows the same curves as the forecast page.
+        curves = model.predict_anchored(
+            X, [record.treatment for record in records], self.model.predict_proba(X)[:, 1]
+        )[0]
+        risk = curves[:, :, -1]
         reference = risk[:, TREATMENTS.index(REFERENCE_TREATMENT)]
         arr = reference - risk.min(axis=1)  # ARR of the best option (lowest risk) vs none
         second = choose_treatment_benefit(top.assign(arr=arr), exclude=first.patient_id)
@@ -886,12 +892,15 @@ class RiskService:
     def patient_report(self, patient_id: str, method: MapMethod = "gradcam") -> str:
         """One patient's page as a self-contained HTML report (see :mod:`fusion.patient_report`).
 
-        A patient without a scan file gets a report that says so instead of the overlay.
+        A patient without a scan file gets a report that says so instead of the overlay. When
+        the active version has a forecast model, the report ends with the treatment forecast,
+        anchored to the same fused risk (:meth:`forecast`).
         """
         try:
             maps: ImageMaps | None = self.image_maps(patient_id, method)
         except CohortError:
             maps = None
+        forecast = self.forecast(patient_id) if self._forecast_record() is not None else None
         return render_patient_report(
             result=self.predict(patient_id),
             interval=self.risk_interval(patient_id) if self.interval_calibration else None,
@@ -900,6 +909,7 @@ class RiskService:
             top_features=self.top_features(patient_id),
             maps=maps,
             info=self.model_info(),
+            forecast=forecast,
         )
 
     def record_event(
@@ -991,7 +1001,12 @@ class RiskService:
         """Cumulative risk over time under each treatment option for one patient.
 
         A research and demonstration estimate (see :data:`fusion.forecast.FORECAST_NOTE` and
-        ``docs/forecast.md``): the model adjusts for the measured confounders only.
+        ``docs/forecast.md``): the model adjusts for the measured confounders only. The curves
+        are anchored to the fused risk (:meth:`predict`, or the what-if risk with
+        ``overrides``): the curve under the treatment received reaches it at the horizon and
+        the other options are the hazard model's treatment effects on top of it. The band is
+        the fused risk's calibrated interval (:meth:`interval_of`) carried through the
+        treatment effects, widened by their bootstrap spread.
 
         Parameters
         ----------
@@ -1005,8 +1020,9 @@ class RiskService:
         Returns
         -------
         PatientForecast
-            Curves from 0 to the horizon with a bootstrap band, ARR / NNT against no
-            treatment, the best option and (synthetic cohorts) the true curves.
+            Curves from 0 to the horizon with their band, ARR / NNT against no treatment, the
+            best option and whether it is distinguishable (``comparison``), the fused risk the
+            curves are anchored to (``anchor_risk``) and (synthetic cohorts) the true curves.
 
         Raises
         ------
@@ -1022,17 +1038,33 @@ class RiskService:
         X = self.feature_row(record)
         if overrides:
             X = apply_overrides(X, overrides)
-        risk, lower, upper = model.predict_curves(X)
+        fused = float(self.model.predict_proba(X)[0, 1])
+        interval = None if self.interval_calibration is None else self.interval_of(X)
+        risk, lower, upper, members = model.predict_anchored(
+            X,
+            [record.treatment],
+            [fused],
+            low=None if interval is None else [interval.low],
+            high=None if interval is None else [interval.high],
+        )
+        band = (
+            "band: the fused risk's interval carried through the treatment effects"
+            if interval is not None
+            else "band: bootstrap spread of the treatment effects only"
+        )
         return make_patient_forecast(
             patient_id=record.patient_id,
             model_version=version,
-            method=model.describe(),
+            method=f"{model.describe()}; anchored to the fused risk under the treatment "
+            f"received ({band})",
             times=model.times_,
             risk=risk[0],
             lower=lower[0],
             upper=upper[0],
             true_risks=None if overrides else record.counterfactual_risks,
             received_treatment=record.treatment,
+            comparison=compare_options(members[:, 0, :], band=model.band),
+            anchor_risk=fused,
         )
 
     def forecast_proof(self) -> pd.DataFrame | None:

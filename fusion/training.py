@@ -600,6 +600,7 @@ def train_cohort(
                 n_bootstrap=config.forecast_models,
                 build=build,
                 random_state=config.seed,
+                anchor_risk=risk_all,  # served curves reach the fused risk (one risk)
             )
             for row in forecast["effects"]:
                 spearman = row["spearman"] if row["spearman"] is not None else float("nan")

@@ -10,7 +10,13 @@ import streamlit as st
 from dashboard.figures import make_forecast_figure
 from fusion.forecast import FORECAST_NOTE, PatientForecast
 
-__all__ = ["CONFOUNDING_NOTE", "effects_table", "render_forecast"]
+__all__ = [
+    "CONFOUNDING_NOTE",
+    "best_option_summary",
+    "effects_table",
+    "render_best_option",
+    "render_forecast",
+]
 
 CONFOUNDING_NOTE = (
     "**Confounding assumption.** Treatment in this cohort was not randomised: sicker patients "
@@ -25,6 +31,40 @@ def _percent(value: float) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.1%}"
 
 
+def _distinguishable(forecast: PatientForecast) -> bool:
+    return forecast.comparison is None or forecast.comparison.distinguishable
+
+
+def best_option_summary(forecast: PatientForecast) -> tuple[str, str]:
+    """Headline value and sentence about the lowest-risk option.
+
+    Returns
+    -------
+    tuple of str
+        ``(value, sentence)``: the option's name, or "Not distinguishable" when the options'
+        risks differ by less than the model can tell apart
+        (:class:`fusion.forecast.OptionComparison`).
+    """
+    comparison = forecast.comparison
+    if comparison is None:
+        return (
+            forecast.best_treatment,
+            f"Lowest estimated risk at {forecast.horizon:g} years: {forecast.best_treatment}.",
+        )
+    value = comparison.best if comparison.distinguishable else "Not distinguishable"
+    return value, comparison.describe(forecast.horizon)
+
+
+def render_best_option(forecast: PatientForecast) -> None:
+    """The headline metric of the option with the lowest estimated risk, honest about ties."""
+    value, sentence = best_option_summary(forecast)
+    st.metric(
+        "Lowest estimated risk (model estimate, not advice)",
+        value,
+        help=f"{sentence} For research and demonstration only.",
+    )
+
+
 def effects_table(forecast: PatientForecast, *, show_truth: bool) -> pd.DataFrame:
     """The effects at the horizon as display strings, one row per treatment."""
     effects = forecast.effects
@@ -32,7 +72,11 @@ def effects_table(forecast: PatientForecast, *, show_truth: bool) -> pd.DataFram
     for treatment in effects["treatment"]:
         labels = []
         if treatment == forecast.best_treatment:
-            labels.append("lowest estimated risk")
+            labels.append(
+                "lowest estimated risk"
+                if _distinguishable(forecast)
+                else "lowest estimate, not distinguishable"
+            )
         if treatment == forecast.received_treatment:
             labels.append("received")
         notes.append(", ".join(labels))
@@ -98,9 +142,13 @@ def render_forecast(forecast: PatientForecast, *, key: str) -> None:
         },
         key=f"{key}.effects",
     )
-    st.info(
-        f"Lowest estimated risk at {forecast.horizon:g} years: **{forecast.best_treatment}**. "
-        f"{FORECAST_NOTE}"
-    )
+    st.info(f"{best_option_summary(forecast)[1]} {FORECAST_NOTE}")
+    if forecast.anchor_risk is not None and forecast.received_treatment is not None:
+        st.caption(
+            f"One risk for this patient: at {forecast.horizon:g} years the "
+            f"'{forecast.received_treatment}' curve (the treatment received) reaches the fused "
+            f"risk ({forecast.anchor_risk:.1%}) shown in the patient explorer; the other options "
+            "apply the forecast model's estimated treatment effects on top of it."
+        )
     st.markdown(CONFOUNDING_NOTE)
     st.caption(f"Method: {forecast.method} · forecast model `{forecast.model_version}`.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.components.forecast_view import render_forecast
+from dashboard.components.forecast_view import render_best_option, render_forecast
 from dashboard.components.patient_picker import render_patient_picker
 from dashboard.components.signin import audit_once, require_page_area
 from dashboard.components.what_if_editor import (
@@ -43,22 +43,8 @@ with left:
             else "n/a"
         ),
     )
-    st.metric(
-        "Lowest estimated risk (model estimate, not advice)",
-        forecast.best_treatment,
-        help="The option with the lowest estimated risk at the horizon; for research and "
-        "demonstration only.",
-    )
+    render_best_option(forecast)
     st.markdown(f"Treatment received: **{forecast.received_treatment or 'unknown'}**")
-    received = forecast.received_treatment
-    if received in effects.index:
-        fused = service.predict(patient_id).risk
-        st.caption(
-            f"The patient explorer's fused risk ({fused:.1%}) is the fusion classifier's "
-            f"{forecast.horizon:g}-year risk under the treatment received; this page's "
-            f"{effects.loc[received, 'risk']:.1%} for '{received}' comes from the separate "
-            "time-to-event model over the same inputs, so the two can differ by a few points."
-        )
 with right:
     render_forecast(forecast, key="forecast")
 
@@ -71,8 +57,10 @@ with st.expander("How good are these forecasts? Proof against the true effects (
             "Measured when the model was built, on the synthetic test split whose true "
             "treatment effects are known. **PEHE**: root mean squared error of the estimated "
             "individual risk reduction (lower is better); **Spearman**: rank correlation of "
-            "estimated and true individual effects (higher is better). Baselines: a "
-            "treatment-agnostic model (no effect) and a naive unadjusted comparison of arms."
+            "estimated and true individual effects (higher is better). `s_learner` is the "
+            "served forecast, anchored to the fused risk; `s_learner_unanchored` is the hazard "
+            "model alone. Baselines: a treatment-agnostic model (no effect) and a naive "
+            "unadjusted comparison of arms."
         )
         st.dataframe(proof, hide_index=True, key="forecast.proof")
     calibration = service.forecast_calibration()

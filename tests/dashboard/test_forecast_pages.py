@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from dashboard.components.forecast_view import best_option_summary, effects_table
 from dashboard.figures import make_forecast_figure
-from fusion.forecast import FORECAST_NOTE
+from fusion.forecast import FORECAST_NOTE, compare_options, make_patient_forecast
 from fusion.guided_demo import STORY
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -119,7 +120,10 @@ def test_forecast_page_shows_curves_effects_and_caveats(patched_service) -> None
     assert any("Confounding assumption" in md.value for md in at.markdown)
     assert any(forecast.method in caption.value for caption in at.caption)
     fused = f"fused risk ({patched_service.predict(pid).risk:.1%})"
-    assert any(fused in caption.value for caption in at.caption)  # the two risks explained
+    assert any(fused in caption.value for caption in at.caption)  # one risk, said once
+    received = effects.set_index("treatment").loc[forecast.received_treatment, "risk"]
+    assert received.startswith(f"{patched_service.predict(pid).risk:.1%} (")
+    assert not any("a few points" in caption.value for caption in at.caption)
     assert at.expander[0].label.startswith("How good are these forecasts?")
 
 
@@ -206,6 +210,43 @@ def test_non_modifiable_inputs_are_read_only(patched_service) -> None:
     assert "BMI" not in set(fixed["input"])
 
 
+@pytest.mark.parametrize(
+    ("members", "value", "note"),
+    [
+        # 0.4 points apart with overlapping bands: no headline winner.
+        (
+            [[0.30, 0.256, 0.250], [0.32, 0.266, 0.270], [0.31, 0.272, 0.262]],
+            "Not distinguishable",
+            "lowest estimate, not distinguishable",
+        ),
+        (
+            [[0.30, 0.29, 0.25], [0.32, 0.31, 0.27], [0.31, 0.30, 0.26]],
+            "targeted",
+            "lowest estimated risk",
+        ),
+    ],
+)
+def test_best_option_headline_says_when_options_cannot_be_told_apart(members, value, note) -> None:
+    horizon = np.asarray(members).mean(axis=0)
+    risk = np.outer(horizon, np.linspace(0.0, 1.0, 3))
+    forecast = make_patient_forecast(
+        patient_id="P1",
+        model_version="v-forecast",
+        method="m",
+        times=np.linspace(0.0, 5.0, 3),
+        risk=risk,
+        lower=risk * 0.8,
+        upper=risk * 1.2,
+        received_treatment="standard",
+        comparison=compare_options(np.asarray(members)),
+    )
+    shown, sentence = best_option_summary(forecast)
+    assert shown == value
+    assert "targeted" in sentence
+    notes = effects_table(forecast, show_truth=False).set_index("treatment")["note"]
+    assert notes["targeted"] == note
+
+
 # ---------------------------------------------------------------- guided demo
 def test_guided_demo_walks_through_every_step_and_back(patched_service) -> None:
     at = _page("guided_demo")
@@ -228,7 +269,10 @@ def test_guided_demo_walks_through_every_step_and_back(patched_service) -> None:
             assert any(t.get("name") == "true lesion" for t in charts[0]["data"])
         elif step.kind == "treatment":
             assert "targeted" in _names(charts[0])
-            assert _table(at, "treatment")["treatment"].tolist()
+            shown = _table(at, "treatment").set_index("treatment")["risk"]
+            received = patched_service.patient(second.patient_id).treatment
+            fused = patched_service.predict(second.patient_id).risk
+            assert shown[received].startswith(f"{fused:.1%} (")  # the same risk as step 1's kind
         else:
             keys = {widget.key for widget in at.number_input}
             assert f"guided.what_if.{first.patient_id}.smoking" in keys

@@ -23,7 +23,11 @@ from fusion.cli import main
 from fusion.forecast import (
     FORECAST_NOTE,
     HORIZON_YEARS,
+    MIN_DISTINGUISHABLE_GAIN,
     HazardForecaster,
+    anchor_hazards,
+    compare_options,
+    cumulative_risk,
     effect_proof,
     kaplan_meier,
     make_patient_forecast,
@@ -286,6 +290,78 @@ def test_fit_rejects_unknown_treatments_and_methods() -> None:
         HazardForecaster(method="x_learner").fit(X, time, event, treatment)
 
 
+# ------------------------------------------------------------------------ anchoring
+def test_anchored_hazards_reach_the_target_and_keep_the_treatment_terms() -> None:
+    rng = np.random.default_rng(5)
+    hazards = special.expit(rng.normal(-2.5, 1.0, size=(4, 30, 3, 10)))
+    received = rng.integers(0, 3, 30)
+    target = np.r_[rng.uniform(0.001, 0.999, 28), 0.0, 1.0]
+    anchored = anchor_hazards(hazards, received, target)
+    curves = cumulative_risk(anchored)
+    reached = curves[:, np.arange(30), received, -1]
+    clipped = np.clip(target, 1e-9, 1 - 1e-9)
+    assert reached == pytest.approx(np.broadcast_to(clipped, reached.shape), abs=1e-9)
+    assert np.all(np.diff(curves, axis=-1) >= 0.0)
+    # One shift per member and patient: the options' logit-hazard differences are unchanged.
+    before = special.logit(hazards)
+    after = special.logit(anchored)
+    assert np.diff(after, axis=2) == pytest.approx(np.diff(before, axis=2), abs=1e-6)
+    with pytest.raises(ValueError, match=r"received must hold option indices 0\.\.2"):
+        anchor_hazards(hazards, np.full(30, 3), target)
+    with pytest.raises(ValueError, match=r"risk must hold probabilities in \[0, 1\]"):
+        anchor_hazards(hazards, received, target + 1.0)
+
+
+def test_predict_anchored_reaches_the_fused_risk_and_its_interval() -> None:
+    X, time, event, treatment, _ = _exponential_world(1200, 4)
+    model = HazardForecaster(**FAST).fit(X, time, event, treatment)
+    rng = np.random.default_rng(1)
+    fused = rng.uniform(0.02, 0.95, 50)
+    low, high = fused * 0.7, fused + 0.5 * (1 - fused)
+    risk, lower, upper, members = model.predict_anchored(
+        X.iloc[:50], treatment[:50], fused, low=low, high=high
+    )
+    codes = np.asarray([TREATMENTS.index(t) for t in treatment[:50]])
+    rows = np.arange(50)
+    assert risk[rows, codes, -1] == pytest.approx(fused, abs=1e-9)
+    assert lower[rows, codes, -1] == pytest.approx(low, abs=1e-9)
+    assert upper[rows, codes, -1] == pytest.approx(high, abs=1e-9)
+    assert np.all((lower <= risk) & (risk <= upper))
+    assert np.all(np.diff(lower, axis=-1) >= 0)
+    assert np.all(np.diff(upper, axis=-1) >= 0)
+    assert members.shape == (FAST["n_bootstrap"], 50, len(TREATMENTS))
+    # Unanchored, the hazard model's own horizon risk misses the anchor.
+    plain = model.predict_risk(X.iloc[:50])[rows, codes]
+    assert np.max(np.abs(plain - fused)) > 0.1
+
+
+@pytest.mark.parametrize(
+    ("members", "best", "distinguishable"),
+    [
+        # The issue's case: 0.4 points apart, bands fully overlapping.
+        ([[0.300, 0.256, 0.250], [0.320, 0.266, 0.270], [0.310, 0.272, 0.262]], "targeted", False),
+        # Consistently lower in every refit, by 4 points.
+        ([[0.30, 0.29, 0.25], [0.32, 0.31, 0.27], [0.31, 0.30, 0.26]], "targeted", True),
+        # Lower in every refit but by less than the smallest gain worth naming.
+        ([[0.30, 0.255, 0.250], [0.32, 0.275, 0.270], [0.31, 0.265, 0.260]], "targeted", False),
+    ],
+)
+def test_compare_options_says_when_the_lowest_option_is_not_distinguishable(
+    members, best, distinguishable
+) -> None:
+    comparison = compare_options(np.asarray(members))
+    assert comparison.best == best
+    assert comparison.distinguishable is distinguishable
+    sentence = comparison.describe(5.0)
+    if distinguishable:
+        assert sentence.startswith("Lowest estimated risk at 5 years: targeted, 4.0 points")
+    else:
+        assert sentence.startswith("No option has a distinguishably lower risk at 5 years")
+        assert comparison.gain < MIN_DISTINGUISHABLE_GAIN or comparison.gain_lower <= 0
+    with pytest.raises(ValueError, match=r"pass \(n_members, 3\) risks"):
+        compare_options(np.zeros((3, 2)))
+
+
 # ------------------------------------------------------------------------ the record
 def test_patient_forecast_effects_arr_nnt_and_best_arm() -> None:
     times = np.linspace(0.0, 5.0, 3)
@@ -343,6 +419,48 @@ def test_service_forecast_on_the_built_store(tiny_service) -> None:
         assert effects.loc[name, "true_risk"] == pytest.approx(record.counterfactual_risks[name])
 
 
+def _percent(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def test_one_patient_one_risk_on_every_screen(tiny_service) -> None:
+    """Explorer, forecast, guided demo and HTML report show one risk per patient."""
+    test_ids = tiny_service.search_patients(split="test", limit=1000)["patient_id"].tolist()
+    assert len(test_ids) == tiny_service.count_patients("test") > 0
+    worst = 0.0
+    for patient_id in test_ids:
+        fused = tiny_service.predict(patient_id).risk
+        forecast = tiny_service.forecast(patient_id)
+        effects = forecast.effects.set_index("treatment")
+        received = effects.loc[forecast.received_treatment, "risk"]
+        curve = forecast.curves.query("treatment == @forecast.received_treatment")
+        assert curve["risk"].iloc[-1] == received
+        worst = max(worst, abs(received - fused))
+        assert forecast.anchor_risk == pytest.approx(fused, abs=1e-12)
+        report = tiny_service.patient_report(patient_id)
+        assert f'<span class="big">{_percent(fused)}</span> fused risk' in report
+        assert f'<td>{forecast.received_treatment}</td><td class="num">{_percent(received)} (' in (
+            report
+        )
+    assert worst <= 0.005
+    # The guided demo shows these same two services' numbers for its story patients.
+    for story in tiny_service.guided_demo_patients():
+        forecast = tiny_service.forecast(story.patient_id)
+        received = forecast.effects.set_index("treatment").loc[forecast.received_treatment]
+        assert received["risk"] == pytest.approx(
+            tiny_service.predict(story.patient_id).risk, abs=0.005
+        )
+
+
+def test_what_if_forecast_reaches_the_what_if_risk(tiny_service) -> None:
+    patient_id = tiny_service.search_patients(split="test", limit=1)["patient_id"].iloc[0]
+    overrides = {"smoking": 0, "systolic_bp": 120}
+    after = tiny_service.what_if(patient_id, overrides).after.risk
+    forecast = tiny_service.forecast(patient_id, overrides=overrides)
+    effects = forecast.effects.set_index("treatment")
+    assert effects.loc[forecast.received_treatment, "risk"] == pytest.approx(after, abs=0.005)
+
+
 def test_service_forecast_with_overrides(tiny_service) -> None:
     patient_id = tiny_service.search_patients(split="test", limit=1)["patient_id"].iloc[0]
     edited = tiny_service.forecast(patient_id, overrides={"smoking": 0, "systolic_bp": 120})
@@ -377,6 +495,8 @@ def test_cli_forecast_writes_the_documented_json(home_env, tiny_service, tmp_pat
     assert "not medical advice" in document["note"]
     assert document["ground_truth"] is True
     assert document["best_treatment"] in TREATMENTS
+    assert isinstance(document["best_treatment_distinguishable"], bool)
+    assert document["anchor_risk"] == pytest.approx(tiny_service.predict(patient_id).risk)
     assert [t["treatment"] for t in document["treatments"]] == list(TREATMENTS)
     for entry in document["treatments"]:
         n = len(entry["times"])
