@@ -211,6 +211,10 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         imaging=replace(TrainConfig(), epochs=args.epochs),
         bias=settings.demo_bias if args.bias is None else args.bias,
     )
+    if not args.no_serve:  # refuse a sign-in configuration that cannot serve before building
+        check_bind_address(
+            args.address, sign_in=auth_configured(read_secrets(settings.secrets_file))
+        )
     settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
     store = CohortStore(make_engine(settings.database_url))
     imported = [s for s in _sources(store) if s != "synthetic"]
