@@ -13,6 +13,7 @@ from dashboard.figures import (
     make_roc_figure,
 )
 from dashboard.resources import get_performance, get_test_shap, list_models, require_risk_service
+from fusion.exports import safe_csv
 
 st.title("Model performance")
 require_page_area("cohort")
@@ -70,7 +71,7 @@ st.caption(
 st.dataframe(report.ablation, key="performance.ablation", width="stretch")
 st.download_button(
     "Download ablation table (CSV)",
-    report.ablation.to_csv(index_label="model"),
+    safe_csv(report.ablation, index=True, index_label="model"),
     file_name=f"ablation-{report.model_version}.csv",
     mime="text/csv",
     key="performance.download",
