@@ -90,7 +90,8 @@ REFUSED_UNVERIFIED = (
 REFUSED_UNKNOWN_VERIFICATION = (
     "Your identity provider did not say whether the e-mail {email!r} is verified (no "
     "email_verified claim), so riskfusion gives it no role: roles are granted to verified "
-    "addresses only. Ask your administrator to configure the provider to send email_verified."
+    "addresses only. Ask your administrator to configure the provider to send email_verified "
+    "(Microsoft Entra ID: add the optional ID-token claim xms_edov)."
 )
 REFUSED_NO_ROLE = (
     "Your account {email!r} has no riskfusion role. Ask an admin to add your e-mail or domain "
@@ -230,7 +231,9 @@ def role_from_claims(claims: Mapping[str, object], mapping: Mapping[str, Role]) 
 
     The role comes from the ``email`` claim only when the identity provider vouches for it
     (``email_verified`` is true): an unverified address could be anyone's, so a domain rule such
-    as ``"@hospital.org" = "admin"`` must not apply to it.
+    as ``"@hospital.org" = "admin"`` must not apply to it. Microsoft Entra ID never sends
+    ``email_verified`` for organisational accounts; its optional ``xms_edov`` claim (the tenant
+    owns the e-mail's domain) counts instead when ``email_verified`` is absent.
 
     Parameters
     ----------
@@ -265,6 +268,8 @@ def role_from_claims(claims: Mapping[str, object], mapping: Mapping[str, Role]) 
     if "@" not in email:
         raise SignInRefusedError(REFUSED_NO_EMAIL, "no_email")
     verified = claims.get("email_verified")
+    if verified is None:  # Microsoft Entra ID: "email domain owner verified", an optional claim
+        verified = claims.get("xms_edov")
     if verified is None:
         raise SignInRefusedError(
             REFUSED_UNKNOWN_VERIFICATION.format(email=email), "unknown_verification"

@@ -143,6 +143,8 @@ def test_provider_keys_may_sit_in_auth_default() -> None:
         ({"email": "eve@h.org", "email_verified": "false"}, "unverified", "not verified"),
         ({"email": "eve@h.org", "email_verified": 1}, "unverified", "not verified"),
         ({"email": "eve@h.org"}, "unknown_verification", "no email_verified claim"),
+        ({"email": "eve@h.org", "xms_edov": False}, "unverified", "not verified"),
+        ({"email": "eve@h.org", "email_verified": False, "xms_edov": True}, "unverified", "not"),
         ({"email_verified": True}, "no_email", "sent no e-mail"),
         ({"email": "", "email_verified": True}, "no_email", "sent no e-mail"),
         ({"email": "eve@other.org", "email_verified": True}, "no_role", "has no riskfusion role"),
@@ -155,10 +157,18 @@ def test_roles_come_only_from_a_verified_email(claims, reason, match) -> None:
     assert err.value.reason == reason
 
 
-@pytest.mark.parametrize("verified", [True, "true", "True"])
+@pytest.mark.parametrize(
+    "verified",
+    [
+        {"email_verified": True},
+        {"email_verified": "true"},
+        {"email_verified": "True"},
+        {"xms_edov": True},  # Microsoft Entra ID: the tenant owns the domain
+    ],
+)
 def test_a_verified_email_gets_its_role(verified) -> None:
     mapping = read_role_mapping({"ana@h.org": "admin", "@h.org": "clinician"})
-    identity = role_from_claims({"email": " Ana@H.org ", "email_verified": verified}, mapping)
+    identity = role_from_claims({"email": " Ana@H.org ", **verified}, mapping)
     assert identity == Identity(user="ana@h.org", role="admin", source="oidc")
 
 
