@@ -26,6 +26,7 @@ from pathlib import Path
 from data.errors import CohortError
 from data.store import AuditEntry, CohortStore, make_engine
 from fusion.access import ROLES, auth_configured, check_bind_address, read_secrets
+from fusion.exports import write_safe_csv
 from fusion.pipeline import BuildConfig, build_demo, built_config, reset_store
 from fusion.service import RiskService
 from fusion.settings import Settings
@@ -279,6 +280,10 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         imaging=replace(TrainConfig(), epochs=args.epochs),
         bias=settings.demo_bias if args.bias is None else args.bias,
     )
+    if not args.no_serve:  # refuse a sign-in configuration that cannot serve before building
+        check_bind_address(
+            args.address, sign_in=auth_configured(read_secrets(settings.secrets_file))
+        )
     settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
     store = CohortStore(make_engine(settings.database_url))
     imported = [s for s in _sources(store) if s != "synthetic"]
@@ -483,7 +488,7 @@ def _export_predictions(settings: Settings, out: Path) -> int:
         writer = csv.writer(handle)
         writer.writerow(columns)
         for chunk in service.iter_predictions():
-            chunk.loc[:, columns].to_csv(handle, header=False, index=False)
+            write_safe_csv(chunk.loc[:, columns], handle, header=False)
             rows += len(chunk)
     tmp.replace(out)  # the file appears complete or not at all
     logger.info("wrote %d predictions to %s", rows, out)

@@ -18,6 +18,7 @@ from data._example_cohort import write_example_cohort
 from data.errors import CohortValidationError
 from data.ingest import ImportResult, ValidationReport, import_cohort
 from data.store import AuditEntry, CohortStore, make_engine
+from fusion.exports import write_safe_csv
 from fusion.settings import Settings
 from models.scans import read_scan
 
@@ -30,7 +31,7 @@ def _write_report(report: ValidationReport, path: Path | None) -> None:
     if path is None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    report.problems.to_csv(path, index=False)
+    write_safe_csv(report.problems, path)
     logger.info("wrote %d problem rows to %s", len(report.problems), path)
 
 

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from data.synthetic import DEMO_BIAS
+from fusion.exports import safe_csv
 from fusion.fairness import FairnessReport
 from fusion.report_figures import (
     make_disparity_figure,
@@ -126,7 +127,7 @@ def audit_figures(
 
 def audit_csv(report: FairnessReport) -> str:
     """The metrics table (one row per group, suppressed cells marked) as CSV text."""
-    return report.table().to_csv(index=False)
+    return safe_csv(report.table())
 
 
 def _table(frame: pd.DataFrame) -> str:

@@ -27,6 +27,7 @@ from fusion.access import Identity
 from fusion.explain import make_explainer, modality_sums, shap_values
 from fusion.explain_eval import MapTrustReport
 from fusion.explorer_build import EXPLANATIONS_SUFFIX, INTERVAL_SUFFIX
+from fusion.exports import safe_csv
 from fusion.fairness import FairnessReport
 from fusion.fairness import audit as fairness_audit
 from fusion.features import (
@@ -961,7 +962,7 @@ class RiskService:
             before_id = int(page["event_id"].min())
         columns = list(self.store.audit_events(limit=1).columns)
         frame = pd.concat(pages, ignore_index=True) if pages else pd.DataFrame(columns=columns)
-        return str(frame.to_csv(index=False))
+        return safe_csv(frame)
 
     # ------------------------------------------------------------------ issue 5: forecasts
     def _forecast_record(self) -> ModelRecord | None:

@@ -2,9 +2,11 @@
 
 Two modes (see README "Deployment"):
 
-* **OIDC**: when ``.streamlit/secrets.toml`` has an ``[auth]`` section, users sign in with
-  ``st.login`` and get the role that ``[riskfusion.roles]`` maps their e-mail to; an e-mail with
-  no role is refused.
+* **OIDC**: when ``.streamlit/secrets.toml`` has a complete ``[auth]`` section, users sign in
+  with ``st.login`` and get the role that ``[riskfusion.roles]`` maps their e-mail to, only when
+  the identity provider has verified that e-mail (``email_verified``); an unverified, missing or
+  unmapped e-mail is refused with the reason. An incomplete ``[auth]`` section stops the
+  dashboard with what is missing (never a fallback to local mode).
 * **Local single-user**: without ``[auth]`` the dashboard only serves on 127.0.0.1 (the CLI
   refuses other addresses) and the one local user picks the role to view as in the sidebar.
 """
@@ -12,6 +14,7 @@ Two modes (see README "Deployment"):
 from __future__ import annotations
 
 import getpass
+import logging
 
 import streamlit as st
 
@@ -29,17 +32,21 @@ from fusion.access import (
     ROLES,
     AccessDeniedError,
     Area,
+    AuthConfigError,
     Identity,
+    SignInRefusedError,
     auth_configured,
     is_idle,
     read_role_mapping,
     read_secrets,
     require_area,
-    role_for,
+    role_from_claims,
 )
 from fusion.service import RiskService
 
 __all__ = ["audit_once", "render_role_switch", "require_page_area", "sign_in"]
+
+logger = logging.getLogger(__name__)
 
 ROLE_HELP = {
     "clinician": "individual patients: explorer, forecasts, guided demo",
@@ -60,16 +67,16 @@ def _oidc_identity(secrets: dict[str, object]) -> Identity:
         st.stop()
     roles = secrets.get("riskfusion", {})
     mapping = read_role_mapping(roles.get("roles", {}) if isinstance(roles, dict) else {})
-    email = st.user.get("email")
-    role = role_for(str(email) if email else None, mapping)
-    if role is None:
-        st.error(
-            "Your account has no riskfusion role. Ask an admin to add your e-mail or domain "
-            "to [riskfusion.roles] in .streamlit/secrets.toml."
+    try:
+        return role_from_claims(st.user, mapping)
+    except SignInRefusedError as err:
+        logger.warning("OIDC sign-in refused: %s", err.reason)
+        _signed_out_screen(
+            "You are signed in with your organisation's account, but it has no role."
         )
+        st.error(str(err))
         st.button("Sign out", on_click=st.logout)
         st.stop()
-    return Identity(user=str(email), role=role, source="oidc")
 
 
 def _local_identity() -> Identity:
@@ -85,10 +92,10 @@ def sign_in(settings: Settings, service: RiskService | None) -> Identity:
     """
     try:
         secrets = read_secrets(settings.secrets_file)
-    except ValueError as err:
+        oidc = auth_configured(secrets)
+    except (AuthConfigError, ValueError) as err:
         st.error(str(err))
         st.stop()
-    oidc = auth_configured(secrets)
     previous = get_identity()
     idle = seconds_since_activity()
     if previous is not None and idle is not None and is_idle(idle, settings.idle_minutes):

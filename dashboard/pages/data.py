@@ -21,6 +21,7 @@ from dashboard.state import (
     set_cohort_check,
 )
 from data.errors import CohortError
+from fusion.exports import safe_csv
 from fusion.jobs import (
     JobBusyError,
     JobKind,
@@ -229,7 +230,7 @@ if check is not None:
         def problems_csv() -> str:
             """Built only when clicked; the download goes on the audit trail."""
             audit("export", {"format": "csv", "what": "problem table"})
-            return str(report.problems.to_csv(index=False))
+            return safe_csv(report.problems)
 
         st.download_button(
             "Download the problem table (CSV)",

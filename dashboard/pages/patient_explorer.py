@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pandas as pd
 import streamlit as st
 
@@ -18,6 +20,7 @@ from dashboard.figures import (
 from dashboard.resources import require_risk_service
 from dashboard.state import focus_patient
 from data.errors import CohortError
+from fusion.exports import export_file_name
 from fusion.patient_report import render_patient_report
 
 METHODS = {label: method for method, label in MAP_LABELS.items()}
@@ -209,6 +212,13 @@ else:
             kwargs={"all_patients_label": ALL_PATIENTS},
         )
 
+id_in_name = st.checkbox(
+    "Patient id in the report's file name",
+    value=False,
+    key="explorer.report_id_in_name",
+    help="Off: the file is named by date and time only, so the id does not appear in download "
+    "folders, synced drives or e-mail attachments; the report itself names the patient.",
+)
 st.download_button(
     "Download patient report (HTML)",
     data=render_patient_report(
@@ -221,7 +231,12 @@ st.download_button(
         info=info,
         opacity=opacity,
     ),
-    file_name=f"patient-report-{patient_id}.html",
+    file_name=export_file_name(
+        "patient-report",
+        ".html",
+        created=datetime.now(UTC),
+        patient_id=patient_id if id_in_name else None,
+    ),
     mime="text/html",
     key="explorer.report",
     on_click=service.record_event,

@@ -7,15 +7,18 @@ import streamlit as st
 from dashboard.components.signin import require_page_area
 from dashboard.figures import (
     make_beeswarm_figure,
+    make_binned_shap_figure,
     make_calibration_figure,
     make_importance_figure,
     make_pr_figure,
     make_roc_figure,
 )
 from dashboard.resources import get_performance, get_test_shap, list_models, require_risk_service
+from fusion.aggregates import binned_shap
+from fusion.exports import safe_csv
 
 st.title("Model performance")
-require_page_area("cohort")
+identity = require_page_area("cohort")
 service = require_risk_service()
 
 info = service.model_info()
@@ -70,7 +73,7 @@ st.caption(
 st.dataframe(report.ablation, key="performance.ablation", width="stretch")
 st.download_button(
     "Download ablation table (CSV)",
-    report.ablation.to_csv(index_label="model"),
+    safe_csv(report.ablation, index=True, index_label="model"),
     file_name=f"ablation-{report.model_version}.csv",
     mime="text/csv",
     key="performance.download",
@@ -82,7 +85,15 @@ importance, beeswarm = st.columns([2, 3])
 importance.plotly_chart(
     make_importance_figure(shap_summary.modalities), key="performance.importance"
 )
-beeswarm.plotly_chart(make_beeswarm_figure(shap_summary.beeswarm), key="performance.beeswarm")
+if identity.role == "researcher":  # aggregates only: no chart shows one patient's values
+    beeswarm.plotly_chart(
+        make_binned_shap_figure(
+            binned_shap(shap_summary.beeswarm, min_cell=report.min_cell), min_cell=report.min_cell
+        ),
+        key="performance.beeswarm",
+    )
+else:
+    beeswarm.plotly_chart(make_beeswarm_figure(shap_summary.beeswarm), key="performance.beeswarm")
 
 st.subheader(f"Confusion matrix at threshold {report.threshold:.2f}")
 st.dataframe(report.confusion_table(), key="performance.confusion")

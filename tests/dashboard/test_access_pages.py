@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard.state import IDENTITY, LAST_ACTIVITY
@@ -83,7 +85,7 @@ def test_admin_reads_the_audit_trail(patched_service) -> None:
 OIDC_SECRETS = """
 [auth]
 redirect_uri = "https://riskfusion.hospital.org/oauth2callback"
-cookie_secret = "test-only-cookie-secret"
+cookie_secret = "test-only-cookie-secret-of-32-characters"
 client_id = "riskfusion"
 client_secret = "test-only"
 server_metadata_url = "https://idp.hospital.org/.well-known/openid-configuration"
@@ -94,9 +96,11 @@ server_metadata_url = "https://idp.hospital.org/.well-known/openid-configuration
 """
 
 
-def _oidc_app(tmp_path: Path, monkeypatch, user: dict[str, object]) -> AppTest:
+def _oidc_app(
+    tmp_path: Path, monkeypatch, user: dict[str, object], secrets_text: str = OIDC_SECRETS
+) -> AppTest:
     secrets = tmp_path / "secrets.toml"
-    secrets.write_text(OIDC_SECRETS, encoding="utf-8")
+    secrets.write_text(secrets_text, encoding="utf-8")
     monkeypatch.setenv("RISKFUSION_SECRETS", str(secrets))
     at = AppTest.from_file(APP, default_timeout=120)
     at.user.clear()
@@ -117,7 +121,11 @@ def test_oidc_user_gets_the_role_their_email_maps_to(
     patched_service, tmp_path: Path, monkeypatch
 ) -> None:
     before = _events(patched_service, "sign_in")
-    at = _oidc_app(tmp_path, monkeypatch, {"is_logged_in": True, "email": "bo.nurse@hospital.org"})
+    at = _oidc_app(
+        tmp_path,
+        monkeypatch,
+        {"is_logged_in": True, "email": "bo.nurse@hospital.org", "email_verified": True},
+    )
     assert not at.exception, at.exception
     identity = at.session_state[IDENTITY]
     assert (identity.user, identity.role, identity.source) == (
@@ -133,8 +141,79 @@ def test_oidc_user_gets_the_role_their_email_maps_to(
 def test_oidc_user_without_a_role_is_refused_with_the_fix(
     patched_service, tmp_path: Path, monkeypatch
 ) -> None:
-    at = _oidc_app(tmp_path, monkeypatch, {"is_logged_in": True, "email": "eve@elsewhere.org"})
+    at = _oidc_app(
+        tmp_path,
+        monkeypatch,
+        {"is_logged_in": True, "email": "eve@elsewhere.org", "email_verified": True},
+    )
     assert not at.exception, at.exception
     assert "no riskfusion role" in at.error[0].value
     assert "[riskfusion.roles]" in at.error[0].value
     assert IDENTITY not in at.session_state
+
+
+UNVERIFIED_ADMIN_DOMAIN = OIDC_SECRETS.replace(
+    '"@hospital.org" = "clinician"', '"@hospital.org" = "admin"'
+)
+
+
+@pytest.mark.parametrize(
+    ("verified", "match"),
+    [({"email_verified": False}, "not verified"), ({}, "no email_verified claim")],
+)
+def test_oidc_unverified_email_gets_no_role_from_the_domain_rule(
+    patched_service, tmp_path: Path, monkeypatch, verified, match
+) -> None:
+    before = _events(patched_service, "sign_in")
+    user = {"is_logged_in": True, "email": "mallory@hospital.org", **verified}
+    at = _oidc_app(tmp_path, monkeypatch, user, UNVERIFIED_ADMIN_DOMAIN)
+    assert not at.exception, at.exception
+    assert IDENTITY not in at.session_state
+    assert match in at.error[0].value
+    assert "roles are granted to verified addresses only" in at.error[0].value
+    assert [button.label for button in at.button] == ["Sign out"]
+    assert not at.dataframe
+    assert not at.get("plotly_chart")
+    assert _events(patched_service, "sign_in") == before
+
+
+def test_oidc_verified_email_gets_the_domain_role(
+    patched_service, tmp_path: Path, monkeypatch
+) -> None:
+    user = {"is_logged_in": True, "email": "ana@hospital.org", "email_verified": True}
+    at = _oidc_app(tmp_path, monkeypatch, user, UNVERIFIED_ADMIN_DOMAIN)
+    assert not at.exception, at.exception
+    assert at.session_state[IDENTITY].role == "admin"
+
+
+def test_incomplete_auth_section_stops_the_dashboard_with_what_is_missing(
+    patched_service, tmp_path: Path, monkeypatch
+) -> None:
+    half = '[auth]\nredirect_uri = "https://riskfusion.hospital.org/oauth2callback"\n'
+    at = _oidc_app(tmp_path, monkeypatch, {"is_logged_in": False}, half)
+    assert not at.exception, at.exception
+    assert IDENTITY not in at.session_state  # never falls back to local (admin) mode
+    message = at.error[0].value
+    assert "configured incompletely" in message
+    for key in ("cookie_secret", "client_id", "client_secret", "server_metadata_url"):
+        assert f"no {key}" in message
+    assert not at.button
+    assert not at.dataframe
+
+
+def test_researcher_sees_shap_only_in_bins_of_at_least_the_floor(patched_service) -> None:
+    at = _app()
+    at.selectbox(key="signin.local_role").set_value("researcher").run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Model performance"
+    charts = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    titles = [chart["layout"]["title"]["text"] for chart in charts]
+    assert not [title for title in titles if "beeswarm" in title]
+    binned = next(chart for chart in charts if title_of(chart).startswith("Mean SHAP by fifth"))
+    for trace in binned["data"]:
+        assert len(trace["x"]) <= 6  # five fifths and "missing", never one point per patient
+        assert all(n >= 11 for _, n in trace.get("customdata", []))
+
+
+def title_of(chart: dict) -> str:
+    return chart["layout"]["title"]["text"]

@@ -8,8 +8,11 @@ import pytest
 
 from fusion.access import (
     AccessDeniedError,
+    AuthConfigError,
     Identity,
+    SignInRefusedError,
     auth_configured,
+    auth_problems,
     can_open,
     check_bind_address,
     is_idle,
@@ -17,6 +20,7 @@ from fusion.access import (
     read_secrets,
     require_area,
     role_for,
+    role_from_claims,
 )
 
 
@@ -77,16 +81,95 @@ def test_other_addresses_need_sign_in(address: str) -> None:
     check_bind_address(address, sign_in=True)
 
 
+COMPLETE_AUTH = {
+    "redirect_uri": "https://riskfusion.h.org/oauth2callback",
+    "cookie_secret": "x" * 32,
+    "client_id": "riskfusion",
+    "client_secret": "s3cret",
+    "server_metadata_url": "https://idp.h.org/.well-known/openid-configuration",
+}
+
+
 def test_secrets_file_decides_whether_sign_in_is_configured(tmp_path: Path) -> None:
     path = tmp_path / "secrets.toml"
     assert read_secrets(path) == {}
-    path.write_text('[auth]\nredirect_uri = "https://h.org/oauth2callback"\n')
-    assert auth_configured(read_secrets(path))
-    path.write_text("[auth]\n")
     assert not auth_configured(read_secrets(path))
+    path.write_text("".join(f'{key} = "{value}"\n' for key, value in COMPLETE_AUTH.items()))
+    path.write_text("[auth]\n" + path.read_text())
+    assert auth_configured(read_secrets(path))
     path.write_text("[auth\n")
     with pytest.raises(ValueError, match="is not valid TOML"):
         read_secrets(path)
+
+
+@pytest.mark.parametrize(
+    ("auth", "named"),
+    [
+        ({"redirect_uri": "https://h.org/oauth2callback"}, ["cookie_secret", "client_id"]),
+        (
+            {},
+            ["redirect_uri", "cookie_secret", "client_id", "client_secret", "server_metadata_url"],
+        ),
+        ({**COMPLETE_AUTH, "client_secret": ""}, ["no client_secret"]),
+        ({**COMPLETE_AUTH, "cookie_secret": "short"}, ["a cookie_secret of 5 characters"]),
+        ({**COMPLETE_AUTH, "redirect_uri": "/oauth2callback"}, ["not an absolute http(s) URL"]),
+        ({**COMPLETE_AUTH, "redirect_uri": "https://h.org/"}, ["does not end in /oauth2callback"]),
+        ({**COMPLETE_AUTH, "server_metadata_url": "idp.h.org"}, ["server_metadata_url 'idp"]),
+    ],
+)
+def test_incomplete_auth_is_refused_naming_what_is_missing(auth, named) -> None:
+    secrets = {"auth": auth}
+    with pytest.raises(AuthConfigError, match="configured incompletely") as err:
+        auth_configured(secrets)
+    for part in named:
+        assert part in str(err.value)
+    assert "remove the whole [auth] section" in str(err.value)
+    assert auth_problems(secrets)
+
+
+def test_provider_keys_may_sit_in_auth_default() -> None:
+    shared = {key: COMPLETE_AUTH[key] for key in ("redirect_uri", "cookie_secret")}
+    provider = {key: value for key, value in COMPLETE_AUTH.items() if key not in shared}
+    assert auth_configured({"auth": {**shared, "default": provider}})
+    # Streamlit reads [auth.default] instead of the top-level keys when it exists.
+    with pytest.raises(AuthConfigError, match="no client_id"):
+        auth_configured({"auth": {**COMPLETE_AUTH, "default": {"client_secret": "s"}}})
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason", "match"),
+    [
+        ({"email": "eve@h.org", "email_verified": False}, "unverified", "not verified"),
+        ({"email": "eve@h.org", "email_verified": "false"}, "unverified", "not verified"),
+        ({"email": "eve@h.org", "email_verified": 1}, "unverified", "not verified"),
+        ({"email": "eve@h.org"}, "unknown_verification", "no email_verified claim"),
+        ({"email": "eve@h.org", "xms_edov": False}, "unverified", "not verified"),
+        ({"email": "eve@h.org", "email_verified": False, "xms_edov": True}, "unverified", "not"),
+        ({"email_verified": True}, "no_email", "sent no e-mail"),
+        ({"email": "", "email_verified": True}, "no_email", "sent no e-mail"),
+        ({"email": "eve@other.org", "email_verified": True}, "no_role", "has no riskfusion role"),
+    ],
+)
+def test_roles_come_only_from_a_verified_email(claims, reason, match) -> None:
+    mapping = read_role_mapping({"@h.org": "admin"})
+    with pytest.raises(SignInRefusedError, match=match) as err:
+        role_from_claims({"is_logged_in": True, **claims}, mapping)
+    assert err.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    "verified",
+    [
+        {"email_verified": True},
+        {"email_verified": "true"},
+        {"email_verified": "True"},
+        {"xms_edov": True},  # Microsoft Entra ID: the tenant owns the domain
+    ],
+)
+def test_a_verified_email_gets_its_role(verified) -> None:
+    mapping = read_role_mapping({"ana@h.org": "admin", "@h.org": "clinician"})
+    identity = role_from_claims({"email": " Ana@H.org ", **verified}, mapping)
+    assert identity == Identity(user="ana@h.org", role="admin", source="oidc")
 
 
 def test_idle_timeout() -> None:
