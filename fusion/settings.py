@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Settings"]
+__all__ = ["DEFAULT_MIN_CELL", "Settings"]
 
 DATABASE_FILE = "riskfusion.db"
 DEFAULT_MIN_CELL = 11
