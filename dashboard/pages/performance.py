@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
 from dashboard.components.signin import require_page_area
@@ -13,9 +14,11 @@ from dashboard.figures import (
     make_roc_figure,
 )
 from dashboard.resources import get_performance, get_test_shap, list_models, require_risk_service
+from fusion.fairness import SUPPRESSED
+from fusion.report_figures import make_shap_bins_figure
 
 st.title("Model performance")
-require_page_area("cohort")
+identity = require_page_area("cohort")
 service = require_risk_service()
 
 info = service.model_info()
@@ -48,18 +51,38 @@ cols[1].metric(
 )
 cols[2].metric("Brier score", f"{report.brier:.3f}", help="Mean squared error of the risk.")
 cols[3].metric("ECE", f"{report.ece:.3f}", help="Expected calibration error over 10 risk bins.")
+marker = SUPPRESSED.format(min_cell=report.min_cell)
+rates_hidden = bool(np.isnan(fusion["tpr"]) or np.isnan(fusion["fpr"]))
 cols[4].metric(
     "Sensitivity / FPR",
-    f"{fusion['tpr']:.1%} / {fusion['fpr']:.1%}",
-    help=f"At risk >= {report.threshold:.2f}.",
+    marker if rates_hidden else f"{fusion['tpr']:.1%} / {fusion['fpr']:.1%}",
+    help=f"At risk >= {report.threshold:.2f}."
+    + (
+        " Hidden: with the event totals below they would give away a confusion-matrix cell "
+        f"under {report.min_cell}."
+        if rates_hidden
+        else ""
+    ),
 )
 
 left, middle, right = st.columns(3)
 left.plotly_chart(make_roc_figure(report.curves), key="performance.roc")
+events = report.confusion.loc[report.confusion.index[-2], "total"]
 middle.plotly_chart(
-    make_pr_figure(report.pr, prevalence=float(report.pr["precision"].iloc[0])),
+    make_pr_figure(
+        report.pr,
+        prevalence=(
+            float(report.pr["precision"].iloc[0]) if len(report.pr) else float(events / report.n)
+        ),
+    ),
     key="performance.pr",
 )
+if report.min_cell:
+    left.caption(
+        f"Curves drawn through cuts with at least {report.min_cell} events and "
+        f"{report.min_cell} non-events between points (and the threshold), so no step is a "
+        "small count; a model or split too small for that has no curve."
+    )
 right.plotly_chart(make_calibration_figure(report.calibration), key="performance.calibration")
 
 st.subheader("Modality ablation")
@@ -82,7 +105,11 @@ importance, beeswarm = st.columns([2, 3])
 importance.plotly_chart(
     make_importance_figure(shap_summary.modalities), key="performance.importance"
 )
-beeswarm.plotly_chart(make_beeswarm_figure(shap_summary.beeswarm), key="performance.beeswarm")
+if identity.role == "admin":
+    beeswarm.plotly_chart(make_beeswarm_figure(shap_summary.beeswarm), key="performance.beeswarm")
+else:  # researchers see aggregates only: no dot per patient
+    aggregate = shap_summary.aggregates_only()
+    beeswarm.plotly_chart(make_shap_bins_figure(aggregate.bins), key="performance.beeswarm")
 
 st.subheader(f"Confusion matrix at threshold {report.threshold:.2f}")
 st.dataframe(report.confusion_table(), key="performance.confusion")
