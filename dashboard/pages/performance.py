@@ -44,14 +44,16 @@ except ValueError as err:
 fusion = report.ablation.loc["Fusion (all modalities)"]
 cols = st.columns(5)
 cols[0].metric("Test patients", f"{report.n}")
+marker = SUPPRESSED.format(min_cell=report.min_cell)
 cols[1].metric(
     "AUROC",
-    f"{fusion['auroc']:.3f}",
-    help=f"95% CI {fusion['auroc_low']:.3f}-{fusion['auroc_high']:.3f}",
+    marker if np.isnan(fusion["auroc"]) else f"{fusion['auroc']:.3f}",
+    help=f"95% CI {fusion['auroc_low']:.3f}-{fusion['auroc_high']:.3f}"
+    if not np.isnan(fusion["auroc"])
+    else f"Hidden: fewer than {report.min_cell} events or non-events in the split.",
 )
 cols[2].metric("Brier score", f"{report.brier:.3f}", help="Mean squared error of the risk.")
 cols[3].metric("ECE", f"{report.ece:.3f}", help="Expected calibration error over 10 risk bins.")
-marker = SUPPRESSED.format(min_cell=report.min_cell)
 rates_hidden = bool(np.isnan(fusion["tpr"]) or np.isnan(fusion["fpr"]))
 cols[4].metric(
     "Sensitivity / FPR",

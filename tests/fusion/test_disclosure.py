@@ -392,10 +392,11 @@ def test_service_refuses_a_researcher_and_audits_an_admin(tiny_service) -> None:
             with pytest.raises(AccessDeniedError, match="configured 11"):
                 call(who)
     assert len(lowered()) == before
-    assert tiny_service.audit(["sex"], n_resamples=0, identity=RESEARCHER).min_cell == 11
-    assert (
-        tiny_service.audit(["sex"], min_cell=15, n_resamples=0, identity=RESEARCHER).min_cell == 15
-    )
+    assert tiny_service.min_cell_for(RESEARCHER) == 11
+    assert tiny_service.min_cell_for(RESEARCHER, 15) == 15
+    # 24 test patients: at the floor every group of sex is suppressed, and says so.
+    with pytest.raises(ValueError, match="fewer than 11 patients"):
+        tiny_service.audit(["sex"], n_resamples=0, identity=RESEARCHER)
     assert len(lowered()) == before
     report = tiny_service.audit(["sex"], min_cell=2, n_resamples=0, identity=ADMIN)
     assert report.min_cell == 2
