@@ -12,6 +12,7 @@ import streamlit as st
 from dashboard.settings import Settings
 from data.errors import CohortError
 from data.store import CohortStore, make_engine
+from fusion.access import Identity
 from fusion.fairness import FairnessReport
 from fusion.forecast import PatientForecast
 from fusion.guided_demo import StoryPatient
@@ -112,9 +113,16 @@ def get_audit(
     threshold: float,
     reference: str | None,
     min_cell: int,
+    identity: Identity | None = None,
 ) -> FairnessReport:
-    """Bias audit of the test split; keyed by model version and every setting."""
-    return _service.audit(by, threshold=threshold, reference=reference, min_cell=min_cell)
+    """Bias audit of the test split; keyed by model version, every setting and the user.
+
+    The service applies the configured suppression floor for ``identity`` (and audits an
+    admin's lowering), so a result computed for one user is never served to another.
+    """
+    return _service.audit(
+        by, threshold=threshold, reference=reference, min_cell=min_cell, identity=identity
+    )
 
 
 @st.cache_data(ttl=60, show_spinner=False)
@@ -131,18 +139,27 @@ def get_test_shap(_service: RiskService, model_version: str) -> ShapSummary:
 
 @st.cache_data(show_spinner=False)
 def get_reliance(
-    _service: RiskService, model_version: str, by: tuple[str, ...], min_cell: int
+    _service: RiskService,
+    model_version: str,
+    by: tuple[str, ...],
+    min_cell: int,
+    identity: Identity | None = None,
 ) -> pd.DataFrame:
-    """Mean |SHAP| per modality by group; keyed by model version and settings."""
-    return _service.modality_reliance(by, min_cell=min_cell)
+    """Mean |SHAP| per modality by group; keyed by model version, settings and user."""
+    return _service.modality_reliance(by, min_cell=min_cell, identity=identity)
 
 
 @st.cache_data(show_spinner=False)
 def get_group_curves(
-    _service: RiskService, model_version: str, by: tuple[str, ...], min_cell: int
+    _service: RiskService,
+    model_version: str,
+    by: tuple[str, ...],
+    min_cell: int,
+    identity: Identity | None = None,
+    threshold: float | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """ROC points and calibration bins per shown group; keyed by version and settings."""
-    return _service.group_curves(by, min_cell=min_cell)
+    """ROC points and calibration bins per shown group; keyed by version, settings, user."""
+    return _service.group_curves(by, min_cell=min_cell, identity=identity, threshold=threshold)
 
 
 # ---------------------------------------------------------------- issue 5: forecast, guided demo

@@ -338,6 +338,7 @@ AUDIT_ACTIONS = (
     "train",
     "score",
     "activate_model",
+    "lower_suppression",
 )
 """What the audit trail records; anything else is refused."""
 AUDIT_COLUMNS = ("event_id", "at", "actor", "role", "action", "patient_id", "model_version")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from data.errors import CohortError
 from data.store import AuditEntry, CohortStore, make_engine
-from fusion.access import ROLES, auth_configured, check_bind_address, read_secrets
+from fusion.access import ROLES, Identity, auth_configured, check_bind_address, read_secrets
 from fusion.exports import write_safe_csv
 from fusion.pipeline import BuildConfig, build_demo, built_config, reset_store
 from fusion.service import RiskService
@@ -99,7 +99,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     audit.add_argument("--threshold", type=float, default=None, help="default: the model's")
     audit.add_argument("--reference", default=None, help="reference group (default: largest)")
-    audit.add_argument("--min-cell", type=int, default=11, help="smallest group shown (11)")
+    audit.add_argument(
+        "--min-cell",
+        type=int,
+        default=None,
+        help="smallest count shown (default RISKFUSION_MIN_CELL, 11; lowering it is audited)",
+    )
     audit.add_argument("--resamples", type=int, default=200, help="bootstrap resamples (200)")
     audit.add_argument("--out", type=Path, required=True, help="report.html or metrics.csv")
 
@@ -511,18 +516,23 @@ def _audit(settings: Settings, args: argparse.Namespace) -> int:
         raise ValueError(f"--out {args.out} must end in .html (report) or .csv (metrics table).")
     service = RiskService.from_settings(settings)
     by = [name.strip() for name in args.by.split(",") if name.strip()]
+    # The CLI is admin (it holds the database): it may lower the floor, and that is audited.
+    operator = Identity(user=f"cli:{getpass.getuser()}", role="admin", source="local")
     report = service.audit(
         by,
         threshold=args.threshold,
         reference=args.reference,
         min_cell=args.min_cell,
         n_resamples=args.resamples,
+        identity=operator,
     )
     if suffix == ".csv":
         text = audit_csv(report)
     else:
         version = service.model_info().version
-        roc, calibration = service.group_curves(by, min_cell=args.min_cell)
+        roc, calibration = service.group_curves(
+            by, min_cell=report.min_cell, threshold=report.threshold, identity=operator
+        )
         note = demo_bias_note(service.build_params())
         text = audit_html(
             report,

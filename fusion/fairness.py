@@ -15,7 +15,7 @@ in a resample contributes NaN to that resample, and NaNs are left out of the per
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -26,9 +26,11 @@ __all__ = [
     "SUPPRESSED",
     "FairnessReport",
     "audit",
+    "bin_mask",
     "calibration_by_group",
     "group_metrics",
     "group_table",
+    "rate_masks",
     "suppress_cells",
     "suppression_mask",
 ]
@@ -48,6 +50,13 @@ METRICS: tuple[str, ...] = (
 
 SUPPRESSED = "suppressed (n < {min_cell})"
 """Marker shown instead of a suppressed cell, formatted with ``min_cell``."""
+
+OUTCOME_METRICS: tuple[str, ...] = ("prevalence", "auroc", "brier", "calibration_in_the_large")
+"""Metrics that give away a group's events and non-events (with its ``n``)."""
+FLAG_METRICS: tuple[str, ...] = ("selection_rate",)
+"""Metrics that give away how many of a group are flagged and not."""
+CELL_METRICS: tuple[str, ...] = ("tpr", "fpr", "ppv", "npv")
+"""Rates over one margin that, with the margins shown, give every confusion-matrix cell."""
 
 # Differences against the reference: rates whose gap is a disparity.
 DISPARITY_METRICS: tuple[str, ...] = METRICS
@@ -87,6 +96,12 @@ class FairnessReport:
         Bootstrap resamples, their seed and the smallest group shown.
     n_total : int
         Patients in the audit.
+    hidden : DataFrame of bool
+        Same index; one column per column of :meth:`table` that a shown group may still hide
+        (``<metric>``, ``<metric>_low``, ``<metric>_high`` and ``diff_`` of each, with the
+        flag): True where the cell would give away a count under ``min_cell``
+        (:func:`rate_masks`). Those cells hold NaN in ``by_group``, ``difference`` and
+        ``ratio``.
     """
 
     by_group: pd.DataFrame
@@ -100,6 +115,7 @@ class FairnessReport:
     random_state: int
     min_cell: int
     n_total: int
+    hidden: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def marker(self) -> str:
@@ -129,6 +145,9 @@ class FairnessReport:
             for column in out.columns:
                 out[column] = [_text(value, whole=column == "n") for value in out[column]]
         out.loc[self.by_group["suppressed"].to_numpy(), hidden] = self.marker
+        for column in self.hidden.columns:
+            if column in out.columns:
+                out.loc[self.hidden[column].to_numpy(dtype=bool), column] = self.marker
         return out.reset_index(drop=True)
 
 
@@ -375,6 +394,7 @@ def suppress_cells(
     min_cell: int,
     *,
     hidden: npt.ArrayLike | None = None,
+    protect_empty: bool = False,
 ) -> npt.NDArray[np.bool_]:
     """Primary and complementary small-cell suppression of a table of counts (CMS practice).
 
@@ -402,6 +422,10 @@ def suppress_cells(
         Smallest count shown.
     hidden : array-like of bool of shape (n_cells,), optional
         Cells hidden for another reason (e.g. all bins of a suppressed group).
+    protect_empty : bool, default=False
+        Protect empty cells too: a hidden empty cell alone in its line gets a partner, so no
+        count of 0 follows either. Used for the outcome tables (events and non-events, flagged
+        and not) of the shown groups, where "no event in this group" is itself a disclosure.
 
     Returns
     -------
@@ -425,7 +449,7 @@ def suppress_cells(
     index = counts.index
     levels = [index.get_level_values(k) for k in range(index.nlevels)]
     codes = [pd.factorize(level, sort=True)[0] for level in levels]
-    nonempty = values > 0
+    nonempty = np.ones(len(values), dtype=bool) if protect_empty else values > 0
     # Line id of each cell along each axis: the codes of every other level.
     lines = []
     for axis in range(len(codes)):
@@ -457,6 +481,167 @@ def suppression_mask(sizes: pd.Series, min_cell: int) -> npt.NDArray[np.bool_]:
     """
     flat = pd.Series(sizes.to_numpy(), index=pd.RangeIndex(len(sizes)))
     return suppress_cells(flat, min_cell)
+
+
+def _line_mask(
+    axes: pd.DataFrame,
+    values: npt.NDArray[np.float64],
+    *,
+    min_cell: int,
+    hidden: npt.NDArray[np.bool_],
+) -> npt.NDArray[np.bool_]:
+    """Groups whose cells of ``values`` (shape ``(n_groups, ...)``) are hidden, all together.
+
+    The table has the attribute axes of ``axes`` plus one axis per trailing dimension of
+    ``values``; :func:`suppress_cells` (empty cells protected) runs over it, and a group with
+    one hidden cell hides all its cells (the rates shown give each from the others), until no
+    line changes.
+    """
+    n_groups = values.shape[0]
+    inner = values.shape[1:]
+    size = int(np.prod(inner))
+    frame = axes.iloc[np.repeat(np.arange(n_groups), size)].reset_index(drop=True)
+    for depth, positions in enumerate(np.indices(inner).reshape(len(inner), -1)):
+        frame[f"_cell{depth}"] = np.tile(positions, n_groups)
+    counts = pd.Series(values.reshape(-1), index=pd.MultiIndex.from_frame(frame))
+    groups_hidden = np.asarray(hidden, dtype=bool).copy()
+    while True:
+        mask = suppress_cells(
+            counts, min_cell, hidden=np.repeat(groups_hidden, size), protect_empty=True
+        )
+        grown = groups_hidden | mask.reshape(n_groups, size).any(axis=1)
+        if (grown == groups_hidden).all():
+            return grown
+        groups_hidden = grown
+
+
+def rate_masks(
+    axes: pd.DataFrame,
+    cells: npt.ArrayLike,
+    *,
+    min_cell: int,
+    hidden: npt.ArrayLike | None = None,
+) -> pd.DataFrame:
+    """Which metrics of which groups would give away a count under ``min_cell``.
+
+    A rate shown with its denominator is a count: prevalence x n gives a group's events,
+    TPR x events its true positives, and so on. So every metric is hidden unless every count
+    it (with the other shown numbers) gives away is at least ``min_cell`` (0 included: "no
+    event in this group" is a disclosure too). Three tables of counts decide, each through the
+    line rule of :func:`suppress_cells` over the attributes' cross-table, so no hidden count
+    follows from another group's shown one and a total either:
+
+    * events and non-events per group: :data:`OUTCOME_METRICS` (AUROC, Brier and
+      calibration-in-the-large rest on them too);
+    * flagged and not flagged per group: :data:`FLAG_METRICS`;
+    * the four confusion-matrix cells per group: :data:`CELL_METRICS` (hidden as well where
+      either table above is, since the cells add up to both).
+
+    Parameters
+    ----------
+    axes : DataFrame of shape (n_groups, n_attributes)
+        Attribute values of each group.
+    cells : array-like of shape (n_groups, 2, 2)
+        Counts per group, ``[outcome, flagged]`` (``[1, 1]`` are the true positives).
+    min_cell : int
+        Smallest count shown (0: hide nothing for size).
+    hidden : array-like of bool of shape (n_groups,), optional
+        Groups suppressed as a whole (:func:`group_table`).
+
+    Returns
+    -------
+    DataFrame of bool
+        Index of ``axes``; one column per metric of :data:`METRICS`, True where hidden.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> cells = [[[20, 15], [3, 30]], [[40, 12], [14, 25]]]  # F has 3 false negatives
+    >>> masks = rate_masks(pd.DataFrame({"sex": ["F", "M"]}), cells, min_cell=11)
+    >>> masks.loc[:, ["prevalence", "selection_rate", "tpr"]].to_numpy().tolist()
+    [[False, False, True], [False, False, True]]
+    """
+    counts = np.asarray(cells, dtype=np.float64)
+    if counts.ndim != 3 or counts.shape[1:] != (2, 2) or counts.shape[0] != len(axes):
+        raise ValueError(
+            f"cells has shape {counts.shape}; pass (n_groups={len(axes)}, 2, 2) counts "
+            "indexed [outcome, flagged]."
+        )
+    groups_hidden = (
+        np.zeros(len(axes), dtype=bool) if hidden is None else np.asarray(hidden, dtype=bool)
+    )
+    axes = axes.reset_index(drop=True)
+    outcome = _line_mask(axes, counts.sum(axis=2), min_cell=min_cell, hidden=groups_hidden)
+    flag = _line_mask(axes, counts.sum(axis=1), min_cell=min_cell, hidden=groups_hidden)
+    both = _line_mask(axes, counts, min_cell=min_cell, hidden=groups_hidden | outcome | flag)
+    masks = {name: outcome for name in OUTCOME_METRICS}
+    masks.update({name: flag for name in FLAG_METRICS})
+    masks.update({name: both for name in CELL_METRICS})
+    return pd.DataFrame({name: masks[name] for name in METRICS})
+
+
+def bin_mask(
+    axes: pd.DataFrame,
+    n: npt.ArrayLike,
+    events: npt.ArrayLike,
+    *,
+    min_cell: int,
+    hidden: npt.ArrayLike | None = None,
+) -> npt.NDArray[np.bool_]:
+    """Which calibration points to hide: a point shows ``n`` and ``events / n`` of one bin.
+
+    Two tables of counts decide, both through :func:`suppress_cells` with empty cells
+    protected: the bins' sizes (axes of ``axes``) and their events and non-events (one more
+    axis). A point is hidden where either table hides one of its counts, and the two are
+    repeated until neither changes, so no bin's size, events or non-events under
+    ``min_cell`` (0 included) follows from the shown points and the totals.
+
+    Parameters
+    ----------
+    axes : DataFrame of shape (n_points, n_axes)
+        The table's axes per point (e.g. attribute values and the bin index).
+    n, events : array-like of shape (n_points,)
+        Patients and events per point.
+    min_cell : int
+        Smallest count shown.
+    hidden : array-like of bool of shape (n_points,), optional
+        Points hidden for another reason (e.g. every bin of a suppressed group).
+
+    Returns
+    -------
+    ndarray of bool of shape (n_points,)
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> bin_mask(pd.DataFrame({"bin": [0, 1, 2]}), [40, 30, 25], [2, 15, 12], min_cell=11).tolist()
+    [True, False, True]
+    """
+    sizes = np.asarray(n, dtype=np.float64)
+    positives = np.asarray(events, dtype=np.float64)
+    frame = axes.reset_index(drop=True)
+    points_hidden = (
+        np.zeros(len(frame), dtype=bool) if hidden is None else np.asarray(hidden, dtype=bool)
+    ).copy()
+    size_table = pd.Series(sizes, index=pd.MultiIndex.from_frame(frame))
+    outcome_axes = frame.iloc[np.repeat(np.arange(len(frame)), 2)].reset_index(drop=True)
+    outcome_axes["_outcome"] = np.tile([0, 1], len(frame))
+    outcome_table = pd.Series(
+        np.stack([sizes - positives, positives], axis=1).reshape(-1),
+        index=pd.MultiIndex.from_frame(outcome_axes),
+    )
+    while True:
+        by_size = suppress_cells(size_table, min_cell, hidden=points_hidden, protect_empty=True)
+        by_outcome = suppress_cells(
+            outcome_table,
+            min_cell,
+            hidden=np.repeat(points_hidden | by_size, 2),
+            protect_empty=True,
+        ).reshape(-1, 2)
+        grown = points_hidden | by_size | by_outcome.any(axis=1)
+        if (grown == points_hidden).all():
+            return grown
+        points_hidden = grown
 
 
 def group_table(sensitive_features: pd.DataFrame, *, min_cell: int) -> pd.DataFrame:
@@ -503,10 +688,12 @@ def calibration_by_group(
     """Reliability-curve bins per group, with small bins suppressed across groups and bins.
 
     Bins are equal-width over [0, 1]. The (group, bin) counts form one table with an axis per
-    attribute plus one for the bin; suppressed groups hide all their bins, then
-    :func:`suppress_cells` hides every bin under ``min_cell`` and the complements that keep it
-    from following from the group's ``n`` (shown in the audit) or from the bin's count over
-    all patients (shown by the calibration of the whole split).
+    attribute plus one for the bin, and their events and non-events one more; suppressed
+    groups, and groups whose events the audit hides, hide all their bins, then
+    :func:`bin_mask` hides every bin whose size, events or non-events are under ``min_cell``
+    (0 included), with the complements that keep them from following from the group's ``n``
+    and events (shown in the audit) or from the bin's counts over all patients. Empty bins of
+    a shown group are listed as suppressed, so they cannot be told from small ones.
 
     Parameters
     ----------
@@ -524,8 +711,9 @@ def calibration_by_group(
     Returns
     -------
     DataFrame
-        One row per non-empty bin of each shown group: ``group, low, high, n, mean_risk,
-        observed, suppressed``; suppressed bins hold NaN in ``n, mean_risk, observed``.
+        One row per bin of each shown group (empty bins only when suppressed): ``group,
+        low, high, n, mean_risk, observed, suppressed``; suppressed bins hold NaN in ``n,
+        mean_risk, observed``.
 
     Examples
     --------
@@ -553,11 +741,17 @@ def calibration_by_group(
     )
     group_of = np.repeat(np.arange(len(groups)), n_bins)
     bin_of = np.tile(np.arange(n_bins), len(groups))
-    axes = groups.drop(columns=["n", "suppressed"]).iloc[group_of].reset_index(drop=True)
+    attributes = groups.drop(columns=["n", "suppressed"])
+    group_events = np.bincount(codes, weights=y, minlength=len(groups))
+    outcome = np.stack([groups["n"].to_numpy() - group_events, group_events], axis=1)
+    # A group whose events are hidden in the audit hides every bin: they add up to them.
+    group_hidden = _line_mask(
+        attributes, outcome, min_cell=min_cell, hidden=groups["suppressed"].to_numpy()
+    )
+    axes = attributes.iloc[group_of].reset_index(drop=True)
     axes["bin"] = bin_of
-    counts = pd.Series(n, index=pd.MultiIndex.from_frame(axes))
-    hidden = suppress_cells(counts, min_cell, hidden=groups["suppressed"].to_numpy()[group_of])
-    keep = (n > 0) & ~groups["suppressed"].to_numpy()[group_of]
+    hidden = bin_mask(axes, n, events, min_cell=min_cell, hidden=group_hidden[group_of])
+    keep = ~groups["suppressed"].to_numpy()[group_of] & ((n > 0) | hidden)
     table = pd.DataFrame(
         {
             "group": groups.index.to_numpy()[group_of],
@@ -680,6 +874,16 @@ def audit(
                 "a larger group."
             )
 
+    flagged = (r >= threshold).astype(np.intp)
+    cells = np.bincount(
+        codes * 4 + 2 * y.astype(np.intp) + flagged, minlength=4 * len(groups)
+    ).reshape(len(groups), 2, 2)
+    metric_hidden = rate_masks(groups[list(attributes)], cells, min_cell=min_cell, hidden=hidden)
+    for name in METRICS:
+        mask = metric_hidden[name].to_numpy()
+        point[name] = np.where(mask, np.nan, point[name])
+        draws[name] = np.where(mask, np.nan, draws[name])
+
     by_group = groups[list(attributes)].copy()
     by_group["n"] = point["n"]
     difference = pd.DataFrame(index=labels)
@@ -723,6 +927,25 @@ def audit(
         summary_rows[row] = {"value": float(value), "low": float(low[0]), "high": float(high[0])}
     summary = pd.DataFrame.from_dict(summary_rows, orient="index")
 
+    # A difference or ratio gives the group's metric back from the reference's (and the
+    # reference's from the group's): hide it where either is hidden.
+    cell_hidden: dict[str, npt.NDArray[np.bool_]] = {}
+    for name in METRICS:
+        own = metric_hidden[name].to_numpy()
+        paired = own | own[ref]
+        for suffix in ("", "_low", "_high"):
+            cell_hidden[f"{name}{suffix}"] = own & ~hidden
+            cell_hidden[f"diff_{name}{suffix}"] = paired & ~hidden
+            for frame in (difference, ratio):
+                frame.loc[paired, f"{name}{suffix}"] = np.nan
+        difference.loc[paired, f"{name}_flag"] = False
+        cell_hidden[f"diff_{name}_flag"] = paired & ~hidden
+    odds_hidden = cell_hidden["diff_tpr"] | cell_hidden["diff_fpr"]
+    for suffix in ("", "_low", "_high", "_flag"):
+        column = f"equalized_odds{suffix}"
+        difference.loc[odds_hidden, column] = False if suffix == "_flag" else np.nan
+        cell_hidden[f"diff_{column}"] = odds_hidden
+
     for frame in (by_group, difference, ratio):
         numeric = [c for c in frame.columns if c not in attributes and not c.endswith("_flag")]
         frame.loc[hidden, numeric] = np.nan
@@ -741,4 +964,5 @@ def audit(
         random_state=random_state,
         min_cell=min_cell,
         n_total=len(y),
+        hidden=pd.DataFrame(cell_hidden, index=labels),
     )

@@ -9,13 +9,14 @@ streamlit.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from sklearn.metrics import brier_score_loss
 
+from fusion.disclosure import coarse_curve
 from fusion.evaluation import (
     ablation_table,
     calibration_bins,
@@ -26,10 +27,11 @@ from fusion.evaluation import (
 )
 from fusion.fairness import (
     SUPPRESSED,
+    bin_mask,
     calibration_by_group,
     group_table,
+    rate_masks,
     suppress_cells,
-    suppression_mask,
 )
 
 __all__ = [
@@ -102,10 +104,13 @@ class PerformanceReport:
     n : int
         Patients in the split.
     roc, pr : DataFrame
-        Fusion ROC (``fpr, tpr, threshold``) and PR (``recall, precision, threshold``) points.
+        Fusion ROC (``fpr, tpr, threshold``) and PR (``recall, precision, threshold``) points,
+        at cuts between which at least ``min_cell`` events and non-events lie
+        (:func:`fusion.disclosure.coarse_curve`; exact when ``min_cell`` is 0).
     calibration : DataFrame
-        ``low, high, n, mean_risk, observed, suppressed`` per non-empty risk bin; bins under
-        the smallest cell size (and their complement) hold NaN.
+        ``low, high, n, mean_risk, observed, suppressed`` per risk bin (empty bins only when
+        suppressed); bins whose size, events or non-events are under the smallest cell size
+        (and their complements) hold NaN (:func:`fusion.fairness.bin_mask`).
     brier, ece : float
         Brier score and expected calibration error of the fusion risk.
     confusion : DataFrame
@@ -113,11 +118,12 @@ class PerformanceReport:
         small-cell suppression (:func:`suppress_confusion`): hidden cells hold NaN.
     ablation : DataFrame
         One row per available model (labels of :data:`ABLATION_LABELS`): AUROC, Brier, TPR,
-        FPR, each with ``_low``/``_high`` bootstrap 95% bounds.
+        FPR, each with ``_low``/``_high`` bootstrap 95% bounds; TPR and FPR are NaN where the
+        model's confusion matrix has a cell under ``min_cell`` (they would give it away).
     curves : DataFrame
-        ROC points of every ablation model: ``model, fpr, tpr``.
+        ROC points of every ablation model: ``model, fpr, tpr`` (coarse, as ``roc``).
     min_cell : int
-        Smallest count shown in the calibration bins and the confusion matrix.
+        Smallest count shown or derivable anywhere in the report.
     """
 
     model_version: str
@@ -145,8 +151,9 @@ def suppress_confusion(counts: pd.DataFrame, min_cell: int) -> pd.DataFrame:
     shown, and follow from the page's other figures anyway, so the cells go through the line
     rule of :func:`fusion.fairness.suppress_cells`, as every other table does: a cell under
     ``min_cell`` hides, and so does a partner in its row and in its column, so that no hidden
-    cell follows from a total minus the shown cells. In a 2x2 matrix one small non-empty cell
-    therefore hides all four; an empty cell reveals nobody and hides alone.
+    cell follows from a total minus the shown cells. In a 2x2 matrix one small cell therefore
+    hides all four; an empty cell counts as small ("nobody flagged had no event" is a
+    disclosure too). A pair of totals with one under ``min_cell`` hides as well.
 
     Parameters
     ----------
@@ -158,8 +165,8 @@ def suppress_confusion(counts: pd.DataFrame, min_cell: int) -> pd.DataFrame:
     Returns
     -------
     DataFrame of float
-        The counts plus a ``total`` row and column; hidden cells hold NaN (totals are never
-        hidden).
+        The counts plus a ``total`` row and column; hidden cells hold NaN (the grand total
+        is never hidden).
 
     Raises
     ------
@@ -182,12 +189,13 @@ def suppress_confusion(counts: pd.DataFrame, min_cell: int) -> pd.DataFrame:
     flat = pd.Series(
         values.ravel(), index=pd.MultiIndex.from_arrays([rows.ravel(), columns.ravel()])
     )
-    hidden = suppress_cells(flat, min_cell).reshape(values.shape)
+    hidden = suppress_cells(flat, min_cell, protect_empty=True).reshape(values.shape)
     table = pd.DataFrame(
         np.where(hidden, np.nan, values), index=counts.index.copy(), columns=counts.columns.copy()
     )
-    table["total"] = values.sum(axis=1)
-    table.loc["total"] = [*values.sum(axis=0), values.sum()]
+    rows, columns = values.sum(axis=1), values.sum(axis=0)
+    table["total"] = np.where(rows.min() < min_cell, np.nan, rows)
+    table.loc["total"] = [*np.where(columns.min() < min_cell, np.nan, columns), values.sum()]
     return table
 
 
@@ -272,35 +280,114 @@ def evaluate_performance(
         for column, label in ABLATION_LABELS.items()
         if column in frame and frame[column].notna().all()
     }
+    if min_cell < 0:
+        raise ValueError(f"min_cell={min_cell}; pass 0 (no suppression) or a positive size.")
     curves = pd.concat(
-        [roc_points(y, values).assign(model=label) for label, values in available.items()],
+        [
+            _roc(y, values, min_cell=min_cell, threshold=threshold).assign(model=label)
+            for label, values in available.items()
+        ],
         ignore_index=True,
     )
-    calibration = calibration_bins(y, risk, n_bins=n_bins)
-    small = suppression_mask(calibration["n"], min_cell)
-    calibration = calibration.astype({"n": np.float64})
-    calibration.loc[small, ["n", "mean_risk", "observed"]] = np.nan
-    calibration["suppressed"] = small
     return PerformanceReport(
         model_version=model_version,
         threshold=float(threshold),
         n=len(frame),
-        roc=roc_points(y, risk),
-        pr=pr_points(y, risk),
-        calibration=calibration,
+        roc=_roc(y, risk, min_cell=min_cell, threshold=threshold),
+        pr=_pr(y, risk, min_cell=min_cell, threshold=threshold),
+        calibration=_calibration(y, risk, n_bins=n_bins, min_cell=min_cell),
         brier=float(brier_score_loss(y, risk)),
         ece=expected_calibration_error(y, risk, n_bins=n_bins),
         confusion=suppress_confusion(confusion_at(y, risk, threshold), min_cell),
-        ablation=ablation_table(
+        ablation=_suppress_ablation(
+            ablation_table(
+                y,
+                available,
+                threshold=threshold,
+                n_resamples=n_resamples,
+                random_state=random_state,
+            ),
             y,
             available,
             threshold=threshold,
-            n_resamples=n_resamples,
-            random_state=random_state,
+            min_cell=min_cell,
         ),
-        curves=curves.loc[:, ["model", "fpr", "tpr"]],
+        curves=curves.reindex(columns=["model", "fpr", "tpr"]),
         min_cell=min_cell,
     )
+
+
+def _roc(
+    y: npt.NDArray[np.int64],
+    risk: npt.NDArray[np.float64],
+    *,
+    min_cell: int,
+    threshold: float | None,
+) -> pd.DataFrame:
+    """ROC points (``fpr, tpr, threshold``), coarse enough that no step is a small count."""
+    if min_cell == 0:
+        return roc_points(y, risk)
+    curve = coarse_curve(y, risk, min_cell=min_cell, threshold=threshold)
+    return curve.loc[:, ["fpr", "tpr", "threshold"]]
+
+
+def _pr(
+    y: npt.NDArray[np.int64], risk: npt.NDArray[np.float64], *, min_cell: int, threshold: float
+) -> pd.DataFrame:
+    """PR points (``recall, precision, threshold``) from everyone flagged to the fewest."""
+    if min_cell == 0:
+        return pr_points(y, risk)
+    curve = coarse_curve(y, risk, min_cell=min_cell, threshold=threshold)
+    points = curve.loc[curve["precision"].notna(), ["recall", "precision", "threshold"]]
+    return points.iloc[::-1].reset_index(drop=True)
+
+
+def _calibration(
+    y: npt.NDArray[np.int64], risk: npt.NDArray[np.float64], *, n_bins: int, min_cell: int
+) -> pd.DataFrame:
+    """Every risk bin, with small ones (events and non-events too) and complements hidden."""
+    shown = calibration_bins(y, risk, n_bins=n_bins)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    calibration = (
+        pd.DataFrame({"low": edges[:-1], "high": edges[1:]})
+        .merge(shown, on=["low", "high"], how="left")
+        .astype({"n": np.float64})
+    )
+    calibration["n"] = calibration["n"].fillna(0.0)
+    events = (calibration["observed"].fillna(0.0) * calibration["n"]).round()
+    small = bin_mask(
+        pd.DataFrame({"bin": np.arange(n_bins)}), calibration["n"], events, min_cell=min_cell
+    )
+    calibration.loc[small, ["n", "mean_risk", "observed"]] = np.nan
+    calibration["suppressed"] = small
+    kept: pd.DataFrame = calibration.loc[small | (calibration["n"] > 0)].reset_index(drop=True)
+    return kept
+
+
+def _suppress_ablation(
+    table: pd.DataFrame,
+    y: npt.NDArray[np.int64],
+    risks: dict[str, npt.NDArray[np.float64]],
+    *,
+    threshold: float,
+    min_cell: int,
+) -> pd.DataFrame:
+    """Hide each model's TPR/FPR where its confusion matrix has a cell under ``min_cell``.
+
+    A model's TPR and FPR with the events and non-events the page shows give its four cells
+    (:func:`fusion.fairness.rate_masks`); AUROC and Brier are hidden only when the events or
+    non-events themselves are small.
+    """
+    out = table.copy()
+    one = pd.DataFrame({"all": ["all"]})
+    for name, risk in risks.items():
+        flagged = (risk >= threshold).astype(np.intp)
+        cells = np.bincount(2 * y.astype(np.intp) + flagged, minlength=4).reshape(1, 2, 2)
+        masks = rate_masks(one, cells, min_cell=min_cell).iloc[0]
+        for metric in ("auroc", "brier", "tpr", "fpr"):
+            if masks[metric]:
+                out.loc[name, [metric, f"{metric}_low", f"{metric}_high"]] = np.nan
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,12 +405,31 @@ class ShapSummary:
         value, value_rank`` (the value's rank within its feature in [0, 1], for colour).
     per_patient : DataFrame
         |SHAP| summed per modality for each test patient (index ``patient_id``).
+    bins : DataFrame
+        The aggregate beeswarm for roles that see aggregates only: the ``top_n`` features,
+        one row per value bin (quintiles of the value's rank; fewer for features with few
+        distinct values): ``label, modality, bin, n, mean_shap, value_rank, suppressed``.
+        Bins under ``min_cell`` patients (and a complement) hold NaN.
     """
 
     features: pd.DataFrame
     modalities: pd.Series
     beeswarm: pd.DataFrame
     per_patient: pd.DataFrame
+    bins: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def aggregates_only(self) -> ShapSummary:
+        """The summary without any per-patient row (``beeswarm`` and ``per_patient`` empty).
+
+        What a researcher's page receives: importance and :attr:`bins` only.
+        """
+        return ShapSummary(
+            features=self.features,
+            modalities=self.modalities,
+            beeswarm=self.beeswarm.iloc[0:0],
+            per_patient=self.per_patient.iloc[0:0],
+            bins=self.bins,
+        )
 
 
 def summarise_shap(
@@ -334,6 +440,8 @@ def summarise_shap(
     modalities: Sequence[str],
     order: Sequence[str],
     top_n: int = 10,
+    min_cell: int = 11,
+    n_value_bins: int = 5,
 ) -> ShapSummary:
     """Global importance (mean |SHAP| per feature and per modality) and beeswarm data.
 
@@ -349,6 +457,10 @@ def summarise_shap(
         Modalities in display order.
     top_n : int, default=10
         Features in the beeswarm.
+    min_cell : int, default=11
+        Smallest value bin shown in :attr:`ShapSummary.bins`.
+    n_value_bins : int, default=5
+        Value bins per feature in :attr:`ShapSummary.bins` (by the value's rank).
 
     Returns
     -------
@@ -389,7 +501,40 @@ def summarise_shap(
         modalities=by_modality.fillna(0.0),
         beeswarm=beeswarm,
         per_patient=per_patient,
+        bins=_value_bins(beeswarm, min_cell=min_cell, n_bins=n_value_bins),
     )
+
+
+def _value_bins(beeswarm: pd.DataFrame, *, min_cell: int, n_bins: int) -> pd.DataFrame:
+    """Mean SHAP per (feature, value-rank bin), small bins and a complement hidden."""
+    columns = ["label", "modality", "bin", "n", "mean_shap", "value_rank", "suppressed"]
+    if beeswarm.empty:
+        return pd.DataFrame(columns=columns)
+    # Quintiles of the value's rank; a missing value has a bin of its own (-1).
+    frame = beeswarm.assign(
+        bin=np.minimum(np.floor(beeswarm["value_rank"] * n_bins), n_bins - 1)
+        .fillna(-1)
+        .astype(np.int64)
+    )
+    grouped = frame.groupby(["label", "bin"], sort=False)
+    table = grouped.agg(
+        modality=("modality", "first"),
+        n=("shap", "size"),
+        mean_shap=("shap", "mean"),
+        value_rank=("value_rank", "mean"),
+    ).reset_index()
+    table["n"] = table["n"].astype(np.float64)
+    # Each feature's bins add up to the split's size: one line per feature.
+    hidden = np.zeros(len(table), dtype=bool)
+    for label in table["label"].unique():
+        rows = (table["label"] == label).to_numpy()
+        sizes = pd.Series(table.loc[rows, "n"].to_numpy())
+        hidden[rows] = suppress_cells(sizes, min_cell)
+    table.loc[hidden, ["n", "mean_shap", "value_rank"]] = np.nan
+    table["suppressed"] = hidden
+    order = {label: position for position, label in enumerate(dict.fromkeys(beeswarm["label"]))}
+    table = table.assign(_order=table["label"].map(order)).sort_values(["_order", "bin"])
+    return table.reindex(columns=columns).reset_index(drop=True)
 
 
 def modality_reliance(
@@ -430,7 +575,12 @@ def modality_reliance(
 
 
 def group_curves(
-    frame: pd.DataFrame, by: Sequence[str], *, min_cell: int = 11, n_bins: int = 5
+    frame: pd.DataFrame,
+    by: Sequence[str],
+    *,
+    min_cell: int = 11,
+    n_bins: int = 5,
+    threshold: float | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """ROC points and calibration bins per group, for the groups an audit shows.
 
@@ -438,7 +588,9 @@ def group_curves(
     suppression); within a shown group, calibration bins under ``min_cell`` patients, and the
     bins that would give them away, are suppressed too
     (:func:`fusion.fairness.calibration_by_group`), so no plotted count is a small cell. A
-    group with one outcome class has no ROC.
+    group's ROC is drawn only where the audit shows its events (its AUROC), at cuts that leave
+    at least ``min_cell`` events and non-events between points
+    (:func:`fusion.disclosure.coarse_curve`, exact when ``min_cell`` is 0).
 
     Parameters
     ----------
@@ -450,6 +602,9 @@ def group_curves(
         Smallest group (and calibration bin) shown.
     n_bins : int, default=5
         Equal-width risk bins of each group's calibration curve.
+    threshold : float, optional
+        The audit's decision threshold, a boundary of the coarse ROC (its column totals
+        follow from the audit's selection rates).
 
     Returns
     -------
@@ -462,13 +617,20 @@ def group_curves(
     columns = list(by)
     labels = frame[columns].astype(str).agg(" & ".join, axis=1)
     groups = group_table(frame[columns], min_cell=min_cell)
+    events = frame.groupby(labels)["label"].sum().reindex(groups.index).to_numpy()
+    outcome = np.stack([groups["n"].to_numpy() - events, events], axis=1)
+    cells = np.zeros((len(groups), 2, 2))
+    cells[:, :, 1] = outcome  # the flag does not matter for the events' own mask
+    shown = ~rate_masks(
+        groups[columns], cells, min_cell=min_cell, hidden=groups["suppressed"].to_numpy()
+    )["prevalence"].to_numpy()
     rocs = []
-    for group in groups.index[~groups["suppressed"]]:
+    for group in groups.index[shown]:
         rows = frame.loc[labels == group]
         y = rows["label"].to_numpy(dtype=np.int64)
         risk = rows["risk"].to_numpy(dtype=np.float64)
         if len(np.unique(y)) == 2:
-            rocs.append(roc_points(y, risk).assign(group=group))
+            rocs.append(_roc(y, risk, min_cell=min_cell, threshold=threshold).assign(group=group))
     roc = pd.concat(rocs, ignore_index=True) if rocs else pd.DataFrame(columns=["fpr", "tpr"])
     calibration = calibration_by_group(
         frame["label"].to_numpy(),

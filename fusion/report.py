@@ -208,8 +208,10 @@ def audit_html(
         "<h2>Metrics by group (95% bootstrap CIs; differences against the reference)</h2>",
         f"<p>Groups with fewer than {report.min_cell} patients are suppressed, and so are the "
         "groups needed to keep their sizes from following from the total or from the tables "
-        "of fewer attributes; calibration bins are suppressed the same way. A flag marks a "
-        "difference whose CI excludes 0.</p>",
+        "of fewer attributes; calibration bins are suppressed the same way. A shown group's "
+        "rate is suppressed where, with the group's n, it would give away a count under "
+        f"{report.min_cell} (events, flagged patients or a confusion-matrix cell, 0 included). "
+        "A flag marks a difference whose CI excludes 0.</p>",
         _table(report.table(as_text=True)),
     ]
     for index, (title, figure) in enumerate((figures or {}).items()):

@@ -25,6 +25,7 @@ __all__ = [
     "make_pr_figure",
     "make_reliance_figure",
     "make_roc_figure",
+    "make_shap_bins_figure",
 ]
 
 MODALITY_COLOURS: dict[str, str] = {
@@ -72,6 +73,62 @@ def make_pr_figure(pr: pd.DataFrame, *, prevalence: float) -> go.Figure:
     return _curve_layout(
         fig, "Precision-recall (test split)", "Recall (sensitivity)", "Precision (PPV)"
     )
+
+
+def make_shap_bins_figure(bins: pd.DataFrame) -> go.Figure:
+    """Aggregate beeswarm: mean SHAP per value bin of each top input (no patient drawn).
+
+    ``bins`` has ``label, bin, n, mean_shap, value_rank, suppressed`` rows (as
+    :attr:`fusion.performance.ShapSummary.bins`); one dot per shown bin, coloured by the bin's
+    mean value rank (low to high), sized by its patients; suppressed bins are left out and
+    counted in the title.
+    """
+    fig = go.Figure()
+    hidden = (
+        bins["suppressed"].to_numpy(dtype=bool)
+        if "suppressed" in bins
+        else np.zeros(len(bins), dtype=bool)
+    )
+    shown = bins.loc[~hidden]
+    labels = list(dict.fromkeys(bins["label"])) if "label" in bins else []
+    largest = float(shown["n"].max()) if len(shown) else 1.0
+    for position, label in enumerate(labels):
+        rows = shown.loc[shown["label"] == label]
+        fig.add_trace(
+            go.Scatter(
+                x=rows["mean_shap"].tolist(),
+                y=[position] * len(rows),
+                mode="markers",
+                name=label,
+                showlegend=False,
+                marker={
+                    "size": (6 + 14 * np.sqrt(rows["n"] / max(largest, 1.0))).tolist(),
+                    "color": rows["value_rank"].tolist(),
+                    "colorscale": "RdBu_r",
+                    "cmin": 0,
+                    "cmax": 1,
+                    "showscale": position == 0,
+                    "colorbar": {
+                        "title": "value (rank)",
+                        "tickvals": [0, 1],
+                        "ticktext": ["low", "high"],
+                    },
+                },
+                customdata=rows["n"].tolist(),
+                hovertemplate=f"{label}<br>mean SHAP %{{x:.3f}}<br>n %{{customdata:.0f}}",
+            )
+        )
+    title = "Mean SHAP by value quintile of the top inputs (test split)"
+    if hidden.any():
+        title += f"; {int(hidden.sum())} small bin(s) suppressed"
+    fig.update_layout(
+        title=title,
+        xaxis_title="mean SHAP value (log-odds)",
+        yaxis={"tickvals": list(range(len(labels))), "ticktext": labels, "autorange": "reversed"},
+        height=max(300, 60 + 36 * len(labels)),
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+    )
+    return fig
 
 
 def make_calibration_figure(calibration: pd.DataFrame, *, name: str = "fusion") -> go.Figure:

@@ -24,6 +24,7 @@ import torch
 from data.errors import ArtifactIntegrityError, CohortError, StoreNotBuiltError
 from data.store import AuditEntry, CohortStore, ModelRecord, PatientRecord, make_engine
 from fusion.access import Identity
+from fusion.disclosure import resolve_min_cell
 from fusion.explain import make_explainer, modality_sums, shap_values
 from fusion.explain_eval import MapTrustReport
 from fusion.explorer_build import EXPLANATIONS_SUFFIX, INTERVAL_SUFFIX
@@ -62,7 +63,7 @@ from fusion.performance import (
     modality_reliance,
     summarise_shap,
 )
-from fusion.settings import Settings
+from fusion.settings import DEFAULT_MIN_CELL, Settings
 from fusion.similar import SimilarityIndex, load_index
 from fusion.uncertainty import IntervalCalibration, RiskInterval, load_calibration, risk_interval
 from fusion.what_if import WhatIfResult, apply_overrides
@@ -216,9 +217,13 @@ class RiskService:
         If a model file is missing or differs from its registered SHA-256.
     """
 
-    def __init__(self, store: CohortStore, artifacts_dir: Path) -> None:
+    def __init__(
+        self, store: CohortStore, artifacts_dir: Path, *, min_cell: int = DEFAULT_MIN_CELL
+    ) -> None:
         self.store = store
         self.artifacts_dir = Path(artifacts_dir)
+        # Issue 13: the configured suppression floor (RISKFUSION_MIN_CELL) of cohort views.
+        self.min_cell_floor = int(min_cell)
         self._fusion_record = store.active_model("fusion")
         self._imaging_record = store.active_model("imaging")
         self.model = FusionClassifier.load(
@@ -263,7 +268,11 @@ class RiskService:
     @classmethod
     def from_settings(cls, settings: Settings) -> RiskService:
         """Open the store named by ``settings`` and load its active models."""
-        return cls(CohortStore(make_engine(settings.database_url)), settings.artifacts_dir)
+        return cls(
+            CohortStore(make_engine(settings.database_url)),
+            settings.artifacts_dir,
+            min_cell=settings.min_cell,
+        )
 
     def _load_nets(self, record: ModelRecord) -> list[RiskCNN]:
         folder = self.artifacts_dir / record.artifact_path
@@ -350,16 +359,51 @@ class RiskService:
         frame = attributes.join(wide, on="patient_id").reset_index(drop=True)
         return add_age_band(frame)
 
+    def min_cell_for(
+        self, identity: Identity | None, requested: int | None = None, *, view: str = "cohort"
+    ) -> int:
+        """The suppression floor of a cohort view for ``identity`` (issue 13).
+
+        ``requested`` None takes the configured floor (``RISKFUSION_MIN_CELL``). Anyone may
+        raise it; only an admin may lower it, and each lowering is written to the audit trail
+        (action ``lower_suppression``, with the view and both values). A caller without an
+        identity gets the floor or more.
+
+        Raises
+        ------
+        fusion.access.AccessDeniedError
+            If a non-admin asks for less than the configured floor.
+        """
+        floor = self.min_cell_floor
+        min_cell = resolve_min_cell(identity, requested, floor)
+        if identity is not None and min_cell < floor:
+            self.record_event(
+                identity,
+                "lower_suppression",
+                detail={"view": view, "min_cell": min_cell, "configured": floor},
+            )
+        return min_cell
+
     def performance(
-        self, *, threshold: float | None = None, n_resamples: int = 200, random_state: int = 0
+        self,
+        *,
+        threshold: float | None = None,
+        n_resamples: int = 200,
+        random_state: int = 0,
+        min_cell: int | None = None,
+        identity: Identity | None = None,
     ) -> PerformanceReport:
-        """Test-split performance and modality ablation (default: the model's threshold)."""
+        """Test-split performance and modality ablation (default: the model's threshold).
+
+        ``min_cell`` (default the configured floor) goes through :meth:`min_cell_for`.
+        """
         return evaluate_performance(
             self.test_predictions(),
             model_version=self._fusion_record.version,
             threshold=self.model_info().threshold if threshold is None else threshold,
             n_resamples=n_resamples,
             random_state=random_state,
+            min_cell=self.min_cell_for(identity, min_cell, view="performance"),
         )
 
     def audit(
@@ -368,16 +412,19 @@ class RiskService:
         *,
         threshold: float | None = None,
         reference: str | None = None,
-        min_cell: int = 11,
+        min_cell: int | None = None,
         n_resamples: int = 200,
         random_state: int = 0,
+        identity: Identity | None = None,
     ) -> FairnessReport:
         """Bias audit of the active model on the test split over 1-3 attributes (intersected).
 
         ``by`` names attributes of :data:`fusion.performance.AUDIT_ATTRIBUTES`; see
         :func:`fusion.fairness.audit` for the metrics, disparities and suppression.
+        ``min_cell`` (default the configured floor) goes through :meth:`min_cell_for`.
         """
         names = check_attributes(by)
+        min_cell = self.min_cell_for(identity, min_cell, view="audit")
         frame = self.test_predictions()
         return fairness_audit(
             frame["label"].to_numpy(),
@@ -408,26 +455,46 @@ class RiskService:
             modalities=self.features.modalities,
             order=MODALITIES,
             top_n=top_n,
+            min_cell=self.min_cell_floor,
         )
 
-    def modality_reliance(self, by: Sequence[str], *, min_cell: int = 11) -> pd.DataFrame:
-        """Mean |SHAP| per modality by group of 1-3 attributes (test split, suppressed <11).
+    def modality_reliance(
+        self,
+        by: Sequence[str],
+        *,
+        min_cell: int | None = None,
+        identity: Identity | None = None,
+    ) -> pd.DataFrame:
+        """Mean |SHAP| per modality by group of 1-3 attributes (test split, small suppressed).
 
-        See :func:`fusion.performance.modality_reliance`.
+        See :func:`fusion.performance.modality_reliance`; ``min_cell`` as in :meth:`audit`.
         """
         names = check_attributes(by)
+        min_cell = self.min_cell_for(identity, min_cell, view="reliance")
         attributes = self.test_predictions().set_index("patient_id").loc[:, list(names)]
         return modality_reliance(self.test_shap().per_patient, attributes, min_cell=min_cell)
 
     def group_curves(
-        self, by: Sequence[str], *, min_cell: int = 11
+        self,
+        by: Sequence[str],
+        *,
+        min_cell: int | None = None,
+        identity: Identity | None = None,
+        threshold: float | None = None,
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """ROC and calibration curves per shown group of the test split.
 
-        See :func:`fusion.performance.group_curves` (suppression included).
+        See :func:`fusion.performance.group_curves` (suppression included); ``min_cell`` as
+        in :meth:`audit`, ``threshold`` (default the model's) a boundary of the coarse ROC.
         """
         names = check_attributes(by)
-        return group_curves(self.test_predictions(), names, min_cell=min_cell)
+        min_cell = self.min_cell_for(identity, min_cell, view="group curves")
+        return group_curves(
+            self.test_predictions(),
+            names,
+            min_cell=min_cell,
+            threshold=self.model_info().threshold if threshold is None else threshold,
+        )
 
     def list_models(self) -> pd.DataFrame:
         """The model registry, one row per fusion version, newest first.

@@ -12,9 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Settings"]
+__all__ = ["DEFAULT_MIN_CELL", "Settings"]
 
 DATABASE_FILE = "riskfusion.db"
+DEFAULT_MIN_CELL = 11
+"""Default suppression floor (CMS practice: no cell under 11 patients is published)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,10 @@ class Settings:
         Streamlit's secrets file holding the sign-in (``[auth]``) and role mapping
         (``[riskfusion.roles]``) configuration (env ``RISKFUSION_SECRETS``, default
         ``.streamlit/secrets.toml``).
+    min_cell : int
+        Suppression floor: the smallest count any cohort view or export shows (env
+        ``RISKFUSION_MIN_CELL``, default 11, at least 1). Researchers may raise it for a view,
+        never lower it; only an admin may, and that is written to the audit trail.
     """
 
     artifacts_dir: Path
@@ -52,6 +58,7 @@ class Settings:
     demo_bias: bool = True
     idle_minutes: int = 15
     secrets_file: Path = Path(".streamlit/secrets.toml")
+    min_cell: int = DEFAULT_MIN_CELL
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -67,6 +74,7 @@ class Settings:
             demo_bias=_flag(env, "RISKFUSION_DEMO_BIAS", default=True),
             idle_minutes=_int(env, "RISKFUSION_IDLE_MINUTES", 15),
             secrets_file=Path(env.get("RISKFUSION_SECRETS") or ".streamlit/secrets.toml"),
+            min_cell=_min_cell(env),
         )
 
     @property
@@ -83,6 +91,16 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ValueError(f"{name}={raw!r} is not an integer; set it to e.g. {default}.") from None
+
+
+def _min_cell(env: Mapping[str, str]) -> int:
+    value = _int(env, "RISKFUSION_MIN_CELL", DEFAULT_MIN_CELL)
+    if value < 1:
+        raise ValueError(
+            f"RISKFUSION_MIN_CELL={value} is below 1; set the suppression floor to a count of at "
+            f"least 1 (default {DEFAULT_MIN_CELL}). An admin lowers it per view in the dashboard."
+        )
+    return value
 
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")

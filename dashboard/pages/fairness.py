@@ -14,6 +14,7 @@ from dashboard.figures import (
     make_reliance_figure,
 )
 from dashboard.resources import get_audit, get_group_curves, get_reliance, require_risk_service
+from fusion.access import AccessDeniedError
 from fusion.fairness import METRICS
 from fusion.performance import AUDIT_ATTRIBUTES
 from fusion.report import audit_csv, audit_figures, audit_html, demo_bias_note
@@ -45,9 +46,22 @@ attributes = controls[0].multiselect(
 threshold = controls[1].slider(
     "Decision threshold", 0.0, 1.0, round(info.threshold, 2), 0.01, key="fairness.threshold"
 )
+# The floor is configuration (RISKFUSION_MIN_CELL): raised here by anyone, lowered by an admin
+# only (the service refuses anyone else and audits the admin).
+floor = service.min_cell_floor
 min_cell = int(
     controls[2].number_input(
-        "Smallest group shown", min_value=1, value=11, step=1, key="fairness.min_cell"
+        "Smallest group shown",
+        min_value=0 if identity.role == "admin" else floor,
+        value=floor,
+        step=1,
+        key="fairness.min_cell",
+        help=f"Configured floor: {floor} (RISKFUSION_MIN_CELL). "
+        + (
+            "As admin you may lower it; each lowering is written to the audit trail."
+            if identity.role == "admin"
+            else "You may raise it; only an admin may lower it."
+        ),
     )
 )
 if not attributes:
@@ -55,8 +69,8 @@ if not attributes:
     st.stop()
 by = tuple(attributes)
 try:
-    default = get_audit(service, info.version, by, float(threshold), None, min_cell)
-except ValueError as err:
+    default = get_audit(service, info.version, by, float(threshold), None, min_cell, identity)
+except (ValueError, AccessDeniedError) as err:
     st.error(str(err))
     st.stop()
 shown = default.by_group.index[~default.by_group["suppressed"]].tolist()
@@ -64,7 +78,7 @@ reference = controls[3].selectbox("Reference group", [LARGEST, *shown], key="fai
 report = (
     default
     if reference == LARGEST or reference not in shown  # e.g. just after an attribute switch
-    else get_audit(service, info.version, by, float(threshold), str(reference), min_cell)
+    else get_audit(service, info.version, by, float(threshold), str(reference), min_cell, identity)
 )
 
 hidden = int(report.by_group["suppressed"].sum())
@@ -84,13 +98,22 @@ if hidden:
         f"{hidden} group(s) not shown: fewer than {report.min_cell} patients, or suppressed so "
         "that a smaller group's size cannot be derived from the total."
     )
+hidden_rates = int(report.hidden.reindex(columns=list(METRICS)).fillna(False).to_numpy().sum())
+if hidden_rates:
+    st.caption(
+        f"{hidden_rates} rate(s) of shown groups not shown: with the group's n they would give "
+        f"away a count under {report.min_cell} (events, flagged patients or a confusion-matrix "
+        "cell, 0 included), directly or through another group and the total."
+    )
 
 metric = st.selectbox("Metric to plot", list(METRICS), index=1, key="fairness.metric")
 figure = make_disparity_figure(report, str(metric))
 st.plotly_chart(figure, key="fairness.figure")
 st.dataframe(report.table(as_text=True), key="fairness.table", hide_index=True)
 
-roc_by_group, calibration_by_group = get_group_curves(service, info.version, by, min_cell)
+roc_by_group, calibration_by_group = get_group_curves(
+    service, info.version, by, min_cell, identity, float(threshold)
+)
 roc_column, calibration_column = st.columns(2)
 roc_column.plotly_chart(make_group_roc_figure(roc_by_group), key="fairness.roc")
 calibration_column.plotly_chart(
@@ -109,7 +132,7 @@ st.caption(
     "Mean |SHAP| of each modality's inputs per group (test split): a lower imaging bar for "
     "one site means the model trusts that site's scans less. Same suppression as above."
 )
-reliance = get_reliance(service, info.version, by, min_cell)
+reliance = get_reliance(service, info.version, by, min_cell, identity)
 st.plotly_chart(make_reliance_figure(reliance), key="fairness.reliance")
 
 name = f"audit-{'-'.join(report.attributes)}-{info.version}"

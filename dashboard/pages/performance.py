@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
 from dashboard.components.signin import require_page_area
 from dashboard.figures import (
     make_beeswarm_figure,
-    make_binned_shap_figure,
     make_calibration_figure,
     make_importance_figure,
     make_pr_figure,
     make_roc_figure,
 )
 from dashboard.resources import get_performance, get_test_shap, list_models, require_risk_service
-from fusion.aggregates import binned_shap
 from fusion.exports import safe_csv
+from fusion.fairness import SUPPRESSED
+from fusion.report_figures import make_shap_bins_figure
 
 st.title("Model performance")
 identity = require_page_area("cohort")
@@ -44,25 +45,47 @@ except ValueError as err:
 fusion = report.ablation.loc["Fusion (all modalities)"]
 cols = st.columns(5)
 cols[0].metric("Test patients", f"{report.n}")
+marker = SUPPRESSED.format(min_cell=report.min_cell)
 cols[1].metric(
     "AUROC",
-    f"{fusion['auroc']:.3f}",
-    help=f"95% CI {fusion['auroc_low']:.3f}-{fusion['auroc_high']:.3f}",
+    marker if np.isnan(fusion["auroc"]) else f"{fusion['auroc']:.3f}",
+    help=f"95% CI {fusion['auroc_low']:.3f}-{fusion['auroc_high']:.3f}"
+    if not np.isnan(fusion["auroc"])
+    else f"Hidden: fewer than {report.min_cell} events or non-events in the split.",
 )
 cols[2].metric("Brier score", f"{report.brier:.3f}", help="Mean squared error of the risk.")
 cols[3].metric("ECE", f"{report.ece:.3f}", help="Expected calibration error over 10 risk bins.")
+rates_hidden = bool(np.isnan(fusion["tpr"]) or np.isnan(fusion["fpr"]))
 cols[4].metric(
     "Sensitivity / FPR",
-    f"{fusion['tpr']:.1%} / {fusion['fpr']:.1%}",
-    help=f"At risk >= {report.threshold:.2f}.",
+    marker if rates_hidden else f"{fusion['tpr']:.1%} / {fusion['fpr']:.1%}",
+    help=f"At risk >= {report.threshold:.2f}."
+    + (
+        " Hidden: with the event totals below they would give away a confusion-matrix cell "
+        f"under {report.min_cell}."
+        if rates_hidden
+        else ""
+    ),
 )
 
 left, middle, right = st.columns(3)
 left.plotly_chart(make_roc_figure(report.curves), key="performance.roc")
+events = report.confusion.loc[report.confusion.index[-2], "total"]
 middle.plotly_chart(
-    make_pr_figure(report.pr, prevalence=float(report.pr["precision"].iloc[0])),
+    make_pr_figure(
+        report.pr,
+        prevalence=(
+            float(report.pr["precision"].iloc[0]) if len(report.pr) else float(events / report.n)
+        ),
+    ),
     key="performance.pr",
 )
+if report.min_cell:
+    left.caption(
+        f"Curves drawn through cuts with at least {report.min_cell} events and "
+        f"{report.min_cell} non-events between points (and the threshold), so no step is a "
+        "small count; a model or split too small for that has no curve."
+    )
 right.plotly_chart(make_calibration_figure(report.calibration), key="performance.calibration")
 
 st.subheader("Modality ablation")
@@ -85,15 +108,11 @@ importance, beeswarm = st.columns([2, 3])
 importance.plotly_chart(
     make_importance_figure(shap_summary.modalities), key="performance.importance"
 )
-if identity.role == "researcher":  # aggregates only: no chart shows one patient's values
-    beeswarm.plotly_chart(
-        make_binned_shap_figure(
-            binned_shap(shap_summary.beeswarm, min_cell=report.min_cell), min_cell=report.min_cell
-        ),
-        key="performance.beeswarm",
-    )
-else:
+if identity.role == "admin":
     beeswarm.plotly_chart(make_beeswarm_figure(shap_summary.beeswarm), key="performance.beeswarm")
+else:  # researchers see aggregates only: no dot per patient
+    aggregate = shap_summary.aggregates_only()
+    beeswarm.plotly_chart(make_shap_bins_figure(aggregate.bins), key="performance.beeswarm")
 
 st.subheader(f"Confusion matrix at threshold {report.threshold:.2f}")
 st.dataframe(report.confusion_table(), key="performance.confusion")

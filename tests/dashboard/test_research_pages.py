@@ -5,10 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from fusion.access import Identity
+from fusion.fairness import SUPPRESSED
 from fusion.performance import ABLATION_LABELS
+
+ADMIN = Identity(user="test-admin", role="admin", source="local")
+MARKER = SUPPRESSED.format(min_cell=11)
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
@@ -46,7 +53,9 @@ def test_performance_page_shows_curves_ablation_and_version(patched_service) -> 
     shap_summary = patched_service.test_shap()
     assert charts[3]["data"][0]["x"] == pytest.approx(shap_summary.modalities.tolist())
     roc_names = [trace["name"] for trace in charts[0]["data"]]
-    assert roc_names == ["chance", *ABLATION_LABELS.values()]
+    # 24 test patients: most models have too few events for a curve without small steps.
+    assert roc_names == ["chance", *dict.fromkeys(report.curves["model"])]
+    assert set(report.curves["model"]) <= set(ABLATION_LABELS.values())
     assert _metric(at, "Brier score") == f"{report.brier:.3f}"
     # 24 test patients: the confusion matrix has small cells, hidden with their complements.
     confusion = next(
@@ -63,10 +72,16 @@ def test_threshold_slider_updates_the_metrics(patched_service) -> None:
     at = _page("performance")
     at.slider(key="performance.threshold").set_value(0.0).run()
     assert not at.exception
-    assert _metric(at, "Sensitivity / FPR") == "100.0% / 100.0%"
-    at.slider(key="performance.threshold").set_value(1.0).run()
-    expected = patched_service.performance(threshold=1.0).ablation.iloc[-2]
-    assert _metric(at, "Sensitivity / FPR") == f"{expected['tpr']:.1%} / {expected['fpr']:.1%}"
+    # Everyone flagged: no event or non-event below the threshold, a 0 cell, hidden.
+    assert _metric(at, "Sensitivity / FPR") == MARKER
+    for threshold in (1.0, 0.5):
+        at.slider(key="performance.threshold").set_value(threshold).run()
+        expected = patched_service.performance(threshold=threshold).ablation.iloc[-2]
+        shown = _metric(at, "Sensitivity / FPR")
+        if np.isnan(expected["tpr"]):
+            assert shown == MARKER
+        else:
+            assert shown == f"{expected['tpr']:.1%} / {expected['fpr']:.1%}"
 
 
 def test_fairness_page_audits_sex_by_default(patched_service) -> None:
@@ -74,18 +89,18 @@ def test_fairness_page_audits_sex_by_default(patched_service) -> None:
     assert at.title[0].value == "Bias audit"
     at.number_input(key="fairness.min_cell").set_value(2).run()
     assert not at.exception
-    report = patched_service.audit(["sex"], min_cell=2)
+    report = patched_service.audit(["sex"], min_cell=2, identity=ADMIN)
     shown = _metric(at, "Demographic parity difference")
     assert shown == f"{report.summary.loc['demographic_parity_difference', 'value']:.3f}"
     figure = _charts(at)[0]
     assert figure["data"][0]["y"] == report.by_group.index[~report.by_group["suppressed"]].tolist()
     charts = _charts(at)
-    roc, calibration = patched_service.group_curves(["sex"], min_cell=2)
+    roc, calibration = patched_service.group_curves(["sex"], min_cell=2, identity=ADMIN)
     assert [t["name"] for t in charts[1]["data"]][1:] == list(dict.fromkeys(roc["group"]))
     assert charts[1]["layout"]["title"]["text"] == "ROC by group (test split)"
     curves = [t["name"] for t in charts[2]["data"]][1:]
-    assert curves == list(dict.fromkeys(calibration["group"]))
-    reliance = patched_service.modality_reliance(["sex"], min_cell=2)
+    assert curves == list(dict.fromkeys(calibration.loc[~calibration["suppressed"], "group"]))
+    reliance = patched_service.modality_reliance(["sex"], min_cell=2, identity=ADMIN)
     bars = _charts(at)[3]["data"]
     assert [bar["name"] for bar in bars] == ["Demographics", "EHR", "Genomics", "Imaging"]
     assert bars[3]["y"] == pytest.approx(reliance.loc[~reliance["suppressed"], "imaging"].tolist())
@@ -98,13 +113,14 @@ def test_fairness_page_audits_sex_by_default(patched_service) -> None:
 @pytest.mark.parametrize("threshold", [0.0, 1.0])
 def test_intersection_and_threshold_move_every_metric(patched_service, threshold) -> None:
     at = _page("fairness")
-    at.number_input(key="fairness.min_cell").set_value(1).run()
+    # An admin turns suppression off (0): at threshold 0 or 1 every cell of a 2x2 is 0.
+    at.number_input(key="fairness.min_cell").set_value(0).run()
     at.multiselect(key="fairness.attributes").set_value(["sex", "site"]).run()
     at.slider(key="fairness.threshold").set_value(threshold).run()
     assert not at.exception
     table = at.dataframe[0].value
     assert set(table["group"]) == set(
-        patched_service.audit(["sex", "site"], min_cell=1).by_group.index
+        patched_service.audit(["sex", "site"], min_cell=0, identity=ADMIN).by_group.index
     )
     rates = table.loc[table["n"].astype(int) > 0, "selection_rate"].astype(float)
     assert (rates == (1.0 if threshold == 0.0 else 0.0)).all()
@@ -115,7 +131,7 @@ def test_suppression_is_visible_and_reference_is_selectable(patched_service) -> 
     at.number_input(key="fairness.min_cell").set_value(3).run()
     at.multiselect(key="fairness.attributes").set_value(["ethnicity", "site"]).run()
     assert not at.exception
-    report = patched_service.audit(["ethnicity", "site"], min_cell=3)
+    report = patched_service.audit(["ethnicity", "site"], min_cell=3, identity=ADMIN)
     assert report.by_group["suppressed"].any()  # the tiny cohort has small intersections
     table = at.dataframe[0].value
     hidden = table.loc[table["n"] == "suppressed (n < 3)", "group"]
@@ -158,7 +174,7 @@ def test_fairness_page_states_the_demo_bias_and_hides_small_bins(patched_service
     assert any("deliberately injected bias" in info.value for info in at.info)
     at.number_input(key="fairness.min_cell").set_value(4).run()
     assert not at.exception
-    _, calibration = patched_service.group_curves(["sex"], min_cell=4)
+    _, calibration = patched_service.group_curves(["sex"], min_cell=4, identity=ADMIN)
     hidden = int(calibration["suppressed"].sum())
     assert hidden > 0  # 24 test patients in 5 risk bins per sex: some bins are small
     drawn = _charts(at)[2]
@@ -166,3 +182,86 @@ def test_fairness_page_states_the_demo_bias_and_hides_small_bins(patched_service
     counts = [n for trace in drawn["data"][1:] for n in trace.get("customdata", [])]
     assert all(n >= 4 for n in counts)  # no plotted bin is a small cell
     assert any(f"{hidden} calibration bin(s) not shown" in c.value for c in at.caption)
+
+
+def _as_researcher(page: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.selectbox(key="signin.local_role").set_value("researcher").run()
+    at.switch_page(f"dashboard/pages/{page}.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+RESEARCHER = Identity(user="rex@h.org", role="researcher", source="oidc")
+
+
+def test_researcher_cannot_lower_the_floor_on_the_bias_page(patched_service, monkeypatch) -> None:
+    # The tiny split has 24 patients: configure a floor of 5 so that some groups show.
+    monkeypatch.setattr(patched_service, "min_cell_floor", 5)
+    at = _as_researcher("fairness")
+    control = at.number_input(key="fairness.min_cell")
+    assert control.min == 5
+    assert control.value == 5
+    before = len(patched_service.audit_trail(limit=10_000, action="lower_suppression"))
+    for attributes in (["sex"], ["ethnicity", "site"]):
+        at.multiselect(key="fairness.attributes").set_value(attributes).run()
+        at.number_input(key="fairness.min_cell").set_value(1).run()
+        assert not at.exception
+        # The control keeps the floor (the service refuses any caller below it, see
+        # tests/fusion/test_disclosure.py), and the page shows what the floor allows.
+        assert at.number_input(key="fairness.min_cell").value == 5
+        if at.dataframe:
+            table = at.dataframe[0].value
+            assert all(int(n) >= 5 for n in table["n"] if n.isdigit())
+            expected = patched_service.audit(
+                attributes,
+                threshold=at.slider(key="fairness.threshold").value,
+                min_cell=5,
+                identity=RESEARCHER,
+            )
+            pd.testing.assert_frame_equal(table, expected.table(as_text=True), check_dtype=False)
+        else:  # every group is under the floor (or protects one that is)
+            assert any("fewer than 5 patients" in e.value for e in at.error)
+    assert len(patched_service.audit_trail(limit=10_000, action="lower_suppression")) == before
+    # Raising is allowed; every shown group has n >= the floor, hidden rates carry the marker.
+    at.multiselect(key="fairness.attributes").set_value(["sex"]).run()
+    at.number_input(key="fairness.min_cell").set_value(6).run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    report = patched_service.audit(
+        ["sex"],
+        threshold=at.slider(key="fairness.threshold").value,
+        min_cell=6,
+        identity=RESEARCHER,
+    )
+    counts = [int(n) for n in table["n"] if n.isdigit()]
+    assert counts
+    assert all(n >= 6 for n in counts)
+    pd.testing.assert_frame_equal(table, report.table(as_text=True), check_dtype=False)
+
+
+def test_admin_lowering_the_floor_is_audited(patched_service) -> None:
+    at = _page("fairness")
+    before = patched_service.audit_trail(limit=10_000, action="lower_suppression")
+    at.number_input(key="fairness.min_cell").set_value(3).run()
+    assert not at.exception
+    trail = patched_service.audit_trail(limit=10_000, action="lower_suppression")
+    assert len(trail) > len(before)
+    assert trail.iloc[0]["role"] == "admin"
+
+
+def test_researcher_performance_page_shows_aggregates_only(patched_service) -> None:
+    at = _as_researcher("performance")
+    charts = _charts(at)
+    titles = [c["layout"]["title"]["text"] for c in charts]
+    assert not any(title.startswith("SHAP beeswarm") for title in titles)
+    [aggregate] = [c for c in charts if c["layout"]["title"]["text"].startswith("Mean SHAP by")]
+    bins = patched_service.test_shap().aggregates_only().bins
+    # One dot per shown value bin, never one per patient.
+    points = sum(len(trace["x"]) for trace in aggregate["data"])
+    assert points == int((~bins["suppressed"]).sum())
+    assert points < patched_service.count_patients("test")
+    report = patched_service.performance(threshold=at.slider(key="performance.threshold").value)
+    fusion = report.ablation.loc["Fusion (all modalities)"]
+    expected = MARKER if np.isnan(fusion["tpr"]) else f"{fusion['tpr']:.1%} / {fusion['fpr']:.1%}"
+    assert _metric(at, "Sensitivity / FPR") == expected

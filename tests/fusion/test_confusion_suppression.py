@@ -41,7 +41,7 @@ def _bounds(table: pd.DataFrame) -> dict[tuple[str, str], tuple[float, float]]:
     ("counts", "hidden"),
     [
         ([[120, 30], [5, 45]], 4),  # 5 missed events: every cell needs a partner
-        ([[120, 30], [0, 50]], 1),  # an empty cell reveals nobody and hides alone
+        ([[120, 30], [0, 50]], 4),  # "no event missed" is a disclosure too: all four hide
         ([[120, 30], [11, 39]], 0),  # at the threshold: shown
     ],
 )
