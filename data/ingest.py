@@ -23,9 +23,10 @@ import io
 import json
 import logging
 import math
+import operator
 import re
 import tomllib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, get_args
@@ -647,10 +648,13 @@ class _Table:
             yield from self._parquet_chunks(columns, wanted, rows)
             return
         picks = [int(position) for position in wanted]
+        pick: Callable[[list[str]], Any] = (
+            operator.itemgetter(*picks) if len(picks) > 1 else lambda row: (row[picks[0]],)
+        )
         with self.path.open(encoding="utf-8-sig", newline="") as handle:
             reader = csv.reader(handle, skipinitialspace=True)
             next(reader)  # the header, checked by open()
-            block: list[list[str]] = []
+            block: list[Any] = []
             labels: list[int] = []
             row, yielded = 1, False
             for fields in reader:
@@ -662,7 +666,7 @@ class _Table:
                     if len(self.ragged) < RAGGED_LISTED:
                         self.ragged.append((row, len(fields)))
                     continue
-                block.append([fields[i] for i in picks])
+                block.append(pick(fields))
                 labels.append(row)
                 if len(block) >= rows:
                     yield self._frame(block, labels, columns)
@@ -684,7 +688,7 @@ class _Table:
             yield frame
 
     @staticmethod
-    def _frame(block: list[list[str]], labels: list[int], columns: Sequence[str]) -> pd.DataFrame:
+    def _frame(block: list[Any], labels: list[int], columns: Sequence[str]) -> pd.DataFrame:
         frame = pd.DataFrame(block, columns=list(columns), index=labels, dtype=object)
         if frame.empty:
             return frame.astype("str")
@@ -824,9 +828,10 @@ def _coerce(
             typed[column] = raw.str.strip().astype(object).where(raw.notna(), None)
             continue
         if spec.role == "binary":  # Parquet booleans arrive as "True"/"False"
-            raw = raw.map(
-                lambda v: _BOOLEAN_TEXT.get(v.strip().lower(), v) if isinstance(v, str) else v
-            )
+            lowered = raw.str.strip().str.lower()
+            boolean = lowered.isin(list(_BOOLEAN_TEXT)).to_numpy(dtype=bool)
+            if boolean.any():
+                raw = raw.where(~boolean, lowered.map(_BOOLEAN_TEXT))
         numbers = pd.to_numeric(raw, errors="coerce").astype(np.float64)
         bad = raw.notna() & numbers.isna()
         for row in raw.index[bad]:
@@ -963,6 +968,18 @@ def _range_problem(spec: ColumnSpec, value: float) -> tuple[str, str]:
 def _strings(values: Sequence[object]) -> npt.NDArray[Any]:
     """A compact array of text (numpy ``StringDType``: short ids are stored inline)."""
     return np.array(values, dtype=StringDType())
+
+
+def _isin(values: npt.NDArray[Any], pool: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+    """``np.isin`` for text arrays by sorting and binary search (``np.isin`` is quadratic)."""
+    ordered = np.unique(pool)
+    found = np.zeros(len(values), dtype=bool)
+    if len(ordered) == 0 or len(values) == 0:
+        return found
+    index = np.searchsorted(ordered, values)
+    inside = index < len(ordered)
+    found[inside] = ordered[index[inside]] == values[inside]
+    return found
 
 
 class _IdScan:
@@ -1387,7 +1404,7 @@ def _prepare(
                 continue
             name = paths[stem].name
             other = scans[stem]
-            unknown = ~np.isin(other.ids, patient_ids)
+            unknown = ~_isin(other.ids, patient_ids)
             for row, pid in zip(other.rows[unknown], other.ids[unknown], strict=True):
                 problems.add(
                     name,
@@ -1397,7 +1414,7 @@ def _prepare(
                     column=schema.id_column,
                     value=str(pid),
                 )
-            absent = ~np.isin(patients_scan.ids, other.ids)
+            absent = ~_isin(patients_scan.ids, other.ids)
             for row, pid in zip(patients_scan.rows[absent], patients_scan.ids[absent], strict=True):
                 if stem == "outcomes":
                     problems.add(
@@ -1436,7 +1453,7 @@ def _prepare(
     if store is not None and will_write:
         stored_scans = store.import_hashes("image", [stored_id(pid) for pid in by_patient])
     image_ids = _strings(list(by_patient))
-    with_patient = set(image_ids[np.isin(image_ids, patient_ids)].tolist())
+    with_patient = set(image_ids[_isin(image_ids, patient_ids)].tolist())
     bar = tqdm(total=len(entries), desc="images", unit="image", leave=False, disable=not progress)
     for pid, group in by_patient.items():
         if len(group) > 1:
@@ -1503,7 +1520,7 @@ def _prepare(
     bar.close()
     if (entries or (directory / "images").is_dir()) and "patients" in scans:
         patients_scan = scans["patients"]
-        absent = ~np.isin(patients_scan.ids, image_ids)
+        absent = ~_isin(patients_scan.ids, image_ids)
         for row, pid in zip(patients_scan.rows[absent], patients_scan.ids[absent], strict=True):
             problems.add(
                 paths["patients"].name,

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import getpass
 import logging
+import os
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,7 +25,7 @@ from data.store import AuditEntry, CohortStore, make_engine
 from fusion.settings import Settings
 from models.scans import read_scan
 
-__all__ = ["bench_import", "run_import"]
+__all__ = ["bench_import", "bench_validation", "run_import", "write_large_cohort"]
 
 logger = logging.getLogger(__name__)
 
@@ -171,4 +175,115 @@ def bench_import(n_patients: int = 10_000, *, image_size: int = 128) -> dict[str
         "patients_per_s": round(n_patients / timings[0], 1),
         "reimport_seconds": round(timings[1], 1),
         "reimport_patients_per_s": round(n_patients / timings[1], 1),
+    }
+
+
+def write_large_cohort(folder: Path, megabytes: float) -> int:
+    """Write a cohort folder whose ``patients.csv`` is about ``megabytes`` MB, streamed to disk.
+
+    The shipped example's patient and outcome rows are repeated under new ids
+    (``P000000001`` ...) in blocks of 50,000 rows, so memory stays small whatever the size;
+    there is no ``images/`` folder and no genomics file. The result validates without a
+    problem.
+
+    Parameters
+    ----------
+    folder : Path
+        Target folder (created).
+    megabytes : float
+        Approximate size of ``patients.csv`` in MB (10^6 bytes).
+
+    Returns
+    -------
+    int
+        Number of patients written.
+    """
+    from fusion.uploads import EXAMPLE_COHORT
+
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(EXAMPLE_COHORT / "schema.toml", folder / "schema.toml")
+    rests: dict[str, list[str]] = {}
+    headers: dict[str, str] = {}
+    for stem in ("patients", "outcomes"):
+        lines = (EXAMPLE_COHORT / f"{stem}.csv").read_text(encoding="utf-8").splitlines()
+        headers[stem] = lines[0]
+        rests[stem] = [line.split(",", 1)[1] for line in lines[1:]]  # the id is the first field
+    target = megabytes * 1e6
+    written = 0
+    with (
+        (folder / "patients.csv").open("w", encoding="utf-8", newline="") as patients,
+        (folder / "outcomes.csv").open("w", encoding="utf-8", newline="") as outcomes,
+    ):
+        handles = {"patients": patients, "outcomes": outcomes}
+        for stem, handle in handles.items():
+            handle.write(headers[stem] + "\n")
+        block = 50_000
+        while patients.tell() < target:
+            for stem, handle in handles.items():
+                rest = rests[stem]
+                handle.write(
+                    "".join(
+                        f"P{i:09d},{rest[i % len(rest)]}\n"
+                        for i in range(written + 1, written + block + 1)
+                    )
+                )
+            written += block
+    return written
+
+
+def _child_peak_rss_mb(command: list[str], env: dict[str, str]) -> tuple[int, float, float]:
+    """Run a command; its exit status, wall seconds and peak resident memory (MB)."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - start
+    return process.returncode, seconds, usage.ru_maxrss / 1024  # Linux: kilobytes
+
+
+def bench_validation(megabytes: float = 250.0) -> dict[str, Any]:
+    """Peak memory and speed of ``riskfusion import --dry-run`` on a large generated CSV.
+
+    Writes a cohort whose ``patients.csv`` is about ``megabytes`` MB
+    (:func:`write_large_cohort`), then runs the dry run in a subprocess and reads its peak
+    resident set size from the kernel (``wait4``), next to that of a process that only
+    imports the same modules (the start-up cost).
+
+    Parameters
+    ----------
+    megabytes : float, default=250.0
+        Size of ``patients.csv``.
+
+    Returns
+    -------
+    dict
+        ``command``, ``patients``, ``patients_csv_mb``, ``seconds``, ``rows_per_s``,
+        ``mb_per_s``, ``peak_rss_mb``, ``startup_rss_mb`` and ``validation_rss_mb`` (their
+        difference: what validating the tables added).
+    """
+    with tempfile.TemporaryDirectory(prefix="riskfusion-validation-bench-") as tmp:
+        home = Path(tmp)
+        folder = home / "cohort"
+        n_patients = write_large_cohort(folder, megabytes)
+        size_mb = (folder / "patients.csv").stat().st_size / 1e6
+        env = {**os.environ, "RISKFUSION_HOME": str(home / "home")}
+        env.pop("RISKFUSION_DATABASE_URL", None)
+        python = [sys.executable, "-c"]
+        _, _, startup = _child_peak_rss_mb(
+            [*python, "import fusion.cli, fusion.ingest, models.scans, data.ingest"], env
+        )
+        command = [sys.executable, "-m", "fusion.cli", "import", str(folder), "--dry-run"]
+        status, seconds, peak = _child_peak_rss_mb(command, env)
+    if status != 0:
+        raise RuntimeError(f"The validation bench's dry run exited with status {status}.")
+    return {
+        "command": f"riskfusion import DIR --dry-run (patients.csv of {size_mb:.0f} MB)",
+        "patients": n_patients,
+        "patients_csv_mb": round(size_mb, 1),
+        "seconds": round(seconds, 1),
+        "rows_per_s": round(n_patients / seconds),
+        "mb_per_s": round(size_mb / seconds, 2),
+        "peak_rss_mb": round(peak),
+        "startup_rss_mb": round(startup),
+        "validation_rss_mb": round(peak - startup),
     }
