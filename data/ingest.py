@@ -575,12 +575,12 @@ class _Table:
     :meth:`report_ragged` (their cells would be shifted into the wrong columns).
     """
 
-    def __init__(self, path: Path, columns: list[str], fields: list[str]) -> None:
+    def __init__(self, path: Path, columns: list[str], fields: list[str], n_fields: int) -> None:
         self.path = path
         self.name = path.name
         self.columns = columns  # unique stripped names, file order (first occurrence kept)
         self._fields = fields  # the file's own name (or position) of each column
-        self.n_fields = len(fields)
+        self.n_fields = n_fields  # fields of the header, duplicates included
         self.ragged: list[tuple[int, int]] = []
         self.n_ragged = 0
 
@@ -633,7 +633,7 @@ class _Table:
             fields.append(position)
         if path.suffix != ".csv" and len(columns) < len(names):
             return None  # Parquet columns are read by name: a duplicated name is ambiguous
-        return cls(path, columns, fields)
+        return cls(path, columns, fields, len(names))
 
     def chunks(self, columns: Sequence[str], rows: int) -> Iterator[pd.DataFrame]:
         """Frames of at most ``rows`` rows of ``columns`` (text, None = missing).
@@ -698,7 +698,7 @@ class _Table:
         """One problem for every row whose field count differs from the header's."""
         if not self.n_ragged:
             return
-        listed = ", ".join(f"row {row}: {n} fields" for row, n in self.ragged)
+        listed = ", ".join(f"{row} ({n} fields)" for row, n in self.ragged)
         more = self.n_ragged - len(self.ragged)
         extra = any(n > self.n_fields for _, n in self.ragged)
         hint = (
@@ -712,7 +712,7 @@ class _Table:
             P_RAGGED,
             f"the header has {self.n_fields} fields; {hint}. These rows were not checked further.",
             row=self.ragged[0][0],
-            value=listed + (f" and {more} more row(s)" if more else ""),
+            value=f"{self.n_ragged} row(s): {listed}" + (", ..." if more else ""),
         )
 
 

@@ -8,8 +8,10 @@ is reported (log lines, optional CSV). Must not import streamlit.
 from __future__ import annotations
 
 import getpass
+import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from data._example_cohort import write_example_cohort
 from data.errors import CohortValidationError
 from data.ingest import ImportResult, ValidationReport, import_cohort
@@ -25,7 +29,13 @@ from data.store import AuditEntry, CohortStore, make_engine
 from fusion.settings import Settings
 from models.scans import read_scan
 
-__all__ = ["bench_import", "bench_validation", "run_import", "write_large_cohort"]
+__all__ = [
+    "bench_import",
+    "bench_validation",
+    "problem_summary",
+    "run_import",
+    "write_large_cohort",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +48,70 @@ def _write_report(report: ValidationReport, path: Path | None) -> None:
     logger.info("wrote %d problem rows to %s", len(report.problems), path)
 
 
+def _write_summary(report: ValidationReport, path: Path | None) -> None:
+    """The validation's counts as JSON (the Data page reads them), written atomically."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n_errors = len(report.errors)
+    summary = {
+        "patients": report.n_patients,
+        "scans": report.n_images,
+        "errors": n_errors,
+        "warnings": len(report.problems) - n_errors,
+    }
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(summary), encoding="utf-8")
+    partial.replace(path)
+
+
+def problem_summary(problems: pd.DataFrame, *, max_rows: int = 5) -> str:
+    """The problem table as counts and positions, for logs: no ids, no values, no file names.
+
+    One line per severity, file, column and problem, with the first ``max_rows`` spreadsheet
+    rows. Scans are named by patient id, so every ``images/...`` file is shown as
+    ``images/`` and a scan's problem only up to its first ``:`` or ``(``. The values and the
+    fixes (which may quote a value) are left out: they are in ``--report FILE.csv``.
+
+    Parameters
+    ----------
+    problems : DataFrame
+        :attr:`data.ingest.ValidationReport.problems`.
+    max_rows : int, default=5
+        Row numbers listed per line.
+
+    Returns
+    -------
+    str
+        The lines, or ``"no problems"``.
+    """
+    if problems.empty:
+        return "no problems"
+    frame = problems.loc[:, ["severity", "file", "column", "problem", "row"]].copy()
+    frame["column"] = frame["column"].fillna("").astype(str)
+    scan = frame["file"].astype(str).str.startswith("images/").to_numpy(dtype=bool)
+    frame.loc[scan, "file"] = "images/"
+    frame.loc[scan, "problem"] = [
+        re.split(r"[:(]", str(text), maxsplit=1)[0].strip() for text in frame.loc[scan, "problem"]
+    ]
+    lines = []
+    keys = ["severity", "file", "column", "problem"]
+    for (severity, file, column, problem), group in frame.groupby(keys, sort=False):
+        rows = [int(row) for row in group["row"].dropna()]
+        shown = ", ".join(str(row) for row in rows[:max_rows])
+        more = " ..." if len(rows) > max_rows else ""
+        where = f" (rows {shown}{more})" if rows else ""
+        place = f"{file}, column {column}" if column else str(file)
+        lines.append(f"{severity}: {place}: {len(group)} x {problem}{where}")
+    return "\n".join(lines)
+
+
+def _show_table(report: ValidationReport) -> None:
+    """On a terminal, the problem table with values goes to stdout (never to a log file)."""
+    if not report.problems.empty and sys.stdout.isatty():
+        sys.stdout.write(report.to_text() + "\n")
+
+
 def run_import(
     settings: Settings,
     directory: Path,
@@ -48,6 +122,7 @@ def run_import(
     id_salt_file: Path | None = None,
     progress: bool = True,
     audit: AuditEntry | None = None,
+    summary_path: Path | None = None,
 ) -> int:
     """Validate and import a cohort folder; returns the command's exit status.
 
@@ -70,6 +145,11 @@ def run_import(
     audit : AuditEntry or None, default=None
         The ``import`` audit event written in the import's transaction (default: the OS user
         as ``cli:<user>``, role admin).
+    summary_path : Path or None, default=None
+        Also write the counts (``patients``, ``scans``, ``errors``, ``warnings``) as JSON.
+
+    Logs carry counts and row numbers only (:func:`problem_summary`), never patient ids or
+    values; on a terminal the whole table is also shown on stdout.
 
     Returns
     -------
@@ -105,15 +185,26 @@ def run_import(
             ),
         )
     except CohortValidationError as err:
-        logger.error("%s\n%s", err, err.report.to_text())
-        _write_report(err.report, report_path)
+        failed = err.report
+        logger.error(
+            "the cohort has %d error(s) and %d warning(s); nothing was written%s:\n%s",
+            len(failed.errors),
+            len(failed.problems) - len(failed.errors),
+            "" if report_path else " (write the table with values: --report FILE.csv)",
+            problem_summary(failed.problems),
+        )
+        _show_table(failed)
+        _write_report(failed, report_path)
+        _write_summary(failed, summary_path)
         return 2
     finally:
         store.engine.dispose()
     report = result.report
     if not report.problems.empty:
-        logger.warning("%d warning(s):\n%s", len(report.problems), report.to_text())
+        logger.warning("%d warning(s):\n%s", len(report.problems), problem_summary(report.problems))
+        _show_table(report)
     _write_report(report, report_path)
+    _write_summary(report, summary_path)
     if result.counts is None:
         logger.info(
             "dry run: %d patients and %d scans are valid; nothing was written",

@@ -69,8 +69,21 @@ def _page() -> AppTest:
 
 
 def _validate(at: AppTest) -> AppTest:
+    """Click Validate; when that started a validation job, wait for it and rerun the page."""
+    before = jobs.latest_job(Path(os.environ["RISKFUSION_HOME"]))
     at.button(key="data.validate").click().run()
     assert not at.exception, at.exception
+    job = jobs.latest_job(Path(os.environ["RISKFUSION_HOME"]))
+    if (
+        job is not None
+        and job.kind == "validate"
+        and (before is None or job.job_id != before.job_id)
+    ):
+        deadline = time.monotonic() + 300
+        while jobs.read_job(job.folder).state == "running" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        at.run()
+        assert not at.exception, at.exception
     return at
 
 
