@@ -157,6 +157,10 @@ def test_the_shipped_example_validates_and_import_starts_a_job(patched_service, 
     at = _page()
     at.radio(key="data.source").set_value("Shipped example").run()
     _validate(at)
+    validation = jobs.latest_job(home)  # validated in a background job, not in the page
+    assert validation is not None
+    assert (validation.kind, validation.state) == ("validate", "done")
+    assert (validation.folder / jobs.VALIDATION_REPORT).is_file()
     assert int(_metric(at, "Errors")) == 0
     assert not at.button(key="data.import").disabled
     started: list[tuple[str, list[str]]] = []
