@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from data import ingest
 from data.errors import CohortValidationError
@@ -318,3 +320,15 @@ def test_problem_summary_hides_scan_file_names() -> None:
     )
     text = problem_summary(problems)
     assert text == "error: images/: 2 x the file cannot be read as an image"
+
+
+def test_a_database_error_does_not_print_patient_rows() -> None:
+    store = CohortStore(make_engine("sqlite://"))
+    store.create_schema()
+    insert = text("INSERT INTO patients (patient_id, split, source) VALUES (:p, 'train', 's')")
+    with store.engine.begin() as conn:
+        conn.execute(insert, {"p": "Q0001"})
+    with pytest.raises(IntegrityError) as caught, store.engine.begin() as conn:
+        conn.execute(insert, {"p": "Q0001"})
+    assert "Q0001" not in str(caught.value)
+    assert "parameters hidden" in str(caught.value)
