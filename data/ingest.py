@@ -608,7 +608,11 @@ class _Table:
                 names = [str(name).strip() for name in header]
                 positions = [str(i) for i in range(len(header))]
             else:
-                names_raw = pq.ParquetFile(path).schema_arrow.names
+                names_raw = [  # a pandas index stored as a column is not data
+                    name
+                    for name in pq.ParquetFile(path).schema_arrow.names
+                    if not str(name).startswith("__index_level_")
+                ]
                 names = [str(name).strip() for name in names_raw]
                 positions = [str(name) for name in names_raw]
         except (OSError, ValueError, UnicodeDecodeError, csv.Error, pyarrow.ArrowException) as err:
