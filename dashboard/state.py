@@ -159,14 +159,17 @@ class CohortCheck:
         The cohort folder that was validated (and that an import would read).
     upload_root : str or None
         The extracted upload folder under ``<artifacts>/uploads/``; None for other sources.
-    report : ValidationReport
-        Every problem found.
+    report : ValidationReport or None
+        Every problem found; None while the validation job runs.
+    job_id : str or None
+        The background validation job (``fusion.jobs.start_validation``).
     """
 
     source: str
     folder: str
     upload_root: str | None
-    report: ValidationReport
+    report: ValidationReport | None
+    job_id: str | None = None
 
 
 def get_cohort_check() -> CohortCheck | None:

@@ -15,6 +15,7 @@ uses MONAI): this module is the bottom layer and must not import torch, MONAI, s
 
 from __future__ import annotations
 
+import csv
 import difflib
 import fnmatch
 import hashlib
@@ -22,10 +23,11 @@ import io
 import json
 import logging
 import math
+import operator
 import os
 import re
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, get_args
@@ -34,11 +36,15 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow
+import pyarrow.parquet as pq
+from numpy.dtypes import StringDType
 from pandera.errors import SchemaErrors
 from tqdm.auto import tqdm
 
 from data.errors import CohortValidationError, ScanReadError
 from data.scan_spec import ScanModality, ScanReader, ScanSpec, SliceStrategy
+from data.schema import Demographics, Outcome, Patient
 from data.store import IMPORT_PARTS, AuditEntry, CohortStore, ImportCounts, ImportTables
 
 __all__ = [
@@ -122,6 +128,20 @@ P_TWO_IMAGES = "more than one image for this patient"
 P_NOT_IMAGE = "not an image format riskfusion reads (ignored)"
 P_LINK_OUTSIDE = "link to a file outside the cohort folder (not read)"
 P_SCHEMA = "invalid schema entry"
+P_DUPLICATE_COLUMN = "column name appears more than once in the header"
+P_DELIMITER = "this file is {}-delimited, not comma-separated"
+P_RAGGED = "rows have a different number of fields than the header"
+P_NOT_FINITE = "not a finite number"
+P_TOO_LONG = "value is longer than the store allows"
+P_MORE = "more rows with this problem (not listed)"
+
+# Bounded memory: tables are read in chunks of about CHUNK_CELLS cells (rows x columns read);
+# across chunks only each row's normalised id and row number are kept (about 20 bytes a row),
+# and at most MAX_LISTED problem rows per file, column and problem (the rest are counted).
+CHUNK_CELLS: Final[int] = 200_000
+MAX_LISTED: Final[int] = 1_000
+RAGGED_LISTED: Final[int] = 5
+DELIMITERS: Final[dict[str, str]] = {";": "semicolon", "\t": "tab", "|": "pipe"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +327,8 @@ class _Problems:
 
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
+        # (severity, file, column, problem) -> [rows listed, rows not listed, fix, first omitted]
+        self._kinds: dict[tuple[str, str, str, str], list[Any]] = {}
 
     def add(
         self,
@@ -320,6 +342,14 @@ class _Problems:
         severity: Severity = "error",
     ) -> None:
         text = "" if value is None or (isinstance(value, float) and math.isnan(value)) else value
+        if row is not None:  # cell problems: list the first MAX_LISTED of each kind, count the rest
+            kind = self._kinds.setdefault((severity, file, column, problem), [0, 0, fix, row])
+            if kind[0] >= MAX_LISTED:
+                if kind[1] == 0:
+                    kind[3] = row
+                kind[1] += 1
+                return
+            kind[0] += 1
         self.rows.append(
             {
                 "severity": severity,
@@ -333,7 +363,20 @@ class _Problems:
         )
 
     def frame(self) -> pd.DataFrame:
-        frame = pd.DataFrame(self.rows, columns=list(PROBLEM_COLUMNS))
+        omitted = [
+            {
+                "severity": severity,
+                "file": file,
+                "row": None,
+                "column": column,
+                "value": f"{count} more from row {first}",
+                "problem": f"{problem}: {count} {P_MORE}",
+                "fix": f"{fix} (the first {MAX_LISTED} rows are listed)",
+            }
+            for (severity, file, column, problem), (_, count, fix, first) in self._kinds.items()
+            if count
+        ]
+        frame = pd.DataFrame(self.rows + omitted, columns=list(PROBLEM_COLUMNS))
         frame["row"] = frame["row"].astype("Int64")
         # One problem per cell: a type error hides the range/missing checks of the same cell.
         cell = frame["row"].notna()
@@ -523,27 +566,178 @@ def _find_table(directory: Path, stem: str) -> Path | None:
     return None
 
 
-def _read_table(path: Path, problems: _Problems) -> pd.DataFrame | None:
-    """Read a table with every cell as text (no silent coercion), or record why it failed."""
-    try:
-        if path.suffix == ".csv":
-            frame = pd.read_csv(
-                path,
-                dtype=str,
-                keep_default_na=False,
-                na_values=NA_VALUES,
-                skipinitialspace=True,
-                encoding="utf-8",
-            )
-        else:
-            frame = pd.read_parquet(path)
+class _Table:
+    """A table file opened for reading in chunks: header checked, cells as text.
+
+    The header is read and checked once (:meth:`open`): a file delimited by something other
+    than commas and duplicated column names are problems. :meth:`chunks` then yields frames of
+    at most ``rows`` rows, indexed by spreadsheet row (the header is row 1), with every cell as
+    text and the missing markers of :data:`NA_VALUES` as None. CSV rows whose field count
+    differs from the header's are left out of the frames and reported once per file by
+    :meth:`report_ragged` (their cells would be shifted into the wrong columns).
+    """
+
+    def __init__(self, path: Path, columns: list[str], fields: list[str], n_fields: int) -> None:
+        self.path = path
+        self.name = path.name
+        self.columns = columns  # unique stripped names, file order (first occurrence kept)
+        self._fields = fields  # the file's own name (or position) of each column
+        self.n_fields = n_fields  # fields of the header, duplicates included
+        self.ragged: list[tuple[int, int]] = []
+        self.n_ragged = 0
+
+    @classmethod
+    def open(cls, path: Path, problems: _Problems) -> _Table | None:
+        """Read and check the header; None (with the problem recorded) when unusable."""
+        try:
+            if path.suffix == ".csv":
+                with path.open(encoding="utf-8-sig", newline="") as handle:
+                    header = next(csv.reader(handle, skipinitialspace=True), None)
+                if not header:
+                    problems.add(path.name, P_UNREADABLE, "save it as UTF-8 CSV with a header row")
+                    return None
+                for delimiter, word in DELIMITERS.items():
+                    found = sum(name.count(delimiter) for name in header)
+                    if found >= len(header):  # more of them than commas: the file's delimiter
+                        problems.add(
+                            path.name,
+                            P_DELIMITER.format(word),
+                            f"save it as comma-separated CSV (UTF-8); the header has {found} "
+                            f"{word}s and {len(header) - 1} commas",
+                            value=header[0][:40],
+                        )
+                        return None
+                names = [str(name).strip() for name in header]
+                positions = [str(i) for i in range(len(header))]
+            else:
+                names_raw = [  # a pandas index stored as a column is not data
+                    name
+                    for name in pq.ParquetFile(path).schema_arrow.names
+                    if not str(name).startswith("__index_level_")
+                ]
+                names = [str(name).strip() for name in names_raw]
+                positions = [str(name) for name in names_raw]
+        except (OSError, ValueError, UnicodeDecodeError, csv.Error, pyarrow.ArrowException) as err:
+            problems.add(path.name, P_UNREADABLE, f"save it as UTF-8 CSV or Parquet ({err})")
+            return None
+        columns: list[str] = []
+        fields: list[str] = []
+        first: dict[str, int] = {}
+        for index, (name, position) in enumerate(zip(names, positions, strict=True)):
+            name = name or f"Unnamed: {index}"
+            if name in first:
+                problems.add(
+                    path.name,
+                    P_DUPLICATE_COLUMN,
+                    f"columns {first[name] + 1} and {index + 1} are both named {name!r}: delete "
+                    "the copy, or rename it and describe it in the schema",
+                    column=name,
+                )
+                continue
+            first[name] = index
+            columns.append(name)
+            fields.append(position)
+        if path.suffix != ".csv" and len(columns) < len(names):
+            return None  # Parquet columns are read by name: a duplicated name is ambiguous
+        return cls(path, columns, fields, len(names))
+
+    def chunks(self, columns: Sequence[str], rows: int) -> Iterator[pd.DataFrame]:
+        """Frames of at most ``rows`` rows of ``columns`` (text, None = missing).
+
+        Raises
+        ------
+        OSError, UnicodeDecodeError, csv.Error, pyarrow.ArrowException
+            If the file cannot be read past the header (the caller records it).
+        """
+        wanted = [self._fields[self.columns.index(column)] for column in columns]
+        if self.path.suffix != ".csv":
+            yield from self._parquet_chunks(columns, wanted, rows)
+            return
+        picks = [int(position) for position in wanted]
+        pick: Callable[[list[str]], Any] = (
+            operator.itemgetter(*picks) if len(picks) > 1 else lambda row: (row[picks[0]],)
+        )
+        with self.path.open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle, skipinitialspace=True)
+            next(reader)  # the header, checked by open()
+            block: list[Any] = []
+            labels: list[int] = []
+            row, yielded = 1, False
+            for fields in reader:
+                row += 1
+                if len(fields) != self.n_fields:
+                    if not fields or fields == [""]:
+                        continue  # a blank line
+                    self.n_ragged += 1
+                    if len(self.ragged) < RAGGED_LISTED:
+                        self.ragged.append((row, len(fields)))
+                    continue
+                block.append(pick(fields))
+                labels.append(row)
+                if len(block) >= rows:
+                    yield self._frame(block, labels, columns)
+                    block, labels, yielded = [], [], True
+            if block or not yielded:  # an empty table still yields its (empty) columns
+                yield self._frame(block, labels, columns)
+
+    def _parquet_chunks(
+        self, columns: Sequence[str], wanted: Sequence[str], rows: int
+    ) -> Iterator[pd.DataFrame]:
+        start = 2
+        for batch in pq.ParquetFile(self.path).iter_batches(batch_size=rows, columns=wanted):
+            frame = batch.to_pandas()
             frame = frame.astype(object).where(frame.notna(), None)
             frame = frame.map(lambda v: None if v is None else str(v))
-    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as err:
+            frame.columns = list(columns)
+            frame.index = pd.RangeIndex(start, start + len(frame))
+            start += len(frame)
+            yield frame
+
+    @staticmethod
+    def _frame(block: list[Any], labels: list[int], columns: Sequence[str]) -> pd.DataFrame:
+        frame = pd.DataFrame(block, columns=list(columns), index=labels, dtype=object)
+        if frame.empty:
+            return frame.astype("str")
+        return frame.mask(frame.isin(NA_VALUES)).astype("str")
+
+    def report_ragged(self, problems: _Problems) -> None:
+        """One problem for every row whose field count differs from the header's."""
+        if not self.n_ragged:
+            return
+        listed = ", ".join(f"{row} ({n} fields)" for row, n in self.ragged)
+        more = self.n_ragged - len(self.ragged)
+        extra = any(n > self.n_fields for _, n in self.ragged)
+        hint = (
+            "a value holds an unquoted comma (a decimal comma such as 1,5?): write decimals "
+            'with a point, or quote the value ("1,5")'
+            if extra
+            else "a row is cut short: give it every column (empty cells for missing values)"
+        )
+        problems.add(
+            self.name,
+            P_RAGGED,
+            f"the header has {self.n_fields} fields; {hint}. These rows were not checked further.",
+            row=self.ragged[0][0],
+            value=f"{self.n_ragged} row(s): {listed}" + (", ..." if more else ""),
+        )
+
+
+def _chunk_rows(n_columns: int) -> int:
+    """Rows per chunk so that a chunk holds about :data:`CHUNK_CELLS` cells."""
+    return max(100, CHUNK_CELLS // max(n_columns, 1))
+
+
+def _read_table(path: Path, problems: _Problems) -> pd.DataFrame | None:
+    """Read a small table (a manifest) whole, with the checks of :class:`_Table`."""
+    table = _Table.open(path, problems)
+    if table is None:
+        return None
+    try:
+        frame = pd.concat(list(table.chunks(table.columns, _chunk_rows(len(table.columns)))))
+    except (OSError, ValueError, UnicodeDecodeError, csv.Error, pyarrow.ArrowException) as err:
         problems.add(path.name, P_UNREADABLE, f"save it as UTF-8 CSV or Parquet ({err})")
         return None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    frame.index = pd.RangeIndex(2, len(frame) + 2)  # spreadsheet rows: the header is row 1
+    table.report_ragged(problems)
     return frame
 
 
@@ -553,30 +747,29 @@ def _normalise_ids(
     """Stripped, upper-cased ids (None where missing or invalid, each recorded)."""
     raw = frame[id_column]
     ids = raw.str.strip().str.upper()
-    for row, value, norm in zip(frame.index, raw, ids, strict=True):
-        if norm is None or pd.isna(norm) or norm == "":
-            problems.add(
-                file, P_MISSING_ID, "give every row a patient id", row=row, column=id_column
-            )
-        elif not ID_PATTERN.fullmatch(norm):
-            problems.add(
-                file,
-                P_BAD_ID,
-                "use 1-64 letters, digits, _ . - (ids are stored upper-case)",
-                row=row,
-                column=id_column,
-                value=value,
-            )
-    return ids.where(ids.map(lambda v: isinstance(v, str) and bool(ID_PATTERN.fullmatch(v))))
+    missing = ids.isna() | (ids == "")
+    valid = ~missing & ids.str.fullmatch(ID_PATTERN.pattern).fillna(False).astype(bool)
+    for row in frame.index[missing.to_numpy(dtype=bool)]:
+        problems.add(file, P_MISSING_ID, "give every row a patient id", row=row, column=id_column)
+    for row in frame.index[~(valid | missing).to_numpy(dtype=bool)]:
+        problems.add(
+            file,
+            P_BAD_ID,
+            "use 1-64 letters, digits, _ . - (ids are stored upper-case)",
+            row=row,
+            column=id_column,
+            value=raw[row],
+        )
+    return ids.astype(object).where(valid, None)
 
 
 def _check_columns(
-    frame: pd.DataFrame, stem: str, file: str, schema: ImportSchema, problems: _Problems
+    columns: Sequence[str], stem: str, file: str, schema: ImportSchema, problems: _Problems
 ) -> list[tuple[str, ColumnSpec]]:
     """Match columns to specs; record missing, unknown and identifier-like columns."""
     matched: list[tuple[str, ColumnSpec]] = []
     exact = {spec.name for spec in schema.columns if not spec.is_pattern}
-    for column in frame.columns:
+    for column in columns:
         if column == schema.id_column:
             continue
         spec = schema.spec_for(stem, column)
@@ -612,7 +805,7 @@ def _check_columns(
             )
             continue
         matched.append((column, spec))
-    present = set(frame.columns)
+    present = set(columns)
     for column, spec in CORE_COLUMNS[stem].items():
         declared = schema.spec_for(stem, column) or spec
         if declared.required and column not in present:
@@ -641,9 +834,10 @@ def _coerce(
             typed[column] = raw.str.strip().astype(object).where(raw.notna(), None)
             continue
         if spec.role == "binary":  # Parquet booleans arrive as "True"/"False"
-            raw = raw.map(
-                lambda v: _BOOLEAN_TEXT.get(v.strip().lower(), v) if isinstance(v, str) else v
-            )
+            lowered = raw.str.strip().str.lower()
+            boolean = lowered.isin(list(_BOOLEAN_TEXT)).to_numpy(dtype=bool)
+            if boolean.any():
+                raw = raw.where(~boolean, lowered.map(_BOOLEAN_TEXT))
         numbers = pd.to_numeric(raw, errors="coerce").astype(np.float64)
         bad = raw.notna() & numbers.isna()
         for row in raw.index[bad]:
@@ -655,6 +849,18 @@ def _coerce(
                 column=column,
                 value=raw[row],
             )
+        infinite = np.isinf(numbers.to_numpy())
+        for row in raw.index[infinite]:
+            problems.add(
+                file,
+                P_NOT_FINITE,
+                f"write a finite number{' in ' + spec.unit if spec.unit else ''}, or leave it "
+                "empty if it is unknown (infinity is not a measurement)",
+                row=_row_number(row),
+                column=column,
+                value=raw[row],
+            )
+        numbers = numbers.where(~infinite)
         if spec.role in ("binary", "count", "genotype"):
             fractional = numbers.notna() & (numbers != np.round(numbers))
             for row in numbers.index[fractional]:
@@ -763,6 +969,149 @@ def _range_problem(spec: ColumnSpec, value: float) -> tuple[str, str]:
                 f"{unit}; the plausible range is {low:g}..{high:g}{unit}"
             )
     return P_OUT_OF_RANGE, f"check the value; the plausible range is {low:g}..{high:g}{unit}"
+
+
+def _strings(values: Sequence[object]) -> npt.NDArray[Any]:
+    """A compact array of text (numpy ``StringDType``: short ids are stored inline)."""
+    return np.array(values, dtype=StringDType())
+
+
+def _isin(values: npt.NDArray[Any], pool: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+    """``np.isin`` for text arrays by sorting and binary search (``np.isin`` is quadratic)."""
+    ordered = np.unique(pool)
+    found = np.zeros(len(values), dtype=bool)
+    if len(ordered) == 0 or len(values) == 0:
+        return found
+    index = np.searchsorted(ordered, values)
+    inside = index < len(ordered)
+    found[inside] = ordered[index[inside]] == values[inside]
+    return found
+
+
+class _IdScan:
+    """What one table's chunks leave for the cross-row checks: each valid id and its row.
+
+    Only the normalised ids (numpy ``StringDType``) and row numbers are kept across chunks,
+    about 20 bytes a row; an import (``keep``) also keeps the typed model inputs it writes.
+    """
+
+    def __init__(self) -> None:
+        self._ids: list[npt.NDArray[Any]] = []
+        self._rows: list[npt.NDArray[np.int64]] = []
+        self._kept_ids: list[pd.Series] = []
+        self._kept_typed: list[pd.DataFrame] = []
+        self.last_row = 1
+        self.ids: npt.NDArray[Any] = _strings([])
+        self.rows: npt.NDArray[np.int64] = np.zeros(0, np.int64)
+        self.kept_ids = pd.Series(dtype=object)
+        self.kept_typed = pd.DataFrame()
+
+    def add(self, ids: pd.Series, typed: pd.DataFrame | None) -> None:
+        valid = ids.notna().to_numpy(dtype=bool)
+        self._ids.append(_strings(ids[valid].tolist()))
+        self._rows.append(np.asarray(ids.index[valid], dtype=np.int64))
+        if len(ids):
+            self.last_row = int(ids.index[-1])
+        if typed is not None:
+            self._kept_ids.append(ids)
+            self._kept_typed.append(typed)
+
+    def finish(self) -> None:
+        if self._ids:
+            self.ids = np.concatenate(self._ids)
+            self.rows = np.concatenate(self._rows)
+        self._ids, self._rows = [], []
+        if self._kept_ids:
+            self.kept_ids = pd.concat(self._kept_ids)
+            self.kept_typed = pd.concat(self._kept_typed)
+        self._kept_ids, self._kept_typed = [], []
+
+    def duplicates(self) -> list[tuple[int, str]]:
+        """Row and id of every row whose id occurs more than once, in row order."""
+        order = np.argsort(self.ids, kind="stable")
+        ordered = self.ids[order]
+        same = ordered[1:] == ordered[:-1]
+        mask = np.zeros(len(order), dtype=bool)
+        mask[1:] |= same
+        mask[:-1] |= same
+        picked = np.sort(order[mask])
+        return [(int(self.rows[i]), str(self.ids[i])) for i in picked]
+
+
+def _scan_table(
+    table: _Table,
+    stem: str,
+    schema: ImportSchema,
+    columns: Sequence[tuple[str, ColumnSpec]],
+    problems: _Problems,
+    *,
+    keep: bool,
+) -> _IdScan | None:
+    """Check a table chunk by chunk (ids, types, ranges, lengths); None if it breaks off."""
+    names = [schema.id_column, *(column for column, _ in columns)]
+    scan = _IdScan()
+    try:
+        for chunk in table.chunks(names, _chunk_rows(len(names))):
+            chunk_ids = _normalise_ids(chunk, table.name, schema.id_column, problems)
+            typed = _coerce(chunk, table.name, columns, problems)
+            _check_values(typed, chunk, table.name, columns, problems)
+            _check_lengths(typed, chunk, stem, table.name, columns, problems)
+            scan.add(chunk_ids, typed if keep else None)
+    except (OSError, UnicodeDecodeError, csv.Error, pyarrow.ArrowException) as err:
+        problems.add(
+            table.name,
+            P_UNREADABLE,
+            f"save it as UTF-8 CSV or Parquet (after row {scan.last_row}: {err})",
+        )
+        return None
+    table.report_ragged(problems)
+    scan.finish()
+    return scan
+
+
+def _stored_lengths() -> dict[tuple[str, str], tuple[str, int]]:
+    """Text columns of the tables stored as text, with the store's column length."""
+    out: dict[tuple[str, str], tuple[str, int]] = {}
+    for (stem, column), model in {
+        ("patients", "sex"): Demographics,
+        ("patients", "ethnicity"): Demographics,
+        ("patients", "site"): Demographics,
+        ("patients", "split"): Patient,
+        ("outcomes", "treatment"): Outcome,
+    }.items():
+        length = getattr(model.__table__.c[column].type, "length", None)
+        if isinstance(length, int):
+            out[(stem, column)] = (f"{model.__tablename__}.{column}", length)
+    return out
+
+
+def _check_lengths(
+    typed: pd.DataFrame,
+    raw: pd.DataFrame,
+    stem: str,
+    file: str,
+    columns: Sequence[tuple[str, ColumnSpec]],
+    problems: _Problems,
+) -> None:
+    """Values stored as text must fit the store's column (PostgreSQL refuses longer ones)."""
+    limits = _stored_lengths()
+    for column, _ in columns:
+        limit = limits.get((stem, column))
+        if limit is None:
+            continue
+        where, length = limit
+        values = typed[column]
+        too_long = values.astype("str").str.len().gt(length).fillna(False).astype(bool)
+        for row in values.index[too_long.to_numpy()]:
+            problems.add(
+                file,
+                P_TOO_LONG,
+                f"shorten it to at most {length} characters (the store's {where} holds "
+                f"{length}); it is {len(str(values[row]))} long",
+                row=_row_number(row),
+                column=column,
+                value=raw.at[row, column],
+            )
 
 
 # ---------------------------------------------------------------------------------- images
@@ -1038,8 +1387,13 @@ def _prepare(
             "pass --id-salt-file FILE (keep the salt secret and the same for every import)",
             column="cohort.hash_ids",
         )
-    frames: dict[str, pd.DataFrame] = {}
+    keep = artifacts_dir is not None  # an import keeps the typed tables to write them
     paths: dict[str, Path] = {}
+    scans: dict[str, _IdScan] = {}
+    ids: dict[str, pd.Series] = {}
+    typed: dict[str, pd.DataFrame] = {}
+    matched: dict[str, list[tuple[str, ColumnSpec]]] = {}
+    seen_features: dict[str, str] = {}
     for stem in TABLE_FILES:
         path = _find_table(directory, stem)
         if path is None:
@@ -1050,10 +1404,10 @@ def _prepare(
                     f"add {stem}.csv or {stem}.parquet to {directory}",
                 )
             continue
-        frame = _read_table(path, problems)
-        if frame is None:
+        table = _Table.open(path, problems)
+        if table is None:
             continue
-        if schema.id_column not in frame.columns:
+        if schema.id_column not in table.columns:
             problems.add(
                 path.name,
                 P_MISSING_COLUMN,
@@ -1061,26 +1415,8 @@ def _prepare(
                 column=schema.id_column,
             )
             continue
-        frames[stem], paths[stem] = frame, path
-
-    ids: dict[str, pd.Series] = {}
-    typed: dict[str, pd.DataFrame] = {}
-    matched: dict[str, list[tuple[str, ColumnSpec]]] = {}
-    seen_features: dict[str, str] = {}
-    for stem, frame in frames.items():
-        name = paths[stem].name
-        ids[stem] = _normalise_ids(frame, name, schema.id_column, problems)
-        duplicated = ids[stem].notna() & ids[stem].duplicated(keep=False)
-        for row in ids[stem].index[duplicated]:
-            problems.add(
-                name,
-                P_DUPLICATE_ID,
-                "keep one row per patient (ids are compared upper-case)",
-                row=_row_number(row),
-                column=schema.id_column,
-                value=frame.at[row, schema.id_column],
-            )
-        matched[stem] = _check_columns(frame, stem, name, schema, problems)
+        name = path.name
+        matched[stem] = _check_columns(table.columns, stem, name, schema, problems)
         for column, _ in matched[stem]:
             if column in seen_features and column not in CORE_COLUMNS[stem]:
                 problems.add(
@@ -1090,47 +1426,62 @@ def _prepare(
                     column=column,
                 )
             seen_features.setdefault(column, name)
-        typed[stem] = _coerce(frame, name, matched[stem], problems)
-        _check_values(typed[stem], frame, name, matched[stem], problems)
+        scan = _scan_table(table, stem, schema, matched[stem], problems, keep=keep)
+        if scan is None:
+            continue
+        paths[stem], scans[stem] = path, scan
+        if keep:
+            ids[stem], typed[stem] = scan.kept_ids, scan.kept_typed
 
-    patient_ids: set[str] = set()
-    if "patients" in ids:
-        patient_ids = set(ids["patients"].dropna())
+    for stem, scan in scans.items():
+        for row, pid in scan.duplicates():
+            problems.add(
+                paths[stem].name,
+                P_DUPLICATE_ID,
+                "keep one row per patient (ids are compared upper-case)",
+                row=row,
+                column=schema.id_column,
+                value=pid,
+            )
+
+    patient_ids = _strings([])
+    if "patients" in scans:
+        patient_ids = np.unique(scans["patients"].ids)
+        patients_scan = scans["patients"]
         for stem in ("outcomes", "genomics"):
-            if stem not in ids:
+            if stem not in scans:
                 continue
             name = paths[stem].name
-            for row, pid in ids[stem].dropna().items():
-                if pid not in patient_ids:
-                    problems.add(
-                        name,
-                        P_NOT_IN_PATIENTS,
-                        "add the patient to the patients file or delete this row",
-                        row=_row_number(row),
-                        column=schema.id_column,
-                        value=pid,
-                    )
-            present = set(ids[stem].dropna())
-            for row, pid in ids["patients"].dropna().items():
-                if pid in present:
-                    continue
+            other = scans[stem]
+            unknown = ~_isin(other.ids, patient_ids)
+            for row, pid in zip(other.rows[unknown], other.ids[unknown], strict=True):
+                problems.add(
+                    name,
+                    P_NOT_IN_PATIENTS,
+                    "add the patient to the patients file or delete this row",
+                    row=int(row),
+                    column=schema.id_column,
+                    value=str(pid),
+                )
+            absent = ~_isin(patients_scan.ids, other.ids)
+            for row, pid in zip(patients_scan.rows[absent], patients_scan.ids[absent], strict=True):
                 if stem == "outcomes":
                     problems.add(
                         paths["patients"].name,
                         P_NO_OUTCOME,
                         "add the patient's outcome row (label is required)",
-                        row=_row_number(row),
+                        row=int(row),
                         column=schema.id_column,
-                        value=pid,
+                        value=str(pid),
                     )
                 else:
                     problems.add(
                         paths["patients"].name,
                         P_NO_GENOMICS,
                         "add a genomics row if the data exist; otherwise nothing to do",
-                        row=_row_number(row),
+                        row=int(row),
                         column=schema.id_column,
-                        value=pid,
+                        value=str(pid),
                         severity="warning",
                     )
 
@@ -1150,6 +1501,8 @@ def _prepare(
     stored_scans: Mapping[str, str] = {}
     if store is not None and will_write:
         stored_scans = store.import_hashes("image", [stored_id(pid) for pid in by_patient])
+    image_ids = _strings(list(by_patient))
+    with_patient = set(image_ids[_isin(image_ids, patient_ids)].tolist())
     bar = tqdm(total=len(entries), desc="images", unit="image", leave=False, disable=not progress)
     for pid, group in by_patient.items():
         if len(group) > 1:
@@ -1164,7 +1517,7 @@ def _prepare(
             continue
         entry = group[0]
         bar.update(1)
-        if patient_ids and pid not in patient_ids:
+        if len(patient_ids) and pid not in with_patient:
             problems.add(
                 entry.label,
                 P_IMAGE_NO_PATIENT,
@@ -1214,27 +1567,27 @@ def _prepare(
             "width": int(array.shape[1]),
         }
     bar.close()
-    if entries or (directory / "images").is_dir():
-        for row, pid in ids.get("patients", pd.Series(dtype=object)).dropna().items():
-            if pid not in by_patient:
-                problems.add(
-                    paths["patients"].name,
-                    P_PATIENT_NO_IMAGE,
-                    "add images/<patient_id>.<ext> if a scan exists; otherwise nothing to do",
-                    row=_row_number(row),
-                    column=schema.id_column,
-                    value=pid,
-                    severity="warning",
-                )
+    if (entries or (directory / "images").is_dir()) and "patients" in scans:
+        patients_scan = scans["patients"]
+        absent = ~_isin(patients_scan.ids, image_ids)
+        for row, pid in zip(patients_scan.rows[absent], patients_scan.ids[absent], strict=True):
+            problems.add(
+                paths["patients"].name,
+                P_PATIENT_NO_IMAGE,
+                "add images/<patient_id>.<ext> if a scan exists; otherwise nothing to do",
+                row=int(row),
+                column=schema.id_column,
+                value=str(pid),
+                severity="warning",
+            )
 
     report = ValidationReport(
         problems.frame(), n_patients=len(patient_ids), n_images=len(image_rows)
     )
-    if not report.ok or "patients" not in frames or "outcomes" not in frames:
+    if not report.ok or not keep or "patients" not in typed or "outcomes" not in typed:
         return _Prepared(report, None, tuple(written))
     tables = _build_tables(
         schema,
-        frames,
         paths,
         ids,
         typed,
@@ -1249,7 +1602,6 @@ def _prepare(
 
 def _build_tables(
     schema: ImportSchema,
-    frames: Mapping[str, pd.DataFrame],
     paths: Mapping[str, Path],
     ids: Mapping[str, pd.Series],
     typed: Mapping[str, pd.DataFrame],
@@ -1488,10 +1840,12 @@ def import_cohort(
         store=None if dry_run else store,
     )
     try:
-        if not prepared.report.ok or prepared.tables is None:
+        if not prepared.report.ok:
             raise CohortValidationError(prepared.report)
         if dry_run:
             return ImportResult(prepared.report, None)
+        if prepared.tables is None:
+            raise CohortValidationError(prepared.report)
         counts = store.import_cohort(prepared.tables, audit=audit)
     except BaseException:
         _remove(prepared.written)  # scans this call wrote and no stored row references

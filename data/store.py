@@ -111,7 +111,8 @@ def make_engine(url: str) -> Engine:
     Returns
     -------
     Engine
-        The configured engine.
+        The configured engine. Its SQL errors never show the statement's parameters (patient
+        ids and values); logs and tracebacks carry the statement only.
     """
     if url.startswith("sqlite"):
         in_memory = url in ("sqlite://", "sqlite:///:memory:")
@@ -119,6 +120,7 @@ def make_engine(url: str) -> Engine:
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
             poolclass=StaticPool if in_memory else None,
+            hide_parameters=True,  # SQL errors must not print patient rows into logs
         )
 
         @event.listens_for(engine, "connect")
@@ -134,7 +136,7 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,8 @@ def run_bench(
     n_patients: int = 2000,
     out: Path | None = None,
     import_patients: int = 10_000,
+    validation_mb: float = 250.0,
+    only_validation: bool = False,
 ) -> int:
     """Build the demo from scratch in a temporary home, then time per-patient work.
 
@@ -56,12 +58,25 @@ def run_bench(
         Output JSON file.
     import_patients : int, default=10_000
         Cohort size of the timed ``riskfusion import`` (0 skips it).
+    validation_mb : float, default=250.0
+        Size in MB of the generated ``patients.csv`` whose dry-run validation is measured
+        (peak memory and throughput, :func:`fusion.ingest.bench_validation`; 0 skips it).
+    only_validation : bool, default=False
+        Measure only the validation (no demo build, latency or import figures).
 
     Returns
     -------
     int
         Exit status (0 on success).
     """
+    if only_validation:
+        from fusion.ingest import bench_validation
+
+        return _write_result(
+            settings,
+            out,
+            {"machine": _machine(), "validation": bench_validation(validation_mb or 250.0)},
+        )
     with tempfile.TemporaryDirectory(prefix="riskfusion-bench-") as home:
         env = {**os.environ, "RISKFUSION_HOME": home}
         env.pop("RISKFUSION_DATABASE_URL", None)
@@ -85,11 +100,7 @@ def run_bench(
         explorer = _explorer_section(service, ids, trust)
 
     result: dict[str, Any] = {
-        "machine": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-        },
+        "machine": _machine(),
         "demo_build": {
             "command": "riskfusion demo --no-serve --patients " + str(n_patients),
             "seconds": round(build_seconds, 1),
@@ -116,6 +127,22 @@ def run_bench(
         from fusion.ingest import bench_import
 
         result["import"] = bench_import(import_patients)
+    if validation_mb > 0:
+        from fusion.ingest import bench_validation
+
+        result["validation"] = bench_validation(validation_mb)
+    return _write_result(settings, out, result)
+
+
+def _machine() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def _write_result(settings: Settings, out: Path | None, result: dict[str, Any]) -> int:
     target = out or settings.artifacts_dir / "bench.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(result, indent=2))

@@ -126,6 +126,9 @@ def _parser() -> argparse.ArgumentParser:
     cohort.add_argument("--dry-run", action="store_true", help="validate only, write nothing")
     cohort.add_argument("--report", type=Path, default=None, help="write the problems as CSV")
     cohort.add_argument(
+        "--summary", type=Path, default=None, help="write the validation's counts as JSON"
+    )
+    cohort.add_argument(
         "--id-salt-file", type=Path, default=None, help="salt of hashed ids (hash_ids = true)"
     )
     _events_argument(cohort)
@@ -175,6 +178,15 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", type=Path, default=None, help="JSON file (default artifacts/)")
     bench.add_argument(
         "--import-patients", type=int, default=10_000, help="timed import size (0 skips)"
+    )
+    bench.add_argument(
+        "--validation-mb",
+        type=float,
+        default=250.0,
+        help="size of the generated patients.csv whose validation memory is measured (0 skips)",
+    )
+    bench.add_argument(
+        "--only-validation", action="store_true", help="measure only the validation memory"
     )
     return parser
 
@@ -437,6 +449,7 @@ def _import(settings: Settings, args: argparse.Namespace, sink: EventSink | None
             schema=args.schema,
             dry_run=args.dry_run,
             report_path=args.report,
+            summary_path=args.summary,
             id_salt_file=args.id_salt_file,
             audit=_cli_entry("import", detail={"command": "import"}, args=args),
         )
@@ -693,6 +706,8 @@ def _run(args: argparse.Namespace, sink: EventSink | None = None) -> int:
                 n_patients=args.patients,
                 out=args.out,
                 import_patients=args.import_patients,
+                validation_mb=args.validation_mb,
+                only_validation=args.only_validation,
             )
     except (CohortError, ValueError) as err:
         logger.error("error: %s", err)

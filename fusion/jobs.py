@@ -1,4 +1,4 @@
-"""Long ``riskfusion`` commands (import, train, score) as background jobs the dashboard watches.
+"""Long ``riskfusion`` commands (validate, import, train, score) as background jobs.
 
 Owns starting a command as a detached subprocess (its own session, so a page rerun, a closed
 tab or a stopped Streamlit script does not kill it), the job folder
@@ -28,12 +28,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal, get_args
 
+import pandas as pd
+
+from data.ingest import PROBLEM_COLUMNS, ValidationReport
 from data.store import AuditEntry, CohortStore, make_engine
 from fusion.settings import Settings
 
 __all__ = [
     "JOBS_DIR",
     "JOB_KINDS",
+    "VALIDATION_REPORT",
+    "VALIDATION_SUMMARY",
     "DataStoreSummary",
     "JobBusyError",
     "JobHandle",
@@ -43,15 +48,17 @@ __all__ = [
     "latest_job",
     "list_jobs",
     "read_job",
+    "read_validation",
     "record_data_event",
     "running_job",
     "start_job",
+    "start_validation",
     "store_summary",
 ]
 
 logger = logging.getLogger(__name__)
 
-JobKind = Literal["import", "train", "score"]
+JobKind = Literal["import", "train", "score", "validate"]
 JobState = Literal["running", "done", "failed"]
 JOB_KINDS: Final[tuple[str, ...]] = get_args(JobKind)
 JOBS_DIR: Final[str] = "jobs"
@@ -60,6 +67,10 @@ JOB_FILE: Final[str] = "job.json"
 EVENTS_FILE: Final[str] = "events.jsonl"
 LOG_FILE: Final[str] = "log.txt"
 LOG_TAIL_LINES: Final[int] = 30
+# A validation job is ``riskfusion import DIR --dry-run``, writing these files into its folder.
+VALIDATION_REPORT: Final[str] = "problems.csv"
+VALIDATION_SUMMARY: Final[str] = "validation.json"
+_SUBCOMMAND: Final[dict[str, tuple[str, ...]]] = {"validate": ("import", "--dry-run")}
 _TAIL_BYTES: Final[int] = 64 * 1024
 
 # Popen objects of the jobs this process started: polling them reaps the finished child (no
@@ -233,8 +244,8 @@ def start_job(
 
     Parameters
     ----------
-    kind : {"import", "train", "score"}
-        The subcommand.
+    kind : {"import", "train", "score", "validate"}
+        The subcommand (``validate`` runs ``import --dry-run``: see :func:`start_validation`).
     args : sequence of str
         Its arguments (paths absolute: the job does not run in the server's folder).
     artifacts_dir : Path
@@ -275,7 +286,10 @@ def start_job(
         folder.mkdir(mode=0o700)
         events = folder / EVENTS_FILE
         events.touch()
-        base = [sys.executable, "-m", "fusion.cli", kind, *args] if command is None else command
+        subcommand = _SUBCOMMAND.get(kind, (kind,))
+        base = (
+            [sys.executable, "-m", "fusion.cli", *subcommand, *args] if command is None else command
+        )
         argv = [*base, "--events", str(events)]
         env = dict(os.environ)  # the child needs PATH, the venv, locale: pass them through
         env["RISKFUSION_HOME"] = str(artifacts_dir)
@@ -379,10 +393,14 @@ def read_job(job_dir: Path) -> JobStatus:
     progress: dict[str, Any] = next((e for e in reversed(events) if e.get("stage") != "job"), {})
     detail = str(last.get("detail") or "")
     state: JobState
+    validated = meta["kind"] == "validate" and (job_dir / VALIDATION_SUMMARY).is_file()
     if alive:
         state = "running"
     elif final is not None and final.get("state") == "done" and exit_code in (0, None):
         state = "done"
+    elif validated:  # a dry run exits 2 when it finds errors: the validation itself finished
+        state = "done"
+        detail = _validation_text(job_dir)
     else:
         state = "failed"
         if final is None or final.get("state") == "done":
@@ -406,6 +424,90 @@ def read_job(job_dir: Path) -> JobStatus:
         log_tail=_tail(job_dir / LOG_FILE) if state != "running" else (),
         # A started stage is not finished yet: count it once its "done" event arrives.
         stages_done=max(_int(progress.get("index")) - (progress.get("state") != "done"), 0),
+    )
+
+
+def _validation_text(job_dir: Path) -> str:
+    try:
+        counts = json.loads((job_dir / VALIDATION_SUMMARY).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return "validated"
+    return (
+        f"{_int(counts.get('patients')):,} patients, {_int(counts.get('scans')):,} scans read, "
+        f"{_int(counts.get('errors')):,} error(s), {_int(counts.get('warnings')):,} warning(s)"
+    )
+
+
+def start_validation(
+    folder: Path,
+    artifacts_dir: Path,
+    *,
+    extra_args: Sequence[str] = (),
+    database_url: str | None = None,
+) -> JobHandle:
+    """Validate a cohort folder in a background job (``riskfusion import DIR --dry-run``).
+
+    The job writes the problem table (:data:`VALIDATION_REPORT`) and the counts
+    (:data:`VALIDATION_SUMMARY`) into its folder; :func:`read_validation` reads them back. It
+    holds the one-job lock like any job, so a validation never runs beside an import, a
+    training or another validation (the dashboard process never holds a cohort's tables).
+
+    Parameters
+    ----------
+    folder : Path
+        The cohort folder.
+    artifacts_dir : Path
+        The store's runtime directory.
+    extra_args : sequence of str, default=()
+        More arguments (``--actor``, ``--role``).
+    database_url : str or None, default=None
+        As in :func:`start_job`.
+
+    Returns
+    -------
+    JobHandle
+        The started job.
+
+    Raises
+    ------
+    JobBusyError
+        If another job is running.
+    """
+    args = [
+        str(Path(folder).resolve()),
+        "--report",
+        VALIDATION_REPORT,
+        "--summary",
+        VALIDATION_SUMMARY,
+        *extra_args,
+    ]
+    return start_job("validate", args, artifacts_dir, database_url=database_url)
+
+
+def read_validation(job_dir: Path) -> ValidationReport | None:
+    """The report a finished validation job wrote, or None if it wrote none (yet).
+
+    Parameters
+    ----------
+    job_dir : Path
+        ``<artifacts>/jobs/<job id>`` of a ``validate`` job.
+
+    Returns
+    -------
+    ValidationReport or None
+        The problem table and counts; None while the job runs or when it stopped before
+        writing them (its status then says why).
+    """
+    job_dir = Path(job_dir)
+    try:
+        counts = json.loads((job_dir / VALIDATION_SUMMARY).read_text(encoding="utf-8"))
+        problems = pd.read_csv(job_dir / VALIDATION_REPORT, dtype=str, keep_default_na=False)
+    except (OSError, json.JSONDecodeError):
+        return None
+    problems = problems.reindex(columns=list(PROBLEM_COLUMNS), fill_value="")
+    problems["row"] = pd.to_numeric(problems["row"].replace("", None)).astype("Int64")
+    return ValidationReport(
+        problems, n_patients=_int(counts.get("patients")), n_images=_int(counts.get("scans"))
     )
 
 

@@ -7,6 +7,7 @@ they survive reruns and closed tabs, one at a time. Every action goes on the aud
 from __future__ import annotations
 
 from contextlib import suppress
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -23,12 +24,16 @@ from dashboard.state import (
 from data.errors import CohortError
 from fusion.exports import safe_csv
 from fusion.jobs import (
+    JOBS_DIR,
     JobBusyError,
     JobKind,
     list_jobs,
+    read_job,
+    read_validation,
     record_data_event,
     running_job,
     start_job,
+    start_validation,
     store_summary,
 )
 from fusion.uploads import (
@@ -37,7 +42,6 @@ from fusion.uploads import (
     check_cohort_folder,
     extract_zip,
     remove_upload,
-    validate_folder,
 )
 
 SOURCES = ("Upload a zip", "Folder on the server", "Shipped example")
@@ -119,7 +123,8 @@ busy = running_job(settings.artifacts_dir) is not None
 st.subheader("1. Choose a cohort")
 st.caption(
     "A cohort folder holds patients, outcomes, optional genomics, images/ and schema.toml "
-    "(docs/import.md). Validation reads every scan and writes nothing."
+    "(docs/import.md). Validation runs as a background job: it reads every table and scan "
+    "and writes nothing."
 )
 source = st.radio("Source", SOURCES, horizontal=True, key="data.source")
 uploaded = None
@@ -145,7 +150,8 @@ validate = st.button(
     "Validate",
     type="primary",
     key="data.validate",
-    disabled=source == SOURCES[0] and uploaded is None,
+    disabled=(source == SOURCES[0] and uploaded is None) or busy,
+    help="Another job is running." if busy else None,
 )
 
 
@@ -179,31 +185,60 @@ if validate:
         st.error(str(err))
         audit("import", {"step": "validate", "source": source, "refused": str(err)[:200]})
     else:
-        with st.spinner("Validating: reading every table and scan ..."):
-            report = validate_folder(folder)
-        set_cohort_check(
-            CohortCheck(
-                source=label,
-                folder=str(folder),
-                upload_root=None if upload_root is None else str(upload_root),
-                report=report,
+        try:  # a background job: the dashboard process never holds the cohort's tables
+            handle = start_validation(
+                folder,
+                settings.artifacts_dir,
+                extra_args=["--actor", identity.user, "--role", identity.role],
+                database_url=None if settings.uses_default_sqlite else settings.database_url,
             )
-        )
+        except JobBusyError as err:
+            st.error(str(err))
+        else:
+            set_cohort_check(
+                CohortCheck(
+                    source=label,
+                    folder=str(folder),
+                    upload_root=None if upload_root is None else str(upload_root),
+                    report=None,
+                    job_id=handle.job_id,
+                )
+            )
+            st.rerun()
+
+# ------------------------------------------------------------------------------ 2. validation
+check = get_cohort_check()
+if check is not None and check.report is None and check.job_id is not None:
+    job_dir = settings.artifacts_dir / JOBS_DIR / check.job_id
+    job = read_job(job_dir)
+    finished = read_validation(job_dir) if job.state != "running" else None
+    if finished is not None:
+        check = replace(check, report=finished)
+        set_cohort_check(check)
         audit(
             "import",
             {
                 "step": "validate",
-                "source": source,
-                "patients": report.n_patients,
-                "scans": report.n_images,
-                "errors": len(report.errors),
-                "warnings": len(report.problems) - len(report.errors),
+                "source": check.source,
+                "job_id": check.job_id,
+                "patients": finished.n_patients,
+                "scans": finished.n_images,
+                "errors": len(finished.errors),
+                "warnings": len(finished.problems) - len(finished.errors),
             },
         )
-
-# ------------------------------------------------------------------------------ 2. validation
-check = get_cohort_check()
-if check is not None:
+    else:
+        st.subheader("2. Validation")
+        st.caption(f"Source: {check.source} (`{check.folder}`).")
+        if job.state == "running":
+            st.info(
+                "Validating in the background: every table is read in chunks and every scan "
+                "once; nothing is written. Progress is shown below; the table appears here "
+                "when it finishes."
+            )
+        else:
+            st.error(f"The validation stopped before it finished: {job.detail}")
+if check is not None and check.report is not None:
     st.subheader("2. Validation")
     report = check.report
     n_errors = len(report.errors)

@@ -69,8 +69,21 @@ def _page() -> AppTest:
 
 
 def _validate(at: AppTest) -> AppTest:
+    """Click Validate; when that started a validation job, wait for it and rerun the page."""
+    before = jobs.latest_job(Path(os.environ["RISKFUSION_HOME"]))
     at.button(key="data.validate").click().run()
     assert not at.exception, at.exception
+    job = jobs.latest_job(Path(os.environ["RISKFUSION_HOME"]))
+    if (
+        job is not None
+        and job.kind == "validate"
+        and (before is None or job.job_id != before.job_id)
+    ):
+        deadline = time.monotonic() + 300
+        while jobs.read_job(job.folder).state == "running" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        at.run()
+        assert not at.exception, at.exception
     return at
 
 
@@ -144,6 +157,10 @@ def test_the_shipped_example_validates_and_import_starts_a_job(patched_service, 
     at = _page()
     at.radio(key="data.source").set_value("Shipped example").run()
     _validate(at)
+    validation = jobs.latest_job(home)  # validated in a background job, not in the page
+    assert validation is not None
+    assert (validation.kind, validation.state) == ("validate", "done")
+    assert (validation.folder / jobs.VALIDATION_REPORT).is_file()
     assert int(_metric(at, "Errors")) == 0
     assert not at.button(key="data.import").disabled
     started: list[tuple[str, list[str]]] = []

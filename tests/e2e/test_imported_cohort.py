@@ -65,7 +65,8 @@ def test_every_page_shows_the_imported_cohort(imported_url: str, browser) -> Non
     page.get_by_text("Shipped example", exact=True).click()
     _wait_for_run(page)
     page.get_by_role("button", name="Validate").click()
-    page.get_by_text("warning(s) only: the import is allowed").wait_for(timeout=120_000)
+    # Validation runs as a background job; the page shows its table when the job ends.
+    page.get_by_text("warning(s) only: the import is allowed").wait_for(timeout=300_000)
     _wait_for_run(page)
     assert page.locator('[data-testid="stException"]').count() == 0
     page.screenshot(path=str(OUTPUT / "imported-data-validated.png"), full_page=True)

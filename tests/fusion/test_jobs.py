@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from data.store import CohortStore, make_engine
@@ -18,12 +19,15 @@ from fusion.jobs import (
     latest_job,
     list_jobs,
     read_job,
+    read_validation,
     record_data_event,
     running_job,
     start_job,
+    start_validation,
     store_summary,
 )
 from fusion.settings import Settings
+from tests.cohorts import broken_copy
 
 # A fake command: writes the events it is told to (argv[1], JSON) to the --events file, with a
 # pause before the end; the last argument is the events file that start_job appends.
@@ -192,3 +196,27 @@ def test_store_summary_of_a_built_store(tiny_demo) -> None:
     summary = store_summary(settings)
     assert summary.n_patients > 0
     assert summary.active_version is not None
+
+
+def test_a_validation_job_writes_its_report_and_its_log_names_no_patient(
+    tmp_path: Path,
+) -> None:
+    cohort = broken_copy(tmp_path / "cohort")  # age "twenty" in spreadsheet row 2
+    (cohort / "images" / "P0000005.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    handle = start_validation(cohort, tmp_path / "home")
+    status = _wait(handle.folder, timeout=600)
+    assert status.kind == "validate"
+    assert status.state == "done", status  # the dry run exits 2 on errors: still a validation
+    assert "error(s)" in status.detail
+    report = read_validation(handle.folder)
+    assert report is not None
+    assert report.n_patients == 160
+    errors = report.errors
+    assert errors[errors["column"] == "age"][["row", "value"]].values.tolist() == [[2, "twenty"]]
+    assert "images/P0000005.png" in set(errors["file"])
+    log = (handle.folder / "log.txt").read_text(encoding="utf-8")
+    assert "patients.csv, column age: 1 x not a number (rows 2)" in log
+    ids = pd.read_csv(cohort / "patients.csv", dtype=str)["patient_id"]
+    leaked = [pid for pid in ids if pid in log]
+    assert not leaked, leaked[:5]
+    assert "twenty" not in log
