@@ -20,9 +20,15 @@ RISK = "Fused risk (5-year event)"
 
 
 def _page(name: str) -> AppTest:
+    """A new session on page ``name``; on the forecast page the user chooses the first patient."""
     at = AppTest.from_file(APP, default_timeout=120).run()
     at.switch_page(f"dashboard/pages/{name}.py").run()
     assert not at.exception, at.exception
+    if name == "forecast":
+        select = at.selectbox(key="forecast.patient")
+        assert select.value is None  # nothing opens by itself
+        select.set_value(select.options[0].split(" · ")[0]).run()
+        assert not at.exception, at.exception
     return at
 
 
