@@ -7,13 +7,14 @@ a page change or the split switch changes the list it offers, never the patient 
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import streamlit as st
 
 from dashboard.resources import PAGE_SIZE, get_patient_summaries, search_patients
 from dashboard.state import choose_patient, get_patient_choice, get_patient_id, mark_audited
 from fusion.access import Identity
-from fusion.patient_facts import age_words, sex_words
 from fusion.service import RiskService
 
 __all__ = [
@@ -35,17 +36,19 @@ CHOOSE_PROMPT = (
 def patient_label(
     patient_id: str, split: str, age: float | None, sex: str | None, risk: float | None
 ) -> str:
-    """One patient as the picker lists it: id, split, age, sex and stored risk.
+    """One patient as the picker lists it (short, to fit a narrow column at 1280 px).
+
+    Id, split, age in completed years, sex code and stored risk.
 
     Examples
     --------
     >>> patient_label("P0000474", "test", 67.9, "F", 0.766)
-    'P0000474 · test ★ · 67 years female · risk 77%'
+    'P0000474 · test ★ · 67 y F · risk 77%'
     """
+    age_text = "age ?" if age is None or pd.isna(age) else f"{math.floor(age):.0f} y"
     return (
-        f"{patient_id} · {split}{' ★' if split == 'test' else ''} · "
-        f"{age_words(age)} {sex_words(sex)} · "
-        + ("risk not scored" if risk is None or pd.isna(risk) else f"risk {float(risk):.0%}")
+        f"{patient_id} · {split}{' ★' if split == 'test' else ''} · {age_text} {sex or '?'} · "
+        + ("not scored" if risk is None or pd.isna(risk) else f"risk {float(risk):.0%}")
     )
 
 

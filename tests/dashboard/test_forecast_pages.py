@@ -221,7 +221,8 @@ def test_guided_demo_walks_through_every_step_and_back(patched_service) -> None:
     assert at.button(key="guided.back").disabled
     for index, step in enumerate(STORY):
         assert at.header[0].value == step.title
-        assert any(expected_ids[step.role] in c.value for c in at.caption)
+        header = f"#### Patient {expected_ids[step.role]}\n"  # the patient header names it
+        assert any(md.value.startswith(header) for md in at.markdown)
         assert f"Step {index + 1} of {len(STORY)}" in at.get("progress")[0].proto.text
         charts = _charts(at)
         if step.kind == "risk":
