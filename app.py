@@ -6,7 +6,7 @@ from contextlib import suppress
 
 import streamlit as st
 
-from dashboard.components.sidebar import render_sidebar
+from dashboard.components.sidebar import render_selected_patient, render_sidebar
 from dashboard.components.signin import render_role_switch, sign_in
 from dashboard.resources import get_risk_service, get_settings
 from data.errors import CohortError
@@ -52,5 +52,7 @@ for area, group, page in PAGES:
 current = st.navigation(pages)
 render_role_switch(identity)
 if service is not None:
+    if can_open(identity.role, "patients"):
+        render_selected_patient(service)
     render_sidebar(service)
 current.run()

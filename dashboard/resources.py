@@ -25,6 +25,7 @@ __all__ = [
     "get_forecast_proof",
     "get_group_curves",
     "get_guided_demo_patients",
+    "get_patient_summaries",
     "get_performance",
     "get_reliance",
     "get_risk_service",
@@ -186,3 +187,12 @@ def get_guided_demo_patients(
 ) -> tuple[StoryPatient, StoryPatient]:
     """The guided demo's two patients (deterministic per model version)."""
     return _service.guided_demo_patients()
+
+
+# ---------------------------------------------------------------- issue 12: the selected patient
+@st.cache_data(ttl=60, show_spinner=False)
+def get_patient_summaries(
+    _service: RiskService, model_version: str, patient_ids: tuple[str, ...]
+) -> pd.DataFrame:
+    """Split, age, sex and stored risk of a few patients; ``model_version`` keys the cache."""
+    return _service.store.patient_summaries(list(patient_ids), model_version)

@@ -19,14 +19,16 @@ __all__ = [
     "IDENTITY",
     "LAST_ACTIVITY",
     "LOCAL_ROLE",
+    "PATIENT_CHOICE",
     "PATIENT_ID",
     "WHAT_IF_PREFIX",
     "CohortCheck",
-    "focus_patient",
+    "choose_patient",
     "get_cohort_check",
     "get_guided_step",
     "get_identity",
     "get_local_role",
+    "get_patient_choice",
     "get_patient_id",
     "get_what_if_overrides",
     "mark_audited",
@@ -35,12 +37,12 @@ __all__ = [
     "set_guided_step",
     "set_identity",
     "set_local_role",
-    "set_patient_id",
     "set_what_if_overrides",
     "touch_activity",
 ]
 
 PATIENT_ID = "riskfusion.patient_id"
+PATIENT_CHOICE = "riskfusion.patient_choice"
 IDENTITY = "riskfusion.identity"
 LAST_ACTIVITY = "riskfusion.last_activity"
 LOCAL_ROLE = "riskfusion.local_role"
@@ -48,14 +50,27 @@ AUDITED = "riskfusion.audited"
 
 
 def get_patient_id() -> str | None:
-    """The patient selected on any page, or None."""
+    """The patient the user chose, shared by every patient page; None until one is chosen."""
     value = st.session_state.get(PATIENT_ID)
     return None if value is None else str(value)
 
 
-def set_patient_id(patient_id: str | None) -> None:
-    """Remember the selected patient across pages."""
+def get_patient_choice() -> int:
+    """How many times this session's user chose another patient (0: never)."""
+    return int(st.session_state.get(PATIENT_CHOICE, 0))
+
+
+def choose_patient(patient_id: str | None) -> None:
+    """The user chose ``patient_id`` (None closes the patient); call only from a widget callback.
+
+    The one place that changes the selected patient: pages read it and never write it, so the
+    choice carries from page to page until the user makes another. Choosing the patient already
+    open changes nothing; any other choice counts as a new one (a new deliberate view to audit).
+    """
+    if patient_id == get_patient_id():
+        return
     st.session_state[PATIENT_ID] = patient_id
+    st.session_state[PATIENT_CHOICE] = get_patient_choice() + 1
 
 
 def get_identity() -> Identity | None:
@@ -127,20 +142,6 @@ def get_guided_step() -> int:
 def set_guided_step(step: int) -> None:
     """Move the guided demo to ``step`` (0-based)."""
     st.session_state[GUIDED_STEP] = int(step)
-
-
-# ---------------------------------------------------------------- issue 3: similar patients
-def focus_patient(picker_key: str, patient_id: str, *, all_patients_label: str) -> None:
-    """Open ``patient_id`` in the patient picker ``picker_key`` (call from a widget callback).
-
-    Sets the picker's search to the id, its split filter to ``all_patients_label`` and resets its
-    page to 1, so the patient is on the one page it queries, then selects the patient.
-    """
-    st.session_state[f"{picker_key}.query"] = patient_id
-    st.session_state[f"{picker_key}.split"] = all_patients_label
-    st.session_state.pop(f"{picker_key}.page", None)  # back to its default, page 1
-    st.session_state.pop(f"{picker_key}.patient", None)
-    set_patient_id(patient_id)
 
 
 # ---------------------------------------------------------------- issue 6: the Data page

@@ -225,6 +225,7 @@ class PatientRecord:
     image: ImageRecord | None = None
     true_risk: float | None = None
     counterfactual_risks: Mapping[str, float] = field(default_factory=dict)
+    source: str = ""  # cohort source: ``synthetic`` or ``import:<name>``
 
 
 IMPORT_PARTS = ("patient", "outcome", "genomics", "image")
@@ -1701,7 +1702,11 @@ class CohortStore:
         """
         with self.engine.connect() as conn:
             row = (
-                conn.execute(self._frame_query().where(Patient.patient_id == patient_id))
+                conn.execute(
+                    self._frame_query()
+                    .add_columns(Patient.source)
+                    .where(Patient.patient_id == patient_id)
+                )
                 .mappings()
                 .first()
             )
@@ -1768,6 +1773,7 @@ class CohortStore:
             image=image,
             true_risk=None if row["true_risk"] is None else float(row["true_risk"]),
             counterfactual_risks={str(k): float(v) for k, v in counterfactual.items()},
+            source=str(row["source"]),
         )
 
     def search_patients(

@@ -22,6 +22,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from fusion.patient_facts import identity_facts
+
 if TYPE_CHECKING:  # records only; fusion.service imports this module
     from fusion.forecast import PatientForecast
     from fusion.service import ImageMaps, ModelInfo, PatientExplanation, RiskResult
@@ -51,6 +53,8 @@ text-align:left}th{background:#f6f6f6}.num{text-align:right;font-variant-numeric
 .bar div{height:100%;color:#fff;font-size:.75em;overflow:hidden;white-space:nowrap;padding-left:3px}
 .pos{background:#c0392b}.neg{background:#2e6da4}.big{font-size:1.6em;font-weight:600}
 .note{color:#666;font-size:.85em}.flag{color:#c0392b;font-weight:600}
+.patient{border:2px solid #222;border-radius:6px;padding:.5em .9em;margin:.5em 0 1em}
+.patient h1{margin:0 0 .2em}.patient p{margin:0;font-size:1.1em}
 """
 
 
@@ -303,14 +307,15 @@ def render_patient_report(
             f'<p class="note">{html.escape(MAP_NAMES.get(maps.method, maps.method))} averaged '
             f"over {maps.n_nets} net(s); bright = most important.{outline}</p>"
         )
+    use = "synthetic demo data" if result.cohort == "synthetic" else "research use only"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>Patient report {pid}</title><style>{_STYLE}</style></head><body>
-<h1>Patient report: {pid}</h1>
+<div class="patient"><h1>Patient report: {pid}</h1>
+<p>{" &middot; ".join(html.escape(fact) for fact in identity_facts(result))}</p></div>
 <p class="note">Fusion model {html.escape(info.version)}
 (imaging {html.escape(info.imaging_version)}, test AUROC {info.test_auroc:.3f})
-&middot; generated {html.escape(when)} &middot;
-synthetic demo data, not for clinical use.</p>
+&middot; generated {html.escape(when)} &middot; {use}, not for clinical use.</p>
 <h2>Risk</h2>{risk_line}<p>{" &middot; ".join(facts)}</p>
 <h2>Why: SHAP attribution per modality (log-odds)</h2>
 <p>Base value {explanation.base_value:+.3f} + contributions = {explanation.margin:+.3f}

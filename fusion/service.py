@@ -130,6 +130,10 @@ class RiskResult:
     label: int | None
     true_risk: float | None
     image_score: float | None
+    age: float | None = None
+    sex: str | None = None
+    site: str | None = None
+    cohort: str | None = None  # the identity facts above are read with the risk's inputs
 
     @property
     def flagged(self) -> bool:
@@ -574,6 +578,10 @@ class RiskService:
             label=record.label,
             true_risk=record.true_risk,
             image_score=None if pd.isna(score) else float(score),
+            age=record.age,
+            sex=record.sex,
+            site=record.site,
+            cohort=record.source or None,
         )
 
     def explain(self, patient_id: str) -> PatientExplanation:

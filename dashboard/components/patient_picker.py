@@ -1,30 +1,98 @@
-"""Patient picker: id prefix search over one page of patients at a time (scales to 1M)."""
+"""Patient picker (id search, one page of patients at a time) and the audit of patient views.
+
+The picker shows the selected patient (``dashboard.state``) and changes it only when the user
+picks one: the selectbox is driven from that one remembered choice on every run, so a search,
+a page change or the split switch changes the list it offers, never the patient it shows.
+"""
 
 from __future__ import annotations
 
+import math
+
+import pandas as pd
 import streamlit as st
 
-from dashboard.resources import PAGE_SIZE, search_patients
-from dashboard.state import get_patient_id, set_patient_id
+from dashboard.resources import PAGE_SIZE, get_patient_summaries, search_patients
+from dashboard.state import choose_patient, get_patient_choice, get_patient_id, mark_audited
+from fusion.access import Identity
 from fusion.service import RiskService
 
-__all__ = ["render_patient_picker"]
+__all__ = [
+    "CHOOSE_PROMPT",
+    "SPLIT_CHOICES",
+    "audit_patient_view",
+    "patient_label",
+    "render_no_patient",
+    "render_patient_picker",
+]
 
 SPLIT_CHOICES = {"Test set": "test", "All patients": None}
+CHOOSE_PROMPT = (
+    "No patient is open. Choose one in the **Patient** list (or type a full patient id in the "
+    "search) to see their risk."
+)
+
+
+def patient_label(
+    patient_id: str, split: str, age: float | None, sex: str | None, risk: float | None
+) -> str:
+    """One patient as the picker lists it (short, to fit a narrow column at 1280 px).
+
+    Id, split, age in completed years, sex code and stored risk.
+
+    Examples
+    --------
+    >>> patient_label("P0000474", "test", 67.9, "F", 0.766)
+    'P0000474 · test ★ · 67 y F · risk 77%'
+    """
+    age_text = "age ?" if age is None or pd.isna(age) else f"{math.floor(age):.0f} y"
+    return (
+        f"{patient_id} · {split}{' ★' if split == 'test' else ''} · {age_text} {sex or '?'} · "
+        + ("not scored" if risk is None or pd.isna(risk) else f"risk {float(risk):.0%}")
+    )
+
+
+def _restart_list(key: str) -> None:
+    """A new search or split shows its first page."""
+    st.session_state.pop(f"{key}.page", None)
+
+
+def _on_search(service: RiskService, key: str) -> None:
+    """Typing a complete patient id opens that patient (a deliberate choice); a prefix lists."""
+    _restart_list(key)
+    query = str(st.session_state.get(f"{key}.query") or "").strip().upper()
+    if query and not get_patient_summaries(service, service.model_info().version, (query,)).empty:
+        choose_patient(query)
+
+
+def _on_pick(widget_key: str) -> None:
+    value = st.session_state.get(widget_key)
+    choose_patient(None if value is None else str(value))
 
 
 def render_patient_picker(service: RiskService, *, key: str) -> str | None:
-    """Search box, split filter, pager and patient select; returns the chosen patient id.
+    """Search box, split filter, pager and patient select; returns the selected patient id.
 
-    Only one page (``PAGE_SIZE`` rows) is queried per run, through the primary-key index.
+    Only one page (``PAGE_SIZE`` rows) is queried per run, through the primary-key index; the
+    selected patient is listed first when the page does not hold it. Returns None until the
+    user chooses a patient (on this page or another): nothing opens by itself.
     """
     version = service.model_info().version
-    query = st.text_input("Search by patient id", key=f"{key}.query", placeholder="e.g. P00001")
+    query = st.text_input(
+        "Search by patient id",
+        key=f"{key}.query",
+        placeholder="e.g. P00001",
+        on_change=_on_search,
+        args=(service, key),
+        help="A prefix lists the matching patients; a complete id opens that patient.",
+    )
     split_label = st.radio(
         "Show",
         list(SPLIT_CHOICES),
         horizontal=True,
         key=f"{key}.split",
+        on_change=_restart_list,
+        args=(key,),
         help="Test-set patients were never seen in training: their metrics are honest.",
     )
     split = SPLIT_CHOICES[str(split_label)]
@@ -39,28 +107,54 @@ def render_patient_picker(service: RiskService, *, key: str) -> str | None:
         )
     )
     frame = search_patients(service, version, query, split, (page - 1) * PAGE_SIZE)
+    selected = get_patient_id()
     if frame.empty:
         st.info(f"No patient id starts with {query!r} on this page; clear the search or go back.")
-        return None
+    rows = list(frame.itertuples())
+    if selected is not None and selected not in set(frame["patient_id"] if len(frame) else []):
+        rows = list(get_patient_summaries(service, version, (selected,)).itertuples()) + rows
     labels = {
-        row.patient_id: (
-            f"{row.patient_id} · {row.split}{' ★' if row.split == 'test' else ''} · "
-            f"{row.age:.0f} y {row.sex} · risk {row.risk:.0%}"
+        str(row.patient_id): patient_label(
+            str(row.patient_id), str(row.split), row.age, row.sex, getattr(row, "risk", None)
         )
-        for row in frame.itertuples()
+        for row in rows
     }
-    options = list(labels)
-    current = get_patient_id()
     widget_key = f"{key}.patient"
-    if widget_key in st.session_state and st.session_state[widget_key] not in options:
-        del st.session_state[widget_key]
-    index = options.index(current) if current in options else 0
-    choice = st.selectbox(
+    # The widget shows the remembered choice on every run, whatever list it offers now.
+    st.session_state[widget_key] = selected if selected in labels else None
+    st.selectbox(
         "Patient (★ = test set)",
-        options,
-        index=index,
+        list(labels),
+        index=None,
+        placeholder="Choose a patient ...",
         format_func=lambda pid: labels[pid],
         key=widget_key,
+        on_change=_on_pick,
+        args=(widget_key,),
     )
-    set_patient_id(choice)
-    return None if choice is None else str(choice)
+    return selected
+
+
+def render_no_patient() -> None:
+    """The prompt a patient page shows while no patient is chosen."""
+    st.info(CHOOSE_PROMPT, icon="👈")
+
+
+def audit_patient_view(
+    service: RiskService,
+    identity: Identity,
+    patient_id: str,
+    *,
+    page: str,
+    action: str = "view_patient",
+) -> None:
+    """Write ``action`` once per deliberate choice of ``patient_id`` and page.
+
+    Streamlit re-runs a page on every widget change; one choice of a patient (see
+    :func:`dashboard.state.choose_patient`) shown on one page is one event. Nothing is written
+    for a patient nobody chose, because no page opens one by itself.
+    """
+    choice = get_patient_choice()
+    key = f"{action}|{page}|{patient_id}|choice {choice}|{service.model_info().version}"
+    if mark_audited(key):
+        service.record_event(identity, action, patient_id=patient_id, detail={"page": page})

@@ -5,8 +5,13 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.components.forecast_view import render_best_option, render_forecast
-from dashboard.components.patient_picker import render_patient_picker
-from dashboard.components.signin import audit_once, require_page_area
+from dashboard.components.patient_header import render_patient_header
+from dashboard.components.patient_picker import (
+    audit_patient_view,
+    render_no_patient,
+    render_patient_picker,
+)
+from dashboard.components.signin import require_page_area
 from dashboard.components.what_if_editor import (
     render_what_if_comparison,
     render_what_if_editor,
@@ -20,18 +25,24 @@ identity = require_page_area("patients")
 service = require_risk_service()
 version = service.model_info().version
 
+header = st.container()
 left, right = st.columns([1, 2], gap="large")
 with left:
     patient_id = render_patient_picker(service, key="forecast")
 if patient_id is None:
+    with header:
+        render_no_patient()
     st.stop()
-audit_once(service, identity, "forecast", patient_id=patient_id, page="forecast")
 
 try:
-    forecast = get_forecast(service, version, patient_id)
+    result = service.predict(patient_id)
+    forecast = get_forecast(service, version, result.patient_id)
 except (CohortError, ValueError) as err:
     st.error(str(err))
     st.stop()
+with header:
+    render_patient_header(result)
+audit_patient_view(service, identity, result.patient_id, page="forecast", action="forecast")
 
 with left:
     effects = forecast.effects.set_index("treatment")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.components.forecast_view import render_forecast
+from dashboard.components.patient_header import render_patient_header
 from dashboard.components.signin import audit_once, require_page_area
 from dashboard.components.what_if_editor import (
     render_what_if_comparison,
@@ -12,7 +13,7 @@ from dashboard.components.what_if_editor import (
 )
 from dashboard.figures import make_modality_figure, make_overlay_figure, make_waterfall_figure
 from dashboard.resources import get_forecast, get_guided_demo_patients, require_risk_service
-from dashboard.state import get_guided_step, set_guided_step
+from dashboard.state import get_guided_step, get_patient_id, set_guided_step
 from data.errors import CohortError
 from fusion.guided_demo import STORY
 
@@ -30,7 +31,6 @@ except (CohortError, ValueError) as err:
 step_index = min(max(get_guided_step(), 0), len(STORY) - 1)
 step = STORY[step_index]
 patient = patients[step.role]
-audit_once(service, identity, "view_patient", patient_id=patient.patient_id, page="guided_demo")
 
 st.progress((step_index + 1) / len(STORY), text=f"Step {step_index + 1} of {len(STORY)}")
 st.markdown(
@@ -60,11 +60,25 @@ forward.button(
 
 st.header(step.title)
 st.markdown(step.narration)
-st.caption(f"Patient **{patient.patient_id}**: {patient.reason}.")
+try:
+    result = service.predict(patient.patient_id)
+except CohortError as err:
+    st.error(str(err))
+    st.stop()
+selected = get_patient_id()
+render_patient_header(
+    result,
+    note=f"Shown by the guided demo: {patient.reason}. "
+    + (
+        "No patient is selected; this page does not select one."
+        if selected is None
+        else f"Your selected patient ({selected}) stays selected on the other pages."
+    ),
+)
+audit_once(service, identity, "view_patient", patient_id=result.patient_id, page="guided_demo")
 
 try:
     if step.kind == "risk":
-        result = service.predict(patient.patient_id)
         cols = st.columns(3)
         cols[0].metric("Fused risk (5-year event)", f"{result.risk:.1%}")
         cols[1].metric("Decision threshold", f"{result.threshold:.1%}")

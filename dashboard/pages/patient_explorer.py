@@ -7,8 +7,13 @@ from datetime import UTC, datetime
 import pandas as pd
 import streamlit as st
 
-from dashboard.components.patient_picker import SPLIT_CHOICES, render_patient_picker
-from dashboard.components.signin import audit_once, require_page_area
+from dashboard.components.patient_header import render_patient_header
+from dashboard.components.patient_picker import (
+    audit_patient_view,
+    render_no_patient,
+    render_patient_picker,
+)
+from dashboard.components.signin import require_page_area
 from dashboard.figures import (
     MAP_LABELS,
     MODALITY_LABELS,
@@ -18,26 +23,27 @@ from dashboard.figures import (
     make_waterfall_figure,
 )
 from dashboard.resources import require_risk_service
-from dashboard.state import focus_patient
+from dashboard.state import choose_patient
 from data.errors import CohortError
 from fusion.exports import export_file_name
 from fusion.patient_report import render_patient_report
 
 METHODS = {label: method for method, label in MAP_LABELS.items()}
 WHAT_IF_TOGGLES = {"imaging": "Scan", "genomics": "Genomics", "ehr": "EHR"}
-ALL_PATIENTS = next(label for label, split in SPLIT_CHOICES.items() if split is None)
 
 st.title("Patient explorer")
 identity = require_page_area("patients")
 service = require_risk_service()
 
 info = service.model_info()
+header = st.container()
 left, right = st.columns([1, 2], gap="large")
 with left:
     patient_id = render_patient_picker(service, key="explorer")
 if patient_id is None:
+    with header:
+        render_no_patient()
     st.stop()
-audit_once(service, identity, "view_patient", patient_id=patient_id, page="explorer")
 
 try:
     result = service.predict(patient_id)
@@ -48,6 +54,9 @@ try:
 except CohortError as err:
     st.error(str(err))
     st.stop()
+with header:
+    render_patient_header(result)
+audit_patient_view(service, identity, result.patient_id, page="explorer")
 
 with right:
     cols = st.columns(4)
@@ -207,9 +216,8 @@ else:
             f"{row.patient_id} · {row.split}{outcome} · risk {row.risk:.0%}{truth} "
             f"· distance {row.distance:.2f}",
             key=f"explorer.similar.{row.Index}",
-            on_click=focus_patient,
-            args=("explorer", row.patient_id),
-            kwargs={"all_patients_label": ALL_PATIENTS},
+            on_click=choose_patient,
+            args=(row.patient_id,),
         )
 
 id_in_name = st.checkbox(

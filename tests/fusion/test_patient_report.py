@@ -59,7 +59,7 @@ def test_overlay_keeps_the_scan_where_the_map_is_zero_and_outlines_the_lesion() 
     assert overlay_rgb(image, saliency, scale=3).shape == (24, 24, 3)
 
 
-def _report(maps: ImageMaps | None) -> str:
+def _report(maps: ImageMaps | None, *, result: RiskResult | None = None) -> str:
     contributions = pd.DataFrame(
         {
             "feature": ["sbp", "image_score"],
@@ -71,7 +71,7 @@ def _report(maps: ImageMaps | None) -> str:
         }
     )
     return render_patient_report(
-        result=RiskResult("P<1>", 0.31, "fusion-v1", 0.25, "test", 1, 0.28, 0.3),
+        result=result or RiskResult("P<1>", 0.31, "fusion-v1", 0.25, "test", 1, 0.28, 0.3),
         interval=RiskInterval(0.22, 0.41, 0.9, "split_conformal_logit", "true_risk", 400),
         explanation=PatientExplanation(
             0.31, -1.1, -0.8, contributions, {"demographics": 0.0, "ehr": 0.4, "imaging": -0.1}
