@@ -28,6 +28,7 @@ from fusion.pipeline import BuildConfig, build_demo, built_config, reset_store
 from fusion.service import RiskService
 from fusion.settings import Settings
 from fusion.training import (
+    SCORE_STAGES,
     TRAIN_STAGES,
     EventSink,
     StageEvent,
@@ -318,7 +319,7 @@ def _score(settings: Settings, args: argparse.Namespace, sink: EventSink | None)
         result = score_cohort(
             store,
             settings.artifacts_dir,
-            stages=Stages(2, logger.info, sink),
+            stages=Stages(SCORE_STAGES, logger.info, sink),
             audit=_cli_entry("score", detail={"command": "score"}, args=args),
         )
     finally:
