@@ -185,8 +185,8 @@ def require_complete(
     if not check.complete:
         raise IncompleteVersionError(
             f"Model version {version!r} is incomplete and cannot be activated: "
-            f"{'; '.join(check.problems)}. Activate a complete version (listed on the "
-            "Performance page) or train a new one with `riskfusion train`."
+            f"{'; '.join(check.problems)}. Activate a complete version (`riskfusion versions` "
+            "lists them) or train a new one with `riskfusion train`."
         )
     return check
 
