@@ -14,6 +14,8 @@ __all__ = [
     "ArtifactIntegrityError",
     "CohortError",
     "CohortValidationError",
+    "IncompleteVersionError",
+    "NotScoredError",
     "PatientNotFoundError",
     "ScanReadError",
     "StoreNotBuiltError",
@@ -38,6 +40,17 @@ class StoreNotBuiltError(CohortError):
 
 class ArtifactIntegrityError(CohortError):
     """A model artifact is missing or its SHA-256 differs from the registered one."""
+
+
+class IncompleteVersionError(ArtifactIntegrityError):
+    """A model version whose training did not finish, or a part of which is missing or changed.
+
+    Such a version is never listed and cannot be activated.
+    """
+
+
+class NotScoredError(CohortError):
+    """A patient the active model has not scored yet (its scan lacks the nets' embeddings)."""
 
 
 class CohortValidationError(CohortError, ValueError):

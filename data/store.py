@@ -65,9 +65,11 @@ __all__ = [
     "AUDIT_ACTIONS",
     "AUDIT_GENESIS",
     "AuditChainCheck",
+    "COMPLETION_PARAM",
     "AuditEntry",
     "CohortStore",
     "CohortTables",
+    "EmbeddingBatch",
     "ImageRecord",
     "ImportCounts",
     "ImportTables",
@@ -96,6 +98,9 @@ TRUTH_COLUMNS = (
     "logit_imaging",
 )
 SPLITS = ("train", "val", "test")
+# Key of a fusion version's registry params that records its completed training (written in
+# the activation transaction; see :meth:`CohortStore.complete_version`).
+COMPLETION_PARAM = "completion"
 
 
 def make_engine(url: str) -> Engine:
@@ -588,6 +593,70 @@ def _replace_explanations(
     _insert_chunks(conn, StoredExplanation, list(rows))
 
 
+@dataclass(frozen=True, slots=True)
+class EmbeddingBatch:
+    """Embedding rows of one imaging version: one per (image, fold net).
+
+    Attributes
+    ----------
+    model_version : str
+        A registered imaging model version.
+    image_ids, folds, in_training, logits : ndarray of shape (n,)
+        Image, the fold net that embedded it, whether that net trained on it, its logit.
+    vectors : ndarray of shape (n, dim)
+        Penultimate-layer embeddings, stored as packed float32.
+    """
+
+    model_version: str
+    image_ids: npt.NDArray[Any]
+    folds: npt.NDArray[Any]
+    in_training: npt.NDArray[Any]
+    logits: npt.NDArray[Any]
+    vectors: npt.NDArray[np.float32]
+
+
+def _embedding_rows(batch: EmbeddingBatch) -> list[dict[str, Any]]:
+    """Checked embedding rows (vectors packed as float32 bytes)."""
+    ids = np.asarray(batch.image_ids)
+    vecs = np.ascontiguousarray(batch.vectors, dtype=np.float32)
+    if vecs.ndim != 2 or len(vecs) != len(ids):
+        raise ValueError(
+            f"vectors must have shape (n_images, dim) with n_images={len(ids)}; got {vecs.shape}."
+        )
+    return [
+        {
+            "image_id": int(image_id),
+            "model_version": batch.model_version,
+            "fold": int(fold),
+            "in_training": bool(seen),
+            "logit": float(logit),
+            "dim": int(vecs.shape[1]),
+            "vector": vec.tobytes(),
+        }
+        for image_id, fold, seen, logit, vec in zip(
+            ids,
+            np.asarray(batch.folds),
+            np.asarray(batch.in_training),
+            np.asarray(batch.logits),
+            vecs,
+            strict=True,
+        )
+    ]
+
+
+def _replace_embeddings(conn: Connection, model_version: str, rows: list[dict[str, Any]]) -> None:
+    """Delete the images' rows of the version (a partial set included), then insert ``rows``."""
+    ids = sorted({row["image_id"] for row in rows})
+    for start in range(0, len(ids), WRITE_CHUNK):
+        conn.execute(
+            delete(Embedding).where(
+                Embedding.model_version == model_version,
+                Embedding.image_id.in_(ids[start : start + WRITE_CHUNK]),
+            )
+        )
+    _insert_chunks(conn, Embedding, rows)
+
+
 class CohortStore:
     """Transactional reads and writes of cohorts, models, embeddings and predictions.
 
@@ -1054,6 +1123,57 @@ class CohortStore:
                     .values(is_active=True)
                 )
 
+    @staticmethod
+    def _activate_in(conn: Connection, versions: Sequence[str], audit: AuditEntry | None) -> None:
+        """Activate ``versions`` inside ``conn`` (as :meth:`activate_models` does in its own)."""
+        if audit is not None:
+            _insert_audit(conn, audit)
+        for version in versions:
+            kind = conn.execute(
+                select(ModelVersion.kind).where(ModelVersion.version == version)
+            ).scalar_one_or_none()
+            if kind is None:
+                raise KeyError(f"Model version {version!r} is not registered.")
+            conn.execute(
+                update(ModelVersion).where(ModelVersion.kind == kind).values(is_active=False)
+            )
+            conn.execute(
+                update(ModelVersion).where(ModelVersion.version == version).values(is_active=True)
+            )
+
+    def complete_version(
+        self,
+        version: str,
+        completion: Mapping[str, Any],
+        *,
+        activate: Sequence[str],
+        audit: AuditEntry | None = None,
+    ) -> None:
+        """Record that a version's training finished and activate it, in one transaction.
+
+        ``completion`` (the verified parts and counts) goes into the version's registry params
+        under :data:`COMPLETION_PARAM`; readers list and activate only versions that have it.
+        ``activate`` (the version and every part of it) are made active and ``audit`` is
+        appended in the same transaction, so a kill leaves neither the record nor the switch.
+
+        Raises
+        ------
+        KeyError
+            If ``version`` or one of ``activate`` is not registered (nothing changes then).
+        """
+        with self.engine.begin() as conn:
+            params = conn.execute(
+                select(ModelVersion.params).where(ModelVersion.version == version)
+            ).scalar_one_or_none()
+            if params is None:
+                raise KeyError(f"Model version {version!r} is not registered.")
+            conn.execute(
+                update(ModelVersion)
+                .where(ModelVersion.version == version)
+                .values(params={**dict(params), COMPLETION_PARAM: dict(completion)})
+            )
+            self._activate_in(conn, activate, audit)
+
     def list_models(self, kind: str | None = None) -> list[ModelRecord]:
         """Registry entries, newest first, optionally of one kind."""
         query = select(ModelVersion).order_by(ModelVersion.created_at.desc())
@@ -1104,6 +1224,9 @@ class CohortStore:
     ) -> None:
         """Store one embedding row per (image, fold net) of an imaging model version.
 
+        One transaction: pass every net's rows of a chunk in one call, so that no image is
+        left with the embedding of only some nets.
+
         Parameters
         ----------
         model_version : str
@@ -1113,34 +1236,22 @@ class CohortStore:
         vectors : ndarray of shape (n, dim)
             Penultimate-layer embeddings, stored as packed float32.
         """
-        ids = np.asarray(image_ids)
-        vecs = np.ascontiguousarray(vectors, dtype=np.float32)
-        if vecs.ndim != 2 or len(vecs) != len(ids):
-            raise ValueError(
-                f"vectors must have shape (n_images, dim) with n_images={len(ids)}; "
-                f"got {vecs.shape}."
-            )
-        rows = [
-            {
-                "image_id": int(image_id),
-                "model_version": model_version,
-                "fold": int(fold),
-                "in_training": bool(seen),
-                "logit": float(logit),
-                "dim": int(vecs.shape[1]),
-                "vector": vec.tobytes(),
-            }
-            for image_id, fold, seen, logit, vec in zip(
-                ids,
+        rows = _embedding_rows(
+            EmbeddingBatch(
+                model_version,
+                np.asarray(image_ids),
                 np.asarray(folds),
                 np.asarray(in_training),
                 np.asarray(logits),
-                vecs,
-                strict=True,
+                vectors,
             )
-        ]
+        )
         with self.engine.begin() as conn:
             _insert_chunks(conn, Embedding, rows)
+
+    def count_embeddings(self, model_version: str) -> int:
+        """Number of embedding rows (image x fold net) of an imaging model version."""
+        return self._count_of_version(Embedding, model_version)
 
     def load_embeddings(self, model_version: str) -> pd.DataFrame:
         """Embedding rows of a version: ``image_id, patient_id, fold, in_training, logit, vector``.
@@ -1253,19 +1364,25 @@ class CohortStore:
         values: npt.NDArray[np.float64],
         *,
         audit: AuditEntry | None = None,
+        embeddings: EmbeddingBatch | None = None,
     ) -> None:
-        """Store risks and SHAP values of patients together, in one transaction.
+        """Store embeddings, risks and SHAP values of patients together, in one transaction.
 
         A batch-scoring chunk is all or nothing, so a patient never has a risk without its
-        explanation (see :meth:`write_predictions` and :meth:`write_explanations`). ``audit``
-        is appended in the same transaction.
+        explanation (see :meth:`write_predictions` and :meth:`write_explanations`) nor the
+        embedding of only some imaging nets. ``embeddings`` (every net's rows of the chunk's
+        newly embedded scans) replace any rows those images had under that imaging version;
+        ``audit`` is appended in the same transaction.
         """
         rows = _prediction_rows(model_version, patient_ids, risks)
         explanations = _explanation_rows(
             model_version, patient_ids, np.full(len(rows), base_value), values
         )
+        vectors = [] if embeddings is None else _embedding_rows(embeddings)
         try:
             with self.engine.begin() as conn:
+                if embeddings is not None and vectors:
+                    _replace_embeddings(conn, embeddings.model_version, vectors)
                 _replace_predictions(conn, model_version, rows)
                 _replace_explanations(conn, model_version, explanations)
                 if audit is not None:

@@ -31,6 +31,7 @@ from fusion.pipeline import BuildConfig, build_demo, built_config, reset_store
 from fusion.service import RiskService
 from fusion.settings import Settings
 from fusion.training import (
+    SCORE_STAGES,
     TRAIN_STAGES,
     EventSink,
     StageEvent,
@@ -145,6 +146,10 @@ def _parser() -> argparse.ArgumentParser:
         "activate", help="make a registered fusion version (and its imaging nets) active again"
     )
     activate.add_argument("version", help="a fusion version, e.g. fusion-20261129-153326-059402")
+
+    sub.add_parser(
+        "versions", help="list the complete fusion versions (the ones `activate` accepts)"
+    )
 
     score = sub.add_parser(
         "score", help="score the patients the active model has not scored (new or updated)"
@@ -408,7 +413,7 @@ def _score(settings: Settings, args: argparse.Namespace, sink: EventSink | None)
         result = score_cohort(
             store,
             settings.artifacts_dir,
-            stages=Stages(2, logger.info, sink),
+            stages=Stages(SCORE_STAGES, logger.info, sink),
             audit=_cli_entry("score", detail={"command": "score"}, args=args),
         )
     finally:
@@ -436,6 +441,35 @@ def _activate(settings: Settings, version: str) -> int:
     finally:
         store.engine.dispose()
     logger.info("activated %s; `riskfusion score` scores patients it has not scored", version)
+    return 0
+
+
+def _versions(settings: Settings) -> int:
+    """Log the complete fusion versions, newest first (each checked file by file)."""
+    from fusion.versions import complete_fusion_versions
+
+    store = CohortStore(make_engine(settings.database_url))
+    try:
+        store.create_schema()
+        records = {record.version: record for record in store.list_models("fusion")}
+        complete = complete_fusion_versions(store, settings.artifacts_dir)
+    finally:
+        store.engine.dispose()
+    for version in complete:
+        record = records[version]
+        logger.info(
+            "%s  %s  test AUROC %.3f%s",
+            version,
+            record.created_at.isoformat(timespec="seconds"),
+            float(record.metrics.get("test_auroc", float("nan"))),
+            "  (active)" if record.is_active else "",
+        )
+    hidden = len(records) - len(complete)
+    logger.info(
+        "%d complete fusion version(s)%s",
+        len(complete),
+        f"; {hidden} unfinished or damaged version(s) not listed" if hidden else "",
+    )
     return 0
 
 
@@ -658,6 +692,8 @@ def _run(args: argparse.Namespace, sink: EventSink | None = None) -> int:
             return _score(settings, args, sink)
         if args.command == "activate":
             return _activate(settings, args.version)
+        if args.command == "versions":
+            return _versions(settings)
         if args.command == "demo":
             return _demo(args, settings)
         if args.command == "serve":

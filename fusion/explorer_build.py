@@ -162,7 +162,8 @@ def build_interval(
                 "calibration_split": "val",
             },
             parent_version=fusion_version,
-        )
+        ),
+        activate=False,  # activated with the whole version, once it is complete
     )
     logger.info(
         "interval (%s, target %s) calibrated on %d validation patients in %.1f s; test "
@@ -282,7 +283,8 @@ def store_explanations(
             metrics=metrics,
             params={"explainer": "shap.TreeExplainer (tree_path_dependent)", "chunk": chunk_size},
             parent_version=fusion_version,
-        )
+        ),
+        activate=False,  # activated with the whole version, once it is complete
     )
     logger.info(
         "explanations: %d patients stored in %.1f s (reference %d); SHAP additivity max abs "

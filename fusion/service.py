@@ -21,7 +21,7 @@ import numpy.typing as npt
 import pandas as pd
 import torch
 
-from data.errors import ArtifactIntegrityError, CohortError, StoreNotBuiltError
+from data.errors import ArtifactIntegrityError, CohortError, NotScoredError, StoreNotBuiltError
 from data.store import AuditEntry, CohortStore, ModelRecord, PatientRecord, make_engine
 from fusion.access import Identity
 from fusion.disclosure import resolve_min_cell
@@ -66,6 +66,7 @@ from fusion.performance import (
 from fusion.settings import DEFAULT_MIN_CELL, Settings
 from fusion.similar import SimilarityIndex, load_index
 from fusion.uncertainty import IntervalCalibration, RiskInterval, load_calibration, risk_interval
+from fusion.versions import check_version
 from fusion.what_if import WhatIfResult, apply_overrides
 from models.gradcam import GradCamExplainer
 from models.nets import RiskCNN, load_net
@@ -501,7 +502,11 @@ class RiskService:
         )
 
     def list_models(self) -> pd.DataFrame:
-        """The model registry, one row per fusion version, newest first.
+        """The model registry, one row per complete fusion version, newest first.
+
+        A version is listed only when its training finished and every part is registered and
+        its files match their SHA-256 (:func:`fusion.versions.check_version`); the active
+        version is always listed.
 
         Columns: ``version, created_at, active, test_auroc, imaging_version, trained_on,
         patients, data_fingerprint`` (first 12 hex digits of the training data's SHA-256, empty
@@ -509,10 +514,16 @@ class RiskService:
         explanations and forecast registered with the version).
         """
         records = self.store.list_models()
+        by_version = {record.version: record for record in records}
         rows = []
         for record in records:
             if record.kind != "fusion":
                 continue
+            if (
+                not record.is_active
+                and not check_version(by_version, self.artifacts_dir, record.version).complete
+            ):
+                continue  # unfinished or damaged: never offered (riskfusion activate refuses it)
             prefix = f"{record.version}-"
             parts = sorted(
                 r.version.removeprefix(prefix) for r in records if r.version.startswith(prefix)
@@ -538,10 +549,28 @@ class RiskService:
         """Everything stored about one patient (raises PatientNotFoundError)."""
         return self.store.get_patient(patient_id)
 
+    def _scan_logits(self, record: PatientRecord, image_id: int) -> pd.DataFrame:
+        """The scan's logit under every active imaging net (``fold, in_training, logit``).
+
+        Raises
+        ------
+        data.errors.NotScoredError
+            If some net has not embedded the scan yet (``riskfusion score`` has not reached
+            the patient): a risk from the other nets, or without the scan, would be partial.
+        """
+        rows = self.store.image_logits(image_id, self._imaging_record.version)
+        if rows["fold"].nunique() < len(self.nets):
+            raise NotScoredError(
+                f"Patient {record.patient_id!r} has a scan that the active imaging model "
+                f"{self._imaging_record.version} has not embedded yet, so no risk is shown; "
+                "run `riskfusion score` (or Score on the Data page) and open the patient again."
+            )
+        return rows
+
     def _image_score(self, record: PatientRecord) -> float | None:
         if record.image is None:
             return None
-        rows = self.store.image_logits(record.image.image_id, self._imaging_record.version)
+        rows = self._scan_logits(record, record.image.image_id)
         scores = image_scores(
             rows.assign(patient_id=record.patient_id), self._imaging_record.params["logit_scaling"]
         )
@@ -723,7 +752,7 @@ class RiskService:
             )
         raw = np.load(path, allow_pickle=False).astype(np.float32)
         scan = normalize_scan(raw)
-        rows = self.store.image_logits(record.image.image_id, self._imaging_record.version)
+        rows = self._scan_logits(record, record.image.image_id)
         folds = rows.loc[~rows["in_training"], "fold"].tolist() or list(range(len(self.nets)))
         if method == "occlusion":  # one map of the fused risk, through all scoring nets at once
             maps = [occlusion_map(self.fused_scorer(record, folds), scan).saliency]

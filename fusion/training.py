@@ -33,17 +33,28 @@ import numpy.typing as npt
 import pandas as pd
 from tqdm.auto import tqdm
 
-from data.errors import ArtifactIntegrityError, CohortError
-from data.store import AuditEntry, CohortStore, ModelRecord
+from data.errors import CohortError, IncompleteVersionError
+from data.store import COMPLETION_PARAM, AuditEntry, CohortStore, EmbeddingBatch, ModelRecord
 from data.synthetic import TREATMENTS, truth_aurocs
 from fusion.evaluation import auroc_with_ci, youden_threshold
 from fusion.explain import shap_values
 from fusion.explain_eval import evaluate_test_maps
-from fusion.explorer_build import build_interval, store_explanations
+from fusion.explorer_build import (
+    EXPLANATIONS_SUFFIX,
+    INTERVAL_SUFFIX,
+    build_interval,
+    store_explanations,
+)
 from fusion.features import FeatureSet, build_feature_matrix, image_scores
-from fusion.forecast import build_forecast
+from fusion.forecast import FORECAST_SUFFIX, build_forecast
 from fusion.model import FusionClassifier, file_sha256
 from fusion.service import RiskService
+from fusion.versions import (
+    PLANNED_PARAM,
+    artifact_problems,
+    require_complete,
+    version_parts,
+)
 from models.embed import embed
 from models.nets import RiskCNN, build_net, save_net
 from models.train import TrainConfig, fit_cross_fitted
@@ -69,6 +80,10 @@ logger = logging.getLogger(__name__)
 
 SCAN_CHUNK = 256
 SCORE_CHUNK = 5_000
+SCORE_STAGES = 1
+INTERVAL_PART = INTERVAL_SUFFIX.removeprefix("-")
+EXPLANATIONS_PART = EXPLANATIONS_SUFFIX.removeprefix("-")
+FORECAST_PART = FORECAST_SUFFIX.removeprefix("-")
 # Single-modality (and fusion) feature sets, each fitted on the same split.
 BASELINES: dict[str, tuple[str, ...]] = {
     "imaging": ("imaging",),
@@ -480,6 +495,16 @@ def train_cohort(
             ).as_dict()
 
     fusion_version = new_version("fusion")
+    skip = _forecast_skip_reason(frame)
+    # Every part this version is going to have; the registry keeps the plan, so an unfinished
+    # version can say what it lacks (fusion.versions). Parts are registered inactive; the whole
+    # version is activated at the end, once each part is written and verified.
+    planned = [
+        *baselines,
+        INTERVAL_PART,
+        EXPLANATIONS_PART,
+        *([FORECAST_PART] if skip is None else []),
+    ]
     with stages.stage("predictions", f"{len(frame)} patients"):
         model, features = fitted["fusion"]
         X = build_feature_matrix(frame, features)
@@ -509,6 +534,25 @@ def train_cohort(
                 scaling,
                 random_state=config.seed,
             ).to_metrics()
+        store.register_model(
+            ModelRecord(
+                version=fusion_version,
+                kind="fusion",
+                created_at=datetime.now(UTC),
+                artifact_path=str(fusion_path.relative_to(artifacts_dir)),
+                sha256=sha,
+                metrics=metrics,
+                params={
+                    "build": build,
+                    "features": list(features.names),
+                    "min_child_samples": leaf,
+                    "training_data": training_data,
+                    PLANNED_PARAM: planned,
+                },
+                parent_version=imaging_version,
+            ),
+            activate=False,
+        )
         for name in baselines:
             baseline, baseline_features = fitted[name]
             path = fusion_dir / f"baseline_{name}.txt"
@@ -532,24 +576,6 @@ def train_cohort(
                 X_test.index.tolist(),
                 baseline.predict_proba(X_test)[:, 1],
             )
-        store.register_model(
-            ModelRecord(
-                version=fusion_version,
-                kind="fusion",
-                created_at=datetime.now(UTC),
-                artifact_path=str(fusion_path.relative_to(artifacts_dir)),
-                sha256=sha,
-                metrics=metrics,
-                params={
-                    "build": build,
-                    "features": list(features.names),
-                    "min_child_samples": leaf,
-                    "training_data": training_data,
-                },
-                parent_version=imaging_version,
-            ),
-            activate=False,
-        )
         store.write_predictions(fusion_version, X.index.tolist(), risk_all)
         # Issue 3: risk interval models, stored TreeSHAP per patient, similar-patient index.
         build_interval(
@@ -582,7 +608,6 @@ def train_cohort(
             f"error {explained['additivity_max_abs']:.1e}"
         )
 
-    skip = _forecast_skip_reason(frame)
     forecast: dict[str, Any]
     with stages.stage("forecast", "discrete-time hazard S-learner vs T-learner"):
         if skip is not None:
@@ -610,9 +635,21 @@ def train_cohort(
                 )
 
     with stages.stage("activate", fusion_version):
-        # Activate only once every prediction is stored: pages never see a half-scored version.
-        store.activate_models(
-            [imaging_version, fusion_version, *(f"{fusion_version}-{n}" for n in baselines)],
+        # Activate only once every part is written and verified, and record the version as
+        # complete in the same transaction: pages never see a half-built version, and a kill
+        # before this point leaves a version nobody can list or activate.
+        completion = _completion(
+            store,
+            artifacts_dir,
+            fusion_version,
+            planned,
+            n_patients=len(frame),
+            n_embeddings=len(image_rows) * config.folds,
+        )
+        store.complete_version(
+            fusion_version,
+            completion,
+            activate=[fusion_version, *completion["parts"]],
             audit=None
             if audit is None
             else replace(
@@ -640,6 +677,35 @@ def train_cohort(
     )
 
 
+def _embed_chunk(
+    imaging_version: str,
+    nets: Sequence[RiskCNN],
+    rows: pd.DataFrame,
+    scans: npt.NDArray[np.float32],
+    patient_folds: npt.NDArray[np.int64],
+) -> EmbeddingBatch:
+    """Embed one chunk of scans with every fold net (``patient_folds`` -1: seen by none).
+
+    Returns every net's rows together, so the store writes them in one transaction: no scan
+    is ever stored with the embedding of only some nets.
+    """
+    parts = []
+    for k, net in enumerate(nets):
+        vectors, logits = embed(net, scans)
+        parts.append(
+            (np.full(len(rows), k), (patient_folds >= 0) & (patient_folds != k), logits, vectors)
+        )
+    ids = rows["image_id"].to_numpy()
+    return EmbeddingBatch(
+        model_version=imaging_version,
+        image_ids=np.concatenate([ids] * len(nets)),
+        folds=np.concatenate([p[0] for p in parts]),
+        in_training=np.concatenate([p[1] for p in parts]),
+        logits=np.concatenate([np.asarray(p[2], dtype=np.float64) for p in parts]),
+        vectors=np.concatenate([np.asarray(p[3], dtype=np.float32) for p in parts]),
+    )
+
+
 def _write_embeddings(
     store: CohortStore,
     imaging_version: str,
@@ -648,17 +714,70 @@ def _write_embeddings(
     scans: npt.NDArray[np.float32],
     patient_folds: npt.NDArray[np.int64],
 ) -> None:
-    """Embed one chunk of scans with every fold net (``patient_folds`` -1: seen by none)."""
-    for k, net in enumerate(nets):
-        vectors, logits = embed(net, scans)
-        store.write_embeddings(
-            imaging_version,
-            rows["image_id"].to_numpy(),
-            np.full(len(rows), k),
-            (patient_folds >= 0) & (patient_folds != k),
-            logits,
-            vectors,
+    """Embed one chunk of scans with every fold net and store all rows in one transaction."""
+    batch = _embed_chunk(imaging_version, nets, rows, scans, patient_folds)
+    store.write_embeddings(
+        batch.model_version,
+        batch.image_ids,
+        batch.folds,
+        batch.in_training,
+        batch.logits,
+        batch.vectors,
+    )
+
+
+def _completion(
+    store: CohortStore,
+    artifacts_dir: Path,
+    fusion_version: str,
+    planned: Sequence[str],
+    *,
+    n_patients: int,
+    n_embeddings: int,
+) -> dict[str, Any]:
+    """Verify a just-trained version part by part and return its completion record.
+
+    Raises
+    ------
+    data.errors.IncompleteVersionError
+        If a planned part is not registered, a file is missing or differs from its SHA-256,
+        or a stored count falls short (nothing is activated then).
+    """
+    records = {record.version: record for record in store.list_models()}
+    parts = version_parts(records, fusion_version)
+    problems = [
+        f"part {name} was never written"
+        for name in planned
+        if f"{fusion_version}-{name}" not in records
+    ]
+    for record in (records[fusion_version], *parts):
+        problems += artifact_problems(record, artifacts_dir)
+    imaging = records[fusion_version].parent_version or ""
+    counts = {
+        "predictions": (store.count_predictions(fusion_version), n_patients),
+        "explanations": (store.count_explanations(fusion_version), n_patients),
+        "embeddings": (store.count_embeddings(imaging), n_embeddings),
+    }
+    problems += [
+        f"{have} of {want} {what} stored" for what, (have, want) in counts.items() if have < want
+    ]
+    if problems:
+        raise IncompleteVersionError(
+            f"Model version {fusion_version!r} failed its completion check and was not "
+            f"activated: {'; '.join(problems)}. Run `riskfusion train` again."
         )
+    return {
+        "completed_at": datetime.now(UTC).isoformat(),
+        "parts": {record.version: record.sha256 for record in parts},
+        "counts": {what: have for what, (have, _) in counts.items()},
+    }
+
+
+def _complete_logits(logits: pd.DataFrame, n_nets: int) -> pd.DataFrame:
+    """The rows of images that have the logit of every one of the ``n_nets`` fold nets."""
+    folds = logits.groupby("image_id")["fold"].nunique()
+    complete = folds.index[folds == n_nets]
+    return logits.loc[logits["image_id"].isin(complete)]
 
 
 def score_cohort(
@@ -671,9 +790,13 @@ def score_cohort(
 ) -> dict[str, Any]:
     """Score every patient the active fusion version has not scored yet (new or updated).
 
-    Streams the unscored patients in chunks: embeds their scans with the active imaging nets
-    where no embedding exists (no net trained on them), then stores risk and TreeSHAP values.
-    Each chunk is its own transaction, so an interrupted run resumes where it stopped.
+    Streams the unscored patients in chunks. For each chunk it embeds, with every active
+    imaging net, the scans that lack the embedding of any net (no net trained on them; a
+    partial set left by an older version of this job is replaced), computes risk and TreeSHAP,
+    and stores embeddings, risks, SHAP values and the audit event in one transaction. A patient
+    therefore has all of them or none, readers never see a partial result, and an interrupted
+    run resumes at the first unfinished chunk with exactly the chunks, and so exactly the
+    values, of an uninterrupted run.
 
     Parameters
     ----------
@@ -682,9 +805,9 @@ def score_cohort(
     artifacts_dir : Path
         Root of the scan and model files.
     stages : Stages, optional
-        Stage logger (two stages: ``embeddings``, ``predictions``).
+        Stage logger (one stage: ``score``).
     chunk_size : int, default=5000
-        Patients per chunk.
+        Patients per chunk (per transaction).
     audit : AuditEntry, optional
         A ``score`` event written with each chunk, in its transaction (detail: patients).
 
@@ -698,34 +821,45 @@ def score_cohort(
     data.errors.StoreNotBuiltError
         If no model is active (train first).
     """
-    stages = stages or Stages(2, logger.info)
+    stages = stages or Stages(SCORE_STAGES, logger.info)
     service = RiskService(store, artifacts_dir)
     info = service.model_info()
     version = info.version
     imaging = store.active_model("imaging")
     scaling = imaging.params["logit_scaling"]
+    n_nets = len(service.nets)
     start = time.perf_counter()
     embedded = scored = 0
-    with stages.stage("embeddings", f"scans of unscored patients ({imaging.version})"):
+    detail = f"embeddings ({imaging.version}), risk and TreeSHAP under {version}"
+    with stages.stage("score", detail):
         for ids in store.iter_unscored_ids(version, chunk_size=chunk_size):
-            known = set(store.patient_logits(imaging.version, ids)["patient_id"])
+            logits = _complete_logits(store.patient_logits(imaging.version, ids), n_nets)
             rows = store.image_rows(ids)
-            rows = rows[~rows["patient_id"].isin(known)].reset_index(drop=True)
-            for begin in range(0, len(rows), SCAN_CHUNK):
-                chunk = rows.iloc[begin : begin + SCAN_CHUNK]
-                _write_embeddings(
-                    store,
+            rows = rows[~rows["image_id"].isin(logits["image_id"])].reset_index(drop=True)
+            batches = [
+                _embed_chunk(
                     imaging.version,
                     service.nets,
                     chunk,
                     load_scans(artifacts_dir, chunk["path"]),
                     np.full(len(chunk), -1, dtype=np.int64),
                 )
-                embedded += len(chunk)
-    with stages.stage("predictions", f"risk and TreeSHAP under {version}"):
-        for ids in store.iter_unscored_ids(version, chunk_size=chunk_size):
+                for chunk in (
+                    rows.iloc[begin : begin + SCAN_CHUNK]
+                    for begin in range(0, len(rows), SCAN_CHUNK)
+                )
+            ]
+            batch = _concat_batches(imaging.version, batches)
+            new = pd.DataFrame(
+                {
+                    "image_id": batch.image_ids,
+                    "fold": batch.folds,
+                    "in_training": batch.in_training,
+                    "logit": batch.logits,
+                }
+            ).merge(rows[["image_id", "patient_id"]], on="image_id")
             frame = store.patient_frame(ids)
-            scores = image_scores(store.patient_logits(imaging.version, ids), scaling)
+            scores = image_scores(pd.concat([logits, new], ignore_index=True), scaling)
             X = build_feature_matrix(frame.join(scores, on="patient_id"), service.features)
             risk = service.model.predict_proba(X)[:, 1]
             result = shap_values(service.model, X)
@@ -740,8 +874,10 @@ def score_cohort(
                 else replace(
                     audit, model_version=version, detail={**audit.detail, "patients": len(X)}
                 ),
+                embeddings=batch,
             )
             scored += len(X)
+            embedded += len(rows)
     stages.report(f"      scored {scored} patients ({embedded} scans embedded)")
     return {
         "model_version": version,
@@ -751,45 +887,50 @@ def score_cohort(
     }
 
 
+def _concat_batches(imaging_version: str, batches: Sequence[EmbeddingBatch]) -> EmbeddingBatch:
+    """One batch of the rows of several (an empty batch for none)."""
+    if not batches:
+        return EmbeddingBatch(
+            imaging_version,
+            np.empty(0, dtype=np.int64),
+            np.empty(0, dtype=np.int64),
+            np.empty(0, dtype=bool),
+            np.empty(0, dtype=np.float64),
+            np.empty((0, 0), dtype=np.float32),
+        )
+    return EmbeddingBatch(
+        imaging_version,
+        np.concatenate([b.image_ids for b in batches]),
+        np.concatenate([b.folds for b in batches]),
+        np.concatenate([b.in_training for b in batches]),
+        np.concatenate([b.logits for b in batches]),
+        np.concatenate([b.vectors for b in batches]),
+    )
+
+
 def activate_version(
     store: CohortStore, artifacts_dir: Path, version: str, *, audit: AuditEntry | None = None
 ) -> None:
-    """Make a registered fusion version active again, with its imaging nets and baselines.
+    """Make a registered fusion version active again, with its imaging nets and every part.
 
-    Checks the version's model file and imaging manifest against their registered SHA-256
-    first, then switches every kind in one transaction (``audit``, action
-    ``activate_model``, is written in it).
+    Only a complete version can be activated (:func:`fusion.versions.check_version`): its
+    training finished and every part it recorded (imaging nets, baselines, risk interval,
+    stored explanations, forecast) is registered with its SHA-256 and its files match it.
+    Then every kind is switched in one transaction (``audit``, action ``activate_model``, is
+    written in it).
 
     Raises
     ------
     KeyError
         If ``version`` is not a registered fusion version (the message lists them).
-    data.errors.ArtifactIntegrityError
-        If a file of the version is missing or changed; nothing is switched.
+    data.errors.IncompleteVersionError
+        If the version is incomplete or a file of it is missing or changed (the message names
+        every problem); nothing is switched.
     """
     records = {record.version: record for record in store.list_models()}
-    fusion = records.get(version)
-    if fusion is None or fusion.kind != "fusion":
-        known = [v for v, r in records.items() if r.kind == "fusion"]
-        raise KeyError(f"{version!r} is not a registered fusion version; registered: {known}.")
-    imaging = records.get(fusion.parent_version or "")
-    if imaging is None:
-        raise KeyError(f"Fusion version {version!r} has no registered imaging version.")
-    for record, path in (
-        (fusion, artifacts_dir / fusion.artifact_path),
-        (imaging, artifacts_dir / imaging.artifact_path / "manifest.json"),
-    ):
-        if not path.is_file() or file_sha256(path) != record.sha256:
-            raise ArtifactIntegrityError(
-                f"{path} of {record.version} is missing or differs from its registered SHA-256; "
-                "it cannot be activated. Train a new version with `riskfusion train`."
-            )
-    baselines = [
-        v
-        for v, r in records.items()
-        if r.kind.startswith("baseline_") and v.startswith(f"{version}-")
-    ]
+    require_complete(records, artifacts_dir, version)
+    parts = records[version].params[COMPLETION_PARAM]["parts"]
     store.activate_models(
-        [imaging.version, version, *baselines],
+        [version, *parts],
         audit=None if audit is None else replace(audit, model_version=version),
     )

@@ -22,10 +22,11 @@ import pandas as pd
 import pytest
 
 from data._example_cohort import write_example_cohort
-from data.errors import ArtifactIntegrityError, CohortError
+from data.errors import ArtifactIntegrityError, CohortError, IncompleteVersionError
 from data.ingest import import_cohort
 from data.store import AuditEntry, CohortStore, make_engine
 from fusion import training
+from fusion.cli import main
 from fusion.service import RiskService
 from fusion.training import StageEvent, TrainingConfig, score_cohort, train_cohort
 from models.scans import read_scan
@@ -153,10 +154,22 @@ def test_a_failed_retrain_leaves_the_previous_model_active(
     assert store.active_model("fusion").version == summary.fusion_version
     assert store.active_model("imaging").version == summary.imaging_version
     assert len(store.audit_events(action="train")) == 1
-    RiskService(store, copy)  # the previous version still loads
+    service = RiskService(store, copy)  # the previous version still loads
+    # The unfinished version: registered, but no part of it active, not listed, not activatable.
+    [half] = [r.version for r in store.list_models("fusion") if r.version != summary.fusion_version]
+    assert not [r.version for r in store.list_models() if r.is_active and half in r.version]
+    assert service.list_models()["version"].tolist() == [summary.fusion_version]
+    with pytest.raises(IncompleteVersionError, match="parts never written: forecast"):
+        training.activate_version(store, copy, half)
+    monkeypatch.setenv("RISKFUSION_HOME", str(copy))
+    monkeypatch.delenv("RISKFUSION_DATABASE_URL", raising=False)
+    assert main(["activate", half]) == 2
+    assert store.active_model("fusion").version == summary.fusion_version
     monkeypatch.undo()
     again = train_cohort(store, copy, FAST, audit=ADMIN)  # the job can simply be re-run
     assert store.active_model("fusion").version == again.fusion_version
+    listed = RiskService(store, copy).list_models()["version"].tolist()
+    assert listed == [again.fusion_version, summary.fusion_version]
 
 
 def test_score_redoes_only_the_patients_whose_inputs_changed(
@@ -244,7 +257,12 @@ def test_a_killed_retrain_leaves_the_previous_model_active_and_can_rerun(
     assert store.active_model("fusion").version == summary.fusion_version
     assert store.active_model("imaging").version == summary.imaging_version
     assert store.count_predictions(summary.fusion_version) == N_PATIENTS
-    RiskService(store, copy)
+    assert RiskService(store, copy).list_models()["version"].tolist() == [summary.fusion_version]
+    for record in store.list_models():  # no part of the killed version is active
+        assert record.is_active == (
+            record.version in {summary.fusion_version, summary.imaging_version}
+            or record.version.startswith(f"{summary.fusion_version}-")
+        )
     again = train_cohort(store, copy, FAST, audit=ADMIN)  # the interrupted job re-runs
     assert store.active_model("fusion").version == again.fusion_version
     RiskService(store, copy)
