@@ -389,11 +389,7 @@ def _insert_audit(conn: Connection, entry: AuditEntry) -> None:
     if not entry.actor.strip():
         raise ValueError("An audit event needs an actor; pass the signed-in user name.")
     _lock_audit_chain(conn)
-    head = conn.execute(
-        select(AuditEvent.event_id, AuditEvent.event_hash)
-        .order_by(AuditEvent.event_id.desc())
-        .limit(1)
-    ).first()
+    head = conn.execute(_AUDIT_HEAD).first()
     if head is not None and head.event_hash is None:
         raise CohortError(_UNSEALED)
     row: dict[str, Any] = {
@@ -409,7 +405,13 @@ def _insert_audit(conn: Connection, entry: AuditEntry) -> None:
         "prev_hash": AUDIT_GENESIS if head is None else head.event_hash,
     }
     row["event_hash"] = audit_event_hash(row)
-    conn.execute(insert(AuditEvent).values(**row))
+    conn.execute(_AUDIT_INSERT, row)  # statements built once: their compiled form is cached
+
+
+_AUDIT_HEAD = (
+    select(AuditEvent.event_id, AuditEvent.event_hash).order_by(AuditEvent.event_id.desc()).limit(1)
+)
+_AUDIT_INSERT = insert(AuditEvent)
 
 
 AUDIT_GENESIS = "0" * 64

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from data.errors import CohortError
 from data.store import AUDIT_GENESIS, AuditEntry, CohortStore, make_engine
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -246,6 +247,22 @@ def test_a_store_made_before_the_chain_is_upgraded_and_sealed(url: str) -> None:
     assert store.verify_audit_chain().ok
     assert store.audit_events()["event_id"].tolist() == [3, 2, 1]
     assert store.upgrade_audit_trail() == 0  # idempotent
+    # An older app version still running writes an event without hashes: the next append
+    # stops (never chains onto it unsealed), and the upgrade seals it.
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO audit_events (event_id, at, actor, role, action, detail) "
+                "VALUES (4, '2026-01-03 10:00:00', 'old@h.org', 'admin', 'export', '{}')"
+            )
+        )
+    with pytest.raises(CohortError, match="written before events were hash-chained"):
+        store.record_event(entry(8))
+    assert store.upgrade_audit_trail() == 1
+    store.record_event(entry(8))
+    check = store.verify_audit_chain()
+    assert check.ok, check.problem
+    assert check.events == 5
     sql = REWRITES["upsert"] if postgres else REWRITES["replace"]
     with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
         conn.execute(text(sql), {"zero": AUDIT_GENESIS})
