@@ -27,6 +27,11 @@ Method, in short (see ``docs/forecast.md``):
   no-unmeasured-confounding and positivity assumptions.
 * **Band.** ``n_bootstrap`` models refitted on patient-level bootstrap resamples; the point
   estimate is their mean, the band their pointwise percentiles (``band`` coverage).
+* **Anchoring (served).** :meth:`HazardForecaster.predict_anchored` shifts each member's logit
+  hazards by one constant per patient (:func:`anchor_hazards`) so that the curve under the
+  treatment received reaches the fused model's risk at the horizon: one risk per patient on
+  every page; the treatment effects are modelled on top of it. :func:`compare_options` says
+  whether the lowest-risk option is distinguishable from the others.
 """
 
 from __future__ import annotations
