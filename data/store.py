@@ -64,8 +64,8 @@ from data.schema import (
 __all__ = [
     "AUDIT_ACTIONS",
     "AUDIT_GENESIS",
-    "AuditChainCheck",
     "COMPLETION_PARAM",
+    "AuditChainCheck",
     "AuditEntry",
     "CohortStore",
     "CohortTables",
