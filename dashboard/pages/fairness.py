@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import numpy as np
 import streamlit as st
 
 from dashboard.components.signin import require_page_area
@@ -90,9 +91,12 @@ for col, row, label in (
     (cols[3], "equalized_odds_difference", "Equalized odds difference"),
 ):
     value = report.summary.loc[row]
-    col.metric(
-        label, f"{value['value']:.3f}", help=f"95% CI {value['low']:.3f}-{value['high']:.3f}"
-    )
+    if np.isnan(value["value"]):  # every shown group's rates are hidden (small counts)
+        col.metric(label, report.marker, help="No shown group has these rates shown.")
+    else:
+        col.metric(
+            label, f"{value['value']:.3f}", help=f"95% CI {value['low']:.3f}-{value['high']:.3f}"
+        )
 if hidden:
     st.caption(
         f"{hidden} group(s) not shown: fewer than {report.min_cell} patients, or suppressed so "
@@ -109,6 +113,8 @@ if hidden_rates:
 metric = st.selectbox("Metric to plot", list(METRICS), index=1, key="fairness.metric")
 figure = make_disparity_figure(report, str(metric))
 st.plotly_chart(figure, key="fairness.figure")
+if report.by_group.loc[~report.by_group["suppressed"], str(metric)].isna().all():
+    st.caption(f"{metric} is hidden for every shown group: it would give away a small count.")
 st.dataframe(report.table(as_text=True), key="fairness.table", hide_index=True)
 
 roc_by_group, calibration_by_group = get_group_curves(
@@ -116,6 +122,11 @@ roc_by_group, calibration_by_group = get_group_curves(
 )
 roc_column, calibration_column = st.columns(2)
 roc_column.plotly_chart(make_group_roc_figure(roc_by_group), key="fairness.roc")
+roc_column.caption(
+    f"Each group's curve passes only through cuts with at least {report.min_cell} events and "
+    f"{report.min_cell} non-events between points; a group without them (or whose events are "
+    "hidden) has no curve."
+)
 calibration_column.plotly_chart(
     make_group_calibration_figure(calibration_by_group), key="fairness.calibration"
 )
