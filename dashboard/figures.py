@@ -28,7 +28,6 @@ __all__ = [
     "MODALITY_COLOURS",
     "format_value",
     "make_beeswarm_figure",
-    "make_binned_shap_figure",
     "make_calibration_figure",
     "make_disparity_figure",
     "make_forecast_figure",
@@ -273,55 +272,6 @@ def make_beeswarm_figure(beeswarm: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def make_binned_shap_figure(bins: pd.DataFrame, *, min_cell: int) -> go.Figure:
-    """The researcher's beeswarm: mean SHAP per value fifth (``fusion.aggregates.binned_shap``).
-
-    One marker per feature and fifth of its values (colour: low to high), never one per patient;
-    fifths with fewer than ``min_cell`` patients are left out.
-    """
-    fig = go.Figure()
-    labels = list(dict.fromkeys(bins["label"]))
-    shown = bins.loc[~bins["suppressed"].astype(bool)]
-    for label in labels:
-        rows = shown.loc[shown["label"] == label]
-        fig.add_trace(
-            go.Scatter(
-                x=rows["mean_shap"].tolist(),
-                y=[labels.index(label)] * len(rows),
-                mode="markers",
-                name=label,
-                showlegend=False,
-                marker={
-                    "size": 11,
-                    "color": [min(p, 4) / 4 if p < 5 else 0.5 for p in rows["position"]],
-                    "colorscale": "RdBu_r",
-                    "cmin": 0,
-                    "cmax": 1,
-                    "symbol": ["circle" if p < 5 else "x" for p in rows["position"]],
-                    "showscale": label == labels[0],
-                    "colorbar": {
-                        "title": "value (fifth)",
-                        "tickvals": [0, 1],
-                        "ticktext": ["low", "high"],
-                    },
-                },
-                customdata=list(zip(rows["bin"], rows["n"].astype(int), strict=True)),
-                hovertemplate=f"{label}<br>%{{customdata[0]}} of values, "
-                "n = %{customdata[1]}<br>mean SHAP %{x:.3f}<extra></extra>",
-            )
-        )
-    fig.update_layout(
-        title=f"Mean SHAP by fifth of each input's values (test split; groups of n < {min_cell} "
-        "hidden)",
-        xaxis_title="mean SHAP value (log-odds)",
-        yaxis={"tickvals": list(range(len(labels))), "ticktext": labels, "autorange": "reversed"},
-        height=max(300, 60 + 36 * len(labels)),
-        margin={"l": 10, "r": 10, "t": 50, "b": 10},
-    )
-    return fig
-
-
-# ---------------------------------------------------------------- issue 5: treatment forecast
 TREATMENT_COLOURS = {"none": "#7f7f7f", "standard": "#1f77b4", "targeted": "#2ca02c"}
 _FALLBACK_COLOURS = ("#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 _CURVE_COLUMNS = ("treatment", "time", "risk", "lower", "upper", "true_risk")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -199,20 +198,6 @@ def test_incomplete_auth_section_stops_the_dashboard_with_what_is_missing(
         assert f"no {key}" in message
     assert not at.button
     assert not at.dataframe
-
-
-def test_researcher_sees_shap_only_in_bins_of_at_least_the_floor(patched_service) -> None:
-    at = _app()
-    at.selectbox(key="signin.local_role").set_value("researcher").run()
-    assert not at.exception, at.exception
-    assert at.title[0].value == "Model performance"
-    charts = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
-    titles = [chart["layout"]["title"]["text"] for chart in charts]
-    assert not [title for title in titles if "beeswarm" in title]
-    binned = next(chart for chart in charts if title_of(chart).startswith("Mean SHAP by fifth"))
-    for trace in binned["data"]:
-        assert len(trace["x"]) <= 6  # five fifths and "missing", never one point per patient
-        assert all(n >= 11 for _, n in trace.get("customdata", []))
 
 
 def title_of(chart: dict) -> str:
