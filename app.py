@@ -50,9 +50,9 @@ for area, group, page in PAGES:
     if can_open(identity.role, area):
         pages.setdefault(group, []).append(page)
 current = st.navigation(pages)
+if service is not None and can_open(identity.role, "patients"):
+    render_selected_patient(service)
 render_role_switch(identity)
 if service is not None:
-    if can_open(identity.role, "patients"):
-        render_selected_patient(service)
     render_sidebar(service)
 current.run()

@@ -102,8 +102,9 @@ def identity_facts(result: RiskResult) -> list[str]:
         sex_words(result.sex),
         SPLIT_WORDS.get(result.split, f"{result.split} split"),
     ]
-    if result.site:
-        facts.append(f"site {result.site}")
+    if result.site:  # stored as "B" or as "site_b": say "site" once
+        site = result.site
+        facts.append(site if site.lower().startswith("site") else f"site {site}")
     facts.append(cohort_words(result.cohort))
     return facts
 

@@ -36,19 +36,21 @@ CHOOSE_PROMPT = (
 def patient_label(
     patient_id: str, split: str, age: float | None, sex: str | None, risk: float | None
 ) -> str:
-    """One patient as the picker lists it (short, to fit a narrow column at 1280 px).
+    """One patient as the picker lists it, short enough for a narrow column at 1280 px.
 
-    Id, split, age in completed years, sex code and stored risk.
+    Id (★ for the test split), age in completed years, sex code and stored risk; the page's
+    patient header spells the same facts out.
 
     Examples
     --------
     >>> patient_label("P0000474", "test", 67.9, "F", 0.766)
-    'P0000474 · test ★ · 67 y F · risk 77%'
+    'P0000474 ★ · 67 F · 77%'
+    >>> patient_label("P0000012", "train", float("nan"), None, None)
+    'P0000012 · ? ? · not scored'
     """
-    age_text = "age ?" if age is None or pd.isna(age) else f"{math.floor(age):.0f} y"
-    return (
-        f"{patient_id} · {split}{' ★' if split == 'test' else ''} · {age_text} {sex or '?'} · "
-        + ("not scored" if risk is None or pd.isna(risk) else f"risk {float(risk):.0%}")
+    age_text = "?" if age is None or pd.isna(age) else f"{math.floor(age):.0f}"
+    return f"{patient_id}{' ★' if split == 'test' else ''} · {age_text} {sex or '?'} · " + (
+        "not scored" if risk is None or pd.isna(risk) else f"{float(risk):.0%}"
     )
 
 
@@ -74,7 +76,7 @@ def render_patient_picker(service: RiskService, *, key: str) -> str | None:
     """Search box, split filter, pager and patient select; returns the selected patient id.
 
     Only one page (``PAGE_SIZE`` rows) is queried per run, through the primary-key index; the
-    selected patient is listed first when the page does not hold it. Returns None until the
+    selected patient is always listed first. Returns None until the
     user chooses a patient (on this page or another): nothing opens by itself.
     """
     version = service.model_info().version
@@ -110,8 +112,8 @@ def render_patient_picker(service: RiskService, *, key: str) -> str | None:
     selected = get_patient_id()
     if frame.empty:
         st.info(f"No patient id starts with {query!r} on this page; clear the search or go back.")
-    rows = list(frame.itertuples())
-    if selected is not None and selected not in set(frame["patient_id"] if len(frame) else []):
+    rows = [row for row in frame.itertuples() if row.patient_id != selected]
+    if selected is not None:  # the open patient is always listed, first
         rows = list(get_patient_summaries(service, version, (selected,)).itertuples()) + rows
     labels = {
         str(row.patient_id): patient_label(
@@ -120,12 +122,14 @@ def render_patient_picker(service: RiskService, *, key: str) -> str | None:
         for row in rows
     }
     widget_key = f"{key}.patient"
-    # The widget shows the remembered choice on every run, whatever list it offers now.
-    st.session_state[widget_key] = selected if selected in labels else None
+    # The widget shows the remembered choice on every run, whatever list it offers now; with a
+    # patient open it cannot be cleared by a stray key (the sidebar's Close patient closes it).
+    is_open = selected in labels
+    st.session_state[widget_key] = selected if is_open else None
     st.selectbox(
-        "Patient (★ = test set)",
+        "Patient (★ test set · age, sex · stored risk)",
         list(labels),
-        index=None,
+        index=0 if is_open else None,
         placeholder="Choose a patient ...",
         format_func=lambda pid: labels[pid],
         key=widget_key,

@@ -28,7 +28,7 @@ def _page(name: str) -> AppTest:
     if name == "forecast":
         select = at.selectbox(key="forecast.patient")
         assert select.value is None  # nothing opens by itself
-        select.set_value(select.options[0].split(" · ")[0]).run()
+        select.set_value(select.options[0].split(" ")[0]).run()
         assert not at.exception, at.exception
     return at
 

@@ -19,7 +19,7 @@ def _open() -> AppTest:
     assert not at.exception, at.exception
     select = at.selectbox(key="explorer.patient")
     assert select.value is None  # nothing opens by itself
-    select.set_value(select.options[0].split(" · ")[0]).run()
+    select.set_value(select.options[0].split(" ")[0]).run()
     assert not at.exception, at.exception
     return at
 

@@ -25,7 +25,7 @@ def _app(page: str | None = None) -> AppTest:
 
 
 def _ids(at: AppTest, key: str) -> list[str]:
-    return [option.split(" · ")[0] for option in at.selectbox(key=key).options]
+    return [option.split(" ")[0] for option in at.selectbox(key=key).options]
 
 
 def _views(service, action: str = "view_patient") -> list[str | None]:

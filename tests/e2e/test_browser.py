@@ -44,8 +44,19 @@ def _open(browser, app_url: str):
     return page, errors
 
 
+def _choose_first_patient(page) -> None:
+    """Open the first listed patient: no patient opens by itself."""
+    picker = page.locator('[data-testid="stSelectbox"]').filter(has_text="Patient (★")
+    picker.locator("input").click()
+    page.get_by_role("option").first.click()
+    page.locator(".st-key-patient_header").wait_for(timeout=90_000)
+    _wait_for_run(page)
+
+
 def test_patient_explorer_in_chromium(app_url: str, browser) -> None:
     page, errors = _open(browser, app_url)
+    _wait_for_run(page)
+    _choose_first_patient(page)
     page.get_by_text("Fused risk (5-year event)").wait_for(timeout=90_000)
     charts = page.locator('[data-testid="stPlotlyChart"]')
     charts.nth(2).wait_for(state="visible", timeout=90_000)
@@ -155,6 +166,7 @@ def test_forecast_what_if_and_guided_demo_in_chromium(app_url: str, browser) -> 
     """Issue 5: forecast curves, a what-if Apply, and the guided demo's five steps."""
     page, errors = _open(browser, app_url)
     _wait_for_run(page)
+    _choose_first_patient(page)  # carried to the forecast page
     page.get_by_role("link", name="Treatment forecast").click()
     page.get_by_role("heading", name="Treatment forecast").wait_for(timeout=90_000)
     charts = page.locator('[data-testid="stPlotlyChart"]')

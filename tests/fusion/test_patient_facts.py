@@ -38,8 +38,8 @@ def test_predict_carries_the_identity_of_the_patient_it_scored(tiny_service) -> 
             ["67 years", "female", "test split", "site B", "synthetic demo cohort"],
         ),
         (
-            {"age": None, "sex": "X", "split": "val", "cohort": "import:ward 3"},
-            ["age not recorded", "sex X", "validation split", "imported cohort ward 3"],
+            {"age": None, "sex": "X", "split": "val", "site": "site_a", "cohort": "import:w3"},
+            ["age not recorded", "sex X", "validation split", "site_a", "imported cohort w3"],
         ),
     ],
 )
