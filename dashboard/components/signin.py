@@ -129,11 +129,11 @@ def render_role_switch(identity: Identity) -> None:
                 "View as (local single-user mode)",
                 ROLES,
                 index=ROLES.index(identity.role),
-                format_func=lambda name: f"{name}: {ROLE_HELP[name]}",
                 key="signin.local_role",
                 help="Without an identity provider the dashboard serves only this machine; "
                 "configure [auth] in .streamlit/secrets.toml for real sign-in.",
             )
+            st.caption(ROLE_HELP[str(role)])
             if role != identity.role:
                 set_local_role(role)
                 st.rerun()

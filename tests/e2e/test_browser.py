@@ -129,7 +129,7 @@ OPENED_ELSEWHERE = {"Patient explorer", "Model performance", "Bias audit"}
 def _view_as(page, role: str) -> None:
     """Pick the role in the local single-user mode's sidebar selectbox."""
     page.locator('[data-testid="stSelectbox"]').filter(has_text="View as").click()
-    page.get_by_role("option").filter(has_text=f"{role}:").click()
+    page.get_by_role("option", name=role, exact=True).click()
     _wait_for_run(page)
 
 
