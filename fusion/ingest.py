@@ -40,6 +40,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+# MONAI's image loaders log under their class names; at INFO they name the file that failed.
+MONAI_LOADERS = ("LoadImage", "LoadImaged")
+
 
 def _write_report(report: ValidationReport, path: Path | None) -> None:
     if path is None:
@@ -166,6 +169,8 @@ def run_import(
         if not salt:
             raise ValueError(f"The salt file {id_salt_file} is empty; put a secret string in it.")
     settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
+    for name in MONAI_LOADERS:  # they log each failed reader with the scan's path (its id)
+        logging.getLogger(name).setLevel(logging.WARNING)
     store = CohortStore(make_engine(settings.database_url))
     try:
         result: ImportResult = import_cohort(
