@@ -74,11 +74,6 @@ def test_build_predict_what_if_report_and_exports_log_no_patient_id(
     assert not _leaks(caplog.records, notes, ids)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fusion/ingest.py logs the problem table (ids and values); the import-log fix of the "
-    "validation work removes it: drop this mark when it is merged",
-)
 def test_import_of_a_small_cohort_logs_no_patient_id(
     home: Settings, tmp_path: Path, caplog
 ) -> None:
