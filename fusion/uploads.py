@@ -3,9 +3,8 @@
 Owns the safe extraction of an uploaded zip archive into a fresh folder under
 ``<artifacts>/uploads/<random id>/`` (no absolute paths, no ``..``, no links, bounded file count
 and uncompressed size, checked while writing), finding the cohort folder inside it, checking a
-folder path typed by an admin, and the in-process validation use case
-(:func:`validate_folder`: :func:`data.ingest.validate_cohort` with MONAI's
-:func:`models.scans.read_scan`). Must not import streamlit or the dashboard.
+folder path typed by an admin (validation runs as a background job: :mod:`fusion.jobs`).
+Must not import streamlit or the dashboard.
 """
 
 from __future__ import annotations
@@ -22,9 +21,6 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Final
 
 import data
-from data.errors import CohortValidationError
-from data.ingest import ValidationReport, validate_cohort
-from models.scans import read_scan
 
 __all__ = [
     "EXAMPLE_COHORT",
@@ -37,7 +33,6 @@ __all__ = [
     "extract_zip",
     "find_cohort_folder",
     "remove_upload",
-    "validate_folder",
 ]
 
 logger = logging.getLogger(__name__)
@@ -374,26 +369,3 @@ def remove_upload(folder: Path, artifacts_dir: Path) -> None:
     if target.parent != uploads:
         raise ValueError(f"{target} is not an upload folder under {uploads}; nothing removed.")
     shutil.rmtree(target, ignore_errors=True)
-
-
-def validate_folder(folder: Path, *, schema: Path | None = None) -> ValidationReport:
-    """Validate a cohort folder in this process, scans included; writes nothing.
-
-    A missing or invalid schema file is reported in the table like any other problem.
-
-    Parameters
-    ----------
-    folder : Path
-        The cohort folder.
-    schema : Path or None, default=None
-        Schema file (default ``<folder>/schema.toml``).
-
-    Returns
-    -------
-    ValidationReport
-        Every problem found (empty when the cohort is clean).
-    """
-    try:
-        return validate_cohort(folder, schema, reader=read_scan)
-    except CohortValidationError as err:  # the schema itself is missing or invalid
-        return err.report

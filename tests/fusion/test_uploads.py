@@ -16,9 +16,7 @@ from fusion.uploads import (
     check_cohort_folder,
     extract_zip,
     remove_upload,
-    validate_folder,
 )
-from tests.cohorts import broken_copy
 
 
 def _zip(entries: dict[str, bytes], *, links: dict[str, str] | None = None) -> bytes:
@@ -145,19 +143,3 @@ def test_remove_upload_only_removes_upload_folders(tmp_path: Path) -> None:
         remove_upload(tmp_path, tmp_path)
     remove_upload(upload.root, tmp_path)
     assert _uploads(tmp_path) == []
-
-
-def test_validate_folder_reports_problems_of_a_broken_copy(tmp_path: Path) -> None:
-    report = validate_folder(broken_copy(tmp_path / "cohort"))
-    assert not report.ok
-    assert "twenty" in set(report.errors["value"])
-    patients = (tmp_path / "cohort" / "patients.csv").read_text(encoding="utf-8").splitlines()
-    assert report.n_patients == len(patients) - 1
-
-
-def test_validate_folder_reports_a_missing_schema_as_a_problem(tmp_path: Path) -> None:
-    folder = shutil.copytree(EXAMPLE_COHORT, tmp_path / "cohort")
-    (folder / "schema.toml").unlink()
-    report = validate_folder(folder)
-    assert not report.ok
-    assert "schema.toml" in set(report.errors["file"])
