@@ -1108,26 +1108,11 @@ class CohortStore:
             If a version is not registered (nothing changes then).
         """
         with self.engine.begin() as conn:
-            if audit is not None:
-                _insert_audit(conn, audit)
-            for version in versions:
-                kind = conn.execute(
-                    select(ModelVersion.kind).where(ModelVersion.version == version)
-                ).scalar_one_or_none()
-                if kind is None:
-                    raise KeyError(f"Model version {version!r} is not registered.")
-                conn.execute(
-                    update(ModelVersion).where(ModelVersion.kind == kind).values(is_active=False)
-                )
-                conn.execute(
-                    update(ModelVersion)
-                    .where(ModelVersion.version == version)
-                    .values(is_active=True)
-                )
+            self._activate_in(conn, versions, audit)
 
     @staticmethod
     def _activate_in(conn: Connection, versions: Sequence[str], audit: AuditEntry | None) -> None:
-        """Activate ``versions`` inside ``conn`` (as :meth:`activate_models` does in its own)."""
+        """Activate ``versions`` (and append ``audit``) inside the caller's transaction ``conn``."""
         if audit is not None:
             _insert_audit(conn, audit)
         for version in versions:
