@@ -14,11 +14,22 @@ from dashboard.figures import (
     make_reliance_figure,
 )
 from dashboard.resources import get_audit, get_group_curves, get_reliance, require_risk_service
+from fusion.display import COLUMN_LABELS, readable_table
 from fusion.fairness import METRICS
 from fusion.performance import AUDIT_ATTRIBUTES
 from fusion.report import audit_csv, audit_figures, audit_html, demo_bias_note
 
 LARGEST = "(largest group)"
+AUDIT_LABELS = {
+    **COLUMN_LABELS,
+    "group": "Group",
+    "reference": "Reference",
+    "n": "Patients",
+    "prevalence": "Prevalence",
+    "selection_rate": "Selection rate",
+    "calibration_in_the_large": "Calibration in the large",
+    "equalized_odds": "Equalized odds",
+}
 
 st.title("Bias audit")
 identity = require_page_area("cohort")
@@ -68,7 +79,8 @@ report = (
 )
 
 hidden = int(report.by_group["suppressed"].sum())
-cols = st.columns(4)
+# Two tiles a row: four in one row cut the labels off at 1280x720.
+cols = [*st.columns(2), *st.columns(2)]
 cols[0].metric("Groups", f"{len(report.by_group)}", help=" x ".join(report.attributes))
 cols[1].metric("Suppressed groups", f"{hidden}", help=report.marker)
 for col, row, label in (
@@ -88,7 +100,34 @@ if hidden:
 metric = st.selectbox("Metric to plot", list(METRICS), index=1, key="fairness.metric")
 figure = make_disparity_figure(report, str(metric))
 st.plotly_chart(figure, key="fairness.figure")
-st.dataframe(report.table(as_text=True), key="fairness.table", hide_index=True)
+table = report.table()
+# The chosen metric only (it fits the page); every metric is in the expander and the CSV.
+focus = [
+    c
+    for c in (
+        "group",
+        "n",
+        metric,
+        f"{metric}_low",
+        f"{metric}_high",
+        f"diff_{metric}",
+        f"diff_{metric}_low",
+        f"diff_{metric}_high",
+        f"diff_{metric}_flag",
+    )
+    if c in table.columns
+]
+st.dataframe(
+    readable_table(table.loc[:, focus], labels=AUDIT_LABELS),
+    key="fairness.table",
+    hide_index=True,
+)
+with st.expander("Every metric by group"):
+    st.dataframe(
+        readable_table(table.drop(columns=list(report.attributes)), labels=AUDIT_LABELS),
+        key="fairness.table_all",
+        hide_index=True,
+    )
 
 roc_by_group, calibration_by_group = get_group_curves(service, info.version, by, min_cell)
 roc_column, calibration_column = st.columns(2)

@@ -13,6 +13,19 @@ from dashboard.figures import (
     make_roc_figure,
 )
 from dashboard.resources import get_performance, get_test_shap, list_models, require_risk_service
+from fusion.display import format_risk_interval, readable_table
+
+REGISTRY_LABELS = {
+    "version": "Version",
+    "created_at": "Created (UTC)",
+    "active": "Active",
+    "test_auroc": "Test AUROC",
+    "imaging_version": "Imaging model",
+    "trained_on": "Trained on",
+    "patients": "Patients",
+    "data_fingerprint": "Data fingerprint",
+    "parts": "Parts",
+}
 
 st.title("Model performance")
 require_page_area("cohort")
@@ -39,19 +52,27 @@ except ValueError as err:
     st.stop()
 
 fusion = report.ablation.loc["Fusion (all modalities)"]
-cols = st.columns(5)
-cols[0].metric("Test patients", f"{report.n}")
-cols[1].metric(
+# Three tiles a row: five in one row cut the labels and values off at 1280x720.
+tiles = [*st.columns(3), *st.columns(3)]
+tiles[0].metric("Test patients", f"{report.n:,}")
+tiles[1].metric(
     "AUROC",
     f"{fusion['auroc']:.3f}",
     help=f"95% CI {fusion['auroc_low']:.3f}-{fusion['auroc_high']:.3f}",
 )
-cols[2].metric("Brier score", f"{report.brier:.3f}", help="Mean squared error of the risk.")
-cols[3].metric("ECE", f"{report.ece:.3f}", help="Expected calibration error over 10 risk bins.")
-cols[4].metric(
-    "Sensitivity / FPR",
-    f"{fusion['tpr']:.1%} / {fusion['fpr']:.1%}",
-    help=f"At risk >= {report.threshold:.2f}.",
+tiles[2].metric("Brier score", f"{report.brier:.3f}", help="Mean squared error of the risk.")
+tiles[3].metric("ECE", f"{report.ece:.3f}", help="Expected calibration error over 10 risk bins.")
+tiles[4].metric(
+    "Sensitivity",
+    f"{fusion['tpr']:.1%}",
+    help=f"Share of test patients with the event whose risk is >= {report.threshold:.2f}; "
+    f"95% CI {format_risk_interval(fusion['tpr_low'], fusion['tpr_high'])}.",
+)
+tiles[5].metric(
+    "False positive rate",
+    f"{fusion['fpr']:.1%}",
+    help=f"Share of test patients without the event whose risk is >= {report.threshold:.2f}; "
+    f"95% CI {format_risk_interval(fusion['fpr_low'], fusion['fpr_high'])}.",
 )
 
 left, middle, right = st.columns(3)
@@ -67,7 +88,12 @@ st.caption(
     "Each row is a LightGBM model fitted on the same training split with one modality set "
     "(fusion: all of them); the oracle scores patients with their synthetic true risk."
 )
-st.dataframe(report.ablation, key="performance.ablation", width="stretch")
+st.dataframe(
+    readable_table(report.ablation, percent=["tpr", "fpr"], index_label="Model"),
+    key="performance.ablation",
+    width="stretch",
+    hide_index=True,
+)
 st.download_button(
     "Download ablation table (CSV)",
     report.ablation.to_csv(index_label="model"),
@@ -94,4 +120,8 @@ if hidden_cells:
     )
 
 st.subheader("Model registry")
-st.dataframe(list_models(service, info.version), key="performance.registry", hide_index=True)
+st.dataframe(
+    readable_table(list_models(service, info.version), labels=REGISTRY_LABELS),
+    key="performance.registry",
+    hide_index=True,
+)
