@@ -289,10 +289,7 @@ def rank_maps(report: MapTrustReport | None) -> tuple[str, ...]:
     columns = ("pointing_game", "mean_risk_drop", "energy_inside")
 
     def key(name: str) -> tuple[float, ...]:
-        if name not in report.summary.index:
-            return tuple(np.inf for _ in columns)
-        row = report.summary.loc[name]
-        values = [float(row[c]) if c in row.index else np.nan for c in columns]
+        values = [_summary_value(report.summary, name, c) for c in columns]
         return tuple(-v if np.isfinite(v) else np.inf for v in values)
 
     return tuple(sorted(MAP_NAMES, key=key))
@@ -317,23 +314,32 @@ def map_trust_sentence(report: MapTrustReport | None, method: str) -> str:
             "No trust measurement for this map: the model was built without the trust check; "
             "rebuild the demo to measure it."
         )
-    row = report.summary.loc[method]
-    random = report.summary.loc["random"] if "random" in report.summary.index else None
-    hit, drop = float(row["pointing_game"]), float(row["mean_risk_drop"])
+    summary = report.summary
+    hit = _summary_value(summary, method, "pointing_game")
+    drop = _summary_value(summary, method, "mean_risk_drop")
+    random_hit = _summary_value(summary, "random", "pointing_game")
+    random_drop = _summary_value(summary, "random", "mean_risk_drop")
     parts = [f"Trust, measured on {report.n_scans} lesion-positive test scans: "]
     parts.append(f"the map's peak lies in the true lesion on {hit:.0%} of them")
-    if random is not None and np.isfinite(float(random["pointing_game"])):
-        parts.append(f" (a random map: {float(random['pointing_game']):.0%})")
+    if np.isfinite(random_hit):
+        parts.append(f" (a random map: {random_hit:.0%})")
     if np.isfinite(drop):
         parts.append(
             f"; removing its top pixels lowers the fused risk by {100 * drop:.1f} points on average"
         )
-        if random is not None and np.isfinite(float(random["mean_risk_drop"])):
-            parts.append(f" (random regions: {100 * float(random['mean_risk_drop']):.1f})")
+        if np.isfinite(random_drop):
+            parts.append(f" (random regions: {100 * random_drop:.1f})")
     parts.append(".")
-    if random is not None and hit <= float(random["pointing_game"]):
+    if np.isfinite(random_hit) and hit <= random_hit:
         parts.append(" It points at the lesion no better than a random map.")
     return "".join(parts)
+
+
+def _summary_value(summary: pd.DataFrame, name: str, column: str) -> float:
+    """One trust figure as a float, NaN when the map or the measurement is absent."""
+    if name not in summary.index or column not in summary.columns:
+        return float("nan")
+    return float(np.asarray(summary.loc[name, column], dtype=np.float64))
 
 
 def _finite(value: object) -> float | None:
