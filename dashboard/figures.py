@@ -181,9 +181,10 @@ def make_waterfall_figure(
         zerolinecolor="#888888",
     )
     fig.update_layout(
-        title=(
-            f"Why this risk: SHAP contributions in log-odds "
-            f"(base {_sigmoid(explanation.base_value):.1%} → patient {explanation.risk:.1%})"
+        title=(  # two short lines: a long one-line title is cut off in a narrow column
+            "Why this risk: SHAP contributions<br>"
+            f"<sup>log-odds; base {_sigmoid(explanation.base_value):.1%} → "
+            f"this patient {explanation.risk:.1%}</sup>"
         ),
         xaxis_title="log-odds of the event (red raises risk, blue lowers it)",
         height=140 + 28 * (len(values) + 2),
@@ -216,7 +217,7 @@ def make_modality_figure(
         )
     )
     fig.update_layout(
-        title="Contribution per modality (sum of SHAP values)",
+        title="Contribution per modality<br><sup>sum of SHAP values, log-odds</sup>",
         xaxis_title="log-odds (red raises risk, blue lowers it)",
         height=240,
         margin={"l": 10, "r": 20, "t": 50, "b": 40},
@@ -287,7 +288,8 @@ def make_overlay_figure(
         visible=False, autorange="reversed", scaleanchor="x", scaleratio=1, constrain="domain"
     )
     fig.update_layout(
-        title=f"{name} over the scan (mean of {maps.n_nets} net{'s' if maps.n_nets > 1 else ''})",
+        title=f"{name}<br><sup>over the scan, mean of {maps.n_nets} "
+        f"net{'s' if maps.n_nets > 1 else ''}</sup>",
         height=460,
         margin={"l": 10, "r": 10, "t": 50, "b": 10},
     )

@@ -114,7 +114,7 @@ with right:
     st.dataframe(
         pd.DataFrame(
             {
-                "Scenario": what_if["scenario"].str.capitalize(),
+                "Scenario": [s[:1].upper() + s[1:] for s in what_if["scenario"]],
                 "Risk": what_if["risk"].map("{:.1%}".format),
                 "Change": what_if["change"].map(lambda v: f"{100 * v:+.1f} pts"),
             }

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from fusion.display import format_ci
 from fusion.performance import ABLATION_LABELS
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -48,6 +50,13 @@ def test_performance_page_shows_curves_ablation_and_version(patched_service) -> 
     roc_names = [trace["name"] for trace in charts[0]["data"]]
     assert roc_names == ["chance", *ABLATION_LABELS.values()]
     assert _metric(at, "Brier score") == f"{report.brier:.3f}"
+    ablation = next(f.value for f in at.dataframe if "AUROC (95% CI)" in f.value.columns)
+    assert not any("_" in str(column) for column in ablation.columns)
+    fusion = report.ablation.loc["Fusion (all modalities)"]
+    row = ablation.loc[ablation["Model"] == "Fusion (all modalities)"].iloc[0]
+    assert row["AUROC (95% CI)"] == format_ci(
+        fusion["auroc"], fusion["auroc_low"], fusion["auroc_high"]
+    )
     # 24 test patients: the confusion matrix has small cells, hidden with their complements.
     confusion = next(
         frame.value for frame in at.dataframe if "at/above threshold" in frame.value.columns
@@ -63,10 +72,12 @@ def test_threshold_slider_updates_the_metrics(patched_service) -> None:
     at = _page("performance")
     at.slider(key="performance.threshold").set_value(0.0).run()
     assert not at.exception
-    assert _metric(at, "Sensitivity / FPR") == "100.0% / 100.0%"
+    assert _metric(at, "Sensitivity") == "100.0%"
+    assert _metric(at, "False positive rate") == "100.0%"
     at.slider(key="performance.threshold").set_value(1.0).run()
     expected = patched_service.performance(threshold=1.0).ablation.iloc[-2]
-    assert _metric(at, "Sensitivity / FPR") == f"{expected['tpr']:.1%} / {expected['fpr']:.1%}"
+    assert _metric(at, "Sensitivity") == f"{expected['tpr']:.1%}"
+    assert _metric(at, "False positive rate") == f"{expected['fpr']:.1%}"
 
 
 def test_fairness_page_audits_sex_by_default(patched_service) -> None:
@@ -95,6 +106,11 @@ def test_fairness_page_audits_sex_by_default(patched_service) -> None:
     ]
 
 
+def _every_metric(at: AppTest) -> pd.DataFrame:
+    """The bias audit's table of every metric (in the expander, after the chosen metric's)."""
+    return next(t.value for t in at.dataframe if "Selection rate (95% CI)" in t.value.columns)
+
+
 @pytest.mark.parametrize("threshold", [0.0, 1.0])
 def test_intersection_and_threshold_move_every_metric(patched_service, threshold) -> None:
     at = _page("fairness")
@@ -102,12 +118,12 @@ def test_intersection_and_threshold_move_every_metric(patched_service, threshold
     at.multiselect(key="fairness.attributes").set_value(["sex", "site"]).run()
     at.slider(key="fairness.threshold").set_value(threshold).run()
     assert not at.exception
-    table = at.dataframe[0].value
-    assert set(table["group"]) == set(
+    table = _every_metric(at)
+    assert set(table["Group"]) == set(
         patched_service.audit(["sex", "site"], min_cell=1).by_group.index
     )
-    rates = table.loc[table["n"].astype(int) > 0, "selection_rate"].astype(float)
-    assert (rates == (1.0 if threshold == 0.0 else 0.0)).all()
+    rates = table.loc[table["Patients"].astype(int) > 0, "Selection rate (95% CI)"]
+    assert (rates.str.split(" ").str[0].astype(float) == (1.0 if threshold == 0.0 else 0.0)).all()
 
 
 def test_suppression_is_visible_and_reference_is_selectable(patched_service) -> None:
@@ -118,7 +134,7 @@ def test_suppression_is_visible_and_reference_is_selectable(patched_service) -> 
     report = patched_service.audit(["ethnicity", "site"], min_cell=3)
     assert report.by_group["suppressed"].any()  # the tiny cohort has small intersections
     table = at.dataframe[0].value
-    hidden = table.loc[table["n"] == "suppressed (n < 3)", "group"]
+    hidden = table.loc[table["Patients"] == "suppressed (n < 3)", "Group"]
     assert set(hidden) == set(report.by_group.index[report.by_group["suppressed"]])
     assert any("not shown" in caption.value for caption in at.caption)
     options = at.selectbox(key="fairness.reference").options
