@@ -186,7 +186,7 @@ def make_waterfall_figure(
             f"<sup>log-odds; base {_sigmoid(explanation.base_value):.1%} → "
             f"this patient {explanation.risk:.1%}</sup>"
         ),
-        xaxis_title="log-odds of the event (red raises risk, blue lowers it)",
+        xaxis_title="log-odds (red raises risk, blue lowers it)",
         height=140 + 28 * (len(values) + 2),
         margin={"l": 10, "r": 20, "t": 60, "b": 40},
         showlegend=False,
@@ -309,8 +309,8 @@ def make_importance_figure(modalities: pd.Series) -> go.Figure:
         )
     )
     fig.update_layout(
-        title="Global importance per modality (mean |SHAP|, test split)",
-        xaxis_title="mean |SHAP| summed over the modality's inputs (log-odds)",
+        title="Global importance per modality<br><sup>mean |SHAP|, test split</sup>",
+        xaxis_title="mean |SHAP| per patient (log-odds)",
         yaxis={"autorange": "reversed"},
         height=300,
         margin={"l": 10, "r": 10, "t": 50, "b": 10},

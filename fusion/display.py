@@ -201,7 +201,7 @@ def format_feature_value(feature: str, value: float | None, unit: str = "") -> s
     >>> format_feature_value("smoking", 2.0), format_feature_value("snp_004", 1.0)
     ('current', '1 minor allele')
     >>> format_feature_value("hba1c", 7.234, "%"), format_feature_value("image_score", 1.5, "logit")
-    ('7.2 %', '+1.50')
+    ('7.2%', '+1.50')
     >>> format_feature_value("bmi", float("nan"), "kg/m²")
     'missing'
     """
@@ -221,7 +221,7 @@ def format_feature_value(feature: str, value: float | None, unit: str = "") -> s
         return f"{number:+.{_UNIT_DECIMALS['logit']}f}"
     decimals = _UNIT_DECIMALS.get(unit)
     text = f"{number:.3g}" if decimals is None else f"{number:.{decimals}f}"
-    return f"{text} {unit}".strip()
+    return f"{text}%" if unit == "%" else f"{text} {unit}".strip()
 
 
 def threshold_sentence(risk: float, threshold: float) -> str:

@@ -97,7 +97,13 @@ if hidden:
         "that a smaller group's size cannot be derived from the total."
     )
 
-metric = st.selectbox("Metric to plot", list(METRICS), index=1, key="fairness.metric")
+metric = st.selectbox(
+    "Metric to plot",
+    list(METRICS),
+    index=1,
+    format_func=lambda name: AUDIT_LABELS.get(name, name),
+    key="fairness.metric",
+)
 figure = make_disparity_figure(report, str(metric))
 st.plotly_chart(figure, key="fairness.figure")
 table = report.table()

@@ -196,6 +196,7 @@ with shap_col:
             }
         ),
         hide_index=True,
+        width="stretch",
         key="explorer.top_features",
     )
 with image_col:

@@ -26,6 +26,7 @@ REGISTRY_LABELS = {
     "data_fingerprint": "Data fingerprint",
     "parts": "Parts",
 }
+REGISTRY_SHOWN = ("version", "created_at", "active", "test_auroc", "trained_on", "patients")
 
 st.title("Model performance")
 require_page_area("cohort")
@@ -120,8 +121,12 @@ if hidden_cells:
     )
 
 st.subheader("Model registry")
+registry = readable_table(list_models(service, info.version), labels=REGISTRY_LABELS)
+# The columns that fit the page; the data fingerprint and the registered parts in the expander.
 st.dataframe(
-    readable_table(list_models(service, info.version), labels=REGISTRY_LABELS),
+    registry.loc[:, [REGISTRY_LABELS[c] for c in REGISTRY_SHOWN]],
     key="performance.registry",
     hide_index=True,
 )
+with st.expander("Every registry column"):
+    st.dataframe(registry, key="performance.registry_all", hide_index=True)

@@ -42,7 +42,7 @@ def test_performance_page_shows_curves_ablation_and_version(patched_service) -> 
         "ROC curves (test split)",
         "Precision-recall (test split)",
         "Calibration (test split)" + (f"; {hidden} small bin(s) suppressed" if hidden else ""),
-        "Global importance per modality (mean |SHAP|, test split)",
+        "Global importance per modality<br><sup>mean |SHAP|, test split</sup>",
         "SHAP beeswarm of the top inputs (test split)",
     ]
     shap_summary = patched_service.test_shap()

@@ -59,7 +59,7 @@ def test_risk_interval_shows_a_small_lower_end() -> None:
         ("snp_004", 2.0, "", "2 minor alleles"),
         ("prior_events", 3.0, "", "3"),
         ("systolic_bp", 141.6, "mmHg", "142 mmHg"),
-        ("hba1c", 7.234, "%", "7.2 %"),
+        ("hba1c", 7.234, "%", "7.2%"),
         ("ldl", 3.456, "mmol/L", "3.5 mmol/L"),
         ("egfr", 88.44, "mL/min/1.73m²", "88 mL/min/1.73m²"),
         ("image_score", 1.234, "logit", "+1.23"),
