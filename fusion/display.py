@@ -51,7 +51,9 @@ CODE_WORDS: Final[Mapping[str, Mapping[int, str]]] = MappingProxyType(
 
 _BINARY_WORDS: Final[Mapping[int, str]] = MappingProxyType({0: "no", 1: "yes"})
 
-DISPLAY_LABELS: Final[Mapping[str, str]] = MappingProxyType({"sex_male": "Sex"})
+DISPLAY_LABELS: Final[Mapping[str, str]] = MappingProxyType(
+    {"sex_male": "Sex", "image_score": "Scan score"}
+)
 """Labels that read better than the catalogue's once the code is a word ("Sex = male")."""
 
 _UNIT_DECIMALS: Final[Mapping[str, int]] = MappingProxyType(

@@ -214,7 +214,8 @@ with image_col:
     )
     opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05, key="explorer.opacity")
     show_lesion = st.toggle(
-        "Show true lesion outline (synthetic ground truth)",
+        "Show true lesion outline",
+        help="Synthetic cohorts only: the true lesion mask, drawn as an outline.",
         value=False,
         key="explorer.lesion",
         disabled=result.true_risk is None,

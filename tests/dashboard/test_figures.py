@@ -100,7 +100,7 @@ def test_waterfall_labels_show_words_units_and_sensible_precision() -> None:
     assert "Diabetes = yes" in labels
     assert "Smoking status = current" in labels
     assert "Systolic BP = 142 mmHg" in labels
-    assert "Scan score (CNN logit) = +1.23" in labels
+    assert "Scan score = +1.23" in labels
     assert not any("80.70" in label or label[-3:] == "= 1" for label in labels)
 
 
