@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from fusion.display import feature_label, format_feature_value
+
 # The performance and audit figures live in fusion (the HTML report embeds them); re-exported.
 from fusion.report_figures import (
     MODALITY_COLOURS,
@@ -24,8 +26,11 @@ from fusion.report_figures import (
 from fusion.service import ImageMaps, PatientExplanation
 
 __all__ = [
+    "LOWERS_COLOUR",
     "MAP_LABELS",
     "MODALITY_COLOURS",
+    "RAISES_COLOUR",
+    "direction_colour",
     "format_value",
     "make_beeswarm_figure",
     "make_calibration_figure",
@@ -40,6 +45,8 @@ __all__ = [
     "make_reliance_figure",
     "make_roc_figure",
     "make_waterfall_figure",
+    "modality_range",
+    "waterfall_range",
 ]
 
 # Transparent where unimportant, so the scan stays readable under the map.
@@ -57,34 +64,95 @@ MAP_LABELS = {
 }
 
 
+RAISES_COLOUR = "#d62728"
+"""Red: a contribution that raises the risk (every direction chart uses it)."""
+LOWERS_COLOUR = "#1f77b4"
+"""Blue: a contribution that lowers the risk."""
+_TEXT_PAD = 0.22  # share of the data span kept free on each side for the value labels
+
+
 def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x))
 
 
-def format_value(value: float, unit: str) -> str:
-    """Readable input value: ``'7.2 %'``, ``'missing'`` for NaN, integers without decimals."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "missing"
-    text = f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}"
-    return f"{text} {unit}".strip() if unit and unit != "logit" else text
+def direction_colour(value: float) -> str:
+    """Red when ``value`` raises the risk (> 0), blue when it lowers it (<= 0).
+
+    Examples
+    --------
+    >>> direction_colour(0.97), direction_colour(-0.2)
+    ('#d62728', '#1f77b4')
+    """
+    return RAISES_COLOUR if value > 0 else LOWERS_COLOUR
 
 
-def make_waterfall_figure(explanation: PatientExplanation, *, top_n: int = 12) -> go.Figure:
+def format_value(value: float, unit: str, feature: str = "") -> str:
+    """Readable input value: unit and usual decimals, codes as words, ``'missing'`` for NaN.
+
+    See :func:`fusion.display.format_feature_value`; ``feature`` (the column name) turns
+    codes into words (``'male'``, ``'current'``, ``'yes'``).
+    """
+    return format_feature_value(feature, value, unit)
+
+
+def _padded(low: float, high: float) -> tuple[float, float]:
+    low, high = min(low, 0.0), max(high, 0.0)
+    pad = _TEXT_PAD * max(high - low, 1e-6)
+    return low - pad, high + pad
+
+
+def _waterfall_points(explanation: PatientExplanation, top_n: int) -> list[float]:
+    values = explanation.contributions["shap"].to_numpy(dtype=float)
+    head, rest = values[:top_n], values[top_n:]
+    steps = [*head.tolist(), *([float(rest.sum())] if len(rest) else [])]
+    points = [0.0, explanation.base_value]
+    for step in steps:
+        points.append(points[-1] + step)
+    return points
+
+
+def waterfall_range(
+    explanations: Sequence[PatientExplanation], *, top_n: int = 12
+) -> tuple[float, float]:
+    """One log-odds axis range that fits the waterfalls of all ``explanations`` and their labels.
+
+    Pass it to :func:`make_waterfall_figure` so that before/after figures share one axis.
+    """
+    points = [p for e in explanations for p in _waterfall_points(e, top_n)]
+    return _padded(min(points), max(points))
+
+
+def modality_range(explanations: Sequence[PatientExplanation]) -> tuple[float, float]:
+    """One log-odds axis range that fits the modality bars of all ``explanations``."""
+    totals = [float(v) for e in explanations for v in e.modality_totals.values()]
+    return _padded(min(totals, default=0.0), max(totals, default=0.0))
+
+
+def make_waterfall_figure(
+    explanation: PatientExplanation,
+    *,
+    top_n: int = 12,
+    x_range: tuple[float, float] | None = None,
+) -> go.Figure:
     """SHAP waterfall of one fused prediction, from the base value to the patient's margin.
 
-    The ``top_n`` largest contributions are shown one by one (with the patient's value and
-    unit); the rest are summed into one bar, so the bars always add up to the margin.
+    The ``top_n`` largest contributions are shown one by one (with the patient's value in
+    words or with its unit); the rest are summed into one bar, so the bars always add up to
+    the margin. Red raises the risk, blue lowers it. ``x_range`` fixes the log-odds axis (see
+    :func:`waterfall_range`); by default it fits this patient with room for the value labels.
     """
     contributions = explanation.contributions
     top = contributions.head(top_n)
     rest = contributions.iloc[top_n:]
-    labels = [f"{row.label} = {format_value(row.value, row.unit)}" for row in top.itertuples()]
+    labels = [
+        f"{feature_label(str(row.feature), str(row.label))} = "
+        f"{format_feature_value(str(row.feature), row.value, str(row.unit))}"
+        for row in top.itertuples()
+    ]
     values = top["shap"].tolist()
-    colours = [MODALITY_COLOURS.get(m, "#7f7f7f") for m in top["modality"]]
     if len(rest):
         labels.append(f"{len(rest)} other inputs")
         values.append(float(rest["shap"].sum()))
-        colours.append("#7f7f7f")
     fig = go.Figure(
         go.Waterfall(
             orientation="h",
@@ -97,38 +165,51 @@ def make_waterfall_figure(explanation: PatientExplanation, *, top_n: int = 12) -
                 *[f"{v:+.2f}" for v in values],
                 f"{explanation.margin:+.2f}",
             ],
-            textposition="auto",
+            textposition="outside",
             cliponaxis=False,
-            increasing={"marker": {"color": "#d62728"}},
-            decreasing={"marker": {"color": "#1f77b4"}},
+            increasing={"marker": {"color": RAISES_COLOUR}},
+            decreasing={"marker": {"color": LOWERS_COLOUR}},
             totals={"marker": {"color": "#444444"}},
             connector={"line": {"color": "#bbbbbb", "width": 1}},
             hovertemplate="%{y}: %{x:+.3f} log-odds<extra></extra>",
         )
     )
     fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(
+        range=list(x_range or waterfall_range([explanation], top_n=top_n)),
+        zeroline=True,
+        zerolinecolor="#888888",
+    )
     fig.update_layout(
-        title=(
-            f"Why this risk: SHAP contributions in log-odds "
-            f"(base {_sigmoid(explanation.base_value):.1%} → patient {explanation.risk:.1%})"
+        title=(  # two short lines: a long one-line title is cut off in a narrow column
+            "Why this risk: SHAP contributions<br>"
+            f"<sup>log-odds; base {_sigmoid(explanation.base_value):.1%} → "
+            f"this patient {explanation.risk:.1%}</sup>"
         ),
-        xaxis_title="log-odds of the event (red raises risk, blue lowers it)",
+        xaxis_title="log-odds (red raises risk, blue lowers it)",
         height=140 + 28 * (len(values) + 2),
-        margin={"l": 10, "r": 50, "t": 60, "b": 40},
+        margin={"l": 10, "r": 20, "t": 60, "b": 40},
         showlegend=False,
     )
     return fig
 
 
-def make_modality_figure(explanation: PatientExplanation) -> go.Figure:
-    """One horizontal bar per modality: its summed SHAP contribution in log-odds."""
-    totals = pd.Series(explanation.modality_totals)
+def make_modality_figure(
+    explanation: PatientExplanation, *, x_range: tuple[float, float] | None = None
+) -> go.Figure:
+    """One horizontal bar per modality: its summed SHAP contribution in log-odds.
+
+    Coloured by direction as the waterfall is (red raises the risk, blue lowers it); the
+    modality is the bar's label, never its colour. ``x_range`` fixes the axis (see
+    :func:`modality_range`).
+    """
+    totals = pd.Series(explanation.modality_totals, dtype=float)
     fig = go.Figure(
         go.Bar(
             x=totals.to_numpy(),
             y=[MODALITY_LABELS.get(str(m), str(m)) for m in totals.index],
             orientation="h",
-            marker_color=[MODALITY_COLOURS.get(str(m), "#7f7f7f") for m in totals.index],
+            marker_color=[direction_colour(float(v)) for v in totals.to_numpy()],
             text=[f"{v:+.2f}" for v in totals.to_numpy()],
             textposition="outside",
             cliponaxis=False,
@@ -136,12 +217,17 @@ def make_modality_figure(explanation: PatientExplanation) -> go.Figure:
         )
     )
     fig.update_layout(
-        title="Contribution per modality (sum of SHAP values)",
-        xaxis_title="log-odds",
+        title="Contribution per modality<br><sup>sum of SHAP values, log-odds</sup>",
+        xaxis_title="log-odds (red raises risk, blue lowers it)",
         height=240,
-        margin={"l": 10, "r": 50, "t": 50, "b": 40},
+        margin={"l": 10, "r": 20, "t": 50, "b": 40},
+        showlegend=False,
     )
-    fig.update_xaxes(zeroline=True, zerolinecolor="#888888")
+    fig.update_xaxes(
+        range=list(x_range or modality_range([explanation])),
+        zeroline=True,
+        zerolinecolor="#888888",
+    )
     fig.update_yaxes(autorange="reversed")
     return fig
 
@@ -202,7 +288,8 @@ def make_overlay_figure(
         visible=False, autorange="reversed", scaleanchor="x", scaleratio=1, constrain="domain"
     )
     fig.update_layout(
-        title=f"{name} over the scan (mean of {maps.n_nets} net{'s' if maps.n_nets > 1 else ''})",
+        title=f"{name}<br><sup>over the scan, mean of {maps.n_nets} "
+        f"net{'s' if maps.n_nets > 1 else ''}</sup>",
         height=460,
         margin={"l": 10, "r": 10, "t": 50, "b": 10},
     )
@@ -222,8 +309,8 @@ def make_importance_figure(modalities: pd.Series) -> go.Figure:
         )
     )
     fig.update_layout(
-        title="Global importance per modality (mean |SHAP|, test split)",
-        xaxis_title="mean |SHAP| summed over the modality's inputs (log-odds)",
+        title="Global importance per modality<br><sup>mean |SHAP|, test split</sup>",
+        xaxis_title="mean |SHAP| per patient (log-odds)",
         yaxis={"autorange": "reversed"},
         height=300,
         margin={"l": 10, "r": 10, "t": 50, "b": 10},
@@ -248,7 +335,7 @@ def make_beeswarm_figure(beeswarm: pd.DataFrame) -> go.Figure:
                 marker={
                     "size": 5,
                     "color": rows["value_rank"],
-                    "colorscale": "RdBu_r",
+                    "colorscale": "Viridis",
                     "cmin": 0,
                     "cmax": 1,
                     "showscale": position == 0,
@@ -272,8 +359,9 @@ def make_beeswarm_figure(beeswarm: pd.DataFrame) -> go.Figure:
     return fig
 
 
-TREATMENT_COLOURS = {"none": "#7f7f7f", "standard": "#1f77b4", "targeted": "#2ca02c"}
-_FALLBACK_COLOURS = ("#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+# Not red or blue: those mean "raises" and "lowers" the risk in the SHAP charts.
+TREATMENT_COLOURS = {"none": "#7f7f7f", "standard": "#9467bd", "targeted": "#2ca02c"}
+_FALLBACK_COLOURS = ("#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 _CURVE_COLUMNS = ("treatment", "time", "risk", "lower", "upper", "true_risk")
 
 
@@ -290,6 +378,7 @@ def make_forecast_figure(
     show_truth: bool = False,
     horizon: float | None = None,
     title: str = "Cumulative risk under each treatment (model estimate)",
+    y_max: float | None = None,
 ) -> go.Figure:
     """Risk over time: one line (and optional band, optional true dashed line) per treatment.
 
@@ -309,6 +398,9 @@ def make_forecast_figure(
         Draw a dotted vertical line at this time (years).
     title : str
         Figure title.
+    y_max : float, optional
+        Top of the risk axis (from 0), so that figures to be compared share one axis;
+        default: fit the curves.
 
     Raises
     ------
@@ -397,4 +489,6 @@ def make_forecast_figure(
         margin={"l": 10, "r": 10, "t": 50, "b": 10},
         legend={"groupclick": "togglegroup"},
     )
+    if y_max is not None:
+        fig.update_yaxes(range=[0.0, y_max])
     return fig

@@ -22,6 +22,13 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from fusion.display import (
+    feature_label,
+    format_feature_value,
+    format_risk_interval,
+    interval_sentence,
+    threshold_sentence,
+)
 from fusion.patient_facts import identity_facts
 
 if TYPE_CHECKING:  # records only; fusion.service imports this module
@@ -130,11 +137,10 @@ def _pct(value: float) -> str:
     return f"{100 * value:.1f}%"
 
 
-def _value(value: float, unit: str) -> str:
+def _value(value: float, unit: str, feature: str = "") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "not recorded"
-    text = f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}"
-    return f"{text} {unit}".strip()
+    return format_feature_value(feature, value, unit)
 
 
 def _table(header: list[str], rows: list[list[str]], numeric: set[int]) -> str:
@@ -250,20 +256,18 @@ def render_patient_report(
     """
     when = (generated_at or datetime.now(UTC)).isoformat(timespec="seconds")
     pid = html.escape(result.patient_id)
-    status = (
-        '<span class="flag">at or above the threshold (high risk)</span>'
-        if result.flagged
-        else "below the threshold"
-    )
+    status = threshold_sentence(result.risk, result.threshold)
+    if result.flagged:
+        status = f'<span class="flag">{html.escape(status)}</span>'
     risk_line = (
         f'<p><span class="big">{_pct(result.risk)}</span> fused risk of an event within 5 years'
     )
     if interval is not None:
         risk_line += (
-            f" &middot; {_pct(interval.low)} to {_pct(interval.high)}: "
-            f"{html.escape(interval.describe())}"
+            f" &middot; {format_risk_interval(interval.low, interval.high)}: "
+            f"{html.escape(interval.describe())}. {html.escape(interval_sentence(interval))}"
         )
-    risk_line += f"</p><p>Decision threshold {_pct(result.threshold)}: risk is {status}.</p>"
+    risk_line += f"</p><p>Risk is {status}.</p>"
     facts = [f"Split: {html.escape(result.split)}"]
     if result.split == "test" and result.label is not None:
         facts.append(f"true outcome: {'event' if result.label else 'no event'} within 5 years")
@@ -272,10 +276,17 @@ def render_patient_report(
     totals_rows = [
         [MODALITY_NAMES.get(k, k), f"{v:+.3f}"] for k, v in explanation.modality_totals.items()
     ]
+    features = top_features.get("feature", pd.Series([""] * len(top_features)))
     top_rows = [
-        [MODALITY_NAMES.get(str(m), str(m)), str(label), _value(float(v), str(u)), f"{s:+.3f}"]
-        for m, label, v, u, s in zip(
+        [
+            MODALITY_NAMES.get(str(m), str(m)),
+            feature_label(str(f), str(label)),
+            _value(float(v), str(u), str(f)),
+            f"{s:+.3f}",
+        ]
+        for m, f, label, v, u, s in zip(
             top_features["modality"],
+            features,
             top_features["label"],
             top_features["value"].to_numpy(np.float64),
             top_features["unit"],

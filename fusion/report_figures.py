@@ -28,11 +28,12 @@ __all__ = [
     "make_shap_bins_figure",
 ]
 
+# Never red or blue: those mean "raises" and "lowers" the risk in every SHAP chart.
 MODALITY_COLOURS: dict[str, str] = {
     "demographics": "#8c6d31",
-    "ehr": "#1f77b4",
+    "ehr": "#9467bd",
     "genomics": "#2ca02c",
-    "imaging": "#d62728",
+    "imaging": "#ff7f0e",
 }
 MODALITY_LABELS: dict[str, str] = {
     "demographics": "Demographics",

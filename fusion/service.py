@@ -835,7 +835,7 @@ class RiskService:
         Returns
         -------
         DataFrame
-            ``modality, label, value, unit, shap``; at most ``per_modality`` rows per
+            ``modality, label, value, unit, shap, feature``; at most ``per_modality`` rows per
             modality, modalities in :data:`fusion.features.MODALITIES` order, each sorted by
             ``|shap|`` descending.
         """
@@ -845,7 +845,7 @@ class RiskService:
         parts = [
             contributions[contributions["modality"] == m].head(per_modality) for m in MODALITIES
         ]
-        columns = ["modality", "label", "value", "unit", "shap"]
+        columns = ["modality", "label", "value", "unit", "shap", "feature"]
         return pd.concat(parts).loc[:, columns].reset_index(drop=True)
 
     # ------------------------------------------------------------------ issue 3: explorer

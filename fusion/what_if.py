@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Final
 import pandas as pd
 
 from data.synthetic import FEATURE_SPECS, FeatureSpec
+from fusion.display import feature_choices
 
 if TYPE_CHECKING:
     from fusion.service import PatientExplanation
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EDITABLE",
     "EDITABLE_SPECS",
+    "NOT_A_CHOICE_MESSAGE",
     "NOT_EDITABLE_MESSAGE",
     "NOT_FINITE_MESSAGE",
     "NOT_INTEGER_MESSAGE",
@@ -63,16 +65,17 @@ NOT_EDITABLE_MESSAGE: Final[str] = (
     "{allowed}. Remove {name!r} from the overrides."
 )
 NOT_FINITE_MESSAGE: Final[str] = (
-    "Override {name}={value!r} is not a finite number; enter a number in the plausible range "
-    "{low:g} to {high:g}{unit}."
+    "{label} {value!r} is not a number; enter a value from {low:g} to {high:g}{unit}."
 )
 OUT_OF_RANGE_MESSAGE: Final[str] = (
-    "Override {name}={value:g} is outside the plausible range {low:g} to {high:g}{unit}; "
+    "{label} {value:g}{unit} is outside the plausible range {low:g} to {high:g}{unit}; "
     "enter a value in that range."
 )
 NOT_INTEGER_MESSAGE: Final[str] = (
-    "Override {name}={value:g} must be a whole number from {low:g} to {high:g} "
-    "({description}); enter one of those codes."
+    "{label} {value:g} must be a whole number from {low:g} to {high:g}; enter one of those."
+)
+NOT_A_CHOICE_MESSAGE: Final[str] = (
+    "{label} {value:g} is not one of its choices ({choices}); choose one of these."
 )
 NOT_IN_MODEL_MESSAGE: Final[str] = (
     "Override {name!r} is editable but not an input of this model (inputs: {n} columns); "
@@ -108,8 +111,9 @@ def validate_overrides(overrides: Mapping[str, float]) -> dict[str, float]:
     ------
     ValueError
         For an unknown name, a non-modifiable input (age, sex, genotype ...), a value that is
-        not a finite number, out of range, or not a valid code. The message names the input,
-        the allowed set or range, and the fix.
+        not a finite number, out of range, or not one of a coded input's choices. The message
+        names the input by its label, the allowed set or range (codes with their words), and
+        the fix.
 
     Examples
     --------
@@ -138,20 +142,27 @@ def validate_overrides(overrides: Mapping[str, float]) -> dict[str, float]:
         if not math.isfinite(value):
             raise ValueError(
                 NOT_FINITE_MESSAGE.format(
-                    name=name, value=raw, low=low, high=high, unit=_unit(spec)
+                    label=spec.label, value=raw, low=low, high=high, unit=_unit(spec)
+                )
+            )
+        choices = feature_choices(name)
+        if choices is not None and value not in choices:
+            raise ValueError(
+                NOT_A_CHOICE_MESSAGE.format(
+                    label=spec.label,
+                    value=value,
+                    choices=", ".join(f"{code:g} = {word}" for code, word in choices.items()),
                 )
             )
         if not low <= value <= high:
             raise ValueError(
                 OUT_OF_RANGE_MESSAGE.format(
-                    name=name, value=value, low=low, high=high, unit=_unit(spec)
+                    label=spec.label, value=value, low=low, high=high, unit=_unit(spec)
                 )
             )
         if spec.kind in _INTEGER_KINDS and not value.is_integer():
             raise ValueError(
-                NOT_INTEGER_MESSAGE.format(
-                    name=name, value=value, low=low, high=high, description=spec.description
-                )
+                NOT_INTEGER_MESSAGE.format(label=spec.label, value=value, low=low, high=high)
             )
         checked[name] = value
     return checked

@@ -8,14 +8,18 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.figures import (
+    MODALITY_LABELS,
     format_value,
     make_forecast_figure,
     make_modality_figure,
     make_waterfall_figure,
+    modality_range,
+    waterfall_range,
 )
 from dashboard.resources import get_forecast
 from dashboard.state import get_what_if_overrides, set_what_if_overrides
 from fusion.access import Identity
+from fusion.display import feature_choices, feature_label
 from fusion.service import RiskService
 from fusion.what_if import EDITABLE, editor_rows, validate_overrides
 
@@ -28,59 +32,86 @@ def _widget_key(key: str, patient_id: str, feature: str) -> str:
     return f"{key}.{patient_id}.{feature}"
 
 
-def _reset(key: str, patient_id: str, features: list[str]) -> None:
+def _recorded_input(value: float) -> float | None:
+    """A recorded value as a widget holds it (None when not recorded)."""
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def _reset(key: str, patient_id: str, recorded: dict[str, float | None]) -> None:
+    """Clear the applied edits and put every input back to the patient's recorded value."""
     set_what_if_overrides(key, patient_id, {})
-    for feature in features:
-        st.session_state.pop(_widget_key(key, patient_id, feature), None)
+    for feature, value in recorded.items():
+        st.session_state[_widget_key(key, patient_id, feature)] = value
+
+
+def _edits(entered: dict[str, float | None], recorded: dict[str, float | None]) -> dict:
+    """The inputs whose entered value differs from the recorded one (blank = unchanged)."""
+    return {
+        name: value
+        for name, value in entered.items()
+        if value is not None and value != recorded.get(name)
+    }
 
 
 def render_what_if_editor(
     service: RiskService, patient_id: str, *, key: str, identity: Identity | None = None
 ) -> dict[str, float]:
-    """Number inputs for the modifiable inputs, pre-filled; returns the applied edits.
+    """Inputs for the modifiable factors, pre-filled; returns the applied edits.
 
-    Edits take effect when **Apply** is pressed (validated with
-    :func:`fusion.what_if.validate_overrides`; an invalid one shows the message and stops the
-    page); **Reset** restores the recorded values. Non-modifiable inputs are listed read-only.
-    Each applied edit is written to the audit trail as ``what_if`` when ``identity`` is given.
+    Measured inputs are number boxes with their unit and range; coded inputs (smoking status,
+    statin use) are labelled choices. Edits take effect when **Apply** is pressed (validated
+    with :func:`fusion.what_if.validate_overrides`; an invalid one shows the message and stops
+    the page); **Reset** clears the applied edits and puts every input back to the recorded
+    value. Non-modifiable inputs are listed read-only. Each applied edit is written to the
+    audit trail as ``what_if`` when ``identity`` is given.
     """
     contributions = service.explain(patient_id).contributions
-    recorded = dict(zip(contributions["feature"], contributions["value"], strict=True))
-    rows = editor_rows(recorded)
-    rows = rows.loc[rows["feature"].isin(recorded)]  # only inputs of this model
+    values = dict(zip(contributions["feature"], contributions["value"], strict=True))
+    rows = editor_rows(values)
+    rows = rows.loc[rows["feature"].isin(values)]  # only inputs of this model
+    recorded = {
+        str(f): _recorded_input(v) for f, v in zip(rows["feature"], rows["value"], strict=True)
+    }
     entered: dict[str, float | None] = {}
     columns = st.columns(N_COLUMNS)
     for index, row in enumerate(rows.itertuples()):
-        unit = f" {row.unit}" if row.unit else ""
+        feature = str(row.feature)
+        widget_key = _widget_key(key, patient_id, feature)
+        if widget_key not in st.session_state:
+            st.session_state[widget_key] = recorded[feature]
+        shown = format_value(row.value, str(row.unit), feature)
+        choices = feature_choices(feature)
         with columns[index % N_COLUMNS]:
-            value = st.number_input(
-                f"{row.label}{f' ({row.unit})' if row.unit else ''}",
-                value=None if math.isnan(row.value) else float(row.value),
-                step=float(row.step),
-                format="%.0f" if row.step == 1 else "%.1f",
-                placeholder="not recorded",
-                help=f"{row.description} Allowed: {row.low:g} to {row.high:g}{unit}. "
-                f"Recorded: {format_value(row.value, row.unit)}.",
-                key=_widget_key(key, patient_id, str(row.feature)),
-            )
-            st.caption(f"allowed {row.low:g} to {row.high:g}{unit}")
-        entered[str(row.feature)] = value
+            if choices is not None:
+                value = st.selectbox(
+                    str(row.label),
+                    list(choices),
+                    format_func=lambda code, words=choices: words.get(code, f"{code:g}"),
+                    placeholder="not recorded",
+                    help=f"{row.description} Recorded: {shown}.",
+                    key=widget_key,
+                )
+            else:
+                unit = f" {row.unit}" if row.unit else ""
+                value = st.number_input(
+                    f"{row.label}{f' ({row.unit})' if row.unit else ''}",
+                    step=float(row.step),
+                    format="%.0f" if row.step == 1 else "%.1f",
+                    placeholder="not recorded",
+                    help=f"{row.description} Allowed: {row.low:g} to {row.high:g}{unit}. "
+                    f"Recorded: {shown}.",
+                    key=widget_key,
+                )
+                st.caption(f"allowed {row.low:g} to {row.high:g}{unit}")
+        entered[feature] = None if value is None else float(value)
     buttons = st.columns([1, 1, 4])
     apply = buttons[0].button("Apply", type="primary", key=f"{key}.apply")
     buttons[1].button(
-        "Reset",
-        key=f"{key}.reset",
-        on_click=_reset,
-        args=(key, patient_id, list(rows["feature"])),
+        "Reset", key=f"{key}.reset", on_click=_reset, args=(key, patient_id, recorded)
     )
     if apply:
-        changed = {
-            name: value
-            for name, value in entered.items()
-            if value is not None and value != recorded[name]
-        }
         try:
-            overrides = validate_overrides(changed)
+            overrides = validate_overrides(_edits(entered, recorded))
         except ValueError as err:
             st.error(str(err))
             st.stop()
@@ -93,12 +124,17 @@ def render_what_if_editor(
         st.dataframe(
             pd.DataFrame(
                 {
-                    "input": fixed["label"],
-                    "value": [
-                        format_value(v, u)
-                        for v, u in zip(fixed["value"], fixed["unit"], strict=True)
+                    "Input": [
+                        feature_label(str(f), str(label))
+                        for f, label in zip(fixed["feature"], fixed["label"], strict=True)
                     ],
-                    "modality": fixed["modality"],
+                    "Value": [
+                        format_value(v, str(u), str(f))
+                        for f, v, u in zip(
+                            fixed["feature"], fixed["value"], fixed["unit"], strict=True
+                        )
+                    ],
+                    "Modality": [MODALITY_LABELS.get(str(m), str(m)) for m in fixed["modality"]],
                 }
             ),
             hide_index=True,
@@ -115,20 +151,41 @@ def render_what_if_comparison(
     version = service.model_info().version
     before_forecast = get_forecast(service, version, patient_id)
     after_forecast = get_forecast(service, version, patient_id, tuple(sorted(overrides.items())))
+    changes = result.changes
     st.dataframe(
-        result.changes.assign(
-            before=[
-                format_value(v, u)
-                for v, u in zip(result.changes["before"], result.changes["unit"], strict=True)
-            ],
-            after=[
-                format_value(v, u)
-                for v, u in zip(result.changes["after"], result.changes["unit"], strict=True)
-            ],
-        ).loc[:, ["label", "before", "after"]],
+        pd.DataFrame(
+            {
+                "Edited input": [
+                    feature_label(str(f), str(label))
+                    for f, label in zip(changes["feature"], changes["label"], strict=True)
+                ],
+                "Before": [
+                    format_value(v, str(u), str(f))
+                    for f, v, u in zip(
+                        changes["feature"], changes["before"], changes["unit"], strict=True
+                    )
+                ],
+                "After": [
+                    format_value(v, str(u), str(f))
+                    for f, v, u in zip(
+                        changes["feature"], changes["after"], changes["unit"], strict=True
+                    )
+                ],
+            }
+        ),
         hide_index=True,
-        column_config={"label": "edited input"},
         key=f"{key}.changes",
+    )
+    # One axis per kind of chart, shared by the two sides, so bars and curves compare by eye.
+    shap_range = modality_range([result.before, result.after])
+    steps_range = waterfall_range([result.before, result.after], top_n=8)
+    risk_max = min(
+        1.0,
+        1.05
+        * max(
+            float(curves[["risk", "upper"]].max().max())
+            for curves in (before_forecast.curves, after_forecast.curves)
+        ),
     )
     sides = [
         ("Before (recorded values)", result.before, before_forecast, "before"),
@@ -146,15 +203,20 @@ def render_what_if_comparison(
                 delta=delta,
                 delta_color="inverse",
             )
-            st.plotly_chart(make_modality_figure(explanation), key=f"{key}.{side}.modalities")
             st.plotly_chart(
-                make_waterfall_figure(explanation, top_n=8), key=f"{key}.{side}.waterfall"
+                make_modality_figure(explanation, x_range=shap_range),
+                key=f"{key}.{side}.modalities",
+            )
+            st.plotly_chart(
+                make_waterfall_figure(explanation, top_n=8, x_range=steps_range),
+                key=f"{key}.{side}.waterfall",
             )
             st.plotly_chart(
                 make_forecast_figure(
                     forecast.curves,
                     horizon=forecast.horizon,
                     title=f"Forecast {side} the edits (model estimate)",
+                    y_max=risk_max,
                 ),
                 key=f"{key}.{side}.forecast",
             )

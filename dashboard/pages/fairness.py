@@ -16,11 +16,22 @@ from dashboard.figures import (
 )
 from dashboard.resources import get_audit, get_group_curves, get_reliance, require_risk_service
 from fusion.access import AccessDeniedError
+from fusion.display import COLUMN_LABELS, readable_table
 from fusion.fairness import METRICS
 from fusion.performance import AUDIT_ATTRIBUTES
 from fusion.report import audit_csv, audit_figures, audit_html, demo_bias_note
 
 LARGEST = "(largest group)"
+AUDIT_LABELS = {
+    **COLUMN_LABELS,
+    "group": "Group",
+    "reference": "Reference",
+    "n": "Patients",
+    "prevalence": "Prevalence",
+    "selection_rate": "Selection rate",
+    "calibration_in_the_large": "Calibration in the large",
+    "equalized_odds": "Equalized odds",
+}
 
 st.title("Bias audit")
 identity = require_page_area("cohort")
@@ -83,7 +94,8 @@ report = (
 )
 
 hidden = int(report.by_group["suppressed"].sum())
-cols = st.columns(4)
+# Two tiles a row: four in one row cut the labels off at 1280x720.
+cols = [*st.columns(2), *st.columns(2)]
 cols[0].metric("Groups", f"{len(report.by_group)}", help=" x ".join(report.attributes))
 cols[1].metric("Suppressed groups", f"{hidden}", help=report.marker)
 for col, row, label in (
@@ -110,12 +122,48 @@ if hidden_rates:
         "cell, 0 included), directly or through another group and the total."
     )
 
-metric = st.selectbox("Metric to plot", list(METRICS), index=1, key="fairness.metric")
+metric = st.selectbox(
+    "Metric to plot",
+    list(METRICS),
+    index=1,
+    format_func=lambda name: AUDIT_LABELS.get(name, name),
+    key="fairness.metric",
+)
 figure = make_disparity_figure(report, str(metric))
 st.plotly_chart(figure, key="fairness.figure")
 if report.by_group.loc[~report.by_group["suppressed"], str(metric)].isna().all():
-    st.caption(f"{metric} is hidden for every shown group: it would give away a small count.")
-st.dataframe(report.table(as_text=True), key="fairness.table", hide_index=True)
+    st.caption(
+        f"{AUDIT_LABELS.get(str(metric), metric)} is hidden for every shown group: "
+        "it would give away a small count."
+    )
+table = report.table()
+# The chosen metric only (it fits the page); every metric is in the expander and the CSV.
+focus = [
+    c
+    for c in (
+        "group",
+        "n",
+        metric,
+        f"{metric}_low",
+        f"{metric}_high",
+        f"diff_{metric}",
+        f"diff_{metric}_low",
+        f"diff_{metric}_high",
+        f"diff_{metric}_flag",
+    )
+    if c in table.columns
+]
+st.dataframe(
+    readable_table(table.loc[:, focus], labels=AUDIT_LABELS),
+    key="fairness.table",
+    hide_index=True,
+)
+with st.expander("Every metric by group"):
+    st.dataframe(
+        readable_table(table.drop(columns=list(report.attributes)), labels=AUDIT_LABELS),
+        key="fairness.table_all",
+        hide_index=True,
+    )
 
 roc_by_group, calibration_by_group = get_group_curves(
     service, info.version, by, min_cell, identity, float(threshold)

@@ -18,7 +18,22 @@ from dashboard.components.what_if_editor import (
 )
 from dashboard.resources import get_forecast, get_forecast_proof, require_risk_service
 from data.errors import CohortError
+from fusion.display import readable_table
 from fusion.forecast import REFERENCE_TREATMENT
+
+FORECAST_LABELS = {
+    "method": "Method",
+    "contrast": "Contrast",
+    "pehe": "PEHE",
+    "spearman": "Spearman",
+    "mean_effect": "Mean estimated effect",
+    "true_mean_effect": "Mean true effect",
+    "bin": "Risk decile",
+    "n": "Patients",
+    "predicted": "Predicted risk",
+    "observed_km": "Observed (Kaplan-Meier)",
+    "true_risk": "True risk",
+}
 
 st.title("Treatment forecast")
 identity = require_page_area("patients")
@@ -73,7 +88,9 @@ with st.expander("How good are these forecasts? Proof against the true effects (
             "model alone. Baselines: a treatment-agnostic model (no effect) and a naive "
             "unadjusted comparison of arms."
         )
-        st.dataframe(proof, hide_index=True, key="forecast.proof")
+        st.dataframe(
+            readable_table(proof, labels=FORECAST_LABELS), hide_index=True, key="forecast.proof"
+        )
     calibration = service.forecast_calibration()
     if calibration is not None:
         table, errors = calibration
@@ -83,7 +100,13 @@ with st.expander("How good are these forecasts? Proof against the true effects (
             f"{errors['ece_true']:.3f} against the true risk, {errors['ece_km']:.3f} against "
             "the Kaplan-Meier observed risk."
         )
-        st.dataframe(table, hide_index=True, key="forecast.calibration")
+        st.dataframe(
+            readable_table(
+                table, percent=["predicted", "observed_km", "true_risk"], labels=FORECAST_LABELS
+            ),
+            hide_index=True,
+            key="forecast.calibration",
+        )
 
 st.header("What if modifiable factors changed?")
 st.caption(

@@ -11,10 +11,17 @@ from dashboard.components.what_if_editor import (
     render_what_if_comparison,
     render_what_if_editor,
 )
-from dashboard.figures import make_modality_figure, make_overlay_figure, make_waterfall_figure
+from dashboard.figures import (
+    MAP_LABELS,
+    make_modality_figure,
+    make_overlay_figure,
+    make_waterfall_figure,
+)
 from dashboard.resources import get_forecast, get_guided_demo_patients, require_risk_service
 from dashboard.state import get_guided_step, get_patient_id, set_guided_step
 from data.errors import CohortError
+from fusion.display import format_percent, threshold_sentence
+from fusion.explain_eval import map_trust_sentence, rank_maps
 from fusion.guided_demo import STORY
 
 st.title("Guided demo")
@@ -81,9 +88,14 @@ try:
     if step.kind == "risk":
         cols = st.columns(3)
         cols[0].metric("Fused risk (5-year event)", f"{result.risk:.1%}")
-        cols[1].metric("Decision threshold", f"{result.threshold:.1%}")
+        cols[1].metric(
+            "Screening threshold",
+            format_percent(result.threshold),
+            help="Chosen on the validation split (Youden's J): a statistical cut-off, not a "
+            "clinical category.",
+        )
         cols[2].metric("Model test AUROC", f"{info.test_auroc:.3f}")
-        facts = ["above the threshold: **high risk**" if result.flagged else "below the threshold"]
+        facts = [f"**{threshold_sentence(result.risk, result.threshold)}**"]
         if result.true_risk is not None:
             facts.append(f"synthetic true risk **{result.true_risk:.1%}**")
         if result.label is not None:
@@ -95,17 +107,20 @@ try:
         left.plotly_chart(make_modality_figure(explanation), key="guided.modalities")
         right.plotly_chart(make_waterfall_figure(explanation), key="guided.waterfall")
     elif step.kind == "where":
-        maps = service.image_maps(patient.patient_id, "gradcam")
+        trust = service.map_trust()
+        method = rank_maps(trust)[0]  # the map the stored trust check ranks best
+        maps = service.image_maps(patient.patient_id, method)
         left, right = st.columns([3, 2], gap="large")
         left.plotly_chart(
             make_overlay_figure(maps, show_lesion=maps.lesion_mask is not None),
             key="guided.overlay",
         )
         right.markdown(
-            "Bright = the regions that raised the scan score most (Grad-CAM, mean over the "
-            "nets that never trained on this patient). The outlines are the true lesions, "
-            "known only because the cohort is synthetic."
+            f"Bright = the regions of the scan that mattered most to the {MAP_LABELS[method]} "
+            "map, the map that this model version's trust check ranks best. The outlines are "
+            "the true lesions, known only because the cohort is synthetic."
         )
+        right.caption(map_trust_sentence(trust, method))
     elif step.kind == "treatment":
         render_forecast(get_forecast(service, info.version, patient.patient_id), key="guided")
     else:  # what_if

@@ -25,11 +25,28 @@ from dashboard.figures import (
 from dashboard.resources import require_risk_service
 from dashboard.state import choose_patient
 from data.errors import CohortError
+from fusion.display import (
+    feature_label,
+    format_percent,
+    format_risk_interval,
+    interval_sentence,
+    threshold_sentence,
+)
+from fusion.explain_eval import map_trust_sentence, rank_maps
 from fusion.exports import export_file_name
 from fusion.patient_report import render_patient_report
 
 METHODS = {label: method for method, label in MAP_LABELS.items()}
 WHAT_IF_TOGGLES = {"imaging": "Scan", "genomics": "Genomics", "ehr": "EHR"}
+
+
+def _share(value: float) -> str:
+    return "n/a" if pd.isna(value) else f"{value:.0%}"
+
+
+def _points(value: float) -> str:
+    return "n/a" if pd.isna(value) else f"{100 * value:.1f} pts"
+
 
 st.title("Patient explorer")
 identity = require_page_area("patients")
@@ -59,15 +76,16 @@ with header:
 audit_patient_view(service, identity, result.patient_id, page="explorer")
 
 with right:
-    cols = st.columns(4)
-    cols[0].metric(
+    # Two tiles a row: four in one row cut the values off at 1280x720.
+    tiles = [*st.columns(2), *st.columns(2)]
+    tiles[0].metric(
         "Fused risk (5-year event)",
         f"{result.risk:.1%}",
         help="Probability of an event within 5 years from the LightGBM fusion model.",
     )
-    cols[1].metric(
-        "Risk interval",
-        "n/a" if interval is None else f"{interval.low * 100:.0f}–{interval.high:.0%}",
+    tiles[1].metric(
+        "Risk interval" if interval is None else f"Risk interval ({interval.level:.0%})",
+        "n/a" if interval is None else format_risk_interval(interval.low, interval.high),
         help=(
             "Not built for this model version; rebuild the demo."
             if interval is None
@@ -81,18 +99,24 @@ with right:
             )
         ),
     )
-    cols[3].metric(
+    tiles[2].metric(
+        "Screening threshold",
+        format_percent(result.threshold),
+        help="The model's screening threshold, chosen on the validation split (Youden's J): "
+        "a statistical cut-off, not a clinical category.",
+    )
+    tiles[3].metric(
         "Model test AUROC",
         f"{info.test_auroc:.3f}",
         help=f"95% CI {info.test_auroc_ci[0]:.3f}-{info.test_auroc_ci[1]:.3f} on the test split.",
     )
-    cols[2].metric(
-        "Decision threshold",
-        f"{result.threshold:.1%}",
-        help="Chosen on the validation split (Youden's J).",
-    )
-    status = ":red[**above the threshold: high risk**]" if result.flagged else "below the threshold"
-    facts = [f"Risk is {status}", f"Split: **{result.split}**", f"Model `{result.model_version}`"]
+    if interval is not None:
+        st.caption(interval_sentence(interval))
+    facts = [
+        f"Risk is **{threshold_sentence(result.risk, result.threshold)}**",
+        f"Split: **{result.split}**",
+        f"Model `{result.model_version}`",
+    ]
     if result.split == "test" and result.label is not None:
         facts.append(f"True outcome: **{'event' if result.label else 'no event'}** within 5 years")
     if result.true_risk is not None:
@@ -100,10 +124,13 @@ with right:
     st.markdown(" · ".join(facts))
     st.markdown("**Without one test** (its inputs set to missing, as LightGBM handles them)")
     st.dataframe(
-        what_if.assign(
-            risk=what_if["risk"].map("{:.1%}".format),
-            change=what_if["change"].map(lambda v: f"{100 * v:+.1f} pts"),
-        ).loc[:, ["scenario", "risk", "change"]],
+        pd.DataFrame(
+            {
+                "Scenario": [s[:1].upper() + s[1:] for s in what_if["scenario"]],
+                "Risk": what_if["risk"].map("{:.1%}".format),
+                "Change": what_if["change"].map(lambda v: f"{100 * v:+.1f} pts"),
+            }
+        ),
         hide_index=True,
         key="explorer.what_if",
     )
@@ -134,8 +161,8 @@ with right:
             help=(
                 None
                 if shown_interval is None
-                else f"{shown_interval.describe()}: {shown_interval.low:.0%} to "
-                f"{shown_interval.high:.0%}"
+                else f"{shown_interval.describe()}: "
+                f"{format_risk_interval(shown_interval.low, shown_interval.high)}"
                 + (
                     f"; calibrated on validation patients without "
                     f"{', '.join(shown_interval.missing)}."
@@ -161,24 +188,46 @@ with shap_col:
     )
     st.markdown("**Top inputs within each modality**")
     st.dataframe(
-        top_features.assign(
-            modality=top_features["modality"].map(MODALITY_LABELS),
-            value=[
-                format_value(v, u)
-                for v, u in zip(top_features["value"], top_features["unit"], strict=True)
-            ],
-            shap=top_features["shap"].map("{:+.3f}".format),
-        ).loc[:, ["modality", "label", "value", "shap"]],
+        pd.DataFrame(
+            {
+                "Modality": top_features["modality"].map(MODALITY_LABELS),
+                "Input": [
+                    feature_label(str(f), str(label))
+                    for f, label in zip(top_features["feature"], top_features["label"], strict=True)
+                ],
+                "Patient's value": [
+                    format_value(v, str(u), str(f))
+                    for f, v, u in zip(
+                        top_features["feature"],
+                        top_features["value"],
+                        top_features["unit"],
+                        strict=True,
+                    )
+                ],
+                "SHAP (log-odds)": top_features["shap"].map("{:+.2f}".format),
+            }
+        ),
         hide_index=True,
-        column_config={"label": "input", "value": "patient's value", "shap": "SHAP (log-odds)"},
+        width="stretch",
         key="explorer.top_features",
     )
 with image_col:
     st.subheader("Where: image evidence")
-    method_label = st.radio("Map", list(METHODS), horizontal=True, key="explorer.method")
+    trust = service.map_trust()
+    best_method = rank_maps(trust)[0]  # the map the stored trust check ranks best
+    method_label = st.radio(
+        "Map",
+        list(METHODS),
+        index=list(METHODS.values()).index(best_method),
+        horizontal=True,
+        key="explorer.method",
+        help=f"Opens on {MAP_LABELS[best_method]}, the map that this model version's trust "
+        "check ranks best (details in the trust expander below).",
+    )
     opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05, key="explorer.opacity")
     show_lesion = st.toggle(
-        "Show true lesion outline (synthetic ground truth)",
+        "Show true lesion outline",
+        help="Synthetic cohorts only: the true lesion mask, drawn as an outline.",
         value=False,
         key="explorer.lesion",
         disabled=result.true_risk is None,
@@ -193,6 +242,7 @@ with image_col:
             make_overlay_figure(maps, opacity=opacity, show_lesion=show_lesion),
             key="explorer.overlay",
         )
+        st.caption(map_trust_sentence(trust, METHODS[str(method_label)]))
         if result.image_score is not None:
             st.caption(
                 f"Scan score (CNN logit, from nets that never trained on this patient): "
@@ -253,7 +303,6 @@ st.download_button(
     help="Risk with its interval, threshold, attributions and the overlay as one offline file.",
 )
 
-trust = service.map_trust()
 with st.expander("How much can these maps be trusted?"):
     if trust is None:
         st.info("This model was built without the trust check; rebuild the demo to measure it.")
@@ -265,18 +314,31 @@ with st.expander("How much can these maps be trusted?"):
             "**mean risk drop**: drop in fused risk when the map's top 2-20% of pixels are "
             "removed (higher = more faithful; random regions of the same size for comparison)."
         )
+        names = {**MAP_LABELS, "random": "Random map (baseline)", "centre": "Centre (baseline)"}
         st.dataframe(
-            trust.summary.rename(index={**MAP_LABELS, "random": "random map", "centre": "centre"}),
-            column_config={
-                "pointing_game": st.column_config.NumberColumn("pointing game", format="%.2f"),
-                "energy_inside": st.column_config.NumberColumn("energy inside", format="%.2f"),
-                "mean_risk_drop": st.column_config.NumberColumn("mean risk drop", format="%.4f"),
-            },
+            pd.DataFrame(
+                {
+                    "Map": [names.get(str(n), str(n)) for n in trust.summary.index],
+                    "Pointing game": trust.summary["pointing_game"].map(_share),
+                    "Energy inside lesion": trust.summary["energy_inside"].map(_share),
+                    "Mean risk drop": trust.summary["mean_risk_drop"].map(_points),
+                }
+            ),
+            hide_index=True,
             key="explorer.trust_summary",
         )
         st.markdown("Drop in fused risk by share of pixels removed (ROAD-style deletion curve)")
         st.dataframe(
-            trust.deletion.rename(columns={**MAP_LABELS, "random": "random regions"}),
+            pd.DataFrame(
+                {
+                    "Pixels removed": [f"top {f:.0%}" for f in trust.deletion.index],
+                    **{
+                        names.get(str(c), str(c)): trust.deletion[c].map(_points)
+                        for c in trust.deletion.columns
+                    },
+                }
+            ),
+            hide_index=True,
             key="explorer.trust_deletion",
         )
         st.caption(

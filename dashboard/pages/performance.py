@@ -14,9 +14,23 @@ from dashboard.figures import (
     make_roc_figure,
 )
 from dashboard.resources import get_performance, get_test_shap, list_models, require_risk_service
+from fusion.display import format_risk_interval, readable_table
 from fusion.exports import safe_csv
 from fusion.fairness import SUPPRESSED
 from fusion.report_figures import make_shap_bins_figure
+
+REGISTRY_LABELS = {
+    "version": "Version",
+    "created_at": "Created (UTC)",
+    "active": "Active",
+    "test_auroc": "Test AUROC",
+    "imaging_version": "Imaging model",
+    "trained_on": "Trained on",
+    "patients": "Patients",
+    "data_fingerprint": "Data fingerprint",
+    "parts": "Parts",
+}
+REGISTRY_SHOWN = ("version", "created_at", "active", "test_auroc", "trained_on", "patients")
 
 st.title("Model performance")
 identity = require_page_area("cohort")
@@ -43,28 +57,41 @@ except ValueError as err:
     st.stop()
 
 fusion = report.ablation.loc["Fusion (all modalities)"]
-cols = st.columns(5)
-cols[0].metric("Test patients", f"{report.n}")
+# Three tiles a row: five in one row cut the labels and values off at 1280x720.
+tiles = [*st.columns(3), *st.columns(3)]
+tiles[0].metric("Test patients", f"{report.n:,}")
 marker = SUPPRESSED.format(min_cell=report.min_cell)
-cols[1].metric(
+tiles[1].metric(
     "AUROC",
     marker if np.isnan(fusion["auroc"]) else f"{fusion['auroc']:.3f}",
     help=f"95% CI {fusion['auroc_low']:.3f}-{fusion['auroc_high']:.3f}"
     if not np.isnan(fusion["auroc"])
     else f"Hidden: fewer than {report.min_cell} events or non-events in the split.",
 )
-cols[2].metric("Brier score", f"{report.brier:.3f}", help="Mean squared error of the risk.")
-cols[3].metric("ECE", f"{report.ece:.3f}", help="Expected calibration error over 10 risk bins.")
-rates_hidden = bool(np.isnan(fusion["tpr"]) or np.isnan(fusion["fpr"]))
-cols[4].metric(
-    "Sensitivity / FPR",
-    marker if rates_hidden else f"{fusion['tpr']:.1%} / {fusion['fpr']:.1%}",
-    help=f"At risk >= {report.threshold:.2f}."
+tiles[2].metric("Brier score", f"{report.brier:.3f}", help="Mean squared error of the risk.")
+tiles[3].metric("ECE", f"{report.ece:.3f}", help="Expected calibration error over 10 risk bins.")
+rate_hidden = (
+    " Hidden: with the event totals it would give away a confusion-matrix cell "
+    f"under {report.min_cell}."
+)
+tiles[4].metric(
+    "Sensitivity",
+    marker if np.isnan(fusion["tpr"]) else f"{fusion['tpr']:.1%}",
+    help=f"Share of test patients with the event whose risk is >= {report.threshold:.2f}"
     + (
-        " Hidden: with the event totals below they would give away a confusion-matrix cell "
-        f"under {report.min_cell}."
-        if rates_hidden
-        else ""
+        rate_hidden
+        if np.isnan(fusion["tpr"])
+        else f"; 95% CI {format_risk_interval(fusion['tpr_low'], fusion['tpr_high'])}."
+    ),
+)
+tiles[5].metric(
+    "False positive rate",
+    marker if np.isnan(fusion["fpr"]) else f"{fusion['fpr']:.1%}",
+    help=f"Share of test patients without the event whose risk is >= {report.threshold:.2f}"
+    + (
+        rate_hidden
+        if np.isnan(fusion["fpr"])
+        else f"; 95% CI {format_risk_interval(fusion['fpr_low'], fusion['fpr_high'])}."
     ),
 )
 
@@ -93,7 +120,12 @@ st.caption(
     "Each row is a LightGBM model fitted on the same training split with one modality set "
     "(fusion: all of them); the oracle scores patients with their synthetic true risk."
 )
-st.dataframe(report.ablation, key="performance.ablation", width="stretch")
+st.dataframe(
+    readable_table(report.ablation, percent=["tpr", "fpr"], index_label="Model"),
+    key="performance.ablation",
+    width="stretch",
+    hide_index=True,
+)
 st.download_button(
     "Download ablation table (CSV)",
     safe_csv(report.ablation, index=True, index_label="model"),
@@ -124,4 +156,12 @@ if hidden_cells:
     )
 
 st.subheader("Model registry")
-st.dataframe(list_models(service, info.version), key="performance.registry", hide_index=True)
+registry = readable_table(list_models(service, info.version), labels=REGISTRY_LABELS)
+# The columns that fit the page; the data fingerprint and the registered parts in the expander.
+st.dataframe(
+    registry.loc[:, [REGISTRY_LABELS[c] for c in REGISTRY_SHOWN]],
+    key="performance.registry",
+    hide_index=True,
+)
+with st.expander("Every registry column"):
+    st.dataframe(registry, key="performance.registry_all", hide_index=True)

@@ -12,7 +12,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard.components.forecast_view import best_option_summary, effects_table
-from dashboard.figures import make_forecast_figure
+from dashboard.figures import LOWERS_COLOUR, MAP_LABELS, RAISES_COLOUR, make_forecast_figure
+from fusion.explain_eval import rank_maps
 from fusion.forecast import FORECAST_NOTE, compare_options, make_patient_forecast
 from fusion.guided_demo import STORY
 
@@ -157,15 +158,16 @@ def test_what_if_edit_recomputes_risk_shap_and_forecast(patched_service) -> None
     pid = at.selectbox(key="forecast.patient").value
     assert not [m for m in at.metric if m.label == RISK]  # nothing compared before Apply
     at.number_input(key=f"forecast.what_if.{pid}.systolic_bp").set_value(200.0)
-    at.number_input(key=f"forecast.what_if.{pid}.smoking").set_value(2.0)
+    at.selectbox(key=f"forecast.what_if.{pid}.smoking").set_value(2.0)
     at.button(key="forecast.what_if.apply").click().run()
     assert not at.exception, at.exception
     assert not at.error
     expected = patched_service.what_if(pid, {"systolic_bp": 200.0, "smoking": 2.0})
     shown = [m.value for m in at.metric if m.label == RISK]
     assert shown == [f"{expected.before.risk:.1%}", f"{expected.after.risk:.1%}"]
-    changes = _table(at, "label")
-    assert changes["label"].tolist() == ["Systolic BP", "Smoking status"]
+    changes = _table(at, "Edited input")
+    assert changes["Edited input"].tolist() == ["Systolic BP", "Smoking status"]
+    assert changes["After"].tolist() == ["200 mmHg", "current"]
     titles = [c["layout"]["title"]["text"] for c in _charts(at)]
     assert "Forecast before the edits (model estimate)" in titles
     assert "Forecast after the edits (model estimate)" in titles
@@ -190,8 +192,8 @@ def test_what_if_edit_recomputes_risk_shap_and_forecast(patched_service) -> None
 @pytest.mark.parametrize(
     ("feature", "value", "message"),
     [
-        ("bmi", 80.0, "bmi=80 is outside the plausible range 15 to 60 kg/m²"),
-        ("smoking", 1.5, "smoking=1.5 must be a whole number from 0 to 2"),
+        ("bmi", 80.0, "BMI 80 kg/m² is outside the plausible range 15 to 60 kg/m²"),
+        ("hba1c", 16.0, "HbA1c 16 % is outside the plausible range 4 to 15 %"),
     ],
 )
 def test_invalid_what_if_edit_shows_the_message(patched_service, feature, value, message) -> None:
@@ -211,9 +213,9 @@ def test_non_modifiable_inputs_are_read_only(patched_service) -> None:
     keys = {widget.key for widget in at.number_input}
     assert f"forecast.what_if.{pid}.bmi" in keys
     assert not any(key.endswith((".age", ".sex_male", ".snp_004")) for key in keys)
-    fixed = _table(at, "input")
-    assert {"Age", "Male sex", "SNP 004"} <= set(fixed["input"])
-    assert "BMI" not in set(fixed["input"])
+    fixed = _table(at, "Input")
+    assert {"Age", "Sex", "SNP 004"} <= set(fixed["Input"])
+    assert "BMI" not in set(fixed["Input"])
 
 
 @pytest.mark.parametrize(
@@ -269,10 +271,19 @@ def test_guided_demo_walks_through_every_step_and_back(patched_service) -> None:
         if step.kind == "risk":
             risk = patched_service.predict(first.patient_id).risk
             assert [m.value for m in at.metric if m.label == RISK] == [f"{risk:.1%}"]
+            assert any("model's screening threshold of" in m.value for m in at.markdown)
+            assert not any("high risk" in m.value for m in at.markdown)
         elif step.kind == "why":
             assert [c["data"][0]["type"] for c in charts] == ["bar", "waterfall"]
+            bars = charts[0]["data"][0]
+            assert [RAISES_COLOUR if v > 0 else LOWERS_COLOUR for v in _numbers(bars["x"])] == bars[
+                "marker"
+            ]["color"]
         elif step.kind == "where":
             assert [t["type"] for t in charts[0]["data"]][:2] == ["heatmap", "heatmap"]
+            best = MAP_LABELS[rank_maps(patched_service.map_trust())[0]]
+            assert charts[0]["layout"]["title"]["text"].startswith(best)
+            assert any("lesion-positive test scans" in c.value for c in at.caption)
             assert any(t.get("name") == "true lesion" for t in charts[0]["data"])
         elif step.kind == "treatment":
             assert "targeted" in _names(charts[0])
@@ -281,13 +292,13 @@ def test_guided_demo_walks_through_every_step_and_back(patched_service) -> None:
             fused = patched_service.predict(second.patient_id).risk
             assert shown[received].startswith(f"{fused:.1%} (")  # the same risk as step 1's kind
         else:
-            keys = {widget.key for widget in at.number_input}
+            keys = {widget.key for widget in at.selectbox}
             assert f"guided.what_if.{first.patient_id}.smoking" in keys
         if index < len(STORY) - 1:
             at.button(key="guided.next").click().run()
             assert not at.exception, at.exception
     assert at.button(key="guided.next").disabled
-    at.number_input(key=f"guided.what_if.{first.patient_id}.smoking").set_value(0.0)
+    at.selectbox(key=f"guided.what_if.{first.patient_id}.smoking").set_value(0.0)
     at.button(key="guided.what_if.apply").click().run()
     assert not at.exception
     assert len([m for m in at.metric if m.label == RISK]) == 2

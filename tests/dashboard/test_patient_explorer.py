@@ -9,6 +9,7 @@ import numpy as np
 from streamlit.testing.v1 import AppTest
 
 from data.errors import StoreNotBuiltError
+from fusion.display import format_risk_interval
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
@@ -107,29 +108,29 @@ def test_what_if_top_features_and_trust_tables(patched_service) -> None:
     at = _open()
     pid = at.selectbox(key="explorer.patient").value
     what_if, top = (df.value for df in at.dataframe[:2])  # in page order
-    assert what_if["scenario"].tolist() == [
-        "all available",
-        "without scan",
-        "without genomics",
-        "without EHR",
+    assert what_if["Scenario"].tolist() == [
+        "All available",
+        "Without scan",
+        "Without genomics",
+        "Without EHR",
     ]
     risks = patched_service.modality_what_if(pid)["risk"]
-    assert what_if["risk"].tolist() == [f"{r:.1%}" for r in risks]
-    assert list(top.columns) == ["modality", "label", "value", "shap"]
+    assert what_if["Risk"].tolist() == [f"{r:.1%}" for r in risks]
+    assert list(top.columns) == ["Modality", "Input", "Patient's value", "SHAP (log-odds)"]
     assert len(top) == len(patched_service.top_features(pid, per_modality=3))
     # The trust expander reads the measurements stored with the model at build time.
     trust = patched_service.map_trust()
     assert trust is not None
     assert at.expander[0].label == "How much can these maps be trusted?"
     summary = at.dataframe[2].value  # after the what-if and top-feature tables
-    assert list(summary.index) == [
+    assert summary["Map"].tolist() == [
         "Grad-CAM",
         "Grad-CAM++",
         "Occlusion (fused risk)",
-        "random map",
-        "centre",
+        "Random map (baseline)",
+        "Centre (baseline)",
     ]
-    assert summary["pointing_game"].tolist() == trust.summary["pointing_game"].tolist()
+    assert summary["Pointing game"].tolist() == [f"{v:.0%}" for v in trust.summary["pointing_game"]]
     assert any("SHAP additivity" in caption.value for caption in at.caption)
 
 
@@ -146,8 +147,9 @@ def test_risk_interval_is_shown_next_to_the_risk(patched_service) -> None:
     pid = at.selectbox(key="explorer.patient").value
     interval = patched_service.risk_interval(pid)
     labels = [m.label for m in at.metric]
-    assert labels[:3] == ["Fused risk (5-year event)", "Risk interval", "Decision threshold"]
-    assert _metric(at, "Risk interval") == f"{interval.low * 100:.0f}–{interval.high:.0%}"
+    label = f"Risk interval ({interval.level:.0%})"
+    assert labels[:3] == ["Fused risk (5-year event)", label, "Screening threshold"]
+    assert _metric(at, label) == format_risk_interval(interval.low, interval.high)
     assert any("contains the synthetic true risk" in c.value for c in at.caption)
 
 

@@ -11,6 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from fusion.access import Identity
+from fusion.display import format_ci
 from fusion.fairness import SUPPRESSED
 from fusion.performance import ABLATION_LABELS
 
@@ -47,7 +48,7 @@ def test_performance_page_shows_curves_ablation_and_version(patched_service) -> 
         "ROC curves (test split)",
         "Precision-recall (test split)",
         "Calibration (test split)" + (f"; {hidden} small bin(s) suppressed" if hidden else ""),
-        "Global importance per modality (mean |SHAP|, test split)",
+        "Global importance per modality<br><sup>mean |SHAP|, test split</sup>",
         "SHAP beeswarm of the top inputs (test split)",
     ]
     shap_summary = patched_service.test_shap()
@@ -57,6 +58,13 @@ def test_performance_page_shows_curves_ablation_and_version(patched_service) -> 
     assert roc_names == ["chance", *dict.fromkeys(report.curves["model"])]
     assert set(report.curves["model"]) <= set(ABLATION_LABELS.values())
     assert _metric(at, "Brier score") == f"{report.brier:.3f}"
+    ablation = next(f.value for f in at.dataframe if "AUROC (95% CI)" in f.value.columns)
+    assert not any("_" in str(column) for column in ablation.columns)
+    fusion = report.ablation.loc["Fusion (all modalities)"]
+    row = ablation.loc[ablation["Model"] == "Fusion (all modalities)"].iloc[0]
+    assert row["AUROC (95% CI)"] == format_ci(
+        fusion["auroc"], fusion["auroc_low"], fusion["auroc_high"]
+    )
     # 24 test patients: the confusion matrix has small cells, hidden with their complements.
     confusion = next(
         frame.value for frame in at.dataframe if "at/above threshold" in frame.value.columns
@@ -73,15 +81,17 @@ def test_threshold_slider_updates_the_metrics(patched_service) -> None:
     at.slider(key="performance.threshold").set_value(0.0).run()
     assert not at.exception
     # Everyone flagged: no event or non-event below the threshold, a 0 cell, hidden.
-    assert _metric(at, "Sensitivity / FPR") == MARKER
+    assert _metric(at, "Sensitivity") == MARKER
+    assert _metric(at, "False positive rate") == MARKER
     for threshold in (1.0, 0.5):
         at.slider(key="performance.threshold").set_value(threshold).run()
         expected = patched_service.performance(threshold=threshold).ablation.iloc[-2]
-        shown = _metric(at, "Sensitivity / FPR")
-        if np.isnan(expected["tpr"]):
-            assert shown == MARKER
-        else:
-            assert shown == f"{expected['tpr']:.1%} / {expected['fpr']:.1%}"
+        for label, column in (("Sensitivity", "tpr"), ("False positive rate", "fpr")):
+            shown = _metric(at, label)
+            if np.isnan(expected[column]):
+                assert shown == MARKER
+            else:
+                assert shown == f"{expected[column]:.1%}"
 
 
 def test_fairness_page_audits_sex_by_default(patched_service) -> None:
@@ -110,6 +120,11 @@ def test_fairness_page_audits_sex_by_default(patched_service) -> None:
     ]
 
 
+def _every_metric(at: AppTest) -> pd.DataFrame:
+    """The bias audit's table of every metric (in the expander, after the chosen metric's)."""
+    return next(t.value for t in at.dataframe if "Selection rate (95% CI)" in t.value.columns)
+
+
 @pytest.mark.parametrize("threshold", [0.0, 1.0])
 def test_intersection_and_threshold_move_every_metric(patched_service, threshold) -> None:
     at = _page("fairness")
@@ -118,12 +133,12 @@ def test_intersection_and_threshold_move_every_metric(patched_service, threshold
     at.multiselect(key="fairness.attributes").set_value(["sex", "site"]).run()
     at.slider(key="fairness.threshold").set_value(threshold).run()
     assert not at.exception
-    table = at.dataframe[0].value
-    assert set(table["group"]) == set(
+    table = _every_metric(at)
+    assert set(table["Group"]) == set(
         patched_service.audit(["sex", "site"], min_cell=0, identity=ADMIN).by_group.index
     )
-    rates = table.loc[table["n"].astype(int) > 0, "selection_rate"].astype(float)
-    assert (rates == (1.0 if threshold == 0.0 else 0.0)).all()
+    rates = table.loc[table["Patients"].astype(int) > 0, "Selection rate (95% CI)"]
+    assert (rates.str.split(" ").str[0].astype(float) == (1.0 if threshold == 0.0 else 0.0)).all()
 
 
 def test_suppression_is_visible_and_reference_is_selectable(patched_service) -> None:
@@ -134,7 +149,7 @@ def test_suppression_is_visible_and_reference_is_selectable(patched_service) -> 
     report = patched_service.audit(["ethnicity", "site"], min_cell=3, identity=ADMIN)
     assert report.by_group["suppressed"].any()  # the tiny cohort has small intersections
     table = at.dataframe[0].value
-    hidden = table.loc[table["n"] == "suppressed (n < 3)", "group"]
+    hidden = table.loc[table["Patients"] == "suppressed (n < 3)", "Group"]
     assert set(hidden) == set(report.by_group.index[report.by_group["suppressed"]])
     assert any("not shown" in caption.value for caption in at.caption)
     options = at.selectbox(key="fairness.reference").options

@@ -102,9 +102,8 @@ def test_report_is_self_contained_and_carries_the_page() -> None:
     assert "url(" not in text
     for fragment in (
         "31.0%",
-        "22.0%",
-        "41.0%",
-        "threshold 25.0%",
+        "22% to 41%",
+        "above the model&#x27;s screening threshold of 25%",
         "fusion-v1",
         "2026-11-29T12:00:00+00:00",
         "142 mmHg",

@@ -36,13 +36,17 @@ def _logit(p: float) -> float:
         ({"sex_male": 0.0}, r"'sex_male' \(Male sex\) is not modifiable"),
         ({"snp_004": 0.0}, r"'snp_004' \(SNP 004\) is not modifiable"),
         ({"driver_egfr": 0.0}, r"'driver_egfr' \(EGFR driver\) is not modifiable"),
-        ({"bmi": 80.0}, r"bmi=80 is outside the plausible range 15 to 60 kg/m²; enter a value"),
-        ({"systolic_bp": 79.9}, r"systolic_bp=79.9 is outside .* 80 to 220 mmHg"),
-        ({"bmi": float("nan")}, r"bmi=nan is not a finite number; .* 15 to 60 kg/m²"),
-        ({"hba1c": float("inf")}, r"hba1c=inf is not a finite number"),
-        ({"ldl": "high"}, r"ldl='high' is not a finite number"),
-        ({"smoking": 1.5}, r"smoking=1\.5 must be a whole number from 0 to 2 \(Smoking status"),
-        ({"on_statin": 2.0}, r"on_statin=2 is outside the plausible range 0 to 1"),
+        ({"bmi": 80.0}, r"^BMI 80 kg/m² is outside the plausible range 15 to 60 kg/m²; enter a"),
+        ({"systolic_bp": 79.9}, r"^Systolic BP 79\.9 mmHg is outside .* 80 to 220 mmHg"),
+        ({"bmi": float("nan")}, r"^BMI nan is not a number; .* 15 to 60 kg/m²"),
+        ({"hba1c": float("inf")}, r"^HbA1c inf is not a number"),
+        ({"ldl": "high"}, r"^LDL cholesterol 'high' is not a number"),
+        (
+            {"smoking": 1.5},
+            r"^Smoking status 1\.5 is not one of its choices \(0 = never, 1 = former, "
+            r"2 = current\); choose one",
+        ),
+        ({"on_statin": 2.0}, r"^On statin 2 is not one of its choices \(0 = no, 1 = yes\)"),
     ],
 )
 def test_invalid_overrides_name_the_value_the_allowed_set_and_the_fix(overrides, match) -> None:
