@@ -58,11 +58,8 @@ def best_option_summary(forecast: PatientForecast) -> tuple[str, str]:
 def render_best_option(forecast: PatientForecast) -> None:
     """The headline metric of the option with the lowest estimated risk, honest about ties."""
     value, sentence = best_option_summary(forecast)
-    st.metric(
-        "Lowest estimated risk (model estimate, not advice)",
-        value,
-        help=f"{sentence} For research and demonstration only.",
-    )
+    st.metric("Lowest estimated risk", value, help=sentence)
+    st.caption("A model estimate for research and demonstration, not treatment advice.")
 
 
 def effects_table(forecast: PatientForecast, *, show_truth: bool) -> pd.DataFrame:
