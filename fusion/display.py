@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from fusion.uncertainty import RiskInterval
 
 __all__ = [
+    "AUDIT_COLUMN_LABELS",
     "CODE_WORDS",
     "COLUMN_LABELS",
     "DISPLAY_LABELS",
@@ -90,6 +91,19 @@ COLUMN_LABELS: Final[Mapping[str, str]] = MappingProxyType(
     }
 )
 """Readable names of metric columns; other columns get their underscores replaced."""
+
+AUDIT_COLUMN_LABELS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        **COLUMN_LABELS,
+        "group": "Group",
+        "reference": "Reference",
+        "prevalence": "Prevalence",
+        "selection_rate": "Selection rate",
+        "calibration_in_the_large": "Calibration in the large",
+        "equalized_odds": "Equalized odds",
+    }
+)
+"""Readable names of the bias audit's table columns (pages and tests read the same names)."""
 
 
 def format_percent(probability: float | None) -> str:

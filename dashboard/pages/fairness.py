@@ -16,22 +16,12 @@ from dashboard.figures import (
 )
 from dashboard.resources import get_audit, get_group_curves, get_reliance, require_risk_service
 from fusion.access import AccessDeniedError
-from fusion.display import COLUMN_LABELS, readable_table
+from fusion.display import AUDIT_COLUMN_LABELS, readable_table
 from fusion.fairness import METRICS
 from fusion.performance import AUDIT_ATTRIBUTES
 from fusion.report import audit_csv, audit_figures, audit_html, demo_bias_note
 
 LARGEST = "(largest group)"
-AUDIT_LABELS = {
-    **COLUMN_LABELS,
-    "group": "Group",
-    "reference": "Reference",
-    "n": "Patients",
-    "prevalence": "Prevalence",
-    "selection_rate": "Selection rate",
-    "calibration_in_the_large": "Calibration in the large",
-    "equalized_odds": "Equalized odds",
-}
 
 st.title("Bias audit")
 identity = require_page_area("cohort")
@@ -126,14 +116,14 @@ metric = st.selectbox(
     "Metric to plot",
     list(METRICS),
     index=1,
-    format_func=lambda name: AUDIT_LABELS.get(name, name),
+    format_func=lambda name: AUDIT_COLUMN_LABELS.get(name, name),
     key="fairness.metric",
 )
 figure = make_disparity_figure(report, str(metric))
 st.plotly_chart(figure, key="fairness.figure")
 if report.by_group.loc[~report.by_group["suppressed"], str(metric)].isna().all():
     st.caption(
-        f"{AUDIT_LABELS.get(str(metric), metric)} is hidden for every shown group: "
+        f"{AUDIT_COLUMN_LABELS.get(str(metric), metric)} is hidden for every shown group: "
         "it would give away a small count."
     )
 table = report.table()
@@ -154,13 +144,13 @@ focus = [
     if c in table.columns
 ]
 st.dataframe(
-    readable_table(table.loc[:, focus], labels=AUDIT_LABELS),
+    readable_table(table.loc[:, focus], labels=AUDIT_COLUMN_LABELS),
     key="fairness.table",
     hide_index=True,
 )
 with st.expander("Every metric by group"):
     st.dataframe(
-        readable_table(table.drop(columns=list(report.attributes)), labels=AUDIT_LABELS),
+        readable_table(table.drop(columns=list(report.attributes)), labels=AUDIT_COLUMN_LABELS),
         key="fairness.table_all",
         hide_index=True,
     )

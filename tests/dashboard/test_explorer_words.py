@@ -17,7 +17,11 @@ APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
 
 def _open() -> AppTest:
+    """A new session on the explorer, with the first listed patient chosen by the user."""
     at = AppTest.from_file(APP, default_timeout=120).run()
+    assert not at.exception, at.exception
+    select = at.selectbox(key="explorer.patient")
+    select.set_value(select.options[0].split(" ")[0]).run()
     assert not at.exception, at.exception
     return at
 

@@ -43,7 +43,10 @@ def test_patient_report_file_name_has_the_id_only_when_asked(
 ) -> None:
     at = AppTest.from_file(APP, default_timeout=120).run()
     assert not at.exception, at.exception
-    pid = at.selectbox(key="explorer.patient").value
+    select = at.selectbox(key="explorer.patient")
+    pid = select.options[0].split(" ")[0]
+    select.set_value(pid).run()
+    assert not at.exception, at.exception
     reports = [name for name in download_names if name.startswith("patient-report")]
     assert reports
     assert not [name for name in reports if pid in name]

@@ -6,6 +6,7 @@ import logging
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from data._example_cohort import write_example_cohort
@@ -107,6 +108,10 @@ def test_cli_import_exits_2_naming_the_link(
     monkeypatch.setenv("RISKFUSION_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("RISKFUSION_DATABASE_URL", raising=False)
     caplog.set_level(logging.INFO)
-    assert main(["import", str(cohort)]) == 2
-    assert "images/P0000004.png" in caplog.text
-    assert P_LINK_OUTSIDE in caplog.text
+    report = tmp_path / "problems.csv"
+    assert main(["import", str(cohort), "--report", str(report)]) == 2
+    assert P_LINK_OUTSIDE.split(" (")[0] in caplog.text  # the problem, never the file (an id)
+    assert "P0000004" not in caplog.text
+    problems = pd.read_csv(report)
+    row = problems.loc[problems["problem"] == P_LINK_OUTSIDE].iloc[0]
+    assert row["file"] == "images/P0000004.png"

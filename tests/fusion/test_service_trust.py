@@ -60,7 +60,7 @@ def test_modality_what_if_sets_each_modality_missing(tiny_service) -> None:
 def test_top_features_per_modality_carry_values_and_units(tiny_service) -> None:
     pid = _patient(tiny_service)
     table = tiny_service.top_features(pid, per_modality=2)
-    assert list(table.columns) == ["modality", "label", "value", "unit", "shap"]
+    assert list(table.columns) == ["modality", "label", "value", "unit", "shap", "feature"]
     assert set(table["modality"]) <= set(MODALITIES)
     assert table.groupby("modality").size().max() <= 2
     for _, group in table.groupby("modality"):
