@@ -106,12 +106,13 @@ def render_forecast(forecast: PatientForecast, *, key: str) -> None:
     """Controls, curve figure, effects table and the plain caveats of one patient's forecast."""
     treatments = list(dict.fromkeys(forecast.curves["treatment"].astype(str)))
     has_truth = bool(forecast.curves["true_risk"].notna().any())
-    controls = st.columns([3, 1, 1])
-    chosen = controls[0].multiselect(
+    chosen = st.multiselect(
         "Treatments to show", treatments, default=treatments, key=f"{key}.treatments"
     )
-    show_bands = controls[1].toggle("Uncertainty bands", value=True, key=f"{key}.bands")
-    show_truth = controls[2].toggle(
+    # The toggles get a row of their own: beside the list their labels are cut off at 1280 px.
+    controls = st.columns(2)
+    show_bands = controls[0].toggle("Uncertainty bands", value=True, key=f"{key}.bands")
+    show_truth = controls[1].toggle(
         "True curves (demo)",
         value=False,
         key=f"{key}.truth",
