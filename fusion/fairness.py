@@ -24,6 +24,7 @@ import pandas as pd
 __all__ = [
     "METRICS",
     "SUPPRESSED",
+    "SUPPRESSED_TILE",
     "FairnessReport",
     "audit",
     "bin_mask",
@@ -50,6 +51,9 @@ METRICS: tuple[str, ...] = (
 
 SUPPRESSED = "suppressed (n < {min_cell})"
 """Marker shown instead of a suppressed cell, formatted with ``min_cell``."""
+
+SUPPRESSED_TILE = "suppressed"
+"""The marker in a metric tile, whose help gives the floor (the full marker is cut off there)."""
 
 OUTCOME_METRICS: tuple[str, ...] = ("prevalence", "auroc", "brier", "calibration_in_the_large")
 """Metrics that give away a group's events and non-events (with its ``n``)."""

@@ -17,7 +17,7 @@ from dashboard.figures import (
 from dashboard.resources import get_audit, get_group_curves, get_reliance, require_risk_service
 from fusion.access import AccessDeniedError
 from fusion.display import AUDIT_COLUMN_LABELS, readable_table
-from fusion.fairness import METRICS
+from fusion.fairness import METRICS, SUPPRESSED_TILE
 from fusion.performance import AUDIT_ATTRIBUTES
 from fusion.report import audit_csv, audit_figures, audit_html, demo_bias_note
 
@@ -94,7 +94,11 @@ for col, row, label in (
 ):
     value = report.summary.loc[row]
     if np.isnan(value["value"]):  # every shown group's rates are hidden (small counts)
-        col.metric(label, report.marker, help="No shown group has these rates shown.")
+        col.metric(
+            label,
+            SUPPRESSED_TILE,
+            help=f"{report.marker}: no shown group has these rates shown.",
+        )
     else:
         col.metric(
             label, f"{value['value']:.3f}", help=f"95% CI {value['low']:.3f}-{value['high']:.3f}"

@@ -16,7 +16,7 @@ from dashboard.figures import (
 from dashboard.resources import get_performance, get_test_shap, list_models, require_risk_service
 from fusion.display import format_risk_interval, readable_table
 from fusion.exports import safe_csv
-from fusion.fairness import SUPPRESSED
+from fusion.fairness import SUPPRESSED_TILE
 from fusion.report_figures import make_shap_bins_figure
 
 REGISTRY_LABELS = {
@@ -60,7 +60,7 @@ fusion = report.ablation.loc["Fusion (all modalities)"]
 # Three tiles a row: five in one row cut the labels and values off at 1280x720.
 tiles = [*st.columns(3), *st.columns(3)]
 tiles[0].metric("Test patients", f"{report.n:,}")
-marker = SUPPRESSED.format(min_cell=report.min_cell)
+marker = SUPPRESSED_TILE  # the help says why and the floor
 tiles[1].metric(
     "AUROC",
     marker if np.isnan(fusion["auroc"]) else f"{fusion['auroc']:.3f}",

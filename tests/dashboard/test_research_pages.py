@@ -12,11 +12,11 @@ from streamlit.testing.v1 import AppTest
 
 from fusion.access import Identity
 from fusion.display import AUDIT_COLUMN_LABELS, format_ci, readable_table
-from fusion.fairness import SUPPRESSED
+from fusion.fairness import SUPPRESSED_TILE
 from fusion.performance import ABLATION_LABELS
 
 ADMIN = Identity(user="test-admin", role="admin", source="local")
-MARKER = SUPPRESSED.format(min_cell=11)
+TILE = SUPPRESSED_TILE  # a suppressed metric tile
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
@@ -81,15 +81,15 @@ def test_threshold_slider_updates_the_metrics(patched_service) -> None:
     at.slider(key="performance.threshold").set_value(0.0).run()
     assert not at.exception
     # Everyone flagged: no event or non-event below the threshold, a 0 cell, hidden.
-    assert _metric(at, "Sensitivity") == MARKER
-    assert _metric(at, "False positive rate") == MARKER
+    assert _metric(at, "Sensitivity") == TILE
+    assert _metric(at, "False positive rate") == TILE
     for threshold in (1.0, 0.5):
         at.slider(key="performance.threshold").set_value(threshold).run()
         expected = patched_service.performance(threshold=threshold).ablation.iloc[-2]
         for label, column in (("Sensitivity", "tpr"), ("False positive rate", "fpr")):
             shown = _metric(at, label)
             if np.isnan(expected[column]):
-                assert shown == MARKER
+                assert shown == TILE
             else:
                 assert shown == f"{expected[column]:.1%}"
 
@@ -285,5 +285,5 @@ def test_researcher_performance_page_shows_aggregates_only(patched_service) -> N
     report = patched_service.performance(threshold=at.slider(key="performance.threshold").value)
     fusion = report.ablation.loc["Fusion (all modalities)"]
     for label, column in (("Sensitivity", "tpr"), ("False positive rate", "fpr")):
-        expected = MARKER if np.isnan(fusion[column]) else f"{fusion[column]:.1%}"
+        expected = TILE if np.isnan(fusion[column]) else f"{fusion[column]:.1%}"
         assert _metric(at, label) == expected

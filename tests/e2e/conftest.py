@@ -25,6 +25,21 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 OUTPUT = ROOT / "test-output" / "e2e"
+# Elements whose text overflows their box (Streamlit cuts metric labels and values with "…")
+# and tables wider than the window.
+CUT_OFF = """() => {
+  const found = [];
+  for (const el of document.querySelectorAll(
+      '[data-testid="stMetricLabel"], [data-testid="stMetricLabel"] *, '
+      + '[data-testid="stMetricValue"], [data-testid="stMetricValue"] *')) {
+    if (el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1) found.push(el.textContent);
+  }
+  for (const el of document.querySelectorAll('[data-testid="stDataFrame"]')) {
+    const box = el.getBoundingClientRect();
+    if (box.right > window.innerWidth + 1) found.push('table past the page: ' + box.right);
+  }
+  return found;
+}"""
 
 
 def _free_port() -> int:

@@ -15,7 +15,7 @@ import re
 import pytest
 
 from fusion.patient_facts import identity_facts
-from tests.e2e.conftest import OUTPUT
+from tests.e2e.conftest import CUT_OFF, OUTPUT
 from tests.e2e.test_browser import _is_stale_download, _wait_for_run
 
 pytestmark = pytest.mark.e2e
@@ -303,5 +303,8 @@ def test_patient_pages_screenshots_nothing_cut_off(
         for selector in selectors:
             assert page.locator(selector).count() == 1, (name, selector)
             assert _cut_off(page, selector) == [], (name, selector)
+        # Every metric tile's label and value, and every table, fit (tests/e2e/conftest.py).
+        assert page.locator('[data-testid="stMetricValue"]').count() > 0, name
+        assert page.evaluate(CUT_OFF) == [], name
     assert not errors, errors
     page.close()
