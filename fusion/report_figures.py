@@ -105,7 +105,8 @@ def make_shap_bins_figure(bins: pd.DataFrame) -> go.Figure:
                 marker={
                     "size": (6 + 14 * np.sqrt(rows["n"] / max(largest, 1.0))).tolist(),
                     "color": rows["value_rank"].tolist(),
-                    "colorscale": "RdBu_r",
+                    # Not red/blue: those mean "raises" / "lowers" the risk in the SHAP charts.
+                    "colorscale": "Viridis",
                     "cmin": 0,
                     "cmax": 1,
                     "showscale": position == 0,

@@ -26,9 +26,9 @@ def _is_stale_download(text: str) -> bool:
     return any(known in text for known in STALE_DOWNLOAD)
 
 
-def _open(browser, app_url: str):
+def _open(browser, app_url: str, width: int = 1500, height: int = 1400):
     """A page on the app's first page, with console errors and page errors collected."""
-    page = browser.new_page(viewport={"width": 1500, "height": 1400})
+    page = browser.new_page(viewport={"width": width, "height": height})
     errors: list[str] = []
     page.on(
         "console",

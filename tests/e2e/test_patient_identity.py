@@ -16,7 +16,7 @@ import pytest
 
 from fusion.patient_facts import identity_facts
 from tests.e2e.conftest import CUT_OFF, OUTPUT
-from tests.e2e.test_browser import _is_stale_download, _wait_for_run
+from tests.e2e.test_browser import _open, _wait_for_run
 
 pytestmark = pytest.mark.e2e
 
@@ -26,20 +26,9 @@ SIDEBAR = ".st-key-sidebar_patient"
 PROMPT = "No patient is open."
 
 
-def _open(browser, app_url: str, width: int = 1440, height: int = 900):
-    page = browser.new_page(viewport={"width": width, "height": height})
-    errors: list[str] = []
-    page.on(
-        "console",
-        lambda msg: (
-            errors.append(msg.text)
-            if msg.type == "error" and not _is_stale_download(msg.text)
-            else None
-        ),
-    )
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(app_url, wait_until="domcontentloaded")
-    page.get_by_role("heading", name="Patient explorer").wait_for(timeout=90_000)
+def _open_ready(browser, app_url: str, width: int = 1440, height: int = 900):
+    """The app's first page with its first run finished (console errors collected)."""
+    page, errors = _open(browser, app_url, width, height)
     _wait_for_run(page)
     return page, errors
 
@@ -150,7 +139,7 @@ def _test_ids(service) -> list[str]:
 
 def test_new_session_opens_no_patient_and_audits_none(app_url: str, browser, tiny_service):
     mark = _mark(tiny_service)
-    page, errors = _open(browser, app_url)
+    page, errors = _open_ready(browser, app_url)
     _assert_no_patient(page)
     page.get_by_role("link", name="Treatment forecast").click()
     page.get_by_role("heading", name="Treatment forecast").wait_for(timeout=90_000)
@@ -168,7 +157,7 @@ def test_new_session_opens_no_patient_and_audits_none(app_url: str, browser, tin
 def test_search_pager_and_split_switch_keep_one_patient(app_url: str, browser, tiny_service):
     test_ids = _test_ids(tiny_service)
     mark = _mark(tiny_service)
-    page, errors = _open(browser, app_url)
+    page, errors = _open_ready(browser, app_url)
     chosen = test_ids[3]
     _choose(page, chosen)
     _assert_names(page, tiny_service, chosen)
@@ -222,7 +211,7 @@ def test_search_pager_and_split_switch_keep_one_patient(app_url: str, browser, t
 def test_similar_patient_page_switch_and_reload(app_url: str, browser, tiny_service):
     test_ids = _test_ids(tiny_service)
     mark = _mark(tiny_service)
-    page, errors = _open(browser, app_url)
+    page, errors = _open_ready(browser, app_url)
     first = test_ids[5]
     _choose(page, first)
     _assert_names(page, tiny_service, first)
@@ -284,7 +273,7 @@ def _cut_off(page, selector: str) -> list[str]:
 def test_patient_pages_screenshots_nothing_cut_off(
     app_url: str, browser, tiny_service, width: int, height: int
 ) -> None:
-    page, errors = _open(browser, app_url, width, height)
+    page, errors = _open_ready(browser, app_url, width, height)
     chosen = _test_ids(tiny_service)[1]
     _choose(page, chosen)
     _assert_names(page, tiny_service, chosen)
