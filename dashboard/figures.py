@@ -15,6 +15,7 @@ from fusion.display import feature_label, format_feature_value
 from fusion.report_figures import (
     MODALITY_COLOURS,
     MODALITY_LABELS,
+    VALUE_RANK_COLORBAR,
     make_calibration_figure,
     make_disparity_figure,
     make_group_calibration_figure,
@@ -339,11 +340,7 @@ def make_beeswarm_figure(beeswarm: pd.DataFrame) -> go.Figure:
                     "cmin": 0,
                     "cmax": 1,
                     "showscale": position == 0,
-                    "colorbar": {
-                        "title": "value (rank)",
-                        "tickvals": [0, 1],
-                        "ticktext": ["low", "high"],
-                    },
+                    "colorbar": VALUE_RANK_COLORBAR,
                 },
                 customdata=rows["value"],
                 hovertemplate=f"{label}<br>value %{{customdata:.3g}}<br>SHAP %{{x:.3f}}",

@@ -18,6 +18,7 @@ from fusion.fairness import FairnessReport
 __all__ = [
     "MODALITY_COLOURS",
     "MODALITY_LABELS",
+    "VALUE_RANK_COLORBAR",
     "make_calibration_figure",
     "make_disparity_figure",
     "make_group_calibration_figure",
@@ -41,6 +42,10 @@ MODALITY_LABELS: dict[str, str] = {
     "genomics": "Genomics",
     "imaging": "Imaging",
 }
+
+
+VALUE_RANK_COLORBAR = {"title": "value (rank)", "tickvals": [0, 1], "ticktext": ["low", "high"]}
+"""Colour bar of an input's value rank (0 = lowest, 1 = highest) in the SHAP value charts."""
 
 
 def make_roc_figure(curves: pd.DataFrame) -> go.Figure:
@@ -110,11 +115,7 @@ def make_shap_bins_figure(bins: pd.DataFrame) -> go.Figure:
                     "cmin": 0,
                     "cmax": 1,
                     "showscale": position == 0,
-                    "colorbar": {
-                        "title": "value (rank)",
-                        "tickvals": [0, 1],
-                        "ticktext": ["low", "high"],
-                    },
+                    "colorbar": VALUE_RANK_COLORBAR,
                 },
                 customdata=rows["n"].tolist(),
                 hovertemplate=f"{label}<br>mean SHAP %{{x:.3f}}<br>n %{{customdata:.0f}}",

@@ -74,26 +74,22 @@ rate_hidden = (
     " Hidden: with the event totals it would give away a confusion-matrix cell "
     f"under {report.min_cell}."
 )
-tiles[4].metric(
-    "Sensitivity",
-    marker if np.isnan(fusion["tpr"]) else f"{fusion['tpr']:.1%}",
-    help=f"Share of test patients with the event whose risk is >= {report.threshold:.2f}"
-    + (
-        rate_hidden
-        if np.isnan(fusion["tpr"])
-        else f"; 95% CI {format_risk_interval(fusion['tpr_low'], fusion['tpr_high'])}."
-    ),
-)
-tiles[5].metric(
-    "False positive rate",
-    marker if np.isnan(fusion["fpr"]) else f"{fusion['fpr']:.1%}",
-    help=f"Share of test patients without the event whose risk is >= {report.threshold:.2f}"
-    + (
-        rate_hidden
-        if np.isnan(fusion["fpr"])
-        else f"; 95% CI {format_risk_interval(fusion['fpr_low'], fusion['fpr_high'])}."
-    ),
-)
+for tile, label, column, who in (
+    (tiles[4], "Sensitivity", "tpr", "with"),
+    (tiles[5], "False positive rate", "fpr", "without"),
+):
+    hidden = bool(np.isnan(fusion[column]))
+    tile.metric(
+        label,
+        marker if hidden else f"{fusion[column]:.1%}",
+        help=f"Share of test patients {who} the event whose risk is >= {report.threshold:.2f}"
+        + (
+            rate_hidden
+            if hidden
+            else "; 95% CI "
+            f"{format_risk_interval(fusion[f'{column}_low'], fusion[f'{column}_high'])}."
+        ),
+    )
 
 left, middle, right = st.columns(3)
 left.plotly_chart(make_roc_figure(report.curves), key="performance.roc")
