@@ -123,7 +123,7 @@ def make_shap_bins_figure(bins: pd.DataFrame) -> go.Figure:
         )
     title = "Mean SHAP by value quintile of the top inputs (test split)"
     if hidden.any():
-        title += f"; {int(hidden.sum())} small bin(s) suppressed"
+        title += f"<br><sup>{int(hidden.sum())} small bin(s) suppressed</sup>"
     fig.update_layout(
         title=title,
         xaxis_title="mean SHAP value (log-odds)",
@@ -160,7 +160,7 @@ def make_calibration_figure(calibration: pd.DataFrame, *, name: str = "fusion") 
     )
     title = "Calibration (test split)"
     if hidden.any():
-        title += f"; {int(hidden.sum())} small bin(s) suppressed"
+        title += f"<br><sup>{int(hidden.sum())} small bin(s) suppressed</sup>"
     return _calibration_layout(fig, title)
 
 
@@ -265,7 +265,7 @@ def make_group_calibration_figure(calibration: pd.DataFrame) -> go.Figure:
         )
     title = "Calibration by group (test split)"
     if hidden.any():
-        title += f"; {int(hidden.sum())} small bin(s) suppressed"
+        title += f"<br><sup>{int(hidden.sum())} small bin(s) suppressed</sup>"
     return _calibration_layout(fig, title)
 
 

@@ -47,7 +47,8 @@ def test_performance_page_shows_curves_ablation_and_version(patched_service) -> 
     assert [c["layout"]["title"]["text"] for c in charts] == [
         "ROC curves (test split)",
         "Precision-recall (test split)",
-        "Calibration (test split)" + (f"; {hidden} small bin(s) suppressed" if hidden else ""),
+        "Calibration (test split)"
+        + (f"<br><sup>{hidden} small bin(s) suppressed</sup>" if hidden else ""),
         "Global importance per modality<br><sup>mean |SHAP|, test split</sup>",
         "SHAP beeswarm of the top inputs (test split)",
     ]
@@ -199,7 +200,7 @@ def test_fairness_page_states_the_demo_bias_and_hides_small_bins(patched_service
     hidden = int(calibration["suppressed"].sum())
     assert hidden > 0  # 24 test patients in 5 risk bins per sex: some bins are small
     drawn = _charts(at)[2]
-    assert drawn["layout"]["title"]["text"].endswith(f"{hidden} small bin(s) suppressed")
+    assert drawn["layout"]["title"]["text"].endswith(f"{hidden} small bin(s) suppressed</sup>")
     counts = [n for trace in drawn["data"][1:] for n in trace.get("customdata", [])]
     assert all(n >= 4 for n in counts)  # no plotted bin is a small cell
     assert any(f"{hidden} calibration bin(s) not shown" in c.value for c in at.caption)
