@@ -10,7 +10,7 @@ from dashboard.components.sidebar import render_selected_patient, render_sidebar
 from dashboard.components.signin import render_role_switch, sign_in
 from dashboard.resources import get_risk_service, get_settings
 from data.errors import CohortError
-from fusion.access import can_open
+from fusion.admin.access import can_open
 
 st.set_page_config(page_title="riskfusion", page_icon="🩺", layout="wide")
 

@@ -1,7 +1,7 @@
 """Dashboard layer: the only package that imports streamlit.
 
 Pages (``dashboard/pages/``, never imported) only orchestrate: read widgets, call
-``fusion.service.RiskService``, render ``dashboard.figures``. Caching lives in
+``fusion.service.facade.RiskService``, render ``dashboard.figures``. Caching lives in
 ``dashboard.resources``, session-state keys in ``dashboard.state``.
 """
 

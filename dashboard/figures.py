@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from fusion.display import feature_label, format_feature_value
 
 # The performance and audit figures live in fusion (the HTML report embeds them); re-exported.
-from fusion.report_figures import (
+from fusion.reports.figures import (
     MODALITY_COLOURS,
     MODALITY_LABELS,
     VALUE_RANK_COLORBAR,
@@ -24,7 +24,7 @@ from fusion.report_figures import (
     make_reliance_figure,
     make_roc_figure,
 )
-from fusion.service import ImageMaps, PatientExplanation
+from fusion.service.facade import ImageMaps, PatientExplanation
 
 __all__ = [
     "LOWERS_COLOUR",
@@ -384,7 +384,7 @@ def make_forecast_figure(
     curves : DataFrame
         Long form, one row per (treatment, time): ``treatment, time, risk, lower, upper,
         true_risk`` (``true_risk`` NaN when unknown), as in
-        ``fusion.forecast.PatientForecast.curves``.
+        ``fusion.forecast.hazard.PatientForecast.curves``.
     treatments : sequence of str, optional
         Treatments to draw, in this order; default all, in the order they appear.
     show_bands : bool, default=True

@@ -12,12 +12,12 @@ import streamlit as st
 from dashboard.settings import Settings
 from data.errors import CohortError
 from data.store import CohortStore, make_engine
-from fusion.access import Identity
-from fusion.fairness import FairnessReport
-from fusion.forecast import PatientForecast
-from fusion.guided_demo import StoryPatient
-from fusion.performance import PerformanceReport, ShapSummary
-from fusion.service import RiskService, configure_threads
+from fusion.admin.access import Identity
+from fusion.evaluation.fairness import FairnessReport
+from fusion.evaluation.performance import PerformanceReport, ShapSummary
+from fusion.forecast.hazard import PatientForecast
+from fusion.service.facade import RiskService, configure_threads
+from fusion.service.guided_demo import StoryPatient
 
 __all__ = [
     "get_audit",

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from fusion.access import Identity, Role
+from fusion.admin.access import Identity, Role
 
 if TYPE_CHECKING:  # type-only: keeps pandera out of this module's import
     from data.ingest import ValidationReport
@@ -163,7 +163,7 @@ class CohortCheck:
     report : ValidationReport or None
         Every problem found; None while the validation job runs.
     job_id : str or None
-        The background validation job (``fusion.jobs.start_validation``).
+        The background validation job (``fusion.admin.jobs.start_validation``).
     """
 
     source: str

@@ -251,7 +251,8 @@ class ImportHash(Base):
 class StoredExplanation(Base):
     """Exact TreeSHAP values of one patient's fused risk under one model version.
 
-    Written in batch after training (``fusion.explorer_build``) so a page reads one indexed row
+    Written in batch after training (``fusion.training.serving_artifacts``) so a page reads one
+    indexed row
     instead of recomputing. ``shap`` holds ``dim`` packed float64 values in the model's input
     order (float64 keeps ``base_value + sum(shap)`` equal to the margin to ~1e-15).
     """

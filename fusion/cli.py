@@ -25,12 +25,12 @@ from pathlib import Path
 
 from data.errors import CohortError
 from data.store import AuditEntry, CohortStore, make_engine
-from fusion.access import ROLES, Identity, auth_configured, check_bind_address, read_secrets
-from fusion.exports import write_safe_csv
-from fusion.pipeline import BuildConfig, build_demo, built_config, reset_store
-from fusion.service import RiskService
+from fusion.admin.access import ROLES, Identity, auth_configured, check_bind_address, read_secrets
+from fusion.reports.exports import write_safe_csv
+from fusion.service.facade import RiskService
 from fusion.settings import Settings
-from fusion.training import (
+from fusion.training.demo_build import BuildConfig, build_demo, built_config, reset_store
+from fusion.training.train import (
     SCORE_STAGES,
     TRAIN_STAGES,
     EventSink,
@@ -446,7 +446,7 @@ def _activate(settings: Settings, version: str) -> int:
 
 def _versions(settings: Settings) -> int:
     """Log the complete fusion versions, newest first (each checked file by file)."""
-    from fusion.versions import complete_fusion_versions
+    from fusion.training.versions import complete_fusion_versions
 
     store = CohortStore(make_engine(settings.database_url))
     try:
@@ -474,7 +474,7 @@ def _versions(settings: Settings) -> int:
 
 
 def _import(settings: Settings, args: argparse.Namespace, sink: EventSink | None) -> int:
-    from fusion.ingest import run_import
+    from fusion.admin.cohort_import import run_import
 
     with Stages(1, logger.info, sink).stage("import", str(args.directory)):
         return run_import(
@@ -556,7 +556,7 @@ def _export_predictions(settings: Settings, out: Path) -> int:
 def _audit(settings: Settings, args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from fusion.report import audit_csv, audit_figures, audit_html, demo_bias_note
+    from fusion.reports.audit_report import audit_csv, audit_figures, audit_html, demo_bias_note
 
     suffix = args.out.suffix.lower()
     if suffix not in (".html", ".csv"):
@@ -703,7 +703,7 @@ def _run(args: argparse.Namespace, sink: EventSink | None = None) -> int:
         if args.command == "audit":
             return _audit(settings, args)
         if args.command == "explain":
-            from fusion.explain_export import write_explanation
+            from fusion.reports.explanation_files import write_explanation
 
             service = RiskService.from_settings(settings)
             files = write_explanation(service, args.patient_id, args.out)
@@ -717,7 +717,7 @@ def _run(args: argparse.Namespace, sink: EventSink | None = None) -> int:
             )
             return 0
         if args.command == "forecast":
-            from fusion.forecast import write_forecast_json
+            from fusion.forecast.hazard import write_forecast_json
 
             service = RiskService.from_settings(settings)
             write_forecast_json(service.forecast(args.patient_id), args.out)
@@ -735,7 +735,7 @@ def _run(args: argparse.Namespace, sink: EventSink | None = None) -> int:
         if args.command == "db-roles":
             return _db_roles(settings, args)
         if args.command == "bench":
-            from fusion.bench import run_bench
+            from fusion.training.bench import run_bench
 
             return run_bench(
                 settings,

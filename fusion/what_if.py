@@ -4,7 +4,7 @@ Owns the set of inputs a what-if may change (:data:`EDITABLE`: lifestyle and tre
 factors), their plausible ranges (from :data:`data.synthetic.FEATURE_SPECS`), the one validator
 of ``overrides`` (:func:`validate_overrides`, also used by the treatment forecast), applying
 overrides to a feature row, and the :class:`WhatIfResult` record that
-:meth:`fusion.service.RiskService.what_if` returns. Age, sex, genotypes, driver mutations,
+:meth:`fusion.service.facade.RiskService.what_if` returns. Age, sex, genotypes, driver mutations,
 diagnoses, history and the scan are not editable: the image embedding stays fixed.
 
 Pure functions only; must not import streamlit or the dashboard.
@@ -24,7 +24,7 @@ from data.synthetic import FEATURE_SPECS, FeatureSpec
 from fusion.display import feature_choices
 
 if TYPE_CHECKING:
-    from fusion.service import PatientExplanation
+    from fusion.service.facade import PatientExplanation
 
 __all__ = [
     "EDITABLE",
@@ -174,7 +174,7 @@ def apply_overrides(X: pd.DataFrame, overrides: Mapping[str, float]) -> pd.DataF
     Parameters
     ----------
     X : DataFrame of shape (n_samples, n_features)
-        Model inputs (e.g. :meth:`fusion.service.RiskService.feature_row`).
+        Model inputs (e.g. :meth:`fusion.service.facade.RiskService.feature_row`).
     overrides : mapping of str to float
         Edits, checked with :func:`validate_overrides`.
 

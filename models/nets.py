@@ -170,7 +170,7 @@ class RiskCNN(nn.Module):
         reached validation AUROC 0.68 with Grad-CAM pointing-game 0.52 and 8% of the map's
         energy inside lesions covering 3.5% of the scan, while 1 group stalled at AUROC 0.55
         on one fold and put 3% of the energy inside the lesions; the demo pipeline therefore
-        passes ``norm_groups=8`` (``fusion.pipeline.BuildConfig.norm_groups``).
+        passes ``norm_groups=8`` (``fusion.training.demo_build.BuildConfig.norm_groups``).
 
     Attributes
     ----------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from fusion.uploads import EXAMPLE_COHORT
+from fusion.admin.uploads import EXAMPLE_COHORT
 
 
 def broken_copy(folder: Path) -> Path:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from fusion.pipeline import BuildConfig, BuildSummary, build_demo
-from fusion.service import RiskService
+from fusion.service.facade import RiskService
 from fusion.settings import Settings
+from fusion.training.demo_build import BuildConfig, BuildSummary, build_demo
 from models.train import TrainConfig
 
 TINY_CONFIG = BuildConfig(

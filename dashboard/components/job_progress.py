@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from fusion.jobs import JobStatus, latest_job, read_job
+from fusion.admin.jobs import JobStatus, latest_job, read_job
 
 __all__ = ["POLL_SECONDS", "render_job_progress"]
 

@@ -14,8 +14,8 @@ import streamlit as st
 
 from dashboard.resources import PAGE_SIZE, get_patient_summaries, search_patients
 from dashboard.state import choose_patient, get_patient_choice, get_patient_id, mark_audited
-from fusion.access import Identity
-from fusion.service import RiskService
+from fusion.admin.access import Identity
+from fusion.service.facade import RiskService
 
 __all__ = [
     "CHOOSE_PROMPT",

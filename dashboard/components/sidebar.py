@@ -6,8 +6,8 @@ import streamlit as st
 
 from dashboard.state import choose_patient, get_patient_id
 from data.errors import CohortError
-from fusion.patient_facts import identity_facts
-from fusion.service import RiskService
+from fusion.service.facade import RiskService
+from fusion.service.patient_facts import identity_facts
 
 __all__ = ["render_selected_patient", "render_sidebar"]
 

@@ -28,7 +28,7 @@ from dashboard.state import (
     set_local_role,
     touch_activity,
 )
-from fusion.access import (
+from fusion.admin.access import (
     ROLES,
     AccessDeniedError,
     Area,
@@ -42,7 +42,7 @@ from fusion.access import (
     require_area,
     role_from_claims,
 )
-from fusion.service import RiskService
+from fusion.service.facade import RiskService
 
 __all__ = ["audit_once", "render_role_switch", "require_page_area", "sign_in"]
 

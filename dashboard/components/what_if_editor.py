@@ -18,9 +18,9 @@ from dashboard.figures import (
 )
 from dashboard.resources import get_forecast
 from dashboard.state import get_what_if_overrides, set_what_if_overrides
-from fusion.access import Identity
+from fusion.admin.access import Identity
 from fusion.display import feature_choices, feature_label
-from fusion.service import RiskService
+from fusion.service.facade import RiskService
 from fusion.what_if import EDITABLE, editor_rows, validate_overrides
 
 __all__ = ["render_what_if_comparison", "render_what_if_editor"]

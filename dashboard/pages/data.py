@@ -1,6 +1,6 @@
 """Data (admins): bring your own cohort: validate, import, train and score, with progress.
 
-Works on an empty store (no model yet). Long steps run as background jobs (``fusion.jobs``):
+Works on an empty store (no model yet). Long steps run as background jobs (``fusion.admin.jobs``):
 they survive reruns and closed tabs, one at a time. Every action goes on the audit trail.
 """
 
@@ -22,8 +22,7 @@ from dashboard.state import (
     set_cohort_check,
 )
 from data.errors import CohortError
-from fusion.exports import safe_csv
-from fusion.jobs import (
+from fusion.admin.jobs import (
     JOBS_DIR,
     JobBusyError,
     JobKind,
@@ -36,13 +35,14 @@ from fusion.jobs import (
     start_validation,
     store_summary,
 )
-from fusion.uploads import (
+from fusion.admin.uploads import (
     EXAMPLE_COHORT,
     UploadError,
     check_cohort_folder,
     extract_zip,
     remove_upload,
 )
+from fusion.reports.exports import safe_csv
 
 SOURCES = ("Upload a zip", "Folder on the server", "Shipped example")
 NOT_FOR_CLINICAL_USE = (

@@ -15,11 +15,11 @@ from dashboard.figures import (
     make_reliance_figure,
 )
 from dashboard.resources import get_audit, get_group_curves, get_reliance, require_risk_service
-from fusion.access import AccessDeniedError
+from fusion.admin.access import AccessDeniedError
 from fusion.display import AUDIT_COLUMN_LABELS, readable_table
-from fusion.fairness import METRICS, SUPPRESSED_TILE
-from fusion.performance import AUDIT_ATTRIBUTES
-from fusion.report import audit_csv, audit_figures, audit_html, demo_bias_note
+from fusion.evaluation.fairness import METRICS, SUPPRESSED_TILE
+from fusion.evaluation.performance import AUDIT_ATTRIBUTES
+from fusion.reports.audit_report import audit_csv, audit_figures, audit_html, demo_bias_note
 
 LARGEST = "(largest group)"
 

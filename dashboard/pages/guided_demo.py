@@ -21,8 +21,8 @@ from dashboard.resources import get_forecast, get_guided_demo_patients, require_
 from dashboard.state import get_guided_step, get_patient_id, set_guided_step
 from data.errors import CohortError
 from fusion.display import format_percent, threshold_sentence
-from fusion.explain_eval import map_trust_sentence, rank_maps
-from fusion.guided_demo import STORY
+from fusion.explanations.map_trust import map_trust_sentence, rank_maps
+from fusion.service.guided_demo import STORY
 
 st.title("Guided demo")
 identity = require_page_area("patients")

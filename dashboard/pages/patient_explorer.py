@@ -32,9 +32,9 @@ from fusion.display import (
     interval_sentence,
     threshold_sentence,
 )
-from fusion.explain_eval import map_trust_sentence, rank_maps
-from fusion.exports import export_file_name
-from fusion.patient_report import render_patient_report
+from fusion.explanations.map_trust import map_trust_sentence, rank_maps
+from fusion.reports.exports import export_file_name
+from fusion.reports.patient_report import render_patient_report
 
 METHODS = {label: method for method, label in MAP_LABELS.items()}
 WHAT_IF_TOGGLES = {"imaging": "Scan", "genomics": "Genomics", "ehr": "EHR"}

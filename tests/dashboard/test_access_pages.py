@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard.state import IDENTITY, LAST_ACTIVITY
-from fusion.access import Identity
+from fusion.admin.access import Identity
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")

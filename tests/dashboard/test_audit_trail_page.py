@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.state import IDENTITY
 from data.store import AuditChainCheck
-from fusion.access import Identity
+from fusion.admin.access import Identity
 
 PAGE = str(Path(__file__).resolve().parents[2] / "dashboard" / "pages" / "audit_trail.py")
 

@@ -19,9 +19,9 @@ from streamlit.testing.v1 import AppTest
 from dashboard.state import IDENTITY
 from data.errors import StoreNotBuiltError
 from data.store import CohortStore, make_engine
-from fusion import jobs
-from fusion.access import Identity
-from fusion.uploads import EXAMPLE_COHORT
+from fusion.admin import jobs
+from fusion.admin.access import Identity
+from fusion.admin.uploads import EXAMPLE_COHORT
 from tests.cohorts import broken_copy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -171,7 +171,7 @@ def test_the_shipped_example_validates_and_import_starts_a_job(patched_service, 
         done = [_event("job", 1, 1, "done", "imported 3 patients")]
         return real_start(kind, args, artifacts_dir, command=_fake(done, 0, 0))
 
-    with patch("fusion.jobs.start_job", side_effect=fake_start):
+    with patch("fusion.admin.jobs.start_job", side_effect=fake_start):
         at.button(key="data.import").click().run()
     assert not at.exception, at.exception
     # The job audits its writes as the signed-in user, not as the server's OS user.

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.figures import LOWERS_COLOUR, MAP_LABELS, RAISES_COLOUR
 from fusion.display import format_risk_interval, interval_sentence, threshold_sentence
-from fusion.explain_eval import rank_maps
+from fusion.explanations.map_trust import rank_maps
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 

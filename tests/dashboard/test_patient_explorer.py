@@ -185,10 +185,11 @@ def test_clicking_a_similar_patient_opens_it(patched_service) -> None:
 
 
 def test_report_button_exports_the_page_as_html(patched_service) -> None:
-    from fusion import patient_report
+    from fusion.reports import patient_report
 
     with patch(
-        "fusion.patient_report.render_patient_report", wraps=patient_report.render_patient_report
+        "fusion.reports.patient_report.render_patient_report",
+        wraps=patient_report.render_patient_report,
     ) as spy:
         at = _open()
     pid = at.selectbox(key="explorer.patient").value

@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.components.patient_picker import CHOOSE_PROMPT
 from dashboard.state import PATIENT_ID
-from fusion.patient_facts import identity_facts
+from fusion.service.patient_facts import identity_facts
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 RISK = "Fused risk (5-year event)"

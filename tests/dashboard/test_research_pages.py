@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from fusion.access import Identity
+from fusion.admin.access import Identity
 from fusion.display import AUDIT_COLUMN_LABELS, format_ci, readable_table
-from fusion.fairness import SUPPRESSED_TILE
-from fusion.performance import ABLATION_LABELS
+from fusion.evaluation.fairness import SUPPRESSED_TILE
+from fusion.evaluation.performance import ABLATION_LABELS
 
 ADMIN = Identity(user="test-admin", role="admin", source="local")
 TILE = SUPPRESSED_TILE  # a suppressed metric tile

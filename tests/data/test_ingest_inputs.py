@@ -17,7 +17,7 @@ from data import ingest
 from data.errors import CohortValidationError
 from data.ingest import import_cohort, validate_cohort
 from data.store import CohortStore, make_engine
-from fusion.ingest import problem_summary, run_import
+from fusion.admin.cohort_import import problem_summary, run_import
 from fusion.settings import Settings
 
 N = 30

@@ -15,7 +15,7 @@ import pytest
 
 from data.ingest import import_cohort
 from data.store import CohortStore, make_engine
-from fusion.training import TrainingConfig, train_cohort
+from fusion.training.train import TrainingConfig, train_cohort
 from models.scans import read_scan
 from models.train import TrainConfig
 from tests.e2e.conftest import OUTPUT, serve

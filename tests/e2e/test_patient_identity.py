@@ -14,7 +14,7 @@ import re
 
 import pytest
 
-from fusion.patient_facts import identity_facts
+from fusion.service.patient_facts import identity_facts
 from tests.e2e.conftest import CUT_OFF, OUTPUT
 from tests.e2e.test_browser import _open, _wait_for_run
 

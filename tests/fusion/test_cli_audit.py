@@ -11,8 +11,8 @@ import plotly.graph_objects as go
 import pytest
 
 from fusion.cli import main
-from fusion.fairness import audit
-from fusion.report import audit_csv, audit_figures, audit_html, demo_bias_note
+from fusion.evaluation.fairness import audit
+from fusion.reports.audit_report import audit_csv, audit_figures, audit_html, demo_bias_note
 
 
 @pytest.fixture

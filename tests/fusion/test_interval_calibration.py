@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from data.errors import ArtifactIntegrityError
-from fusion.explorer_build import build_interval
 from fusion.model import FusionClassifier
+from fusion.training.serving_artifacts import build_interval
 from fusion.uncertainty import (
     calibrated_intervals,
     fit_interval_calibration,

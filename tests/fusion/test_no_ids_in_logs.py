@@ -13,7 +13,7 @@ import pytest
 from data._example_cohort import write_example_cohort
 from data.store import CohortStore, make_engine
 from fusion.cli import main
-from fusion.service import RiskService
+from fusion.service.facade import RiskService
 from fusion.settings import Settings
 
 SMALL_DEMO = ["--patients", "60", "--image-size", "32", "--epochs", "1", "--seed", "5"]

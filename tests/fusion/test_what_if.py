@@ -10,8 +10,8 @@ import pytest
 
 from data.errors import PatientNotFoundError
 from data.synthetic import FEATURE_SPECS
-from fusion.guided_demo import STORY, choose_high_risk, choose_treatment_benefit
-from fusion.service import RiskService
+from fusion.service.facade import RiskService
+from fusion.service.guided_demo import STORY, choose_high_risk, choose_treatment_benefit
 from fusion.what_if import (
     EDITABLE,
     EDITABLE_SPECS,

@@ -1,0 +1,298 @@
+"""Build-time artifacts of the patient explorer, made once per fusion model version.
+
+Owns two batch jobs the demo build runs after the fusion model is fitted and before it is
+activated:
+
+- :func:`build_interval`: the risk interval's calibration on the validation split (JSON with
+  its SHA-256), with its width and coverage on the test split when the cohort has ground
+  truth; registered as ``<fusion version>-interval`` (kind ``interval``).
+- :func:`store_explanations`: exact TreeSHAP of every patient, streamed in chunks into the
+  store keyed by (model version, patient id), the additivity check over every chunk, and the
+  similar-patient index (SHAP vectors of a capped reference set); registered as
+  ``<fusion version>-explanations`` (kind ``explanations``).
+
+Must not import streamlit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from data.store import CohortStore, ModelRecord
+from fusion.explain import make_explainer, shap_values
+from fusion.explanations.similar import MAX_REFERENCE, SimilarityIndex, choose_reference, save_index
+from fusion.features import FeatureSet
+from fusion.model import FusionClassifier
+from fusion.uncertainty import (
+    MASKABLE_MODALITIES,
+    METHODS,
+    fit_interval_calibration,
+    measure_interval,
+    save_calibration,
+)
+
+__all__ = [
+    "EXPLAIN_CHUNK",
+    "EXPLANATIONS_SUFFIX",
+    "INTERVAL_FILE",
+    "INTERVAL_LEVEL",
+    "INTERVAL_SUFFIX",
+    "build_interval",
+    "store_explanations",
+]
+
+logger = logging.getLogger(__name__)
+
+INTERVAL_SUFFIX = "-interval"
+EXPLANATIONS_SUFFIX = "-explanations"
+INTERVAL_LEVEL = 0.9
+INTERVAL_FILE = "calibration.json"
+EXPLAIN_CHUNK = 5_000
+
+
+def build_interval(
+    store: CohortStore,
+    fusion_version: str,
+    model: FusionClassifier,
+    X_train: pd.DataFrame,
+    y_train: npt.ArrayLike,
+    X_test: pd.DataFrame,
+    true_risk_test: npt.ArrayLike | None,
+    folder: Path,
+    artifacts_dir: Path,
+    *,
+    X_val: pd.DataFrame,
+    y_val: npt.ArrayLike,
+    true_risk_val: npt.ArrayLike | None = None,
+    level: float = INTERVAL_LEVEL,
+    random_state: int = 0,
+) -> dict[str, Any]:
+    """Calibrate, save and register the risk interval on the validation split; measure it.
+
+    See :mod:`fusion.uncertainty`: with the validation true risk (synthetic cohorts) the
+    interval covers the patient's true risk (split-conformal, logit scale); without it, the
+    event rate among patients with the same predicted risk (isotonic bootstrap band of the
+    validation outcomes). Both are measured on the test split when it has ground truth.
+
+    Parameters
+    ----------
+    store : CohortStore
+        Where the interval is registered.
+    fusion_version : str
+        The fusion model it belongs to (``parent_version``).
+    model : FusionClassifier
+        The fitted fusion model.
+    X_train, y_train
+        The fusion model's training split (only its size is recorded; the interval must not
+        be calibrated on rows the trees saw).
+    X_test : DataFrame
+        Test inputs, for the coverage check.
+    true_risk_test : array-like of shape (n_test,) or None
+        Synthetic ground truth (None or any NaN: coverage is not measured).
+    folder : Path
+        Where ``calibration.json`` goes (created).
+    artifacts_dir : Path
+        Root the registered path is relative to.
+    X_val : DataFrame
+        Validation inputs (the calibration set: the trees never saw them).
+    y_val : array-like of shape (n_val,)
+        Validation outcomes.
+    true_risk_val : array-like of shape (n_val,), optional
+        Validation true risk (synthetic cohorts): selects the ``"true_risk"`` target.
+    level : float, default=0.9
+    random_state : int, default=0
+
+    Returns
+    -------
+    dict
+        ``method, target, level, n_calibration, test_mean_width, n_test, seconds``, with ground
+        truth ``test_coverage_true_risk`` (of the served target) and ``by_missing`` (width and
+        coverage of both targets for every set of missing modalities).
+    """
+    start = time.perf_counter()
+    calibration = fit_interval_calibration(
+        model,
+        X_val,
+        y_val,
+        true_risk_val,
+        modality_columns=_modality_columns(store, model),
+        level=level,
+        random_state=random_state,
+    )
+    path = folder / INTERVAL_FILE
+    sha = save_calibration(calibration, path)
+    by_missing = measure_interval(calibration, model, X_test, true_risk_test)
+    served = by_missing["none"][calibration.target]
+    metrics: dict[str, Any] = {
+        "method": METHODS[calibration.target],
+        "target": calibration.target,
+        "level": level,
+        "n_calibration": calibration.n_calibration,
+        "n_train": len(X_train),
+        "n_test": len(X_test),
+        "test_mean_width": served["mean_width"],
+        "by_missing": by_missing,
+    }
+    if "coverage_true_risk" in served:
+        metrics["test_coverage_true_risk"] = served["coverage_true_risk"]
+        metrics["test_coverage_event_rate"] = served["coverage_event_rate"]
+        metrics["test_mean_abs_error_true_risk"] = served["mean_abs_error_true_risk"]
+    metrics["seconds"] = round(time.perf_counter() - start, 2)
+    store.register_model(
+        ModelRecord(
+            version=f"{fusion_version}{INTERVAL_SUFFIX}",
+            kind="interval",
+            created_at=datetime.now(UTC),
+            artifact_path=str(path.relative_to(artifacts_dir)),
+            sha256=sha,
+            metrics=metrics,
+            params={
+                "method": metrics["method"],
+                "target": calibration.target,
+                "level": level,
+                "calibration_split": "val",
+            },
+            parent_version=fusion_version,
+        ),
+        activate=False,  # activated with the whole version, once it is complete
+    )
+    logger.info(
+        "interval (%s, target %s) calibrated on %d validation patients in %.1f s; test "
+        "coverage of the true risk %s, mean width %.3f",
+        metrics["method"],
+        calibration.target,
+        calibration.n_calibration,
+        metrics["seconds"],
+        metrics.get("test_coverage_true_risk", "n/a"),
+        metrics["test_mean_width"],
+    )
+    return metrics
+
+
+def _modality_columns(store: CohortStore, model: FusionClassifier) -> dict[str, tuple[str, ...]]:
+    """Model inputs of each maskable modality, from the store's feature catalogue."""
+    features = FeatureSet.from_catalog(store.feature_catalog())
+    modality_of = dict(zip(features.names, features.modalities, strict=True))
+    inputs = [str(name) for name in model.feature_names_in_]
+    return {
+        modality: tuple(name for name in inputs if modality_of.get(name) == modality)
+        for modality in MASKABLE_MODALITIES
+    }
+
+
+def store_explanations(
+    store: CohortStore,
+    fusion_version: str,
+    model: FusionClassifier,
+    X: pd.DataFrame,
+    splits: npt.ArrayLike,
+    index_path: Path,
+    artifacts_dir: Path,
+    *,
+    chunk_size: int = EXPLAIN_CHUNK,
+    max_reference: int = MAX_REFERENCE,
+    random_state: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """TreeSHAP of every row of ``X`` into the store, in chunks, plus the similar-patient index.
+
+    Parameters
+    ----------
+    store : CohortStore
+        Receives the rows (one transaction per chunk).
+    fusion_version : str
+        A registered fusion version (the key of the stored rows).
+    model : FusionClassifier
+        That version's model.
+    X : DataFrame of shape (n_patients, n_features)
+        Inputs indexed by ``patient_id``.
+    splits : array-like of shape (n_patients,)
+        Each row's split (the reference set takes ``train`` and ``test`` rows).
+    index_path : Path
+        Where the similar-patient index is written.
+    artifacts_dir : Path
+        Root the registered path is relative to.
+    chunk_size : int, default=5000
+    max_reference : int, default=50000
+        Cap of the reference set (seeded draw above it).
+    random_state : int, default=0
+    progress : callable, optional
+        Called with the number of rows done after each chunk.
+
+    Returns
+    -------
+    dict
+        ``n_stored, n_reference, additivity_max_abs, additivity_max_abs_test, seconds``.
+    """
+    start = time.perf_counter()
+    split_values = np.asarray(splits).astype(str)
+    ids = X.index.astype(str).to_numpy()
+    reference = choose_reference(
+        list(ids), list(split_values), max_reference=max_reference, random_state=random_state
+    )
+    explainer = make_explainer(model)
+    vectors: list[npt.NDArray[np.float32]] = []
+    worst, worst_test = 0.0, 0.0
+    for begin in range(0, len(X), chunk_size):
+        chunk = X.iloc[begin : begin + chunk_size]
+        result = shap_values(model, chunk, explainer=explainer)
+        error = np.abs(result.margin() - model.decision_function(chunk))
+        is_test = split_values[begin : begin + chunk_size] == "test"
+        worst = max(worst, float(error.max(initial=0.0)))
+        worst_test = max(worst_test, float(error[is_test].max(initial=0.0)))
+        store.write_explanations(
+            fusion_version,
+            list(ids[begin : begin + chunk_size]),
+            np.full(len(chunk), result.base_value),
+            result.values,
+        )
+        vectors.append(result.values[reference[begin : begin + chunk_size]].astype(np.float32))
+        if progress is not None:
+            progress(len(chunk))
+    index = SimilarityIndex(
+        patient_ids=ids[reference].astype(np.str_),
+        vectors=np.concatenate(vectors) if vectors else np.empty((0, X.shape[1]), np.float32),
+    )
+    sha = save_index(index, index_path)
+    seconds = time.perf_counter() - start
+    metrics: dict[str, Any] = {
+        "n_stored": len(X),
+        "n_reference": int(reference.sum()),
+        "reference_splits": ["train", "test"],
+        "space": "shap",
+        "additivity_max_abs": worst,
+        "additivity_max_abs_test": worst_test,
+        "seconds": round(seconds, 2),
+    }
+    store.register_model(
+        ModelRecord(
+            version=f"{fusion_version}{EXPLANATIONS_SUFFIX}",
+            kind="explanations",
+            created_at=datetime.now(UTC),
+            artifact_path=str(index_path.relative_to(artifacts_dir)),
+            sha256=sha,
+            metrics=metrics,
+            params={"explainer": "shap.TreeExplainer (tree_path_dependent)", "chunk": chunk_size},
+            parent_version=fusion_version,
+        ),
+        activate=False,  # activated with the whole version, once it is complete
+    )
+    logger.info(
+        "explanations: %d patients stored in %.1f s (reference %d); SHAP additivity max abs "
+        "error %.1e (test split %.1e)",
+        len(X),
+        seconds,
+        metrics["n_reference"],
+        worst,
+        worst_test,
+    )
+    return metrics
