@@ -41,7 +41,7 @@ from fusion.training.versions import PLANNED_PARAM, check_version, complete_fusi
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CHUNK = 16  # patients per scoring transaction: the unscored patients span several chunks
 SCORER = AuditEntry(actor="test:admin", role="admin", action="score", detail={"command": "t"})
 
