@@ -18,7 +18,8 @@ import numpy as np
 import numpy.typing as npt
 
 from data.errors import CohortError
-from fusion.service.facade import MAP_METHODS, RiskService
+from fusion.records import MAP_METHODS
+from fusion.service.facade import RiskService
 
 __all__ = ["EXPLANATION_FILE", "FORMAT_VERSION", "write_explanation"]
 

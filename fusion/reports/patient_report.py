@@ -29,11 +29,11 @@ from fusion.display import (
     interval_sentence,
     threshold_sentence,
 )
+from fusion.records import ImageMaps, ModelInfo, PatientExplanation, RiskResult
 from fusion.service.patient_facts import identity_facts
 
-if TYPE_CHECKING:  # records only; fusion.service.facade imports this module
+if TYPE_CHECKING:
     from fusion.forecast.hazard import PatientForecast
-    from fusion.service.facade import ImageMaps, ModelInfo, PatientExplanation, RiskResult
     from fusion.uncertainty import RiskInterval
 
 __all__ = ["encode_png", "overlay_rgb", "render_patient_report"]

@@ -12,7 +12,6 @@ import json
 import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -60,6 +59,17 @@ from fusion.forecast.hazard import (
     make_patient_forecast,
 )
 from fusion.model import REBUILD_HINT, FusionClassifier, file_sha256
+from fusion.records import (
+    MAP_METHODS,
+    WHAT_IF_MODALITIES,
+    ImageMaps,
+    MapMethod,
+    ModelInfo,
+    PatientExplanation,
+    RiskResult,
+    WhatIfModality,
+    WhatIfResult,
+)
 from fusion.reports.exports import safe_csv
 from fusion.reports.patient_report import render_patient_report
 from fusion.service.guided_demo import StoryPatient, choose_high_risk, choose_treatment_benefit
@@ -67,21 +77,12 @@ from fusion.settings import DEFAULT_MIN_CELL, Settings
 from fusion.training.serving_artifacts import EXPLANATIONS_SUFFIX, INTERVAL_SUFFIX
 from fusion.training.versions import check_version
 from fusion.uncertainty import IntervalCalibration, RiskInterval, load_calibration, risk_interval
-from fusion.what_if import WhatIfResult, apply_overrides
+from fusion.what_if import apply_overrides
 from models.gradcam import GradCamExplainer
 from models.nets import RiskCNN, load_net
 from models.transforms import normalize_scan
 
-__all__ = [
-    "ImageMaps",
-    "ModelInfo",
-    "PatientExplanation",
-    "PatientForecast",
-    "RiskInterval",
-    "RiskResult",
-    "RiskService",
-    "configure_threads",
-]
+__all__ = ["RiskService", "configure_threads"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,95 +97,6 @@ REGISTRY_COLUMNS = (
     "data_fingerprint",
     "parts",
 )
-
-MapMethod = Literal["gradcam", "gradcampp", "occlusion"]
-MAP_METHODS: tuple[MapMethod, ...] = ("gradcam", "gradcampp", "occlusion")
-# Modalities a clinician can switch off in the what-if (demographics are always known).
-WhatIfModality = Literal["imaging", "genomics", "ehr"]
-WHAT_IF_MODALITIES: tuple[WhatIfModality, ...] = ("imaging", "genomics", "ehr")
-
-
-@dataclass(frozen=True, slots=True)
-class ModelInfo:
-    """The active fusion model as the pages describe it."""
-
-    version: str
-    imaging_version: str
-    created_at: str
-    test_auroc: float
-    test_auroc_ci: tuple[float, float]
-    baselines: Mapping[str, float]
-    oracle: Mapping[str, float]
-    threshold: float
-    n_features: int
-
-
-@dataclass(frozen=True, slots=True)
-class RiskResult:
-    """One patient's fused risk under the active model."""
-
-    patient_id: str
-    risk: float
-    model_version: str
-    threshold: float
-    split: str
-    label: int | None
-    true_risk: float | None
-    image_score: float | None
-    age: float | None = None
-    sex: str | None = None
-    site: str | None = None
-    cohort: str | None = None  # the identity facts above are read with the risk's inputs
-
-    @property
-    def flagged(self) -> bool:
-        """Whether the risk is at or above the decision threshold."""
-        return self.risk >= self.threshold
-
-
-@dataclass(frozen=True, slots=True)
-class PatientExplanation:
-    """Exact TreeSHAP attribution of one patient's fused risk, in log-odds.
-
-    Attributes
-    ----------
-    risk : float
-        Fused risk.
-    base_value : float
-        Model's average margin (log-odds).
-    margin : float
-        ``base_value + contributions["shap"].sum()``; ``sigmoid(margin) == risk``.
-    contributions : DataFrame
-        One row per input, sorted by ``|shap|`` descending: ``feature, label, unit, modality,
-        value, shap``.
-    modality_totals : Mapping[str, float]
-        SHAP summed per modality.
-    source : {"live", "store"}
-        ``"store"``: read from the batch explanations of the model version; ``"live"``:
-        computed for this request (new patients, what-ifs).
-    """
-
-    risk: float
-    base_value: float
-    margin: float
-    contributions: pd.DataFrame
-    modality_totals: Mapping[str, float]
-    source: Literal["live", "store"] = "live"
-
-
-@dataclass(frozen=True, slots=True)
-class ImageMaps:
-    """A scan with one saliency map and, for synthetic cohorts, the true lesion mask.
-
-    ``image`` is min-max scaled to [0, 1] for display; ``saliency`` is in [0, 1] with
-    1 = most important; both have the scan's shape (H, W).
-    """
-
-    image: npt.NDArray[np.float32]
-    saliency: npt.NDArray[np.float32]
-    lesion_mask: npt.NDArray[np.uint8] | None
-    method: MapMethod
-    n_nets: int
 
 
 def configure_threads(torch_threads: int = 1) -> None:

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fusion.records import ImageMaps, ModelInfo, PatientExplanation, RiskResult
 from fusion.reports.patient_report import encode_png, overlay_rgb, render_patient_report
-from fusion.service.facade import ImageMaps, ModelInfo, PatientExplanation, RiskResult
 from fusion.uncertainty import RiskInterval
 
 

@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import pytest
 
-from fusion.service.facade import RiskResult
+from fusion.records import RiskResult
 from fusion.service.patient_facts import identity_facts, identity_line
-from tests.fusion.test_patient_report import _report
+from tests.fusion.reports.test_patient_report import _report
 
 RESULT = RiskResult("P<1>", 0.31, "fusion-v1", 0.25, "test", 1, 0.28, 0.3)
 
