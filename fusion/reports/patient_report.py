@@ -1,7 +1,7 @@
 """One patient's explorer page as a self-contained HTML report.
 
 Owns the HTML (inline CSS, no script, no external link: it opens offline and can be archived
-or mailed) and a small PNG encoder (numpy + zlib + struct) that draws the scan with its
+or mailed) and the overlay picture (numpy, encoded as PNG by Pillow): the scan with its
 saliency overlay and, for synthetic cohorts, the true lesion outline, embedded as base64.
 Plotly's image export (kaleido) is not needed. Every text from the store is HTML-escaped. Must
 not import streamlit.
@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import math
-import struct
-import zlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from PIL import Image
 
 from fusion.display import (
     feature_label,
@@ -66,7 +66,12 @@ text-align:left}th{background:#f6f6f6}.num{text-align:right;font-variant-numeric
 
 
 def encode_png(rgb: npt.NDArray[np.uint8]) -> bytes:
-    r"""Encode an 8-bit RGB image, shape (H, W, 3), as PNG bytes (no dependency).
+    r"""Encode an 8-bit RGB image, shape (H, W, 3), as PNG bytes (Pillow).
+
+    Raises
+    ------
+    ValueError
+        If ``rgb`` is not a uint8 array of shape (H, W, 3).
 
     Examples
     --------
@@ -75,20 +80,9 @@ def encode_png(rgb: npt.NDArray[np.uint8]) -> bytes:
     """
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"Expected a uint8 array of shape (H, W, 3); got {rgb.dtype} {rgb.shape}.")
-    height, width = rgb.shape[:2]
-    rows = np.concatenate([np.zeros((height, 1), np.uint8), rgb.reshape(height, width * 3)], 1)
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(tag + data) & 0xFFFFFFFF
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit truecolour
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
-        + chunk(b"IEND", b"")
-    )
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def overlay_rgb(
