@@ -3,8 +3,9 @@
 Owns the HTML (inline CSS, no script, no external link: it opens offline and can be archived
 or mailed) and the overlay picture (numpy, encoded as PNG by Pillow): the scan with its
 saliency overlay and, for synthetic cohorts, the true lesion outline, embedded as base64.
-Plotly's image export (kaleido) is not needed. Every text from the store is HTML-escaped. Must
-not import streamlit.
+Plotly's image export (kaleido) is not needed. Every text from the store is HTML-escaped.
+:func:`case_report` assembles the report of one loaded patient through the service's use cases.
+Must not import streamlit.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy.typing as npt
 import pandas as pd
 from PIL import Image
 
+from data.errors import CohortError, StoreNotBuiltError
 from fusion.display import (
     feature_label,
     format_feature_value,
@@ -29,14 +31,16 @@ from fusion.display import (
     interval_sentence,
     threshold_sentence,
 )
-from fusion.records import ImageMaps, ModelInfo, PatientExplanation, RiskResult
+from fusion.records import ImageMaps, MapMethod, ModelInfo, PatientExplanation, RiskResult
 from fusion.service.patient_facts import identity_facts
 
 if TYPE_CHECKING:
     from fusion.forecast.hazard import PatientForecast
+    from fusion.service.facade import RiskService
+    from fusion.service.patient_case import PatientCase
     from fusion.uncertainty import RiskInterval
 
-__all__ = ["encode_png", "overlay_rgb", "render_patient_report"]
+__all__ = ["case_report", "encode_png", "overlay_rgb", "render_patient_report"]
 
 MODALITY_NAMES = {
     "demographics": "Demographics",
@@ -336,3 +340,44 @@ def render_patient_report(
 {_forecast_html(forecast)}
 </body></html>
 """
+
+
+def case_report(service: RiskService, case: PatientCase, method: MapMethod = "gradcam") -> str:
+    """One loaded patient's report, computed by ``service`` from ``case`` (no second load).
+
+    A patient without a scan file gets a report that says so instead of the overlay. When the
+    active version has a forecast model, the report ends with the treatment forecast, anchored
+    to the same fused risk.
+
+    Parameters
+    ----------
+    service : RiskService
+        The risk service over the active models.
+    case : PatientCase
+        The patient, loaded by :meth:`~fusion.service.facade.RiskService.load_patient`.
+    method : {"gradcam", "gradcampp", "occlusion"}, default="gradcam"
+        The saliency map drawn over the scan.
+
+    Returns
+    -------
+    str
+        A complete ``<!DOCTYPE html>`` document (:func:`render_patient_report`).
+    """
+    try:
+        maps: ImageMaps | None = service.image_maps(case, method)
+    except CohortError:
+        maps = None
+    try:
+        forecast: PatientForecast | None = service.forecast(case)
+    except StoreNotBuiltError:  # the version was built without a forecast model
+        forecast = None
+    return render_patient_report(
+        result=service.predict(case),
+        interval=service.risk_interval(case) if service.interval_calibration else None,
+        explanation=service.explain(case),
+        what_if=service.modality_what_if(case),
+        top_features=service.top_features(case),
+        maps=maps,
+        info=service.model_info(),
+        forecast=forecast,
+    )

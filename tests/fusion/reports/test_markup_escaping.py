@@ -151,7 +151,7 @@ def test_bias_audit_html_export_escapes_group_names(home: Path, monkeypatch, tmp
 def test_pages_show_the_strings_as_text(service: RiskService) -> None:
     from streamlit.testing.v1 import AppTest
 
-    app = str(Path(__file__).resolve().parents[2] / "app.py")
+    app = str(Path(__file__).resolve().parents[3] / "app.py")
     with patch("dashboard.resources.get_risk_service", return_value=service):
         at = AppTest.from_file(app, default_timeout=120).run()
         at.switch_page("dashboard/pages/fairness.py").run()
