@@ -73,7 +73,7 @@ def predict(models: LoadedModels, case: PatientCase) -> RiskResult:
     )
 
 
-def explanation_from(
+def _explanation_from(
     models: LoadedModels,
     X: pd.DataFrame,
     base_value: float,
@@ -123,7 +123,7 @@ def explain_features(models: LoadedModels, X: pd.DataFrame) -> PatientExplanatio
         raise ValueError(f"Got {len(X)} feature rows; pass exactly one (one patient).")
     result = shap_values(models.model, X, explainer=models.tree_explainer)
     values = np.asarray(result.values[0], dtype=np.float64)
-    return explanation_from(models, X, result.base_value, values, source="live")
+    return _explanation_from(models, X, result.base_value, values, source="live")
 
 
 def explain(models: LoadedModels, case: PatientCase) -> PatientExplanation:
@@ -135,7 +135,7 @@ def explain(models: LoadedModels, case: PatientCase) -> PatientExplanation:
     if case.stored_shap is None:
         return explain_features(models, case.X)
     base_value, values = case.stored_shap
-    return explanation_from(models, case.X, base_value, values, source="store")
+    return _explanation_from(models, case.X, base_value, values, source="store")
 
 
 def without(models: LoadedModels, X: pd.DataFrame, missing: Sequence[str]) -> pd.DataFrame:
