@@ -9,6 +9,7 @@ import streamlit as st
 from dashboard.components.sidebar import render_selected_patient, render_sidebar
 from dashboard.components.signin import render_role_switch, sign_in
 from dashboard.resources import get_risk_service, get_settings
+from dashboard.state import forget_loaded_patient
 from data.errors import CohortError
 from fusion.admin.access import can_open
 
@@ -41,6 +42,7 @@ PAGES = [
     ("admin", "Admin", st.Page("dashboard/pages/data.py", title="Data", icon="📥")),
 ]
 
+forget_loaded_patient()  # each run loads the selected patient afresh, once
 service = None
 with suppress(CohortError):  # the page itself explains what is missing and how to build it
     service = get_risk_service()

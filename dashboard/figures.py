@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from fusion.display import feature_label, format_feature_value
+from fusion.records import ImageMaps, PatientExplanation
 
 # The performance and audit figures live in fusion (the HTML report embeds them); re-exported.
 from fusion.reports.figures import (
@@ -24,7 +25,6 @@ from fusion.reports.figures import (
     make_reliance_figure,
     make_roc_figure,
 )
-from fusion.service.facade import ImageMaps, PatientExplanation
 
 __all__ = [
     "LOWERS_COLOUR",

@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.settings import Settings
+from dashboard.state import get_loaded_patient, set_loaded_patient
 from data.errors import CohortError
 from data.store import CohortStore, make_engine
 from fusion.admin.access import Identity
@@ -18,6 +19,7 @@ from fusion.evaluation.performance import PerformanceReport, ShapSummary
 from fusion.forecast.hazard import PatientForecast
 from fusion.service.facade import RiskService, configure_threads
 from fusion.service.guided_demo import StoryPatient
+from fusion.service.patient_case import PatientCase
 
 __all__ = [
     "get_audit",
@@ -32,6 +34,7 @@ __all__ = [
     "get_settings",
     "get_test_shap",
     "list_models",
+    "load_patient_case",
     "require_risk_service",
     "search_patients",
 ]
@@ -85,6 +88,27 @@ def require_risk_service() -> RiskService:
     except CohortError as err:
         st.error(str(err))
         st.stop()
+
+
+def load_patient_case(service: RiskService, patient_id: str) -> PatientCase:
+    """The patient ``patient_id`` as this script run shows it, loaded from the store once.
+
+    The sidebar and the page share one load per run (one query set, see
+    :meth:`fusion.service.facade.RiskService.load_patient`); the next run loads afresh, so a
+    page never shows values older than the run.
+
+    Raises
+    ------
+    data.errors.PatientNotFoundError
+        If the patient is not in the store.
+    data.errors.NotScoredError
+        If the patient's scan is not embedded by every active imaging net yet.
+    """
+    case = get_loaded_patient(patient_id, service.version)
+    if case is None:
+        case = service.load_patient(patient_id)
+        set_loaded_patient(case)
+    return case
 
 
 @st.cache_data(ttl=60, show_spinner=False)
@@ -170,9 +194,15 @@ def get_forecast(
     model_version: str,
     patient_id: str,
     overrides: tuple[tuple[str, float], ...] = (),
+    _case: PatientCase | None = None,
 ) -> PatientForecast:
-    """One patient's treatment forecast, optionally with what-if edits (sorted pairs)."""
-    return _service.forecast(patient_id, overrides=dict(overrides) or None)
+    """One patient's treatment forecast, optionally with what-if edits (sorted pairs).
+
+    ``_case`` (not part of the cache key) is the patient loaded by this run, if any.
+    """
+    return _service.forecast(
+        patient_id if _case is None else _case, overrides=dict(overrides) or None
+    )
 
 
 @st.cache_data(show_spinner=False)

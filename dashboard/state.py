@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from fusion.admin.access import Identity, Role
+from fusion.service.patient_case import PatientCase
 
 if TYPE_CHECKING:  # type-only: keeps pandera out of this module's import
     from data.ingest import ValidationReport
@@ -18,15 +19,18 @@ __all__ = [
     "GUIDED_STEP",
     "IDENTITY",
     "LAST_ACTIVITY",
+    "LOADED_PATIENT",
     "LOCAL_ROLE",
     "PATIENT_CHOICE",
     "PATIENT_ID",
     "WHAT_IF_PREFIX",
     "CohortCheck",
     "choose_patient",
+    "forget_loaded_patient",
     "get_cohort_check",
     "get_guided_step",
     "get_identity",
+    "get_loaded_patient",
     "get_local_role",
     "get_patient_choice",
     "get_patient_id",
@@ -36,6 +40,7 @@ __all__ = [
     "set_cohort_check",
     "set_guided_step",
     "set_identity",
+    "set_loaded_patient",
     "set_local_role",
     "set_what_if_overrides",
     "touch_activity",
@@ -47,6 +52,7 @@ IDENTITY = "riskfusion.identity"
 LAST_ACTIVITY = "riskfusion.last_activity"
 LOCAL_ROLE = "riskfusion.local_role"
 AUDITED = "riskfusion.audited"
+LOADED_PATIENT = "riskfusion.loaded_patient"
 
 
 def get_patient_id() -> str | None:
@@ -71,6 +77,28 @@ def choose_patient(patient_id: str | None) -> None:
         return
     st.session_state[PATIENT_ID] = patient_id
     st.session_state[PATIENT_CHOICE] = get_patient_choice() + 1
+
+
+def forget_loaded_patient() -> None:
+    """Start a script run with no patient loaded (``app.py`` calls it first on every run)."""
+    st.session_state.pop(LOADED_PATIENT, None)
+
+
+def get_loaded_patient(patient_id: str, model_version: str) -> PatientCase | None:
+    """The case of ``patient_id`` loaded earlier in this script run, or None."""
+    case = st.session_state.get(LOADED_PATIENT)
+    if (
+        isinstance(case, PatientCase)
+        and case.patient_id == patient_id
+        and case.model_version == model_version
+    ):
+        return case
+    return None
+
+
+def set_loaded_patient(case: PatientCase) -> None:
+    """Keep ``case`` for the rest of this script run (sidebar and page share one load)."""
+    st.session_state[LOADED_PATIENT] = case
 
 
 def get_identity() -> Identity | None:

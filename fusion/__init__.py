@@ -14,7 +14,8 @@ from fusion.explain import ShapResult, make_explainer, modality_sums, shap_value
 from fusion.features import IMAGE_FEATURE, MODALITIES, FeatureSet, build_feature_matrix
 from fusion.forecast.hazard import HazardForecaster, PatientForecast
 from fusion.model import FusionClassifier
-from fusion.service.facade import ImageMaps, ModelInfo, PatientExplanation, RiskResult, RiskService
+from fusion.records import ImageMaps, ModelInfo, PatientExplanation, RiskResult
+from fusion.service.facade import RiskService
 from fusion.settings import Settings
 from fusion.training.demo_build import BuildConfig, BuildSummary, build_demo
 from fusion.training.train import TrainingConfig, TrainingSummary, score_cohort, train_cohort

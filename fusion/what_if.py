@@ -3,9 +3,9 @@
 Owns the set of inputs a what-if may change (:data:`EDITABLE`: lifestyle and treatable risk
 factors), their plausible ranges (from :data:`data.synthetic.FEATURE_SPECS`), the one validator
 of ``overrides`` (:func:`validate_overrides`, also used by the treatment forecast), applying
-overrides to a feature row, and the :class:`WhatIfResult` record that
-:meth:`fusion.service.facade.RiskService.what_if` returns. Age, sex, genotypes, driver mutations,
-diagnoses, history and the scan are not editable: the image embedding stays fixed.
+overrides to a feature row, and the editor's rows; the result record
+(:class:`fusion.records.WhatIfResult`) lives with the other records. Age, sex, genotypes, driver
+mutations, diagnoses, history and the scan are not editable: the image embedding stays fixed.
 
 Pure functions only; must not import streamlit or the dashboard.
 """
@@ -14,17 +14,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import pandas as pd
 
 from data.synthetic import FEATURE_SPECS, FeatureSpec
 from fusion.display import feature_choices
-
-if TYPE_CHECKING:
-    from fusion.service.facade import PatientExplanation
 
 __all__ = [
     "EDITABLE",
@@ -36,7 +32,6 @@ __all__ = [
     "NOT_IN_MODEL_MESSAGE",
     "OUT_OF_RANGE_MESSAGE",
     "UNKNOWN_MESSAGE",
-    "WhatIfResult",
     "apply_overrides",
     "editor_rows",
     "validate_overrides",
@@ -237,40 +232,3 @@ def editor_rows(values: Mapping[str, float]) -> pd.DataFrame:
             "description": [s.description for s in EDITABLE_SPECS],
         }
     )
-
-
-@dataclass(frozen=True, slots=True)
-class WhatIfResult:
-    """One patient's risk and SHAP attribution before and after what-if edits.
-
-    Attributes
-    ----------
-    patient_id : str
-        The patient.
-    overrides : Mapping[str, float]
-        The validated edits.
-    before, after : PatientExplanation
-        Risk, exact TreeSHAP values and per-modality sums of the recorded and the edited inputs
-        (the image score is the same in both).
-    changes : DataFrame
-        One row per edited input: ``feature, label, unit, before, after`` (``before`` NaN when
-        not recorded).
-    """
-
-    patient_id: str
-    overrides: Mapping[str, float]
-    before: PatientExplanation
-    after: PatientExplanation
-    changes: pd.DataFrame
-
-    @property
-    def risk_change(self) -> float:
-        """Risk after minus risk before (probability points as a fraction)."""
-        return self.after.risk - self.before.risk
-
-    def modality_changes(self) -> dict[str, float]:
-        """Change of each modality's summed SHAP value (log-odds), after minus before."""
-        return {
-            name: self.after.modality_totals[name] - total
-            for name, total in self.before.modality_totals.items()
-        }

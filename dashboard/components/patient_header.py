@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from fusion.service.facade import RiskResult
+from fusion.records import RiskResult
 from fusion.service.patient_facts import identity_facts
 
 __all__ = ["HEADER_KEY", "render_patient_header"]
@@ -17,7 +17,7 @@ def render_patient_header(
 ) -> None:
     """Patient id, age, sex, split, site and cohort, read from ``result``.
 
-    Pass the same :class:`~fusion.service.facade.RiskResult` whose numbers the page shows, so the
+    Pass the same :class:`~fusion.records.RiskResult` whose numbers the page shows, so the
     header and the numbers cannot name different patients.
 
     Parameters

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from dashboard.resources import load_patient_case
 from dashboard.state import choose_patient, get_patient_id
 from data.errors import CohortError
 from fusion.service.facade import RiskService
@@ -35,7 +36,7 @@ def render_selected_patient(service: RiskService) -> None:
             st.caption("None: choose one on a patient page.")
             return
         try:
-            result = service.predict(patient_id)
+            result = service.predict(load_patient_case(service, patient_id))
         except CohortError as err:
             st.warning(str(err))
         else:

@@ -21,6 +21,7 @@ from dashboard.state import get_what_if_overrides, set_what_if_overrides
 from fusion.admin.access import Identity
 from fusion.display import feature_choices, feature_label
 from fusion.service.facade import RiskService
+from fusion.service.patient_case import PatientCase
 from fusion.what_if import EDITABLE, editor_rows, validate_overrides
 
 __all__ = ["render_what_if_comparison", "render_what_if_editor"]
@@ -54,7 +55,7 @@ def _edits(entered: dict[str, float | None], recorded: dict[str, float | None]) 
 
 
 def render_what_if_editor(
-    service: RiskService, patient_id: str, *, key: str, identity: Identity | None = None
+    service: RiskService, case: PatientCase, *, key: str, identity: Identity | None = None
 ) -> dict[str, float]:
     """Inputs for the modifiable factors, pre-filled; returns the applied edits.
 
@@ -63,10 +64,11 @@ def render_what_if_editor(
     with :func:`fusion.what_if.validate_overrides`; an invalid one shows the message and stops
     the page); **Reset** clears the applied edits and puts every input back to the recorded
     value. Non-modifiable inputs are listed read-only. Each applied edit is written to the
-    audit trail as ``what_if`` when ``identity`` is given.
+    audit trail as ``what_if`` when ``identity`` is given. The recorded values are the loaded
+    ``case``'s model inputs.
     """
-    contributions = service.explain(patient_id).contributions
-    values = dict(zip(contributions["feature"], contributions["value"], strict=True))
+    patient_id = case.patient_id
+    values = case.recorded_values()
     rows = editor_rows(values)
     rows = rows.loc[rows["feature"].isin(values)]  # only inputs of this model
     recorded = {
@@ -119,7 +121,17 @@ def render_what_if_editor(
         if identity is not None:
             detail = {"page": key, "overrides": overrides}
             service.record_event(identity, "what_if", patient_id=patient_id, detail=detail)
-    fixed = contributions.loc[~contributions["feature"].isin(EDITABLE)]
+    features = service.features
+    inputs = pd.DataFrame(
+        {
+            "feature": list(features.names),
+            "label": list(features.labels),
+            "unit": list(features.units),
+            "modality": list(features.modalities),
+            "value": [values[name] for name in features.names],
+        }
+    )
+    fixed = inputs.loc[~inputs["feature"].isin(EDITABLE)]
     with st.expander(f"Not modifiable here ({len(fixed)} inputs, read-only)"):
         st.dataframe(
             pd.DataFrame(
@@ -144,13 +156,14 @@ def render_what_if_editor(
 
 
 def render_what_if_comparison(
-    service: RiskService, patient_id: str, overrides: dict[str, float], *, key: str
+    service: RiskService, case: PatientCase, overrides: dict[str, float], *, key: str
 ) -> None:
     """Risk, SHAP (modality bars, waterfall) and forecast curves before and after the edits."""
-    result = service.what_if(patient_id, overrides)
+    result = service.what_if(case, overrides)
     version = service.model_info().version
-    before_forecast = get_forecast(service, version, patient_id)
-    after_forecast = get_forecast(service, version, patient_id, tuple(sorted(overrides.items())))
+    edits = tuple(sorted(overrides.items()))
+    before_forecast = get_forecast(service, version, case.patient_id, _case=case)
+    after_forecast = get_forecast(service, version, case.patient_id, edits, _case=case)
     changes = result.changes
     st.dataframe(
         pd.DataFrame(

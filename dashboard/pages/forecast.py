@@ -16,7 +16,12 @@ from dashboard.components.what_if_editor import (
     render_what_if_comparison,
     render_what_if_editor,
 )
-from dashboard.resources import get_forecast, get_forecast_proof, require_risk_service
+from dashboard.resources import (
+    get_forecast,
+    get_forecast_proof,
+    load_patient_case,
+    require_risk_service,
+)
 from data.errors import CohortError
 from fusion.display import readable_table
 from fusion.forecast.hazard import REFERENCE_TREATMENT
@@ -50,8 +55,9 @@ if patient_id is None:
     st.stop()
 
 try:
-    result = service.predict(patient_id)
-    forecast = get_forecast(service, version, result.patient_id)
+    case = load_patient_case(service, patient_id)
+    result = service.predict(case)
+    forecast = get_forecast(service, version, result.patient_id, _case=case)
 except (CohortError, ValueError) as err:
     st.error(str(err))
     st.stop()
@@ -114,13 +120,11 @@ st.caption(
     "SHAP attribution and the forecast are recomputed with the scan held fixed."
 )
 try:
-    overrides = render_what_if_editor(
-        service, patient_id, key="forecast.what_if", identity=identity
-    )
+    overrides = render_what_if_editor(service, case, key="forecast.what_if", identity=identity)
     if not overrides:
         st.info("Change one or more values and press Apply to compare before and after.")
         st.stop()
-    render_what_if_comparison(service, patient_id, overrides, key="forecast.compare")
+    render_what_if_comparison(service, case, overrides, key="forecast.compare")
 except (CohortError, ValueError) as err:
     st.error(str(err))
     st.stop()

@@ -17,7 +17,12 @@ from dashboard.figures import (
     make_overlay_figure,
     make_waterfall_figure,
 )
-from dashboard.resources import get_forecast, get_guided_demo_patients, require_risk_service
+from dashboard.resources import (
+    get_forecast,
+    get_guided_demo_patients,
+    load_patient_case,
+    require_risk_service,
+)
 from dashboard.state import get_guided_step, get_patient_id, set_guided_step
 from data.errors import CohortError
 from fusion.display import format_percent, threshold_sentence
@@ -68,7 +73,8 @@ forward.button(
 st.header(step.title)
 st.markdown(step.narration)
 try:
-    result = service.predict(patient.patient_id)
+    case = load_patient_case(service, patient.patient_id)
+    result = service.predict(case)
 except CohortError as err:
     st.error(str(err))
     st.stop()
@@ -102,14 +108,14 @@ try:
             facts.append(f"true outcome: **{'event' if result.label else 'no event'}**")
         st.markdown("Risk is " + " · ".join(facts))
     elif step.kind == "why":
-        explanation = service.explain(patient.patient_id)
+        explanation = service.explain(case)
         left, right = st.columns([2, 3], gap="large")
         left.plotly_chart(make_modality_figure(explanation), key="guided.modalities")
         right.plotly_chart(make_waterfall_figure(explanation), key="guided.waterfall")
     elif step.kind == "where":
         trust = service.map_trust()
         method = rank_maps(trust)[0]  # the map the stored trust check ranks best
-        maps = service.image_maps(patient.patient_id, method)
+        maps = service.image_maps(case, method)
         left, right = st.columns([3, 2], gap="large")
         left.plotly_chart(
             make_overlay_figure(maps, show_lesion=maps.lesion_mask is not None),
@@ -122,13 +128,13 @@ try:
         )
         right.caption(map_trust_sentence(trust, method))
     elif step.kind == "treatment":
-        render_forecast(get_forecast(service, info.version, patient.patient_id), key="guided")
-    else:  # what_if
-        overrides = render_what_if_editor(
-            service, patient.patient_id, key="guided.what_if", identity=identity
+        render_forecast(
+            get_forecast(service, info.version, case.patient_id, _case=case), key="guided"
         )
+    else:  # what_if
+        overrides = render_what_if_editor(service, case, key="guided.what_if", identity=identity)
         if overrides:
-            render_what_if_comparison(service, patient.patient_id, overrides, key="guided.compare")
+            render_what_if_comparison(service, case, overrides, key="guided.compare")
         else:
             st.info("Try: set smoking to 0 (never) or lower the systolic BP, then press Apply.")
 except (CohortError, ValueError) as err:

@@ -22,7 +22,7 @@ from dashboard.figures import (
     make_overlay_figure,
     make_waterfall_figure,
 )
-from dashboard.resources import require_risk_service
+from dashboard.resources import load_patient_case, require_risk_service
 from dashboard.state import choose_patient
 from data.errors import CohortError
 from fusion.display import (
@@ -63,11 +63,12 @@ if patient_id is None:
     st.stop()
 
 try:
-    result = service.predict(patient_id)
-    interval = service.risk_interval(patient_id) if service.interval_calibration else None
-    explanation = service.explain(patient_id)
-    what_if = service.modality_what_if(patient_id)
-    top_features = service.top_features(patient_id, per_modality=3)
+    case = load_patient_case(service, patient_id)  # the patient's rows, read once this run
+    result = service.predict(case)
+    interval = service.risk_interval(case) if service.interval_calibration else None
+    explanation = service.explain(case)
+    what_if = service.modality_what_if(case)
+    top_features = service.top_features(case, per_modality=3)
 except CohortError as err:
     st.error(str(err))
     st.stop()
@@ -147,9 +148,9 @@ with right:
     shown = explanation
     if missing:
         with st.spinner("Computing the what-if live ..."):
-            shown = service.explain_without(patient_id, missing)
+            shown = service.explain_without(case, missing)
             shown_interval = (
-                service.risk_interval(patient_id, missing=missing)
+                service.risk_interval(case, missing=missing)
                 if service.interval_calibration
                 else None
             )
@@ -234,7 +235,7 @@ with image_col:
     )
     maps = None
     try:
-        maps = service.image_maps(patient_id, METHODS[str(method_label)])
+        maps = service.image_maps(case, METHODS[str(method_label)])
     except CohortError as err:
         st.error(str(err))
     else:
@@ -251,7 +252,7 @@ with image_col:
 
 st.subheader("Similar patients")
 try:
-    similar = service.similar_patients(patient_id, k=5, missing=missing)
+    similar = service.similar_patients(case, k=5, missing=missing)
 except CohortError as err:
     st.info(str(err))
 else:

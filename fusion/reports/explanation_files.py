@@ -18,7 +18,8 @@ import numpy as np
 import numpy.typing as npt
 
 from data.errors import CohortError
-from fusion.service.facade import MAP_METHODS, RiskService
+from fusion.records import MAP_METHODS
+from fusion.service.facade import RiskService
 
 __all__ = ["EXPLANATION_FILE", "FORMAT_VERSION", "write_explanation"]
 
@@ -59,10 +60,11 @@ def write_explanation(service: RiskService, patient_id: str, out_dir: Path) -> l
     data.errors.PatientNotFoundError
         If the patient is not stored.
     """
-    result = service.predict(patient_id)
-    explanation = service.explain(patient_id)
+    case = service.load_patient(patient_id)
+    result = service.predict(case)
+    explanation = service.explain(case)
     info = service.model_info()
-    interval = service.risk_interval(patient_id) if service.interval_calibration else None
+    interval = service.risk_interval(case) if service.interval_calibration else None
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     maps_written: dict[str, str] = {}
@@ -70,7 +72,7 @@ def write_explanation(service: RiskService, patient_id: str, out_dir: Path) -> l
     n_nets = 0
     for method in MAP_METHODS:
         try:
-            maps = service.image_maps(patient_id, method)
+            maps = service.image_maps(case, method)
         except CohortError:  # no scan stored: the explanation is tabular only
             break
         path = out_dir / f"{method}.npy"

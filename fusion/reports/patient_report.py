@@ -1,19 +1,19 @@
 """One patient's explorer page as a self-contained HTML report.
 
 Owns the HTML (inline CSS, no script, no external link: it opens offline and can be archived
-or mailed) and a small PNG encoder (numpy + zlib + struct) that draws the scan with its
+or mailed) and the overlay picture (numpy, encoded as PNG by Pillow): the scan with its
 saliency overlay and, for synthetic cohorts, the true lesion outline, embedded as base64.
-Plotly's image export (kaleido) is not needed. Every text from the store is HTML-escaped. Must
-not import streamlit.
+Plotly's image export (kaleido) is not needed. Every text from the store is HTML-escaped.
+:func:`case_report` assembles the report of one loaded patient through the service's use cases.
+Must not import streamlit.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import io
 import math
-import struct
-import zlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from PIL import Image
 
+from data.errors import CohortError, StoreNotBuiltError
 from fusion.display import (
     feature_label,
     format_feature_value,
@@ -29,14 +31,16 @@ from fusion.display import (
     interval_sentence,
     threshold_sentence,
 )
+from fusion.records import ImageMaps, MapMethod, ModelInfo, PatientExplanation, RiskResult
 from fusion.service.patient_facts import identity_facts
 
-if TYPE_CHECKING:  # records only; fusion.service.facade imports this module
+if TYPE_CHECKING:
     from fusion.forecast.hazard import PatientForecast
-    from fusion.service.facade import ImageMaps, ModelInfo, PatientExplanation, RiskResult
+    from fusion.service.facade import RiskService
+    from fusion.service.patient_case import PatientCase
     from fusion.uncertainty import RiskInterval
 
-__all__ = ["encode_png", "overlay_rgb", "render_patient_report"]
+__all__ = ["case_report", "encode_png", "overlay_rgb", "render_patient_report"]
 
 MODALITY_NAMES = {
     "demographics": "Demographics",
@@ -66,7 +70,12 @@ text-align:left}th{background:#f6f6f6}.num{text-align:right;font-variant-numeric
 
 
 def encode_png(rgb: npt.NDArray[np.uint8]) -> bytes:
-    r"""Encode an 8-bit RGB image, shape (H, W, 3), as PNG bytes (no dependency).
+    r"""Encode an 8-bit RGB image, shape (H, W, 3), as PNG bytes (Pillow).
+
+    Raises
+    ------
+    ValueError
+        If ``rgb`` is not a uint8 array of shape (H, W, 3).
 
     Examples
     --------
@@ -75,20 +84,9 @@ def encode_png(rgb: npt.NDArray[np.uint8]) -> bytes:
     """
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"Expected a uint8 array of shape (H, W, 3); got {rgb.dtype} {rgb.shape}.")
-    height, width = rgb.shape[:2]
-    rows = np.concatenate([np.zeros((height, 1), np.uint8), rgb.reshape(height, width * 3)], 1)
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(tag + data) & 0xFFFFFFFF
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit truecolour
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
-        + chunk(b"IEND", b"")
-    )
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def overlay_rgb(
@@ -342,3 +340,44 @@ def render_patient_report(
 {_forecast_html(forecast)}
 </body></html>
 """
+
+
+def case_report(service: RiskService, case: PatientCase, method: MapMethod = "gradcam") -> str:
+    """One loaded patient's report, computed by ``service`` from ``case`` (no second load).
+
+    A patient without a scan file gets a report that says so instead of the overlay. When the
+    active version has a forecast model, the report ends with the treatment forecast, anchored
+    to the same fused risk.
+
+    Parameters
+    ----------
+    service : RiskService
+        The risk service over the active models.
+    case : PatientCase
+        The patient, loaded by :meth:`~fusion.service.facade.RiskService.load_patient`.
+    method : {"gradcam", "gradcampp", "occlusion"}, default="gradcam"
+        The saliency map drawn over the scan.
+
+    Returns
+    -------
+    str
+        A complete ``<!DOCTYPE html>`` document (:func:`render_patient_report`).
+    """
+    try:
+        maps: ImageMaps | None = service.image_maps(case, method)
+    except CohortError:
+        maps = None
+    try:
+        forecast: PatientForecast | None = service.forecast(case)
+    except StoreNotBuiltError:  # the version was built without a forecast model
+        forecast = None
+    return render_patient_report(
+        result=service.predict(case),
+        interval=service.risk_interval(case) if service.interval_calibration else None,
+        explanation=service.explain(case),
+        what_if=service.modality_what_if(case),
+        top_features=service.top_features(case),
+        maps=maps,
+        info=service.model_info(),
+        forecast=forecast,
+    )

@@ -1,7 +1,7 @@
 """The facts a clinician checks a patient's identity by, in words (page header, sidebar, report).
 
 Every patient page and the HTML report name the patient the same way: the id, then age, sex,
-split and cohort, all read from the :class:`fusion.service.facade.RiskResult` that also carries the
+split and cohort, all read from the :class:`fusion.records.RiskResult` that also carries the
 numbers shown, so a header can never name one patient while the numbers belong to another.
 Must not import streamlit.
 """
@@ -9,12 +9,8 @@ Must not import streamlit.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
-if (
-    TYPE_CHECKING
-):  # records only; fusion.service.facade imports fusion.reports.patient_report, which imports this
-    from fusion.service.facade import RiskResult
+from fusion.records import RiskResult
 
 __all__ = [
     "SEX_WORDS",
@@ -91,7 +87,7 @@ def identity_facts(result: RiskResult) -> list[str]:
 
     Examples
     --------
-    >>> from fusion.service.facade import RiskResult
+    >>> from fusion.records import RiskResult
     >>> result = RiskResult(
     ...     "P0000474", 0.766, "fusion-v1", 0.22, "test", 1, None, None,
     ...     age=67.4, sex="F", site="B", cohort="synthetic",
@@ -116,7 +112,7 @@ def identity_line(result: RiskResult) -> str:
 
     Examples
     --------
-    >>> from fusion.service.facade import RiskResult
+    >>> from fusion.records import RiskResult
     >>> identity_line(RiskResult("P1", 0.1, "v", 0.2, "train", 0, None, None, age=50.0, sex="M"))
     'P1 · 50 years · male · training split · cohort not recorded'
     """

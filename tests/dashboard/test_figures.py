@@ -17,7 +17,7 @@ from dashboard.figures import (
     modality_range,
     waterfall_range,
 )
-from fusion.service.facade import PatientExplanation
+from fusion.records import PatientExplanation
 
 
 def _explanation(shap: dict[str, float], *, totals: dict[str, float]) -> PatientExplanation:

@@ -184,7 +184,7 @@ def test_what_if_edit_recomputes_risk_shap_and_forecast(patched_service) -> None
     # Reset restores the recorded values and removes the comparison.
     at.button(key="forecast.what_if.reset").click().run()
     assert not [m for m in at.metric if m.label == RISK]
-    recorded = patched_service.feature_row(patched_service.patient(pid))["systolic_bp"].iloc[0]
+    recorded = patched_service.load_patient(pid).X["systolic_bp"].iloc[0]
     value = at.number_input(key=f"forecast.what_if.{pid}.systolic_bp").value
     assert (value is None and np.isnan(recorded)) or value == pytest.approx(recorded)
 

@@ -18,7 +18,7 @@ def _editor_app() -> None:
     top = service.store.top_risks(service.model_info().version, split="test", limit=1)
     patient_id = str(top["patient_id"].iloc[0])
     st.session_state["editor_patient"] = patient_id
-    overrides = render_what_if_editor(service, patient_id, key="wi")
+    overrides = render_what_if_editor(service, service.load_patient(patient_id), key="wi")
     st.session_state["applied"] = dict(overrides)
 
 
@@ -29,7 +29,7 @@ def _open() -> tuple[AppTest, str]:
 
 
 def _recorded(service, patient_id: str, feature: str) -> float | None:
-    value = float(service.feature_row(service.patient(patient_id))[feature].iloc[0])
+    value = float(service.load_patient(patient_id).X[feature].iloc[0])
     return None if math.isnan(value) else value
 
 

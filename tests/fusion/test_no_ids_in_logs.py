@@ -13,6 +13,7 @@ import pytest
 from data._example_cohort import write_example_cohort
 from data.store import CohortStore, make_engine
 from fusion.cli import main
+from fusion.reports.patient_report import case_report
 from fusion.service.facade import RiskService
 from fusion.settings import Settings
 
@@ -61,7 +62,7 @@ def test_build_predict_what_if_report_and_exports_log_no_patient_id(
             service.what_if(pid, {"on_statin": 1.0})
             service.forecast(pid)
             service.similar_patients(pid)
-            service.patient_report(pid)
+            case_report(service, service.load_patient(pid))
         pid = sorted(ids)[0]
         assert main(["explain", pid, "--out", str(tmp_path / "explained")]) == 0
         assert main(["forecast", pid, "--out", str(tmp_path / "forecast.json")]) == 0

@@ -119,7 +119,7 @@ def test_edit_goes_through_the_model_and_stays_additive(tiny_service: RiskServic
     pid = _test_ids(tiny_service)[0]
     overrides = {"systolic_bp": 200.0, "smoking": 2.0, "hba1c": 11.0}
     result = tiny_service.what_if(pid, overrides)
-    X = tiny_service.feature_row(tiny_service.patient(pid))
+    X = tiny_service.load_patient(pid).X
     edited = X.assign(**overrides)
     assert result.after.risk == pytest.approx(tiny_service.model.predict_proba(edited)[0, 1])
     for explanation in (result.before, result.after):  # SHAP additivity

@@ -35,6 +35,7 @@ from fusion.forecast.hazard import (
     person_period,
     true_curve,
 )
+from fusion.reports.patient_report import case_report
 
 FAST = {"n_bootstrap": 3, "max_rounds": 60, "min_rounds": 20, "learning_rate": 0.1}
 
@@ -437,7 +438,7 @@ def test_one_patient_one_risk_on_every_screen(tiny_service) -> None:
         assert curve["risk"].iloc[-1] == received
         worst = max(worst, abs(received - fused))
         assert forecast.anchor_risk == pytest.approx(fused, abs=1e-12)
-        report = tiny_service.patient_report(patient_id)
+        report = case_report(tiny_service, tiny_service.load_patient(patient_id))
         assert f'<span class="big">{_percent(fused)}</span> fused risk' in report
         assert f'<td>{forecast.received_treatment}</td><td class="num">{_percent(received)} (' in (
             report

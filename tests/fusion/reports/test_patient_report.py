@@ -3,38 +3,27 @@
 from __future__ import annotations
 
 import base64
+import io
 import re
-import struct
-import zlib
 from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
+from fusion.records import ImageMaps, ModelInfo, PatientExplanation, RiskResult
 from fusion.reports.patient_report import encode_png, overlay_rgb, render_patient_report
-from fusion.service.facade import ImageMaps, ModelInfo, PatientExplanation, RiskResult
 from fusion.uncertainty import RiskInterval
 
 
 def _decode_png(data: bytes) -> np.ndarray:
-    """Minimal PNG reader for the encoder's own output (8-bit RGB, filter 0)."""
+    """The pixels of a PNG file, read back with Pillow (8-bit RGB)."""
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, idat, width, height = 8, b"", 0, 0
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        tag, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
-        (crc,) = struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])
-        assert crc == zlib.crc32(tag + body) & 0xFFFFFFFF
-        if tag == b"IHDR":
-            width, height = struct.unpack(">II", body[:8])
-            assert body[8:10] == bytes([8, 2])
-        elif tag == b"IDAT":
-            idat += body
-        pos += 12 + length
-    raw = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(height, 1 + 3 * width)
-    assert not raw[:, 0].any()
-    return raw[:, 1:].reshape(height, width, 3)
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.format == "PNG"
+        assert image.mode == "RGB"
+        return np.asarray(image)
 
 
 def test_png_round_trips_pixels() -> None:

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from fusion.service.facade import RiskResult
+from fusion.records import RiskResult
 from fusion.service.patient_facts import identity_facts, identity_line
 from tests.fusion.reports.test_patient_report import _report
 

@@ -10,6 +10,8 @@ import pytest
 
 from data.errors import PatientNotFoundError
 from fusion.explain import shap_values
+from fusion.reports.patient_report import case_report
+from fusion.service.patient import without
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,7 @@ def test_stored_values_are_additive_over_the_test_split(tiny_service) -> None:
     version = tiny_service.model_info().version
     worst, rows = 0.0, 0
     for ids, base, values in tiny_service.store.iter_explanations(version, split="test"):
-        X = pd.concat([tiny_service.feature_row(tiny_service.patient(p)) for p in ids])
+        X = pd.concat([tiny_service.load_patient(p).X for p in ids])
         margin = tiny_service.model.decision_function(X)
         worst = max(worst, float(np.abs(base + values.sum(axis=1) - margin).max()))
         rows += len(ids)
@@ -62,7 +64,7 @@ def test_interval_is_calibrated_for_the_true_risk_and_per_missing_modality(
     assert metrics["target"] == "true_risk"
     assert 0 <= metrics["test_coverage_true_risk"] <= 1
     assert len(metrics["by_missing"]) == 8
-    X = tiny_service.feature_row(tiny_service.patient(pid))
+    X = tiny_service.load_patient(pid).X
     without = tiny_service.risk_interval(pid, missing=["imaging"])
     assert without.missing == ("imaging",)
     offsets = tiny_service.interval_calibration.logit_offsets
@@ -98,7 +100,7 @@ def test_similar_patients_are_the_nearest_in_shap_space(tiny_service, test_ids) 
     assert first["risk"] == tiny_service.store.get_prediction(first["patient_id"], version)
     assert first["label"] == tiny_service.patient(first["patient_id"]).label
     # A what-if query uses the live SHAP vector of the edited row.
-    X = tiny_service._without(tiny_service.feature_row(tiny_service.patient(pid)), ["imaging"])
+    X = without(tiny_service.models, tiny_service.load_patient(pid).X, ["imaging"])
     live = shap_values(tiny_service.model, X).values[0]
     expected = index.nearest(live, k=4, exclude=[pid])[0]
     assert (
@@ -109,11 +111,11 @@ def test_similar_patients_are_the_nearest_in_shap_space(tiny_service, test_ids) 
 
 def test_report_is_self_contained_html_of_the_patient(tiny_service, test_ids) -> None:
     pid = test_ids[0]
-    text = tiny_service.patient_report(pid, "gradcam")
+    text = case_report(tiny_service, tiny_service.load_patient(pid), "gradcam")
     assert pid in text
     assert tiny_service.model_info().version in text
     assert f"{100 * tiny_service.predict(pid).risk:.1f}%" in text
     assert not re.search(r"""(src|href)\s*=\s*["'](?!data:)""", text)
     assert "data:image/png;base64," in text
     with pytest.raises(PatientNotFoundError):
-        tiny_service.patient_report("NOPE")
+        case_report(tiny_service, tiny_service.load_patient("NOPE"))

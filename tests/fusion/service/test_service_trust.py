@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from fusion.features import MODALITIES
+from fusion.service.evidence import fused_scorer
 from fusion.service.facade import RiskService
 from models.transforms import normalize_scan
 
@@ -16,8 +17,9 @@ def _patient(service: RiskService, split: str = "test") -> str:
 
 def test_fused_scorer_reproduces_the_patient_risk_from_the_scan(tiny_service) -> None:
     pid = _patient(tiny_service)
-    record = tiny_service.patient(pid)
-    scorer = tiny_service.fused_scorer(record, [0, 1])  # a test patient: both nets score it
+    case = tiny_service.load_patient(pid)
+    record = case.record
+    scorer = fused_scorer(tiny_service.models, case.X, [0, 1])  # a test patient: both nets score it
     raw = np.load(tiny_service.artifacts_dir / record.image.path, allow_pickle=False)
     risk = scorer.risk(normalize_scan(raw.astype(np.float32))[None])[0]
     assert risk == pytest.approx(tiny_service.predict(pid).risk, abs=1e-6)

@@ -1,0 +1,189 @@
+"""The active models of one serving process, loaded once and verified against the registry.
+
+Owns :class:`LoadedModels` (the fusion model, its TreeSHAP explainer, the imaging nets and their
+Grad-CAM explainers, the feature set, the interval calibration and the similar-patient index of
+the active version), :func:`load_models` (every file checked against its registered SHA-256)
+and :func:`model_info`. Must not import streamlit, the dashboard or the other use-case modules.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from data.errors import ArtifactIntegrityError
+from data.store import CohortStore, ModelRecord
+from fusion.explain import make_explainer
+from fusion.explanations.similar import SimilarityIndex, load_index
+from fusion.features import FeatureSet
+from fusion.model import REBUILD_HINT, FusionClassifier, file_sha256
+from fusion.records import ModelInfo
+from fusion.training.serving_artifacts import EXPLANATIONS_SUFFIX, INTERVAL_SUFFIX
+from fusion.uncertainty import IntervalCalibration, load_calibration
+from models.gradcam import GradCamExplainer
+from models.nets import RiskCNN, load_net
+
+__all__ = ["LoadedModels", "configure_threads", "load_models", "load_nets", "model_info"]
+
+
+def configure_threads(torch_threads: int = 1) -> None:
+    """Set torch's intra-op threads for per-request work (call once per serving process).
+
+    One request explains one scan; with 2 cores shared by LightGBM's OpenMP threads and other
+    sessions, a second torch thread oversubscribes the cores (``riskfusion bench``,
+    ``patient_explorer.page_compute_ms_stored_patient``; see ``docs/models.md``).
+
+    Raises
+    ------
+    ValueError
+        If ``torch_threads`` is below 1.
+    """
+    if torch_threads < 1:
+        raise ValueError(f"torch_threads={torch_threads}; pass a positive thread count (1).")
+    torch.set_num_threads(torch_threads)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedModels:
+    """The active version's models and serving artifacts (read-only, shared by requests).
+
+    Attributes
+    ----------
+    fusion_record, imaging_record : ModelRecord
+        Registry rows of the active fusion and imaging models.
+    model : FusionClassifier
+        The fusion model.
+    tree_explainer : shap.TreeExplainer
+        Its exact TreeSHAP explainer.
+    nets : tuple of RiskCNN
+        One imaging net per fold.
+    explainers : tuple of GradCamExplainer
+        One Grad-CAM explainer per net.
+    features : FeatureSet
+        The model inputs in model order (names, labels, units, modalities).
+    interval_record, explanations_record : ModelRecord or None
+        The interval calibration and batch explanations built with the version (None if absent).
+    interval_calibration : IntervalCalibration or None
+        The risk interval's calibration (None if the version has none).
+    similarity_index : SimilarityIndex or None
+        The similar-patient index (None if the version has none).
+    """
+
+    fusion_record: ModelRecord
+    imaging_record: ModelRecord
+    model: FusionClassifier
+    tree_explainer: Any
+    nets: tuple[RiskCNN, ...]
+    explainers: tuple[GradCamExplainer, ...]
+    features: FeatureSet
+    interval_record: ModelRecord | None
+    explanations_record: ModelRecord | None
+    interval_calibration: IntervalCalibration | None
+    similarity_index: SimilarityIndex | None
+
+    @property
+    def version(self) -> str:
+        """The active fusion version."""
+        return self.fusion_record.version
+
+    @property
+    def logit_scaling(self) -> Any:
+        """How the imaging nets' logits become the image score (see ``image_scores``)."""
+        return self.imaging_record.params["logit_scaling"]
+
+
+def load_nets(record: ModelRecord, artifacts_dir: Path) -> tuple[RiskCNN, ...]:
+    """The imaging nets named by the record's manifest, each verified against its SHA-256.
+
+    Raises
+    ------
+    data.errors.ArtifactIntegrityError
+        If the manifest or a net is missing or differs from its registered SHA-256.
+    """
+    folder = artifacts_dir / record.artifact_path
+    manifest = folder / "manifest.json"
+    if not manifest.is_file() or file_sha256(manifest) != record.sha256:
+        raise ArtifactIntegrityError(
+            f"Imaging manifest {manifest} is missing or does not match its registered "
+            f"SHA-256; {REBUILD_HINT}."
+        )
+    nets: dict[str, str] = json.loads(manifest.read_text())["nets"]
+    return tuple(load_net(folder / name, expected_sha256=sha) for name, sha in sorted(nets.items()))
+
+
+def load_models(store: CohortStore, artifacts_dir: Path) -> LoadedModels:
+    """Load the store's active fusion and imaging models and the version's serving artifacts.
+
+    Raises
+    ------
+    data.errors.StoreNotBuiltError
+        If no fusion or imaging model is active.
+    data.errors.ArtifactIntegrityError
+        If a model file is missing or differs from its registered SHA-256, or the fusion
+        model's inputs differ from the store's feature catalogue.
+    """
+    fusion_record = store.active_model("fusion")
+    imaging_record = store.active_model("imaging")
+    model = FusionClassifier.load(
+        artifacts_dir / fusion_record.artifact_path, expected_sha256=fusion_record.sha256
+    )
+    nets = load_nets(imaging_record, artifacts_dir)
+    features = FeatureSet.from_catalog(store.feature_catalog())
+    if list(features.names) != list(model.feature_names):
+        raise ArtifactIntegrityError(
+            "The fusion model's feature list differs from the store's feature catalogue; "
+            f"{REBUILD_HINT}."
+        )
+    by_version = {record.version: record for record in store.list_models()}
+    interval_record = by_version.get(f"{fusion_record.version}{INTERVAL_SUFFIX}")
+    explanations_record = by_version.get(f"{fusion_record.version}{EXPLANATIONS_SUFFIX}")
+    # A build from before the calibrated interval has none until it is rebuilt.
+    calibration = (
+        None
+        if interval_record is None or "target" not in interval_record.params
+        else load_calibration(
+            artifacts_dir / interval_record.artifact_path, expected_sha256=interval_record.sha256
+        )
+    )
+    index = (
+        None
+        if explanations_record is None
+        else load_index(
+            artifacts_dir / explanations_record.artifact_path,
+            expected_sha256=explanations_record.sha256,
+        )
+    )
+    return LoadedModels(
+        fusion_record=fusion_record,
+        imaging_record=imaging_record,
+        model=model,
+        tree_explainer=make_explainer(model),
+        nets=nets,
+        explainers=tuple(GradCamExplainer(net) for net in nets),
+        features=features,
+        interval_record=interval_record,
+        explanations_record=explanations_record,
+        interval_calibration=calibration,
+        similarity_index=index,
+    )
+
+
+def model_info(models: LoadedModels) -> ModelInfo:
+    """The active fusion model, its test AUROC, baselines and threshold."""
+    record, metrics = models.fusion_record, models.fusion_record.metrics
+    ci = metrics.get("test_auroc_ci", [float("nan"), float("nan")])
+    return ModelInfo(
+        version=record.version,
+        imaging_version=models.imaging_record.version,
+        created_at=record.created_at.isoformat(timespec="seconds"),
+        test_auroc=float(metrics["test_auroc"]),
+        test_auroc_ci=(float(ci[0]), float(ci[1])),
+        baselines={k: float(v) for k, v in metrics.get("baselines", {}).items()},
+        oracle={k: float(v) for k, v in metrics.get("oracle_test_auroc", {}).items()},
+        threshold=float(metrics.get("threshold", 0.5)),
+        n_features=len(models.features.names),
+    )
