@@ -19,7 +19,7 @@ from dashboard.components.what_if_editor import (
 from dashboard.resources import get_forecast, get_forecast_proof, require_risk_service
 from data.errors import CohortError
 from fusion.display import readable_table
-from fusion.forecast.hazard import REFERENCE_TREATMENT
+from fusion.forecast.survival import REFERENCE_TREATMENT
 
 FORECAST_LABELS = {
     "method": "Method",

@@ -32,7 +32,7 @@ from fusion.display import (
 from fusion.service.patient_facts import identity_facts
 
 if TYPE_CHECKING:  # records only; fusion.service.facade imports this module
-    from fusion.forecast.hazard import PatientForecast
+    from fusion.forecast.patient import PatientForecast
     from fusion.service.facade import ImageMaps, ModelInfo, PatientExplanation, RiskResult
     from fusion.uncertainty import RiskInterval
 

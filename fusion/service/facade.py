@@ -23,6 +23,7 @@ import torch
 
 from data.errors import ArtifactIntegrityError, CohortError, NotScoredError, StoreNotBuiltError
 from data.store import AuditEntry, CohortStore, ModelRecord, PatientRecord, make_engine
+from data.synthetic import TREATMENTS
 from fusion.admin.access import Identity
 from fusion.evaluation.disclosure import resolve_min_cell
 from fusion.evaluation.fairness import FairnessReport
@@ -49,16 +50,10 @@ from fusion.features import (
     build_feature_matrix,
     image_scores,
 )
-from fusion.forecast.hazard import (
-    FORECAST_KIND,
-    FORECAST_SUFFIX,
-    REFERENCE_TREATMENT,
-    TREATMENTS,
-    HazardForecaster,
-    PatientForecast,
-    compare_options,
-    make_patient_forecast,
-)
+from fusion.forecast.build import FORECAST_KIND, FORECAST_SUFFIX
+from fusion.forecast.hazard import HazardForecaster
+from fusion.forecast.patient import PatientForecast, compare_options, make_patient_forecast
+from fusion.forecast.survival import REFERENCE_TREATMENT
 from fusion.model import REBUILD_HINT, FusionClassifier, file_sha256
 from fusion.reports.exports import safe_csv
 from fusion.reports.patient_report import render_patient_report
@@ -1108,7 +1103,7 @@ class RiskService:
     ) -> PatientForecast:
         """Cumulative risk over time under each treatment option for one patient.
 
-        A research and demonstration estimate (see :data:`fusion.forecast.hazard.FORECAST_NOTE` and
+        A research and demonstration estimate (see :data:`fusion.forecast.patient.FORECAST_NOTE` and
         ``docs/forecast.md``): the model adjusts for the measured confounders only. The curves
         are anchored to the fused risk (:meth:`predict`, or the what-if risk with
         ``overrides``): the curve under the treatment received reaches it at the horizon and
@@ -1182,7 +1177,7 @@ class RiskService:
         -------
         DataFrame or None
             One row per method and contrast: ``method, contrast, pehe, spearman,
-            mean_effect, true_mean_effect`` (see :func:`fusion.forecast.hazard.effect_metrics`);
+            mean_effect, true_mean_effect`` (see :func:`fusion.forecast.proof.effect_metrics`);
             methods ``s_learner`` (served), ``t_learner``, ``treatment_agnostic`` and
             ``naive_unadjusted``. None without a forecast model or ground truth.
         """
