@@ -8,14 +8,12 @@ store, streamlit or the dashboard.
 Method, in short (see ``docs/forecast.md``): the interval hazard ``h_k(x, a)`` depends on the
 features ``x``, the interval and the treatment ``a``, learnt by the S-learner (default, served)
 or a T-learner (compared in the proof and the bench; :mod:`fusion.forecast.learners`).
-
-* **Confounding.** Adjustment is by conditioning on the measured confounders (every fused
-  input: demographics, EHR, genomics, scan score). This identifies the effect only under the
-  no-unmeasured-confounding and positivity assumptions.
-* **Anchoring (served).** :meth:`HazardForecaster.predict_anchored` shifts each member's logit
-  hazards by one constant per patient (:func:`fusion.forecast.survival.anchor_hazards`) so that
-  the curve under the treatment received reaches the fused model's risk at the horizon: one
-  risk per patient on every page; the treatment effects are modelled on top of it.
+Adjustment is by conditioning on the measured confounders (every fused input: demographics,
+EHR, genomics, scan score), which identifies the effect only under the no-unmeasured-confounding
+and positivity assumptions. Served curves are anchored (:meth:`HazardForecaster.predict_anchored`,
+:func:`fusion.forecast.survival.anchor_hazards`): under the treatment received they reach the
+fused model's risk at the horizon (one risk per patient on every page), and the treatment
+effects are modelled on top of it.
 """
 
 from __future__ import annotations
