@@ -49,6 +49,8 @@ from fusion.features import (
     FeatureSet,
     build_feature_matrix,
     image_scores,
+    mask_modalities,
+    modality_columns,
 )
 from fusion.forecast.build import FORECAST_KIND, FORECAST_SUFFIX
 from fusion.forecast.hazard import HazardForecaster
@@ -803,20 +805,14 @@ class RiskService:
             ``without EHR``): ``scenario, modality, risk, change`` (risk minus the full risk).
         """
         X = self.feature_row(self.patient(patient_id))
-        names = np.asarray(self.features.names)
-        modalities = np.asarray(self.features.modalities)
+        columns = modality_columns(self.features)
         scenarios: list[tuple[str, str | None]] = [
             ("all available", None),
             ("without scan", "imaging"),
             ("without genomics", "genomics"),
             ("without EHR", "ehr"),
         ]
-        rows = []
-        for _, modality in scenarios:
-            edited = X.copy()
-            if modality is not None:
-                edited.loc[:, list(names[modalities == modality])] = np.nan
-            rows.append(edited)
+        rows = [mask_modalities(X, columns, [m] if m else []) for _, m in scenarios]
         risks = self.model.predict_proba(pd.concat(rows))[:, 1]
         return pd.DataFrame(
             {
@@ -899,13 +895,7 @@ class RiskService:
             raise ValueError(
                 f"Unknown what-if modalities {unknown}; choose from {list(WHAT_IF_MODALITIES)}."
             )
-        edited = X.copy()
-        modalities = np.asarray(self.features.modalities)
-        names = np.asarray(self.features.names)
-        columns = list(names[np.isin(modalities, list(missing))])
-        if columns:
-            edited.loc[:, columns] = np.nan
-        return edited
+        return mask_modalities(X, modality_columns(self.features), missing)
 
     def interval_of(self, X: pd.DataFrame) -> RiskInterval:
         """Calibrated interval of the fused risk of one feature row, shape (1, n_features).
