@@ -384,7 +384,7 @@ def make_forecast_figure(
     curves : DataFrame
         Long form, one row per (treatment, time): ``treatment, time, risk, lower, upper,
         true_risk`` (``true_risk`` NaN when unknown), as in
-        ``fusion.forecast.hazard.PatientForecast.curves``.
+        ``fusion.forecast.patient.PatientForecast.curves``.
     treatments : sequence of str, optional
         Treatments to draw, in this order; default all, in the order they appear.
     show_bands : bool, default=True

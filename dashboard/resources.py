@@ -16,7 +16,7 @@ from data.store import CohortStore, make_engine
 from fusion.admin.access import Identity
 from fusion.evaluation.fairness import FairnessReport
 from fusion.evaluation.performance import PerformanceReport, ShapSummary
-from fusion.forecast.hazard import PatientForecast
+from fusion.forecast.patient import PatientForecast
 from fusion.service.facade import RiskService, configure_threads
 from fusion.service.guided_demo import StoryPatient
 from fusion.service.patient_case import PatientCase

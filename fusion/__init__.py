@@ -12,7 +12,8 @@ from fusion.evaluation.fairness import FairnessReport, audit
 from fusion.evaluation.metrics import AurocEstimate, auroc_with_ci, youden_threshold
 from fusion.explain import ShapResult, make_explainer, modality_sums, shap_values
 from fusion.features import IMAGE_FEATURE, MODALITIES, FeatureSet, build_feature_matrix
-from fusion.forecast.hazard import HazardForecaster, PatientForecast
+from fusion.forecast.hazard import HazardForecaster
+from fusion.forecast.patient import PatientForecast
 from fusion.model import FusionClassifier
 from fusion.records import ImageMaps, ModelInfo, PatientExplanation, RiskResult
 from fusion.service.facade import RiskService

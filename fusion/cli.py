@@ -717,7 +717,7 @@ def _run(args: argparse.Namespace, sink: EventSink | None = None) -> int:
             )
             return 0
         if args.command == "forecast":
-            from fusion.forecast.hazard import write_forecast_json
+            from fusion.forecast.patient import write_forecast_json
 
             service = RiskService.from_settings(settings)
             write_forecast_json(service.forecast(args.patient_id), args.out)

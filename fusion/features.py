@@ -156,3 +156,59 @@ def image_scores(embeddings: pd.DataFrame, scaling: Mapping[str, Sequence[float]
     sd = folds.map(lambda k: scaling[k][1]).astype(np.float64)
     standardised = (unseen["logit"] - mean) / sd
     return standardised.groupby(unseen["patient_id"]).mean().rename(IMAGE_FEATURE)
+
+
+def modality_columns(features: FeatureSet) -> dict[str, tuple[str, ...]]:
+    """The inputs of each modality of a feature set, in model order.
+
+    Examples
+    --------
+    >>> features = FeatureSet(("age", "bp", "image_score"), ("demographics", "ehr", "imaging"),
+    ...                       ("Age", "BP", "Scan"), ("years", "mmHg", "logit"))
+    >>> modality_columns(features)["imaging"]
+    ('image_score',)
+    """
+    return {
+        modality: tuple(
+            name
+            for name, of in zip(features.names, features.modalities, strict=True)
+            if of == modality
+        )
+        for modality in MODALITIES
+    }
+
+
+def mask_modalities(
+    X: pd.DataFrame, columns: Mapping[str, Sequence[str]], missing: Sequence[str]
+) -> pd.DataFrame:
+    """``X`` with every input of the ``missing`` modalities set to missing (NaN).
+
+    The fusion model scores a missing input the way it learnt missing values in training, so
+    this is "that modality is not available" (what-if, calibrated intervals without a modality).
+
+    Parameters
+    ----------
+    X : DataFrame of shape (n_samples, n_features)
+        Fused inputs.
+    columns : mapping of modality to sequence of str
+        The inputs of each modality (:func:`modality_columns`); modalities not listed have none.
+    missing : sequence of str
+        Modalities to mask.
+
+    Returns
+    -------
+    DataFrame
+        A masked copy, or ``X`` itself when nothing is masked.
+
+    Examples
+    --------
+    >>> X = pd.DataFrame({"bp": [120.0], "image_score": [1.5]})
+    >>> mask_modalities(X, {"imaging": ("image_score",)}, ["imaging"]).iloc[0].tolist()
+    [120.0, nan]
+    """
+    masked = [column for modality in missing for column in columns.get(modality, ())]
+    if not masked:
+        return X
+    edited = X.copy()
+    edited.loc[:, masked] = np.nan
+    return edited

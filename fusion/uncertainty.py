@@ -41,6 +41,7 @@ import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 
 from data.errors import ArtifactIntegrityError
+from fusion.features import mask_modalities
 from fusion.model import REBUILD_HINT, FusionClassifier, file_sha256
 
 __all__ = [
@@ -55,7 +56,6 @@ __all__ = [
     "fit_interval_calibration",
     "interval_coverage",
     "load_calibration",
-    "mask_modalities",
     "measure_interval",
     "missing_key",
     "risk_interval",
@@ -249,18 +249,6 @@ def _combinations() -> list[tuple[str, ...]]:
         for size in range(len(MASKABLE_MODALITIES) + 1)
         for combo in itertools.combinations(MASKABLE_MODALITIES, size)
     ]
-
-
-def mask_modalities(
-    X: pd.DataFrame, modality_columns: Mapping[str, Sequence[str]], missing: Sequence[str]
-) -> pd.DataFrame:
-    """``X`` with every input of the ``missing`` modalities set to missing (NaN)."""
-    columns = [c for m in missing for c in modality_columns.get(m, ())]
-    if not columns:
-        return X
-    edited = X.copy()
-    edited.loc[:, columns] = np.nan
-    return edited
 
 
 def _row_missing(

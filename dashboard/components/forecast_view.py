@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.figures import make_forecast_figure
-from fusion.forecast.hazard import FORECAST_NOTE, PatientForecast
+from fusion.forecast.patient import FORECAST_NOTE, PatientForecast
 
 __all__ = [
     "CONFOUNDING_NOTE",
@@ -43,7 +43,7 @@ def best_option_summary(forecast: PatientForecast) -> tuple[str, str]:
     tuple of str
         ``(value, sentence)``: the option's name, or "Not distinguishable" when the options'
         risks differ by less than the model can tell apart
-        (:class:`fusion.forecast.hazard.OptionComparison`).
+        (:class:`fusion.forecast.patient.OptionComparison`).
     """
     comparison = forecast.comparison
     if comparison is None:

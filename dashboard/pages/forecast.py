@@ -24,7 +24,7 @@ from dashboard.resources import (
 )
 from data.errors import CohortError
 from fusion.display import readable_table
-from fusion.forecast.hazard import REFERENCE_TREATMENT
+from fusion.forecast.survival import REFERENCE_TREATMENT
 
 FORECAST_LABELS = {
     "method": "Method",

@@ -35,7 +35,7 @@ from fusion.records import ImageMaps, MapMethod, ModelInfo, PatientExplanation, 
 from fusion.service.patient_facts import identity_facts
 
 if TYPE_CHECKING:
-    from fusion.forecast.hazard import PatientForecast
+    from fusion.forecast.patient import PatientForecast
     from fusion.service.facade import RiskService
     from fusion.service.patient_case import PatientCase
     from fusion.uncertainty import RiskInterval

@@ -24,7 +24,7 @@ from fusion.admin.access import Identity
 from fusion.evaluation.fairness import FairnessReport
 from fusion.evaluation.performance import PerformanceReport, ShapSummary, check_attributes
 from fusion.explanations.map_trust import MapTrustReport
-from fusion.forecast.hazard import PatientForecast
+from fusion.forecast.patient import PatientForecast
 from fusion.records import (
     ImageMaps,
     MapMethod,

@@ -18,16 +18,11 @@ import pandas as pd
 
 from data.errors import StoreNotBuiltError
 from data.store import CohortStore, ModelRecord
-from fusion.forecast.hazard import (
-    FORECAST_KIND,
-    FORECAST_SUFFIX,
-    REFERENCE_TREATMENT,
-    TREATMENTS,
-    HazardForecaster,
-    PatientForecast,
-    compare_options,
-    make_patient_forecast,
-)
+from data.synthetic import TREATMENTS
+from fusion.forecast.build import FORECAST_KIND, FORECAST_SUFFIX
+from fusion.forecast.hazard import HazardForecaster
+from fusion.forecast.patient import PatientForecast, compare_options, make_patient_forecast
+from fusion.forecast.survival import REFERENCE_TREATMENT
 from fusion.service.evidence import has_lesion
 from fusion.service.guided_demo import StoryPatient, choose_high_risk, choose_treatment_benefit
 from fusion.service.loaded_models import LoadedModels
@@ -99,7 +94,7 @@ def forecast(
 ) -> PatientForecast:
     """Cumulative risk over time under each treatment option for one patient.
 
-    A research and demonstration estimate (see :data:`fusion.forecast.hazard.FORECAST_NOTE` and
+    A research and demonstration estimate (see :data:`fusion.forecast.patient.FORECAST_NOTE` and
     ``docs/forecast.md``): the model adjusts for the measured confounders only. The curves
     are anchored to the fused risk (or the what-if risk with ``overrides``): the curve under
     the treatment received reaches it at the horizon and the other options are the hazard
@@ -172,7 +167,7 @@ def forecast_proof(record: ModelRecord | None) -> pd.DataFrame | None:
     -------
     DataFrame or None
         One row per method and contrast: ``method, contrast, pehe, spearman,
-        mean_effect, true_mean_effect`` (see :func:`fusion.forecast.hazard.effect_metrics`);
+        mean_effect, true_mean_effect`` (see :func:`fusion.forecast.proof.effect_metrics`);
         methods ``s_learner`` (served), ``t_learner``, ``treatment_agnostic`` and
         ``naive_unadjusted``. None without a forecast model or ground truth.
     """

@@ -21,7 +21,7 @@ from scipy.special import expit
 from data.errors import ArtifactIntegrityError, CohortError
 from fusion import uncertainty
 from fusion.explain import modality_sums, shap_values
-from fusion.features import MODALITIES
+from fusion.features import MODALITIES, mask_modalities, modality_columns
 from fusion.model import REBUILD_HINT
 from fusion.records import (
     WHAT_IF_MODALITIES,
@@ -151,13 +151,7 @@ def without(models: LoadedModels, X: pd.DataFrame, missing: Sequence[str]) -> pd
         raise ValueError(
             f"Unknown what-if modalities {unknown}; choose from {list(WHAT_IF_MODALITIES)}."
         )
-    edited = X.copy()
-    modalities = np.asarray(models.features.modalities)
-    names = np.asarray(models.features.names)
-    columns = list(names[np.isin(modalities, list(missing))])
-    if columns:
-        edited.loc[:, columns] = np.nan
-    return edited
+    return mask_modalities(X, modality_columns(models.features), missing)
 
 
 def interval_of(models: LoadedModels, X: pd.DataFrame) -> RiskInterval:
@@ -254,20 +248,14 @@ def modality_what_if(models: LoadedModels, case: PatientCase) -> pd.DataFrame:
         One row per scenario (``all available``, ``without scan``, ``without genomics``,
         ``without EHR``): ``scenario, modality, risk, change`` (risk minus the full risk).
     """
-    names = np.asarray(models.features.names)
-    modalities = np.asarray(models.features.modalities)
+    columns = modality_columns(models.features)
     scenarios: list[tuple[str, str | None]] = [
         ("all available", None),
         ("without scan", "imaging"),
         ("without genomics", "genomics"),
         ("without EHR", "ehr"),
     ]
-    rows = []
-    for _, modality in scenarios:
-        edited = case.X.copy()
-        if modality is not None:
-            edited.loc[:, list(names[modalities == modality])] = np.nan
-        rows.append(edited)
+    rows = [mask_modalities(case.X, columns, [m] if m else []) for _, m in scenarios]
     risks = models.model.predict_proba(pd.concat(rows))[:, 1]
     return pd.DataFrame(
         {

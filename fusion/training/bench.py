@@ -305,7 +305,7 @@ def _forecast_section(
         }
     )
     return {
-        "measured_at_build_on": "test split (fusion.forecast.hazard.build_forecast)",
+        "measured_at_build_on": "test split (fusion.forecast.build.build_forecast)",
         "method": built.get("method"),
         "alternative": built.get("alternative"),
         "stage_seconds": summary.get("seconds", {}).get("forecast"),

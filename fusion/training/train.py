@@ -40,7 +40,7 @@ from fusion.evaluation.metrics import auroc_with_ci, youden_threshold
 from fusion.explain import shap_values
 from fusion.explanations.map_trust import evaluate_test_maps
 from fusion.features import FeatureSet, build_feature_matrix, image_scores
-from fusion.forecast.hazard import FORECAST_SUFFIX, build_forecast
+from fusion.forecast.build import FORECAST_SUFFIX, build_forecast
 from fusion.model import FusionClassifier, file_sha256
 from fusion.service.facade import RiskService
 from fusion.training.serving_artifacts import (

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from dashboard.components.forecast_view import best_option_summary, effects_table
 from dashboard.figures import LOWERS_COLOUR, MAP_LABELS, RAISES_COLOUR, make_forecast_figure
 from fusion.explanations.map_trust import rank_maps
-from fusion.forecast.hazard import FORECAST_NOTE, compare_options, make_patient_forecast
+from fusion.forecast.patient import FORECAST_NOTE, compare_options, make_patient_forecast
 from fusion.service.guided_demo import STORY
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from data.errors import ArtifactIntegrityError
+from fusion.features import mask_modalities
 from fusion.model import FusionClassifier
 from fusion.training.serving_artifacts import build_interval
 from fusion.uncertainty import (
@@ -14,7 +15,6 @@ from fusion.uncertainty import (
     fit_interval_calibration,
     interval_coverage,
     load_calibration,
-    mask_modalities,
     measure_interval,
     missing_key,
     risk_interval,

@@ -15,16 +15,15 @@ import pandas as pd
 import pytest
 import torch
 
-from fusion.explanations.map_trust import (
-    MapTrustReport,
+from fusion.explanations.map_measures import (
     centre_map,
     deletion_drops,
     energy_inside,
-    evaluate_map_trust,
     pointing_hit,
     random_map,
     shap_additivity_error,
 )
+from fusion.explanations.map_trust import MapTrustReport, evaluate_map_trust
 from fusion.explanations.occlusion import FusedImageScorer, occlusion_map, occlusion_windows
 from fusion.features import IMAGE_FEATURE
 from fusion.model import FusionClassifier
