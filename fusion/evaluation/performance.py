@@ -9,14 +9,21 @@ streamlit.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from sklearn.metrics import brier_score_loss
 
-from fusion.evaluation.disclosure import coarse_curve
+from fusion.admin.access import Role
+from fusion.evaluation.disclosure import (
+    ThresholdChoice,
+    allowed_thresholds,
+    choose_threshold,
+    coarse_curve,
+    curve_through,
+)
 from fusion.evaluation.fairness import (
     SUPPRESSED,
     bin_mask,
@@ -41,11 +48,13 @@ __all__ = [
     "PerformanceReport",
     "ShapSummary",
     "add_age_band",
+    "audit_threshold",
     "check_attributes",
     "confusion_table",
     "evaluate_performance",
     "group_curves",
     "modality_reliance",
+    "performance_threshold",
     "summarise_shap",
     "suppress_confusion",
 ]
@@ -142,6 +151,123 @@ class PerformanceReport:
     def confusion_table(self) -> pd.DataFrame:
         """The confusion matrix as text, hidden cells marked (:func:`confusion_table`)."""
         return confusion_table(self.confusion, min_cell=self.min_cell)
+
+    def through(self, frame: pd.DataFrame, cuts: Sequence[float]) -> PerformanceReport:
+        """The report with every curve drawn through ``cuts`` only (:func:`curve_through`).
+
+        Parameters
+        ----------
+        frame : DataFrame
+            The split frame the report was computed from.
+        cuts : sequence of float
+            Curve points, e.g. :attr:`fusion.evaluation.disclosure.ThresholdChoice.curve_cuts`.
+        """
+        y = frame["label"].to_numpy(dtype=np.int64)
+        points = {label: curve_through(y, risk, cuts) for label, risk in _available(frame).items()}
+        fusion = points[ABLATION_LABELS["risk"]]
+        pr = fusion.loc[fusion["precision"].notna(), ["recall", "precision", "threshold"]]
+        curves = pd.concat(
+            [curve.assign(model=label) for label, curve in points.items() if not curve.empty]
+            or [pd.DataFrame(columns=["model", "fpr", "tpr"])],
+            ignore_index=True,
+        )
+        return replace(
+            self,
+            roc=fusion.loc[:, ["fpr", "tpr", "threshold"]],
+            pr=pr.iloc[::-1].reset_index(drop=True),
+            curves=curves.reindex(columns=["model", "fpr", "tpr"]),
+        )
+
+
+def _available(frame: pd.DataFrame) -> dict[str, npt.NDArray[np.float64]]:
+    """Risk of every model with a complete column in ``frame``, by ablation label."""
+    return {
+        label: frame[column].to_numpy(dtype=np.float64)
+        for column, label in ABLATION_LABELS.items()
+        if column in frame and frame[column].notna().all()
+    }
+
+
+def performance_threshold(
+    frame: pd.DataFrame, requested: float, *, role: Role, default: float, min_cell: int
+) -> ThresholdChoice:
+    """The threshold the performance view applies for ``role``.
+
+    A researcher's threshold snaps to the cut points of
+    :func:`fusion.evaluation.disclosure.allowed_thresholds` over every model the page shows,
+    so the shown counts at two thresholds never differ by a small count; other roles get
+    ``requested``. Draw a researcher's curves with :meth:`PerformanceReport.through`.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        The split frame (``label`` and the risk columns).
+    requested : float
+        The threshold asked for.
+    role : {"clinician", "researcher", "admin"}
+        The viewer's role.
+    default : float
+        The model's threshold (always allowed).
+    min_cell : int
+        The suppression floor.
+
+    Returns
+    -------
+    ThresholdChoice
+    """
+    if role != "researcher":
+        return choose_threshold(requested, None, default=default, min_cell=min_cell)
+    cuts = allowed_thresholds(
+        frame["label"].to_numpy(dtype=np.int64),
+        list(_available(frame).values()),
+        min_cell=min_cell,
+        threshold=default,
+    )
+    return choose_threshold(requested, cuts, default=default, min_cell=min_cell)
+
+
+def audit_threshold(
+    frame: pd.DataFrame,
+    by: Sequence[str],
+    requested: float,
+    *,
+    role: Role,
+    default: float,
+    min_cell: int,
+) -> ThresholdChoice:
+    """The threshold the bias audit applies for ``role``, as :func:`performance_threshold`.
+
+    A researcher's cut points are those of the performance view between which every group of
+    ``by`` (suppressed ones included) has no or at least ``min_cell`` events and non-events,
+    so neither a group's nor the whole split's counts at two allowed thresholds differ by a
+    small count. Pass :attr:`ThresholdChoice.curve_cuts` to :func:`group_curves`.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        The split frame (``label``, risk columns and the attributes ``by``).
+    by : sequence of str
+        The audit's attributes.
+    requested, role, default, min_cell
+        As :func:`performance_threshold`.
+
+    Returns
+    -------
+    ThresholdChoice
+    """
+    if role != "researcher":
+        return choose_threshold(requested, None, default=default, min_cell=min_cell)
+    overall = performance_threshold(frame, requested, role=role, default=default, min_cell=min_cell)
+    codes = frame[list(by)].astype(str).agg(" & ".join, axis=1).factorize()[0]
+    cuts = allowed_thresholds(
+        frame["label"].to_numpy(dtype=np.int64),
+        [frame["risk"].to_numpy(dtype=np.float64)],
+        min_cell=min_cell,
+        threshold=default,
+        groups=codes,
+        candidates=overall.curve_cuts or (),
+    )
+    return choose_threshold(requested, cuts, default=default, min_cell=min_cell)
 
 
 def suppress_confusion(counts: pd.DataFrame, min_cell: int) -> pd.DataFrame:
@@ -276,11 +402,7 @@ def evaluate_performance(
         )
     y = frame["label"].to_numpy(dtype=np.int64)
     risk = frame["risk"].to_numpy(dtype=np.float64)
-    available = {
-        label: frame[column].to_numpy(dtype=np.float64)
-        for column, label in ABLATION_LABELS.items()
-        if column in frame and frame[column].notna().all()
-    }
+    available = _available(frame)
     if min_cell < 0:
         raise ValueError(f"min_cell={min_cell}; pass 0 (no suppression) or a positive size.")
     curves = pd.concat(
@@ -583,6 +705,7 @@ def group_curves(
     min_cell: int = 11,
     n_bins: int = 5,
     threshold: float | None = None,
+    cut_points: Sequence[float] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """ROC points and calibration bins per group, for the groups an audit shows.
 
@@ -608,6 +731,9 @@ def group_curves(
     threshold : float, optional
         The audit's decision threshold, a boundary of the coarse ROC (its column totals
         follow from the audit's selection rates).
+    cut_points : sequence of float, optional
+        Draw each ROC through these cuts only (a researcher's
+        :attr:`fusion.evaluation.disclosure.ThresholdChoice.curve_cuts`) instead of coarse cuts.
 
     Returns
     -------
@@ -632,8 +758,12 @@ def group_curves(
         rows = frame.loc[labels == group]
         y = rows["label"].to_numpy(dtype=np.int64)
         risk = rows["risk"].to_numpy(dtype=np.float64)
-        if len(np.unique(y)) == 2:
+        if len(np.unique(y)) < 2:
+            continue
+        if cut_points is None:
             rocs.append(_roc(y, risk, min_cell=min_cell, threshold=threshold).assign(group=group))
+        else:
+            rocs.append(curve_through(y, risk, cut_points).assign(group=group))
     roc = pd.concat(rocs, ignore_index=True) if rocs else pd.DataFrame(columns=["fpr", "tpr"])
     calibration = calibration_by_group(
         frame["label"].to_numpy(),
