@@ -14,7 +14,8 @@ from data.errors import CohortError
 from data.store import CohortStore, make_engine
 from fusion.admin.access import Identity
 from fusion.evaluation.fairness import FairnessReport
-from fusion.evaluation.performance import PerformanceReport, ShapSummary
+from fusion.evaluation.importance import ShapSummary
+from fusion.evaluation.performance import PerformanceReport
 from fusion.forecast.hazard import PatientForecast
 from fusion.service.facade import RiskService, configure_threads
 from fusion.service.guided_demo import StoryPatient

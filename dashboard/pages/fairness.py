@@ -17,8 +17,9 @@ from dashboard.figures import (
 from dashboard.resources import get_audit, get_group_curves, get_reliance, require_risk_service
 from fusion.admin.access import AccessDeniedError
 from fusion.display import AUDIT_COLUMN_LABELS, readable_table
-from fusion.evaluation.fairness import METRICS, SUPPRESSED_TILE
-from fusion.evaluation.performance import AUDIT_ATTRIBUTES, audit_threshold, group_curves
+from fusion.evaluation.bootstrap import METRICS
+from fusion.evaluation.groups import AUDIT_ATTRIBUTES, audit_threshold, group_curves
+from fusion.evaluation.suppression import SUPPRESSED_TILE
 from fusion.reports.audit_report import audit_csv, audit_figures, audit_html, demo_bias_note
 
 LARGEST = "(largest group)"

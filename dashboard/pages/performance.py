@@ -15,8 +15,8 @@ from dashboard.figures import (
 )
 from dashboard.resources import get_performance, get_test_shap, list_models, require_risk_service
 from fusion.display import format_risk_interval, readable_table
-from fusion.evaluation.fairness import SUPPRESSED_TILE
 from fusion.evaluation.performance import performance_threshold
+from fusion.evaluation.suppression import SUPPRESSED_TILE
 from fusion.reports.exports import safe_csv
 from fusion.reports.figures import make_shap_bins_figure
 

@@ -13,7 +13,7 @@ import numpy.typing as npt
 import pandas as pd
 from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve
 
-from fusion.evaluation.fairness import group_metrics
+from fusion.evaluation.bootstrap import group_metrics
 
 __all__ = [
     "AurocEstimate",

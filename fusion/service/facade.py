@@ -27,16 +27,9 @@ from fusion.admin.access import Identity
 from fusion.evaluation.disclosure import resolve_min_cell
 from fusion.evaluation.fairness import FairnessReport
 from fusion.evaluation.fairness import audit as fairness_audit
-from fusion.evaluation.performance import (
-    PerformanceReport,
-    ShapSummary,
-    add_age_band,
-    check_attributes,
-    evaluate_performance,
-    group_curves,
-    modality_reliance,
-    summarise_shap,
-)
+from fusion.evaluation.groups import add_age_band, check_attributes, group_curves, modality_reliance
+from fusion.evaluation.importance import ShapSummary, summarise_shap
+from fusion.evaluation.performance import PerformanceReport, evaluate_performance
 from fusion.explain import make_explainer, modality_sums, shap_values
 from fusion.explanations.map_trust import MapTrustReport
 from fusion.explanations.occlusion import FusedImageScorer, occlusion_map
@@ -59,6 +52,7 @@ from fusion.forecast.hazard import (
     compare_options,
     make_patient_forecast,
 )
+from fusion.interval_calibration import IntervalCalibration, load_calibration
 from fusion.model import REBUILD_HINT, FusionClassifier, file_sha256
 from fusion.reports.exports import safe_csv
 from fusion.reports.patient_report import render_patient_report
@@ -66,7 +60,7 @@ from fusion.service.guided_demo import StoryPatient, choose_high_risk, choose_tr
 from fusion.settings import DEFAULT_MIN_CELL, Settings
 from fusion.training.serving_artifacts import EXPLANATIONS_SUFFIX, INTERVAL_SUFFIX
 from fusion.training.versions import check_version
-from fusion.uncertainty import IntervalCalibration, RiskInterval, load_calibration, risk_interval
+from fusion.uncertainty import RiskInterval, risk_interval
 from fusion.what_if import WhatIfResult, apply_overrides
 from models.gradcam import GradCamExplainer
 from models.nets import RiskCNN, load_net
@@ -424,7 +418,7 @@ class RiskService:
     ) -> FairnessReport:
         """Bias audit of the active model on the test split over 1-3 attributes (intersected).
 
-        ``by`` names attributes of :data:`fusion.evaluation.performance.AUDIT_ATTRIBUTES`; see
+        ``by`` names attributes of :data:`fusion.evaluation.groups.AUDIT_ATTRIBUTES`; see
         :func:`fusion.evaluation.fairness.audit` for the metrics, disparities and suppression.
         ``min_cell`` (default the configured floor) goes through :meth:`min_cell_for`.
         """
@@ -472,7 +466,7 @@ class RiskService:
     ) -> pd.DataFrame:
         """Mean |SHAP| per modality by group of 1-3 attributes (test split, small suppressed).
 
-        See :func:`fusion.evaluation.performance.modality_reliance`; ``min_cell`` as in
+        See :func:`fusion.evaluation.groups.modality_reliance`; ``min_cell`` as in
         :meth:`audit`.
         """
         names = check_attributes(by)
@@ -490,7 +484,7 @@ class RiskService:
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """ROC and calibration curves per shown group of the test split.
 
-        See :func:`fusion.evaluation.performance.group_curves` (suppression included); ``min_cell``
+        See :func:`fusion.evaluation.groups.group_curves` (suppression included); ``min_cell``
         as
         in :meth:`audit`, ``threshold`` (default the model's) a boundary of the coarse ROC.
         """

@@ -12,8 +12,8 @@ from streamlit.testing.v1 import AppTest
 
 from fusion.admin.access import Identity
 from fusion.display import AUDIT_COLUMN_LABELS, format_ci, readable_table
-from fusion.evaluation.fairness import SUPPRESSED_TILE
 from fusion.evaluation.performance import ABLATION_LABELS
+from fusion.evaluation.suppression import SUPPRESSED_TILE
 
 ADMIN = Identity(user="test-admin", role="admin", source="local")
 TILE = SUPPRESSED_TILE  # a suppressed metric tile

@@ -7,18 +7,17 @@ import pandas as pd
 import pytest
 
 from data.errors import ArtifactIntegrityError
+from fusion.interval_calibration import load_calibration, save_calibration
 from fusion.model import FusionClassifier
 from fusion.training.serving_artifacts import build_interval
 from fusion.uncertainty import (
     calibrated_intervals,
     fit_interval_calibration,
     interval_coverage,
-    load_calibration,
     mask_modalities,
     measure_interval,
     missing_key,
     risk_interval,
-    save_calibration,
 )
 
 COLUMNS = {"imaging": ("a",), "genomics": ("b",), "ehr": ("c",)}

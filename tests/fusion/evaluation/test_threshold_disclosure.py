@@ -17,14 +17,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fusion.evaluation.disclosure import allowed_thresholds, choose_threshold, curve_through
+from fusion.evaluation.curves import curve_through
+from fusion.evaluation.disclosure import allowed_thresholds, choose_threshold
 from fusion.evaluation.fairness import audit
+from fusion.evaluation.groups import audit_threshold, group_curves
 from fusion.evaluation.performance import (
     ABLATION_LABELS,
     PerformanceReport,
-    audit_threshold,
     evaluate_performance,
-    group_curves,
     performance_threshold,
 )
 
