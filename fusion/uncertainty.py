@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from scipy import special
 from sklearn.isotonic import IsotonicRegression
 
 from fusion.interval_calibration import (
@@ -133,13 +134,10 @@ class RiskInterval:
         )
 
 
-def _logit(p: npt.ArrayLike) -> npt.NDArray[np.float64]:
+def _clipped_logit(p: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Logit of ``p`` clipped to ``[EPSILON, 1 - EPSILON]`` (finite for 0 and 1)."""
     q = np.clip(np.asarray(p, dtype=np.float64), EPSILON, 1 - EPSILON)
-    return np.asarray(np.log(q / (1 - q)), dtype=np.float64)
-
-
-def _sigmoid(z: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    return np.asarray(1.0 / (1.0 + np.exp(-np.asarray(z, dtype=np.float64))), dtype=np.float64)
+    return np.asarray(special.logit(q), dtype=np.float64)
 
 
 def missing_key(missing: Sequence[str]) -> str:
@@ -298,7 +296,7 @@ def fit_interval_calibration(
         risk = model.predict_proba(mask_modalities(X_val, modality_columns, missing))[:, 1]
         key = missing_key(missing)
         if truth is not None:
-            offsets[key] = _conformal_offsets(_logit(truth) - _logit(risk), level)
+            offsets[key] = _conformal_offsets(_clipped_logit(truth) - _clipped_logit(risk), level)
         bands[key] = _isotonic_band(
             risk, labels, grid, level=level, n_bootstrap=n_bootstrap, rng=rng
         )
@@ -357,8 +355,8 @@ def calibrated_intervals(
         key = missing_key(row_missing)
         if chosen == "true_risk":
             below, above = calibration.logit_offsets[key]
-            z = float(_logit(value))
-            low[i], high[i] = _sigmoid(z + below), _sigmoid(z + above)
+            z = float(_clipped_logit(value))
+            low[i], high[i] = special.expit(z + below), special.expit(z + above)
         else:
             band_low, band_high = calibration.event_rate_bands[key]
             low[i] = np.interp(value, grid, band_low)

@@ -6,7 +6,8 @@ sorted once by (group, risk); each chunk of resamples is a matrix of per-row dra
 ``(n_resamples, n_samples)``), and every group statistic, AUROC included (Mann-Whitney U on the
 weighted, tie-blocked rows), is a ``np.add.reduceat`` over that matrix. The point estimate is
 the same computation with all weights 1, so the numbers in a table and their intervals come
-from one code path. A group that vanishes or has one class in a resample contributes NaN to
+from one code path; only the point AUROC is sklearn's ``roc_auc_score`` (the engine's equals
+it, as the tests check). A group that vanishes or has one class in a resample contributes NaN to
 that resample, and NaNs are left out of the percentiles.
 
 Arrays in, arrays out: must not import pandas-level views of the evaluation package, SQL or
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+from sklearn.metrics import roc_auc_score
 
 __all__ = [
     "METRICS",
@@ -217,6 +219,11 @@ def group_metrics(
         return empty, {name: np.full((n_resamples, n_groups), np.nan) for name in names}
     args = (y, r, flagged, group_starts, block_starts, block_group)
     point = {k: v[0] for k, v in expand(_stats(np.ones((1, len(y))), *args)).items()}
+    # Point AUROC from sklearn; the engine's equals it (tested) and serves the resamples.
+    for index, code in enumerate(present):
+        member = compact == index
+        if y[member].min() != y[member].max():
+            point["auroc"][code] = roc_auc_score(y[member], r[member])
     rng = np.random.default_rng(random_state)
     size = len(y)
     per_chunk = max(1, _CHUNK_CELLS // size)

@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import torch
+from scipy import special
 
 from data.errors import ArtifactIntegrityError, CohortError, NotScoredError, StoreNotBuiltError
 from data.store import AuditEntry, CohortStore, ModelRecord, PatientRecord, make_engine
@@ -883,7 +884,7 @@ class RiskService:
         totals = modality_sums(values[np.newaxis, :], self.features.modalities, MODALITIES)
         margin = float(base_value + values.sum())
         return PatientExplanation(
-            risk=float(1.0 / (1.0 + np.exp(-margin))),
+            risk=float(special.expit(margin)),
             base_value=float(base_value),
             margin=margin,
             contributions=contributions.iloc[order].reset_index(drop=True),
