@@ -126,7 +126,8 @@ def curve_through(
     risk : array-like of shape (n_samples,)
         Predicted probabilities.
     cuts : sequence of float
-        Thresholds (``risk >= cut`` flagged), e.g. :attr:`ThresholdChoice.curve_cuts`.
+        Thresholds (``risk >= cut`` flagged), e.g.
+        :attr:`fusion.evaluation.disclosure.ThresholdChoice.curve_cuts`.
 
     Returns
     -------

@@ -181,8 +181,9 @@ def allowed_thresholds(
     boundary, and between it and the next boundary, hold at least ``min_cell`` events and
     ``min_cell`` non-events (with ``groups``: none or at least ``min_cell``, as group sums keep
     that). Boundaries are nobody flagged, ``threshold`` and everybody flagged, as in
-    :func:`coarse_curve`. So any two of the kept cuts and ``threshold`` differ by counts of
-    ``min_cell`` or more (or by none) and the kept cuts are safe curve points.
+    :func:`fusion.evaluation.curves.coarse_curve`. So any two of the kept cuts and ``threshold``
+    differ by counts of ``min_cell`` or more (or by none) and the kept cuts are safe curve
+    points.
 
     Parameters
     ----------

@@ -37,10 +37,10 @@ class FairnessReport:
     Attributes
     ----------
     by_group : DataFrame
-        One row per group (index: group label). Columns: the attribute values, ``n``, then for
-        each metric in :data:`METRICS` the point estimate, ``<metric>_low`` and
-        ``<metric>_high``, and ``suppressed`` (bool). Suppressed rows hold NaN in every
-        numeric cell, ``n`` included.
+        One row per group (index: group label). Columns: the attribute values, ``n``, then
+        for each metric in :data:`fusion.evaluation.bootstrap.METRICS` the point estimate,
+        ``<metric>_low`` and ``<metric>_high``, and ``suppressed`` (bool). Suppressed rows
+        hold NaN in every numeric cell, ``n`` included.
     difference : DataFrame
         Same index. For each metric ``<metric> - reference``, its paired-bootstrap CI
         (``_low``/``_high``) and ``<metric>_flag`` (True where the CI excludes 0), plus the
@@ -65,8 +65,8 @@ class FairnessReport:
         Same index; one column per column of :meth:`table` that a shown group may still hide
         (``<metric>``, ``<metric>_low``, ``<metric>_high`` and ``diff_`` of each, with the
         flag): True where the cell would give away a count under ``min_cell``
-        (:func:`rate_masks`). Those cells hold NaN in ``by_group``, ``difference`` and
-        ``ratio``.
+        (:func:`fusion.evaluation.suppression.rate_masks`). Those cells hold NaN in
+        ``by_group``, ``difference`` and ``ratio``.
     """
 
     by_group: pd.DataFrame
@@ -158,11 +158,11 @@ def audit(
     is ``max(|TPR_g - TPR_ref|, |FPR_g - FPR_ref|)``; the summary gives fairlearn's
     between-groups demographic-parity and equalized-odds differences over the shown groups.
 
-    Small-cell suppression (CMS practice, :func:`group_table`): a group with ``n < min_cell``
-    is not shown, and complementary groups are suppressed too, so that no suppressed size
-    follows from the total or from the audits of fewer of the same attributes (the line rule
-    of :func:`suppress_cells` over the attributes' cross-table). Suppressed groups are left
-    out of the summary.
+    Small-cell suppression (CMS practice, :func:`fusion.evaluation.groups.group_table`): a group
+    with ``n < min_cell`` is not shown, and complementary groups are suppressed too, so that no
+    suppressed size follows from the total or from the audits of fewer of the same attributes
+    (the line rule of :func:`fusion.evaluation.suppression.suppress_cells` over the attributes'
+    cross-table). Suppressed groups are left out of the summary.
 
     Parameters
     ----------

@@ -113,11 +113,12 @@ def group_codes(
 def group_table(sensitive_features: pd.DataFrame, *, min_cell: int) -> pd.DataFrame:
     """The groups of one to three attributes, their sizes and which are suppressed.
 
-    The one place that decides which groups every table, figure and export shows: the audit,
-    the reliance table and the curves by group call it, so they all hide the same groups.
-    Suppression runs over the cross-table of the attributes (:func:`suppress_cells`), so no
-    hidden size follows from the total, from the one-attribute tables of the same patients, or
-    from any lower-order intersection.
+    The one place that decides which groups every table, figure and export shows: the audit, the
+    reliance table and the curves by group call it, so they all hide the same groups.
+    Suppression runs over the cross-table of the attributes
+    (:func:`fusion.evaluation.suppression.suppress_cells`), so no hidden size follows from the
+    total, from the one-attribute tables of the same patients, or from any lower-order
+    intersection.
 
     Parameters
     ----------
@@ -154,12 +155,13 @@ def calibration_by_group(
     """Reliability-curve bins per group, with small bins suppressed across groups and bins.
 
     Bins are equal-width over [0, 1]. The (group, bin) counts form one table with an axis per
-    attribute plus one for the bin, and their events and non-events one more; suppressed
-    groups, and groups whose events the audit hides, hide all their bins, then
-    :func:`bin_mask` hides every bin whose size, events or non-events are under ``min_cell``
-    (0 included), with the complements that keep them from following from the group's ``n``
-    and events (shown in the audit) or from the bin's counts over all patients. Empty bins of
-    a shown group are listed as suppressed, so they cannot be told from small ones.
+    attribute plus one for the bin, and their events and non-events one more; suppressed groups,
+    and groups whose events the audit hides, hide all their bins, then
+    :func:`fusion.evaluation.suppression.bin_mask` hides every bin whose size, events or
+    non-events are under ``min_cell`` (0 included), with the complements that keep them from
+    following from the group's ``n`` and events (shown in the audit) or from the bin's counts
+    over all patients. Empty bins of a shown group are listed as suppressed, so they cannot be
+    told from small ones.
 
     Parameters
     ----------
@@ -242,7 +244,8 @@ def modality_reliance(
     Parameters
     ----------
     per_patient : DataFrame
-        |SHAP| per modality per patient (:attr:`ShapSummary.per_patient`).
+        |SHAP| per modality per patient
+        (:attr:`fusion.evaluation.importance.ShapSummary.per_patient`).
     attributes : DataFrame
         Sensitive attributes on the same index; groups are their combinations.
     min_cell : int, default=11
@@ -359,12 +362,15 @@ def audit_threshold(
     default: float,
     min_cell: int,
 ) -> ThresholdChoice:
-    """The threshold the bias audit applies for ``role``, as :func:`performance_threshold`.
+    """The threshold the bias audit applies for ``role``.
+
+    As :func:`fusion.evaluation.performance.performance_threshold`, for the groups of ``by``.
 
     A researcher's cut points are those of the performance view between which every group of
     ``by`` (suppressed ones included) has no or at least ``min_cell`` events and non-events,
     so neither a group's nor the whole split's counts at two allowed thresholds differ by a
-    small count. Pass :attr:`ThresholdChoice.curve_cuts` to :func:`group_curves`.
+    small count. Pass :attr:`fusion.evaluation.disclosure.ThresholdChoice.curve_cuts` to
+    :func:`group_curves`.
 
     Parameters
     ----------
@@ -373,7 +379,7 @@ def audit_threshold(
     by : sequence of str
         The audit's attributes.
     requested, role, default, min_cell
-        As :func:`performance_threshold`.
+        As :func:`fusion.evaluation.performance.performance_threshold`.
 
     Returns
     -------

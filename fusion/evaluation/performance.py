@@ -71,7 +71,8 @@ class PerformanceReport:
         Brier score and expected calibration error of the fusion risk.
     confusion : DataFrame
         Counts, rows actual, columns predicted, with a ``total`` row and column, after
-        small-cell suppression (:func:`suppress_confusion`): hidden cells hold NaN.
+        small-cell suppression (:func:`fusion.evaluation.suppression.suppress_confusion`):
+        hidden cells hold NaN.
     ablation : DataFrame
         One row per available model (labels of :data:`ABLATION_LABELS`): AUROC, Brier, TPR,
         FPR, each with ``_low``/``_high`` bootstrap 95% bounds; TPR and FPR are NaN where the
@@ -96,11 +97,16 @@ class PerformanceReport:
     min_cell: int
 
     def confusion_table(self) -> pd.DataFrame:
-        """The confusion matrix as text, hidden cells marked (:func:`confusion_table`)."""
+        """The confusion matrix as text, hidden cells marked.
+
+        See :func:`fusion.evaluation.suppression.confusion_table`.
+        """
         return confusion_table(self.confusion, min_cell=self.min_cell)
 
     def through(self, frame: pd.DataFrame, cuts: Sequence[float]) -> PerformanceReport:
-        """The report with every curve drawn through ``cuts`` only (:func:`curve_through`).
+        """The report with every curve drawn through ``cuts`` only.
+
+        Curves come from :func:`fusion.evaluation.curves.curve_through`.
 
         Parameters
         ----------

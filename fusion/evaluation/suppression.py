@@ -208,12 +208,13 @@ def rate_masks(
     min_cell : int
         Smallest count shown (0: hide nothing for size).
     hidden : array-like of bool of shape (n_groups,), optional
-        Groups suppressed as a whole (:func:`group_table`).
+        Groups suppressed as a whole (:func:`fusion.evaluation.groups.group_table`).
 
     Returns
     -------
     DataFrame of bool
-        Index of ``axes``; one column per metric of :data:`METRICS`, True where hidden.
+        Index of ``axes``; one column per metric of
+        :data:`fusion.evaluation.bootstrap.METRICS`, True where hidden.
 
     Examples
     --------
