@@ -124,8 +124,8 @@ class ThresholdChoice:
 
     @property
     def snapped(self) -> bool:
-        """Whether the applied threshold differs from the requested one."""
-        return self.threshold != self.requested
+        """Whether the applied threshold differs from the requested one at the slider's 0.01."""
+        return round(self.threshold, 2) != round(self.requested, 2)
 
     def note(self) -> str:
         """One sentence for the page: the applied threshold and why (empty when unrestricted)."""

@@ -369,8 +369,10 @@ def audit_threshold(
     A researcher's cut points are those of the performance view between which every group of
     ``by`` (suppressed ones included) has no or at least ``min_cell`` events and non-events,
     so neither a group's nor the whole split's counts at two allowed thresholds differ by a
-    small count. Pass :attr:`fusion.evaluation.disclosure.ThresholdChoice.curve_cuts` to
-    :func:`group_curves`.
+    small count. They are nested: the cut points of ``by`` are among those of every audit of
+    fewer of its attributes, so two audits of different attributes at two thresholds give away
+    no more than one audit at both. Pass
+    :attr:`fusion.evaluation.disclosure.ThresholdChoice.curve_cuts` to :func:`group_curves`.
 
     Parameters
     ----------
@@ -388,6 +390,27 @@ def audit_threshold(
     if role != "researcher":
         return choose_threshold(requested, None, default=default, min_cell=min_cell)
     overall = performance_threshold(frame, requested, role=role, default=default, min_cell=min_cell)
+    cuts = _audit_cuts(
+        frame, tuple(by), overall.curve_cuts or (), default=default, min_cell=min_cell
+    )
+    return choose_threshold(requested, cuts, default=default, min_cell=min_cell)
+
+
+def _audit_cuts(
+    frame: pd.DataFrame,
+    by: tuple[str, ...],
+    overall: Sequence[float],
+    *,
+    default: float,
+    min_cell: int,
+) -> tuple[float, ...]:
+    """Cut points of the audit by ``by``, among those of each audit of one attribute fewer."""
+    if not by:
+        return tuple(overall)
+    candidates = set(overall)
+    for dropped in by:
+        fewer = tuple(name for name in by if name != dropped)
+        candidates &= set(_audit_cuts(frame, fewer, overall, default=default, min_cell=min_cell))
     codes = frame[list(by)].astype(str).agg(" & ".join, axis=1).factorize()[0]
     cuts = allowed_thresholds(
         frame["label"].to_numpy(dtype=np.int64),
@@ -395,6 +418,6 @@ def audit_threshold(
         min_cell=min_cell,
         threshold=default,
         groups=codes,
-        candidates=overall.curve_cuts or (),
+        candidates=sorted(candidates),
     )
-    return choose_threshold(requested, cuts, default=default, min_cell=min_cell)
+    return tuple(float(cut) for cut in cuts)

@@ -205,3 +205,22 @@ def test_curve_through_matches_the_confusion_counts() -> None:
 def test_allowed_thresholds_without_a_floor_are_every_candidate() -> None:
     cuts = allowed_thresholds([0, 1], [[0.1, 0.9]], min_cell=0, threshold=0.5)
     assert len(cuts) == 98
+
+
+def test_the_slider_value_of_the_model_threshold_is_not_called_snapped() -> None:
+    choice = choose_threshold(0.37, [0.2], default=0.3721, min_cell=FLOOR)
+    assert choice.threshold == 0.3721
+    assert not choice.snapped
+    assert "snapped" not in choice.note()
+
+
+def test_audit_cut_points_are_nested_over_attributes() -> None:
+    frame = _frame(n=3000, seed=4)
+
+    def allowed(by: list[str]) -> set[float]:
+        choice = audit_threshold(frame, by, 0.5, role="researcher", default=DEFAULT, min_cell=5)
+        return set(choice.allowed or ())
+
+    both = allowed(["sex", "site"])
+    assert both <= allowed(["sex"]) & allowed(["site"])
+    assert len(allowed(["sex"])) > 2
