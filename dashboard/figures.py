@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from scipy import special
 
 from fusion.display import feature_label, format_feature_value
 from fusion.records import ImageMaps, PatientExplanation
@@ -70,10 +70,6 @@ RAISES_COLOUR = "#d62728"
 LOWERS_COLOUR = "#1f77b4"
 """Blue: a contribution that lowers the risk."""
 _TEXT_PAD = 0.22  # share of the data span kept free on each side for the value labels
-
-
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))
 
 
 def direction_colour(value: float) -> str:
@@ -184,7 +180,7 @@ def make_waterfall_figure(
     fig.update_layout(
         title=(  # two short lines: a long one-line title is cut off in a narrow column
             "Why this risk: SHAP contributions<br>"
-            f"<sup>log-odds; base {_sigmoid(explanation.base_value):.1%} → "
+            f"<sup>log-odds; base {float(special.expit(explanation.base_value)):.1%} → "
             f"this patient {explanation.risk:.1%}</sup>"
         ),
         xaxis_title="log-odds (red raises risk, blue lowers it)",

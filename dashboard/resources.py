@@ -9,17 +9,19 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard.settings import Settings
 from dashboard.state import get_loaded_patient, set_loaded_patient
 from data.errors import CohortError
 from data.store import CohortStore, make_engine
 from fusion.admin.access import Identity
 from fusion.evaluation.fairness import FairnessReport
-from fusion.evaluation.performance import PerformanceReport, ShapSummary
+from fusion.evaluation.importance import ShapSummary
+from fusion.evaluation.performance import PerformanceReport
 from fusion.forecast.patient import PatientForecast
-from fusion.service.facade import RiskService, configure_threads
+from fusion.service.facade import RiskService
 from fusion.service.guided_demo import StoryPatient
+from fusion.service.loaded_models import configure_threads
 from fusion.service.patient_case import PatientCase
+from fusion.settings import Settings
 
 __all__ = [
     "get_audit",

@@ -16,6 +16,7 @@ import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from scipy import special
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
@@ -221,7 +222,7 @@ class FusionClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
 
     def predict_proba(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
         """Class probabilities, shape (n_samples, 2); column 1 is the risk."""
-        risk = 1.0 / (1.0 + np.exp(-self.decision_function(X)))
+        risk = special.expit(self.decision_function(X))
         return np.column_stack([1.0 - risk, risk])
 
     def predict(self, X: pd.DataFrame) -> npt.NDArray[np.int64]:

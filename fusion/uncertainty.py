@@ -1,7 +1,7 @@
 """Uncertainty interval of a patient's fused risk, calibrated on the validation split.
 
-Owns fitting, saving (JSON with a SHA-256 checked before loading), querying and measuring the
-interval. An interval states what it covers (``target``):
+Owns fitting, querying and measuring the interval (the fitted record and its file:
+:mod:`fusion.interval_calibration`). An interval states what it covers (``target``):
 
 - ``"true_risk"`` (cohorts with ground truth, i.e. the synthetic demo): split-conformal on the
   logit scale. On the validation split the signed error ``logit(true risk) - logit(fused
@@ -26,50 +26,44 @@ error against the true risk (see ``docs/models.md``). Streamlit is not imported 
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from scipy import special
 from sklearn.isotonic import IsotonicRegression
 
-from data.errors import ArtifactIntegrityError
 from fusion.features import mask_modalities
-from fusion.model import REBUILD_HINT, FusionClassifier, file_sha256
+from fusion.interval_calibration import (
+    INTERVAL_TARGETS,
+    IntervalCalibration,
+    IntervalTarget,
+    check_target,
+)
+from fusion.model import FusionClassifier
 
 __all__ = [
-    "FORMAT_VERSION",
-    "INTERVAL_TARGETS",
     "MASKABLE_MODALITIES",
     "METHODS",
-    "IntervalCalibration",
-    "IntervalTarget",
     "RiskInterval",
     "calibrated_intervals",
     "fit_interval_calibration",
     "interval_coverage",
-    "load_calibration",
     "measure_interval",
     "missing_key",
     "risk_interval",
-    "save_calibration",
 ]
 
 logger = logging.getLogger(__name__)
 
-IntervalTarget = Literal["true_risk", "event_rate"]
-INTERVAL_TARGETS: tuple[IntervalTarget, ...] = ("true_risk", "event_rate")
 MASKABLE_MODALITIES: tuple[str, ...] = ("imaging", "genomics", "ehr")
 """Modalities an interval is calibrated without (the explorer's what-if toggles)."""
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 GRID_SIZE = 201
 EPSILON = 1e-6
 LOGIT_LIMIT = 40.0
@@ -140,89 +134,10 @@ class RiskInterval:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class IntervalCalibration:
-    """Fitted interval calibration, one entry per combination of missing modalities.
-
-    Attributes
-    ----------
-    level : float
-        Nominal coverage.
-    target : {"true_risk", "event_rate"}
-        The target served by :func:`risk_interval`.
-    n_calibration : int
-        Validation patients.
-    modality_columns : dict of str to tuple of str
-        Model inputs of each maskable modality (a row whose inputs of a modality are all
-        missing uses that modality's calibration).
-    logit_offsets : dict of str to (float, float)
-        ``"true_risk"``: lower and upper offsets added to the fused logit, by :func:`missing_key`
-        (empty without ground truth).
-    grid : tuple of float
-        Risks at which the event-rate band is tabulated.
-    event_rate_bands : dict of str to (tuple, tuple)
-        ``"event_rate"``: lower and upper band over ``grid``, by :func:`missing_key`.
-    """
-
-    level: float
-    target: IntervalTarget
-    n_calibration: int
-    modality_columns: Mapping[str, tuple[str, ...]]
-    logit_offsets: Mapping[str, tuple[float, float]]
-    grid: tuple[float, ...]
-    event_rate_bands: Mapping[str, tuple[tuple[float, ...], tuple[float, ...]]]
-
-    def to_json(self) -> dict[str, Any]:
-        """Plain JSON-able form (see :func:`save_calibration`)."""
-        return {
-            "format_version": FORMAT_VERSION,
-            "level": self.level,
-            "target": self.target,
-            "n_calibration": self.n_calibration,
-            "modality_columns": {k: list(v) for k, v in self.modality_columns.items()},
-            "logit_offsets": {k: list(v) for k, v in self.logit_offsets.items()},
-            "grid": list(self.grid),
-            "event_rate_bands": {
-                k: [list(low), list(high)] for k, (low, high) in self.event_rate_bands.items()
-            },
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> IntervalCalibration:
-        """Inverse of :meth:`to_json`."""
-        if data.get("format_version") != FORMAT_VERSION:
-            raise ArtifactIntegrityError(
-                f"Interval calibration format {data.get('format_version')!r} is not "
-                f"{FORMAT_VERSION}; {REBUILD_HINT}."
-            )
-        return cls(
-            level=float(data["level"]),
-            target=_target(str(data["target"])),
-            n_calibration=int(data["n_calibration"]),
-            modality_columns={k: tuple(v) for k, v in data["modality_columns"].items()},
-            logit_offsets={k: (float(v[0]), float(v[1])) for k, v in data["logit_offsets"].items()},
-            grid=tuple(float(v) for v in data["grid"]),
-            event_rate_bands={
-                k: (tuple(map(float, v[0])), tuple(map(float, v[1])))
-                for k, v in data["event_rate_bands"].items()
-            },
-        )
-
-
-def _target(value: str) -> IntervalTarget:
-    for target in INTERVAL_TARGETS:
-        if value == target:
-            return target
-    raise ValueError(f"Unknown interval target {value!r}; choose from {list(INTERVAL_TARGETS)}.")
-
-
-def _logit(p: npt.ArrayLike) -> npt.NDArray[np.float64]:
+def _clipped_logit(p: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Logit of ``p`` clipped to ``[EPSILON, 1 - EPSILON]`` (finite for 0 and 1)."""
     q = np.clip(np.asarray(p, dtype=np.float64), EPSILON, 1 - EPSILON)
-    return np.asarray(np.log(q / (1 - q)), dtype=np.float64)
-
-
-def _sigmoid(z: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    return np.asarray(1.0 / (1.0 + np.exp(-np.asarray(z, dtype=np.float64))), dtype=np.float64)
+    return np.asarray(special.logit(q), dtype=np.float64)
 
 
 def missing_key(missing: Sequence[str]) -> str:
@@ -369,7 +284,7 @@ def fit_interval_calibration(
         risk = model.predict_proba(mask_modalities(X_val, modality_columns, missing))[:, 1]
         key = missing_key(missing)
         if truth is not None:
-            offsets[key] = _conformal_offsets(_logit(truth) - _logit(risk), level)
+            offsets[key] = _conformal_offsets(_clipped_logit(truth) - _clipped_logit(risk), level)
         bands[key] = _isotonic_band(
             risk, labels, grid, level=level, n_bootstrap=n_bootstrap, rng=rng
         )
@@ -412,7 +327,7 @@ def calibrated_intervals(
     ValueError
         If ``target="true_risk"`` but the calibration had no ground truth.
     """
-    chosen = calibration.target if target is None else _target(target)
+    chosen = calibration.target if target is None else check_target(target)
     values = np.asarray(risk, dtype=np.float64)
     if values.shape != (len(missing),):
         raise ValueError(f"risk has shape {values.shape}; expected ({len(missing)},).")
@@ -428,8 +343,8 @@ def calibrated_intervals(
         key = missing_key(row_missing)
         if chosen == "true_risk":
             below, above = calibration.logit_offsets[key]
-            z = float(_logit(value))
-            low[i], high[i] = _sigmoid(z + below), _sigmoid(z + above)
+            z = float(_clipped_logit(value))
+            low[i], high[i] = special.expit(z + below), special.expit(z + above)
         else:
             band_low, band_high = calibration.event_rate_bands[key]
             low[i] = np.interp(value, grid, band_low)
@@ -526,35 +441,6 @@ def measure_interval(
             measured[target] = entry
         result[missing_key(missing)] = measured
     return result
-
-
-def save_calibration(calibration: IntervalCalibration, path: Path) -> str:
-    """Write the calibration as JSON.
-
-    Returns
-    -------
-    str
-        Its SHA-256 (register it; :func:`load_calibration` checks it).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(calibration.to_json(), indent=1))
-    return file_sha256(path)
-
-
-def load_calibration(path: Path, *, expected_sha256: str) -> IntervalCalibration:
-    """Load a calibration saved by :func:`save_calibration`, checking its SHA-256 first.
-
-    Raises
-    ------
-    data.errors.ArtifactIntegrityError
-        If the file is missing, differs from its registered hash or has another format.
-    """
-    if not path.is_file() or file_sha256(path) != expected_sha256:
-        raise ArtifactIntegrityError(
-            f"Interval calibration {path} is missing or does not match its registered "
-            f"SHA-256; {REBUILD_HINT}."
-        )
-    return IntervalCalibration.from_json(json.loads(path.read_text()))
 
 
 def interval_coverage(low: npt.ArrayLike, high: npt.ArrayLike, truth: npt.ArrayLike) -> float:

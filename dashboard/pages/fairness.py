@@ -8,18 +8,19 @@ import numpy as np
 import streamlit as st
 
 from dashboard.components.signin import require_page_area
-from dashboard.figures import (
+from dashboard.resources import get_audit, get_group_curves, get_reliance, require_risk_service
+from fusion.admin.access import AccessDeniedError
+from fusion.display import AUDIT_COLUMN_LABELS, readable_table
+from fusion.evaluation.bootstrap import METRICS
+from fusion.evaluation.groups import AUDIT_ATTRIBUTES, audit_threshold, group_curves
+from fusion.evaluation.suppression import SUPPRESSED_TILE
+from fusion.reports.audit_report import audit_csv, audit_figures, audit_html, demo_bias_note
+from fusion.reports.figures import (
     make_disparity_figure,
     make_group_calibration_figure,
     make_group_roc_figure,
     make_reliance_figure,
 )
-from dashboard.resources import get_audit, get_group_curves, get_reliance, require_risk_service
-from fusion.admin.access import AccessDeniedError
-from fusion.display import AUDIT_COLUMN_LABELS, readable_table
-from fusion.evaluation.fairness import METRICS, SUPPRESSED_TILE
-from fusion.evaluation.performance import AUDIT_ATTRIBUTES
-from fusion.reports.audit_report import audit_csv, audit_figures, audit_html, demo_bias_note
 
 LARGEST = "(largest group)"
 
@@ -45,7 +46,7 @@ attributes = controls[0].multiselect(
     max_selections=3,
     key="fairness.attributes",
 )
-threshold = controls[1].slider(
+requested = controls[1].slider(
     "Decision threshold", 0.0, 1.0, round(info.threshold, 2), 0.01, key="fairness.threshold"
 )
 # The floor is configuration (RISKFUSION_MIN_CELL): raised here by anyone, lowered by an admin
@@ -70,6 +71,14 @@ if not attributes:
     st.info("Choose at least one sensitive attribute.")
     st.stop()
 by = tuple(attributes)
+# A researcher's threshold snaps to cut points between which no group has a small count.
+frame = service.test_predictions()
+choice = audit_threshold(
+    frame, by, float(requested), role=identity.role, default=info.threshold, min_cell=min_cell
+)
+threshold = choice.threshold
+if choice.allowed is not None:
+    st.caption(choice.note())
 try:
     default = get_audit(service, info.version, by, float(threshold), None, min_cell, identity)
 except (ValueError, AccessDeniedError) as err:
@@ -159,9 +168,14 @@ with st.expander("Every metric by group"):
         hide_index=True,
     )
 
-roc_by_group, calibration_by_group = get_group_curves(
-    service, info.version, by, min_cell, identity, float(threshold)
-)
+if choice.curve_cuts is None:
+    roc_by_group, calibration_by_group = get_group_curves(
+        service, info.version, by, min_cell, identity, float(threshold)
+    )
+else:  # a researcher's curves pass through the same cut points as the threshold
+    roc_by_group, calibration_by_group = group_curves(
+        frame, by, min_cell=min_cell, cut_points=choice.curve_cuts
+    )
 roc_column, calibration_column = st.columns(2)
 roc_column.plotly_chart(make_group_roc_figure(roc_by_group), key="fairness.roc")
 roc_column.caption(

@@ -6,18 +6,18 @@ import numpy as np
 import streamlit as st
 
 from dashboard.components.signin import require_page_area
-from dashboard.figures import (
-    make_beeswarm_figure,
-    make_calibration_figure,
-    make_importance_figure,
-    make_pr_figure,
-    make_roc_figure,
-)
+from dashboard.figures import make_beeswarm_figure, make_importance_figure
 from dashboard.resources import get_performance, get_test_shap, list_models, require_risk_service
 from fusion.display import format_risk_interval, readable_table
-from fusion.evaluation.fairness import SUPPRESSED_TILE
+from fusion.evaluation.performance import performance_threshold
+from fusion.evaluation.suppression import SUPPRESSED_TILE
 from fusion.reports.exports import safe_csv
-from fusion.reports.figures import make_shap_bins_figure
+from fusion.reports.figures import (
+    make_calibration_figure,
+    make_pr_figure,
+    make_roc_figure,
+    make_shap_bins_figure,
+)
 
 REGISTRY_LABELS = {
     "version": "Version",
@@ -41,7 +41,7 @@ st.caption(
     f"Fusion model `{info.version}` (imaging `{info.imaging_version}`), held-out test split. "
     "Intervals are percentile bootstrap 95% CIs (200 resamples)."
 )
-threshold = st.slider(
+requested = st.slider(
     "Decision threshold",
     0.0,
     1.0,
@@ -50,11 +50,23 @@ threshold = st.slider(
     key="performance.threshold",
     help=f"Default: {info.threshold:.2f}, Youden's J on the validation split.",
 )
+# A researcher's threshold snaps to cut points between which no small count lies.
+frame = service.test_predictions()
 try:
-    report = get_performance(service, info.version, float(threshold))
+    choice = performance_threshold(
+        frame,
+        float(requested),
+        role=identity.role,
+        default=info.threshold,
+        min_cell=service.min_cell_floor,
+    )
+    report = get_performance(service, info.version, choice.threshold)
 except ValueError as err:
     st.error(str(err))
     st.stop()
+if choice.curve_cuts is not None:
+    report = report.through(frame, choice.curve_cuts)
+    st.caption(choice.note())
 
 fusion = report.ablation.loc["Fusion (all modalities)"]
 # Three tiles a row: five in one row cut the labels and values off at 1280x720.

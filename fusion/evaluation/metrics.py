@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from scipy.stats import rankdata
 from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve
 
-from fusion.evaluation.fairness import group_metrics
+from fusion.evaluation.bootstrap import group_metrics, percentile_bounds
 
 __all__ = [
     "AurocEstimate",
@@ -49,7 +50,10 @@ def auroc_with_ci(
     n_resamples: int = 200,
     random_state: int = 0,
 ) -> AurocEstimate:
-    """AUROC and a percentile bootstrap 95% CI (resamples with one class are skipped).
+    """AUROC (sklearn's) and a percentile bootstrap 95% CI from the vectorised engine.
+
+    The interval comes from :func:`fusion.evaluation.bootstrap.group_metrics` with one group:
+    resamples with one class give NaN and are left out of the percentiles.
 
     Parameters
     ----------
@@ -77,15 +81,23 @@ def auroc_with_ci(
         raise ValueError(f"y_true {y.shape} and score {s.shape} must be 1-D of equal length.")
     if len(np.unique(y)) < 2:
         raise ValueError("AUROC needs both classes in y_true; this subset has only one.")
+    if not np.isfinite(s).all():
+        raise ValueError("score must be finite; drop or impute the rows without a score.")
     point = float(roc_auc_score(y, s))
-    rng = np.random.default_rng(random_state)
-    stats = []
-    for _ in range(n_resamples):
-        idx = rng.integers(0, len(y), len(y))
-        if y[idx].min() != y[idx].max():
-            stats.append(roc_auc_score(y[idx], s[idx]))
-    low, high = np.percentile(stats, [2.5, 97.5]) if stats else (np.nan, np.nan)
-    return AurocEstimate(point, float(low), float(high), len(y))
+    # The engine takes probabilities; AUROC depends on the order only, so dense ranks in
+    # (0, 1] stand in for any score, ties kept.
+    ranks = rankdata(s, method="dense")
+    _, draws = group_metrics(
+        y,
+        ranks / ranks.max(),
+        np.zeros(len(y), dtype=np.intp),
+        threshold=0.5,
+        n_groups=1,
+        n_resamples=n_resamples,
+        random_state=random_state,
+    )
+    low, high = percentile_bounds(draws["auroc"])
+    return AurocEstimate(point, float(low[0]), float(high[0]), len(y))
 
 
 def youden_threshold(y_true: npt.ArrayLike, risk: npt.ArrayLike) -> float:
@@ -243,11 +255,13 @@ def ablation_table(
         )
         row: dict[str, float] = {}
         for metric in ("auroc", "brier", "tpr", "fpr"):
-            samples = draws[metric][:, 0]
-            samples = samples[~np.isnan(samples)]
-            low, high = np.percentile(samples, [2.5, 97.5]) if len(samples) else (np.nan, np.nan)
+            low, high = percentile_bounds(draws[metric])
             row.update(
-                {metric: float(point[metric][0]), f"{metric}_low": low, f"{metric}_high": high}
+                {
+                    metric: float(point[metric][0]),
+                    f"{metric}_low": float(low[0]),
+                    f"{metric}_high": float(high[0]),
+                }
             )
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")

@@ -103,11 +103,11 @@ def audit_figures(
     report : FairnessReport
         The audit (forest plots of ``metrics`` with their CIs; suppressed groups left out).
     roc_by_group, calibration_by_group : DataFrame, optional
-        The curves of :func:`fusion.evaluation.performance.group_curves` for the same groups
+        The curves of :func:`fusion.evaluation.groups.group_curves` for the same groups
         (suppressed
         groups and bins already left out).
     reliance : DataFrame, optional
-        Mean |SHAP| per modality by group (:func:`fusion.evaluation.performance.modality_reliance`).
+        Mean |SHAP| per modality by group (:func:`fusion.evaluation.groups.modality_reliance`).
     metrics : sequence of str, default=DISPARITY_FIGURES
         Metrics drawn as forest plots.
 

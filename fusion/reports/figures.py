@@ -86,7 +86,7 @@ def make_shap_bins_figure(bins: pd.DataFrame) -> go.Figure:
     """Aggregate beeswarm: mean SHAP per value bin of each top input (no patient drawn).
 
     ``bins`` has ``label, bin, n, mean_shap, value_rank, suppressed`` rows (as
-    :attr:`fusion.evaluation.performance.ShapSummary.bins`); one dot per shown bin, coloured by the
+    :attr:`fusion.evaluation.importance.ShapSummary.bins`); one dot per shown bin, coloured by the
     bin's
     mean value rank (low to high), sized by its patients; suppressed bins are left out and
     counted in the title.
@@ -245,7 +245,7 @@ def make_group_calibration_figure(calibration: pd.DataFrame) -> go.Figure:
     """Reliability curve of each shown group; suppressed bins are left out and counted.
 
     ``calibration`` has ``group, mean_risk, observed, n`` rows and optionally ``suppressed``
-    (as :func:`fusion.evaluation.fairness.calibration_by_group` returns them). The title says how
+    (as :func:`fusion.evaluation.groups.calibration_by_group` returns them). The title says how
     many
     bins are hidden, and the hover shows each plotted bin's ``n``.
     """

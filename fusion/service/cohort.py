@@ -20,16 +20,9 @@ from fusion.admin.access import Identity
 from fusion.evaluation.disclosure import resolve_min_cell
 from fusion.evaluation.fairness import FairnessReport
 from fusion.evaluation.fairness import audit as fairness_audit
-from fusion.evaluation.performance import (
-    PerformanceReport,
-    ShapSummary,
-    add_age_band,
-    check_attributes,
-    evaluate_performance,
-    group_curves,
-    modality_reliance,
-    summarise_shap,
-)
+from fusion.evaluation.groups import add_age_band, check_attributes, group_curves, modality_reliance
+from fusion.evaluation.importance import ShapSummary, summarise_shap
+from fusion.evaluation.performance import PerformanceReport, evaluate_performance
 from fusion.explain import shap_values
 from fusion.features import MODALITIES, build_feature_matrix, image_scores
 from fusion.service.audit_trail import record_event

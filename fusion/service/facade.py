@@ -22,7 +22,9 @@ import pandas as pd
 from data.store import CohortStore, PatientRecord, make_engine
 from fusion.admin.access import Identity
 from fusion.evaluation.fairness import FairnessReport
-from fusion.evaluation.performance import PerformanceReport, ShapSummary, check_attributes
+from fusion.evaluation.groups import check_attributes
+from fusion.evaluation.importance import ShapSummary
+from fusion.evaluation.performance import PerformanceReport
 from fusion.explanations.map_trust import MapTrustReport
 from fusion.forecast.patient import PatientForecast
 from fusion.records import (

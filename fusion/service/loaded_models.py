@@ -20,10 +20,10 @@ from data.store import CohortStore, ModelRecord
 from fusion.explain import make_explainer
 from fusion.explanations.similar import SimilarityIndex, load_index
 from fusion.features import FeatureSet
+from fusion.interval_calibration import IntervalCalibration, load_calibration
 from fusion.model import REBUILD_HINT, FusionClassifier, file_sha256
 from fusion.records import ModelInfo
 from fusion.training.serving_artifacts import EXPLANATIONS_SUFFIX, INTERVAL_SUFFIX
-from fusion.uncertainty import IntervalCalibration, load_calibration
 from models.gradcam import GradCamExplainer
 from models.nets import RiskCNN, load_net
 

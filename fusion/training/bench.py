@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from scipy import special
 
 from fusion.evaluation.fairness import audit
 from fusion.explanations.similar import MAX_REFERENCE, SimilarityIndex
@@ -248,7 +249,7 @@ def _explorer_section(
     worst, rows = 0.0, 0
     for ids, base, values in service.store.iter_explanations(version, split="test"):
         risk = risks.loc[ids].to_numpy(np.float64)
-        logit = np.log(risk) - np.log1p(-risk)
+        logit = special.logit(risk)
         worst = max(worst, float(np.abs(base + values.sum(axis=1) - logit).max()))
         rows += len(ids)
     index = service.similarity_index

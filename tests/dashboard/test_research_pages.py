@@ -12,8 +12,8 @@ from streamlit.testing.v1 import AppTest
 
 from fusion.admin.access import Identity
 from fusion.display import AUDIT_COLUMN_LABELS, format_ci, readable_table
-from fusion.evaluation.fairness import SUPPRESSED_TILE
 from fusion.evaluation.performance import ABLATION_LABELS
+from fusion.evaluation.suppression import SUPPRESSED_TILE
 
 ADMIN = Identity(user="test-admin", role="admin", source="local")
 TILE = SUPPRESSED_TILE  # a suppressed metric tile
@@ -288,3 +288,14 @@ def test_researcher_performance_page_shows_aggregates_only(patched_service) -> N
     for label, column in (("Sensitivity", "tpr"), ("False positive rate", "fpr")):
         expected = TILE if np.isnan(fusion[column]) else f"{fusion[column]:.1%}"
         assert _metric(at, label) == expected
+
+
+@pytest.mark.parametrize("page", ["performance", "fairness"])
+def test_researcher_threshold_snaps_to_an_allowed_cut_point(patched_service, page) -> None:
+    at = _as_researcher(page)
+    at.slider(key=f"{page}.threshold").set_value(0.93).run()
+    assert not at.exception
+    info = patched_service.model_info()
+    # 24 test patients: no cut point besides the model's keeps the floor between thresholds.
+    note = next(c.value for c in at.caption if "Researchers choose among" in c.value)
+    assert f"snapped to {info.threshold:.2f}" in note

@@ -8,17 +8,16 @@ import pytest
 
 from data.errors import ArtifactIntegrityError
 from fusion.features import mask_modalities
+from fusion.interval_calibration import load_calibration, save_calibration
 from fusion.model import FusionClassifier
 from fusion.training.serving_artifacts import build_interval
 from fusion.uncertainty import (
     calibrated_intervals,
     fit_interval_calibration,
     interval_coverage,
-    load_calibration,
     measure_interval,
     missing_key,
     risk_interval,
-    save_calibration,
 )
 
 COLUMNS = {"imaging": ("a",), "genomics": ("b",), "ehr": ("c",)}

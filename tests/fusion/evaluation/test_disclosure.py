@@ -18,10 +18,13 @@ import pandas as pd
 import pytest
 
 from fusion.admin.access import AccessDeniedError, Identity
-from fusion.evaluation.disclosure import coarse_curve, resolve_min_cell
-from fusion.evaluation.fairness import audit, calibration_by_group
+from fusion.evaluation.curves import coarse_curve
+from fusion.evaluation.disclosure import resolve_min_cell
+from fusion.evaluation.fairness import audit
+from fusion.evaluation.groups import calibration_by_group
+from fusion.evaluation.importance import summarise_shap
 from fusion.evaluation.metrics import roc_points
-from fusion.evaluation.performance import evaluate_performance, summarise_shap
+from fusion.evaluation.performance import evaluate_performance
 from fusion.reports.audit_report import audit_csv, audit_html
 from fusion.settings import Settings
 

@@ -19,38 +19,17 @@ from fairlearn.metrics import (
 from scipy.optimize import linprog
 from sklearn.metrics import brier_score_loss, precision_score, roc_auc_score
 
-from fusion.evaluation.fairness import (
-    METRICS,
-    FairnessReport,
-    audit,
-    calibration_by_group,
-    group_metrics,
-    group_table,
-    suppress_cells,
-    suppression_mask,
-)
+from fusion.evaluation.bootstrap import METRICS
+from fusion.evaluation.fairness import FairnessReport, audit
+from fusion.evaluation.groups import calibration_by_group, group_table
 from fusion.evaluation.metrics import calibration_bins
+from fusion.evaluation.suppression import suppression_mask
 from fusion.reports.audit_report import audit_csv
 
 
 def _npv(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     negatives = y_pred == 0
     return float((y_true[negatives] == 0).mean())
-
-
-@pytest.fixture
-def cohort() -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
-    rng = np.random.default_rng(7)
-    n = 600
-    features = pd.DataFrame(
-        {
-            "sex": rng.choice(["F", "M"], n),
-            "site": rng.choice(["north", "south", "east"], n, p=[0.5, 0.3, 0.2]),
-        }
-    )
-    y = rng.integers(0, 2, n)
-    risk = np.clip(0.25 * y + rng.uniform(0, 0.75, n), 0, 1)
-    return y, risk, features
 
 
 @pytest.mark.parametrize("columns", [["sex"], ["site"], ["sex", "site"]])
@@ -95,27 +74,6 @@ def test_point_metrics_match_fairlearn(cohort, columns: list[str]) -> None:
     assert report.summary.loc["equalized_odds_difference", "value"] == pytest.approx(
         equalized_odds_difference(y, risk >= threshold, sensitive_features=features[columns])
     )
-
-
-def test_vectorised_bootstrap_matches_weighted_sklearn(cohort) -> None:
-    """Each resample's AUROC and rates equal sklearn's on the same draw counts."""
-    y, risk, features = cohort
-    risk = np.round(risk, 1)  # many ties: the tie blocks must count half
-    codes = features["site"].map({"east": 0, "north": 1, "south": 2}).to_numpy()
-    _, draws = group_metrics(y, risk, codes, threshold=0.5, n_resamples=3, random_state=11)
-    rng = np.random.default_rng(11)
-    order = np.lexsort((risk, codes))
-    y_sorted, risk_sorted, codes_sorted = y[order], risk[order], codes[order]
-    indices = rng.integers(0, len(y), (3, len(y)))
-    for b in range(3):
-        weights = np.bincount(indices[b], minlength=len(y))
-        for g in range(3):
-            member = codes_sorted == g
-            w, t, s = weights[member], y_sorted[member], risk_sorted[member]
-            assert draws["n"][b, g] == w.sum()
-            assert draws["auroc"][b, g] == pytest.approx(roc_auc_score(t, s, sample_weight=w))
-            flagged = s >= 0.5
-            assert draws["tpr"][b, g] == pytest.approx((w * t * flagged).sum() / (w * t).sum())
 
 
 def test_ci_contains_point_and_is_deterministic(cohort) -> None:
@@ -369,45 +327,6 @@ def test_the_partition_rule_alone_would_leak(crossed) -> None:
     margins += [({1: v}, float(n)) for v, n in crossed["site"].value_counts().items()]
     bounds = _attack(hidden, shown, margins)
     assert bounds[("F", "c")] == pytest.approx((5, 5))
-
-
-@pytest.mark.parametrize(
-    ("cells", "min_cell", "hidden"),
-    [
-        # one axis: the old partition rule
-        ({("a",): 50, ("b",): 30, ("c",): 12, ("d",): 5}, 11, {("c",), ("d",)}),
-        ({("a",): 50, ("b",): 0, ("c",): 30}, 11, {("b",)}),  # empty: no complement
-        ({("a",): 50, ("b",): 0, ("c",): 5, ("d",): 30}, 11, {("b",), ("c",), ("d",)}),
-        # two axes: every row and column with a hidden cell gets a partner
-        (
-            {("F", "a"): 50, ("F", "b"): 5, ("M", "a"): 40, ("M", "b"): 30},
-            11,
-            {("F", "a"), ("F", "b"), ("M", "a"), ("M", "b")},
-        ),
-        (
-            {("F", "a"): 50, ("F", "b"): 5, ("F", "c"): 4, ("M", "a"): 40, ("M", "b"): 30},
-            11,
-            # site c has no M cell to partner F & c (its column total, 4, is itself a small
-            # cell of the audit by site); the chain b column -> M row -> a column hides the rest.
-            {("F", "a"), ("F", "b"), ("F", "c"), ("M", "a"), ("M", "b")},
-        ),
-        ({("F", "a"): 50, ("F", "b"): 12, ("M", "a"): 40, ("M", "b"): 30}, 11, set()),
-    ],
-)
-def test_line_rule(cells: dict, min_cell: int, hidden: set) -> None:
-    counts = pd.Series(cells)
-    mask = suppress_cells(counts, min_cell)
-    assert set(counts.index[mask]) == hidden
-    values = counts.to_numpy()
-    for axis in range(counts.index.nlevels):  # no line holds exactly one hidden count...
-        others = [k for k in range(counts.index.nlevels) if k != axis]
-        keys = [counts.index.get_level_values(k) for k in others] or [np.zeros(len(values))]
-        lines = pd.DataFrame({"hidden": mask & (values > 0), "filled": values > 0})
-        per_line = lines.groupby(keys).sum()
-        lonely = per_line.loc[per_line["hidden"] == 1]
-        # ...unless it is the line's only count: then the line total is that small count,
-        # which the table of the other attributes suppresses itself.
-        assert (lonely["filled"] == 1).all()
 
 
 def test_group_table_is_what_every_view_hides(crossed) -> None:

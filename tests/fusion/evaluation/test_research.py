@@ -9,6 +9,7 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from fusion.admin.access import Identity
 from fusion.evaluation.fairness import FairnessReport
+from fusion.evaluation.groups import add_age_band, check_attributes
 from fusion.evaluation.metrics import (
     ablation_table,
     calibration_bins,
@@ -17,7 +18,7 @@ from fusion.evaluation.metrics import (
     pr_points,
     roc_points,
 )
-from fusion.evaluation.performance import ABLATION_LABELS, add_age_band, check_attributes
+from fusion.evaluation.performance import ABLATION_LABELS
 from fusion.training.train import BASELINES
 
 ADMIN = Identity(user="test-admin", role="admin", source="local")
@@ -152,7 +153,7 @@ def test_modality_reliance_by_group(tiny_service) -> None:
 
 
 def test_group_curves_hide_small_groups_and_bins() -> None:
-    from fusion.evaluation.performance import group_curves
+    from fusion.evaluation.groups import group_curves
 
     rng = np.random.default_rng(4)
     frame = pd.DataFrame(

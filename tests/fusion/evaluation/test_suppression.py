@@ -1,4 +1,4 @@
-"""Small-cell suppression of the performance page's confusion matrix."""
+"""Small-cell suppression: the line rule and the performance page's confusion matrix."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 from scipy.optimize import linprog
 
 from fusion.evaluation.metrics import confusion_at
-from fusion.evaluation.performance import confusion_table, evaluate_performance, suppress_confusion
+from fusion.evaluation.performance import evaluate_performance
+from fusion.evaluation.suppression import confusion_table, suppress_cells, suppress_confusion
 
 LABELS = {"index": ["no event", "event"], "columns": ["below threshold", "at/above threshold"]}
 
@@ -92,3 +93,42 @@ def test_performance_report_suppresses_its_confusion_matrix() -> None:
     pd.testing.assert_frame_equal(
         shown.confusion.drop(index="total", columns="total"), raw.astype(np.float64)
     )
+
+
+@pytest.mark.parametrize(
+    ("cells", "min_cell", "hidden"),
+    [
+        # one axis: the old partition rule
+        ({("a",): 50, ("b",): 30, ("c",): 12, ("d",): 5}, 11, {("c",), ("d",)}),
+        ({("a",): 50, ("b",): 0, ("c",): 30}, 11, {("b",)}),  # empty: no complement
+        ({("a",): 50, ("b",): 0, ("c",): 5, ("d",): 30}, 11, {("b",), ("c",), ("d",)}),
+        # two axes: every row and column with a hidden cell gets a partner
+        (
+            {("F", "a"): 50, ("F", "b"): 5, ("M", "a"): 40, ("M", "b"): 30},
+            11,
+            {("F", "a"), ("F", "b"), ("M", "a"), ("M", "b")},
+        ),
+        (
+            {("F", "a"): 50, ("F", "b"): 5, ("F", "c"): 4, ("M", "a"): 40, ("M", "b"): 30},
+            11,
+            # site c has no M cell to partner F & c (its column total, 4, is itself a small
+            # cell of the audit by site); the chain b column -> M row -> a column hides the rest.
+            {("F", "a"), ("F", "b"), ("F", "c"), ("M", "a"), ("M", "b")},
+        ),
+        ({("F", "a"): 50, ("F", "b"): 12, ("M", "a"): 40, ("M", "b"): 30}, 11, set()),
+    ],
+)
+def test_line_rule(cells: dict, min_cell: int, hidden: set) -> None:
+    counts = pd.Series(cells)
+    mask = suppress_cells(counts, min_cell)
+    assert set(counts.index[mask]) == hidden
+    values = counts.to_numpy()
+    for axis in range(counts.index.nlevels):  # no line holds exactly one hidden count...
+        others = [k for k in range(counts.index.nlevels) if k != axis]
+        keys = [counts.index.get_level_values(k) for k in others] or [np.zeros(len(values))]
+        lines = pd.DataFrame({"hidden": mask & (values > 0), "filled": values > 0})
+        per_line = lines.groupby(keys).sum()
+        lonely = per_line.loc[per_line["hidden"] == 1]
+        # ...unless it is the line's only count: then the line total is that small count,
+        # which the table of the other attributes suppresses itself.
+        assert (lonely["filled"] == 1).all()

@@ -1,0 +1,144 @@
+"""Interval calibration as stored: the fitted record, its JSON form and its checked file.
+
+Owns :class:`IntervalCalibration` (what :func:`fusion.uncertainty.fit_interval_calibration`
+fits and :func:`fusion.uncertainty.risk_interval` reads), the interval targets, and writing and
+loading the file (JSON with a SHA-256 checked before loading). Must not import
+:mod:`fusion.uncertainty` (which imports this module) nor streamlit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from data.errors import ArtifactIntegrityError
+from fusion.model import REBUILD_HINT, file_sha256
+
+__all__ = [
+    "FORMAT_VERSION",
+    "INTERVAL_TARGETS",
+    "IntervalCalibration",
+    "IntervalTarget",
+    "check_target",
+    "load_calibration",
+    "save_calibration",
+]
+
+IntervalTarget = Literal["true_risk", "event_rate"]
+INTERVAL_TARGETS: tuple[IntervalTarget, ...] = ("true_risk", "event_rate")
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalCalibration:
+    """Fitted interval calibration, one entry per combination of missing modalities.
+
+    Attributes
+    ----------
+    level : float
+        Nominal coverage.
+    target : {"true_risk", "event_rate"}
+        The target served by :func:`risk_interval`.
+    n_calibration : int
+        Validation patients.
+    modality_columns : dict of str to tuple of str
+        Model inputs of each maskable modality (a row whose inputs of a modality are all
+        missing uses that modality's calibration).
+    logit_offsets : dict of str to (float, float)
+        ``"true_risk"``: lower and upper offsets added to the fused logit, by :func:`missing_key`
+        (empty without ground truth).
+    grid : tuple of float
+        Risks at which the event-rate band is tabulated.
+    event_rate_bands : dict of str to (tuple, tuple)
+        ``"event_rate"``: lower and upper band over ``grid``, by :func:`missing_key`.
+    """
+
+    level: float
+    target: IntervalTarget
+    n_calibration: int
+    modality_columns: Mapping[str, tuple[str, ...]]
+    logit_offsets: Mapping[str, tuple[float, float]]
+    grid: tuple[float, ...]
+    event_rate_bands: Mapping[str, tuple[tuple[float, ...], tuple[float, ...]]]
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON-able form (see :func:`save_calibration`)."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "level": self.level,
+            "target": self.target,
+            "n_calibration": self.n_calibration,
+            "modality_columns": {k: list(v) for k, v in self.modality_columns.items()},
+            "logit_offsets": {k: list(v) for k, v in self.logit_offsets.items()},
+            "grid": list(self.grid),
+            "event_rate_bands": {
+                k: [list(low), list(high)] for k, (low, high) in self.event_rate_bands.items()
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> IntervalCalibration:
+        """Inverse of :meth:`to_json`."""
+        if data.get("format_version") != FORMAT_VERSION:
+            raise ArtifactIntegrityError(
+                f"Interval calibration format {data.get('format_version')!r} is not "
+                f"{FORMAT_VERSION}; {REBUILD_HINT}."
+            )
+        return cls(
+            level=float(data["level"]),
+            target=check_target(str(data["target"])),
+            n_calibration=int(data["n_calibration"]),
+            modality_columns={k: tuple(v) for k, v in data["modality_columns"].items()},
+            logit_offsets={k: (float(v[0]), float(v[1])) for k, v in data["logit_offsets"].items()},
+            grid=tuple(float(v) for v in data["grid"]),
+            event_rate_bands={
+                k: (tuple(map(float, v[0])), tuple(map(float, v[1])))
+                for k, v in data["event_rate_bands"].items()
+            },
+        )
+
+
+def check_target(value: str) -> IntervalTarget:
+    """``value`` as an interval target.
+
+    Raises
+    ------
+    ValueError
+        If ``value`` is not one of :data:`INTERVAL_TARGETS`.
+    """
+    for target in INTERVAL_TARGETS:
+        if value == target:
+            return target
+    raise ValueError(f"Unknown interval target {value!r}; choose from {list(INTERVAL_TARGETS)}.")
+
+
+def save_calibration(calibration: IntervalCalibration, path: Path) -> str:
+    """Write the calibration as JSON.
+
+    Returns
+    -------
+    str
+        Its SHA-256 (register it; :func:`load_calibration` checks it).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(calibration.to_json(), indent=1))
+    return file_sha256(path)
+
+
+def load_calibration(path: Path, *, expected_sha256: str) -> IntervalCalibration:
+    """Load a calibration saved by :func:`save_calibration`, checking its SHA-256 first.
+
+    Raises
+    ------
+    data.errors.ArtifactIntegrityError
+        If the file is missing, differs from its registered hash or has another format.
+    """
+    if not path.is_file() or file_sha256(path) != expected_sha256:
+        raise ArtifactIntegrityError(
+            f"Interval calibration {path} is missing or does not match its registered "
+            f"SHA-256; {REBUILD_HINT}."
+        )
+    return IntervalCalibration.from_json(json.loads(path.read_text()))
