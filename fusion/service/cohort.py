@@ -20,9 +20,19 @@ from fusion.admin.access import Identity
 from fusion.evaluation.disclosure import resolve_min_cell
 from fusion.evaluation.fairness import FairnessReport
 from fusion.evaluation.fairness import audit as fairness_audit
-from fusion.evaluation.groups import add_age_band, check_attributes, group_curves, modality_reliance
+from fusion.evaluation.groups import (
+    add_age_band,
+    audit_threshold,
+    check_attributes,
+    group_curves,
+    modality_reliance,
+)
 from fusion.evaluation.importance import ShapSummary, summarise_shap
-from fusion.evaluation.performance import PerformanceReport, evaluate_performance
+from fusion.evaluation.performance import (
+    PerformanceReport,
+    evaluate_performance,
+    performance_threshold,
+)
 from fusion.explain import shap_values
 from fusion.features import MODALITIES, build_feature_matrix, image_scores
 from fusion.service.audit_trail import record_event
@@ -188,6 +198,34 @@ def list_models(store: CohortStore, artifacts_dir: Path) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows, columns=REGISTRY_COLUMNS)
+
+
+def role_threshold(
+    frame: pd.DataFrame,
+    requested: float,
+    identity: Identity | None,
+    *,
+    by: Sequence[str] = (),
+    default: float,
+    min_cell: int,
+) -> float:
+    """The threshold a cohort view applies for ``identity`` (a researcher's snaps to cut points).
+
+    The pages snap a researcher's threshold and say so; the service snaps it again, so no other
+    caller (command line, export, script) can read counts at a threshold the page would refuse.
+    See :func:`fusion.evaluation.performance.performance_threshold` (``by`` empty) and
+    :func:`fusion.evaluation.groups.audit_threshold`.
+    """
+    role = "admin" if identity is None else identity.role
+    if by:
+        choice = audit_threshold(
+            frame, by, requested, role=role, default=default, min_cell=min_cell
+        )
+    else:
+        choice = performance_threshold(
+            frame, requested, role=role, default=default, min_cell=min_cell
+        )
+    return choice.threshold
 
 
 def performance(

@@ -223,8 +223,19 @@ class RiskService:
         floor = self.min_cell_floor
         return cohort.min_cell_for(self.store, self.version, floor, identity, requested, view=view)
 
-    def _threshold(self, threshold: float | None) -> float:
-        return self.model_info().threshold if threshold is None else threshold
+    def _threshold(
+        self,
+        threshold: float | None,
+        identity: Identity | None,
+        frame: pd.DataFrame,
+        floor: int,
+        by: Sequence[str] = (),
+    ) -> float:
+        default = self.model_info().threshold
+        requested = default if threshold is None else threshold
+        return cohort.role_threshold(
+            frame, requested, identity, by=by, default=default, min_cell=floor
+        )
 
     def performance(
         self,
@@ -236,13 +247,15 @@ class RiskService:
         identity: Identity | None = None,
     ) -> PerformanceReport:
         """Test-split performance and modality ablation (default: the model's threshold)."""
+        frame = self.test_predictions()
+        floor = self.min_cell_for(identity, min_cell, view="performance")
         return cohort.performance(
-            self.test_predictions(),
+            frame,
             self.version,
-            threshold=self._threshold(threshold),
+            threshold=self._threshold(threshold, identity, frame, floor),
             n_resamples=n_resamples,
             random_state=random_state,
-            min_cell=self.min_cell_for(identity, min_cell, view="performance"),
+            min_cell=floor,
         )
 
     def audit(
@@ -259,10 +272,11 @@ class RiskService:
         """Bias audit of the test split over 1-3 attributes (:func:`cohort.audit`)."""
         names = check_attributes(by)
         floor = self.min_cell_for(identity, min_cell, view="audit")
+        frame = self.test_predictions()
         return cohort.audit(
-            self.test_predictions(),
+            frame,
             names,
-            threshold=self._threshold(threshold),
+            threshold=self._threshold(threshold, identity, frame, floor, names),
             reference=reference,
             min_cell=floor,
             n_resamples=n_resamples,
@@ -295,9 +309,9 @@ class RiskService:
         """ROC and calibration curves per shown group (:func:`cohort.curves_by_group`)."""
         names = check_attributes(by)
         floor = self.min_cell_for(identity, min_cell, view="group curves")
-        return cohort.curves_by_group(
-            self.test_predictions(), names, min_cell=floor, threshold=self._threshold(threshold)
-        )
+        frame = self.test_predictions()
+        cut = self._threshold(threshold, identity, frame, floor, names)
+        return cohort.curves_by_group(frame, names, min_cell=floor, threshold=cut)
 
     def record_event(
         self,

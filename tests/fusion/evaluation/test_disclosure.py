@@ -434,3 +434,14 @@ def test_researcher_shap_summary_has_no_patient_row() -> None:
     age = bins.loc[bins["label"] == "Age"]
     assert age["n"].sum() == 200
     assert len(age) == 5
+
+
+def test_the_service_snaps_a_researchers_threshold_whoever_calls_it(tiny_service) -> None:
+    # The page snaps and says so; the service snaps again so the CLI or a script cannot ask
+    # for counts at a threshold the page would refuse (on the tiny split: only the model's).
+    default = tiny_service.model_info().threshold
+    asked = 0.9 if default < 0.5 else 0.1
+    researcher = tiny_service.performance(threshold=asked, n_resamples=0, identity=RESEARCHER)
+    assert researcher.threshold == pytest.approx(default)
+    admin = tiny_service.performance(threshold=asked, min_cell=11, n_resamples=0, identity=ADMIN)
+    assert admin.threshold == asked
