@@ -1,7 +1,9 @@
 """The ``riskfusion`` command line: thin subcommands over the pipeline and service use cases.
 
 Owns argument parsing, logging setup and exit codes (``main(argv) -> int``). ``serve`` starts
-Streamlit on ``app.py`` as a subprocess; this module never imports streamlit.
+Streamlit on ``app.py`` as a subprocess; this module never imports streamlit. Heavy modules
+(torch, MONAI, LightGBM, SHAP, the store) are imported inside the subcommands, so that
+``riskfusion --help`` starts fast.
 
 Output contract (stable; scripts rely on it): ``export predictions`` writes the CSV columns in
 :data:`EXPORT_COLUMNS`, plus ``true_risk`` when the cohort carries synthetic ground truth.
@@ -22,27 +24,14 @@ from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from data.errors import CohortError
-from data.store import AuditEntry, CohortStore, make_engine
-from fusion.admin.access import ROLES, Identity, auth_configured, check_bind_address, read_secrets
-from fusion.reports.exports import write_safe_csv
-from fusion.service.facade import RiskService
+from fusion.admin.access import ROLES
 from fusion.settings import Settings
-from fusion.training.demo_build import BuildConfig, build_demo, built_config, reset_store
-from fusion.training.train import (
-    SCORE_STAGES,
-    TRAIN_STAGES,
-    EventSink,
-    StageEvent,
-    Stages,
-    TrainingConfig,
-    activate_version,
-    append_event,
-    score_cohort,
-    train_cohort,
-)
-from models.train import TrainConfig
+
+if TYPE_CHECKING:
+    from data.store import AuditEntry, CohortStore
+    from fusion.training.train import EventSink
 
 __all__ = ["EXPORT_COLUMNS", "main"]
 
@@ -74,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--patients", type=int, default=None, help="cohort size (default 2000)")
     demo.add_argument("--seed", type=int, default=None, help="cohort and model seed (default 0)")
     demo.add_argument("--image-size", type=int, default=128, help="scan side in pixels")
-    demo.add_argument("--epochs", type=int, default=TrainConfig().epochs, help="imaging epochs")
+    demo.add_argument("--epochs", type=int, default=None, help="imaging epochs")
     demo.add_argument("--no-serve", action="store_true", help="build only, do not serve")
     demo.add_argument(
         "--no-bias",
@@ -137,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     train = sub.add_parser(
         "train", help="train imaging + fusion on the stored cohort, score it, activate it"
     )
-    train.add_argument("--epochs", type=int, default=TrainConfig().epochs, help="imaging epochs")
+    train.add_argument("--epochs", type=int, default=None, help="imaging epochs")
     train.add_argument("--seed", type=int, default=0, help="seed of folds and models (0)")
     train.add_argument("--folds", type=int, default=2, help="cross-fitting folds (2)")
     _events_argument(train)
@@ -223,6 +212,10 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(settings: Settings, port: int, address: str) -> int:
+    from data.store import CohortStore, make_engine
+    from fusion.admin.access import auth_configured, check_bind_address, read_secrets
+    from fusion.training.demo_build import built_config
+
     check_bind_address(address, sign_in=auth_configured(read_secrets(settings.secrets_file)))
     store = CohortStore(make_engine(settings.database_url))
     if built_config(store) is None:
@@ -295,11 +288,16 @@ def _run_child(command: Sequence[str]) -> int:
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from data.store import CohortStore, make_engine
+    from fusion.admin.access import auth_configured, check_bind_address, read_secrets
+    from fusion.training.demo_build import BuildConfig, build_demo, built_config, reset_store
+    from models.train import TrainConfig
+
     config = BuildConfig(
         n_patients=args.patients or settings.demo_patients,
         seed=settings.demo_seed if args.seed is None else args.seed,
         image_size=args.image_size,
-        imaging=replace(TrainConfig(), epochs=args.epochs),
+        imaging=replace(TrainConfig(), epochs=_epochs(args)),
         bias=settings.demo_bias if args.bias is None else args.bias,
     )
     if not args.no_serve:  # refuse a sign-in configuration that cannot serve before building
@@ -358,23 +356,37 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     return _serve(settings, args.port, args.address)
 
 
+def _epochs(args: argparse.Namespace) -> int:
+    """The ``--epochs`` given, else the imaging default (read here so ``--help`` needs no torch)."""
+    from models.train import TrainConfig
+
+    return TrainConfig().epochs if args.epochs is None else int(args.epochs)
+
+
 def _cli_entry(
     action: str, *, detail: dict[str, object], args: argparse.Namespace | None = None
 ) -> AuditEntry:
     """An audit entry of the command's user: ``--actor``/``--role``, else ``cli:<os user>``."""
+    from data.store import AuditEntry
+
     actor = getattr(args, "actor", None) or f"cli:{getpass.getuser()}"
     role = getattr(args, "role", None) or "admin"
     return AuditEntry(actor=actor, role=role, action=action, detail=detail)
 
 
 def _train(settings: Settings, args: argparse.Namespace, sink: EventSink | None) -> int:
+    from data.store import CohortStore, make_engine
+    from fusion.training.demo_build import built_config
+    from fusion.training.train import TRAIN_STAGES, Stages, TrainingConfig, train_cohort
+    from models.train import TrainConfig
+
     store = CohortStore(make_engine(settings.database_url))
     try:
         store.create_schema()
         config = TrainingConfig(
             seed=args.seed,
             folds=args.folds,
-            imaging=replace(TrainConfig(random_state=args.seed), epochs=args.epochs),
+            imaging=replace(TrainConfig(random_state=args.seed), epochs=_epochs(args)),
         )
         start = time.perf_counter()
         summary = train_cohort(
@@ -384,7 +396,7 @@ def _train(settings: Settings, args: argparse.Namespace, sink: EventSink | None)
             build=built_config(store),  # a retrained demo stays the same demo
             stages=Stages(TRAIN_STAGES, logger.info, sink),
             audit=_cli_entry(
-                "train", detail={"command": "train", "epochs": args.epochs}, args=args
+                "train", detail={"command": "train", "epochs": _epochs(args)}, args=args
             ),
         )
     finally:
@@ -408,12 +420,15 @@ def _train(settings: Settings, args: argparse.Namespace, sink: EventSink | None)
 
 
 def _score(settings: Settings, args: argparse.Namespace, sink: EventSink | None) -> int:
+    from data.store import CohortStore, make_engine
+    from fusion.training import train
+
     store = CohortStore(make_engine(settings.database_url))
     try:
-        result = score_cohort(
+        result = train.score_cohort(
             store,
             settings.artifacts_dir,
-            stages=Stages(SCORE_STAGES, logger.info, sink),
+            stages=train.Stages(train.SCORE_STAGES, logger.info, sink),
             audit=_cli_entry("score", detail={"command": "score"}, args=args),
         )
     finally:
@@ -428,6 +443,9 @@ def _score(settings: Settings, args: argparse.Namespace, sink: EventSink | None)
 
 
 def _activate(settings: Settings, version: str) -> int:
+    from data.store import CohortStore, make_engine
+    from fusion.training.train import activate_version
+
     store = CohortStore(make_engine(settings.database_url))
     try:
         activate_version(
@@ -446,6 +464,7 @@ def _activate(settings: Settings, version: str) -> int:
 
 def _versions(settings: Settings) -> int:
     """Log the complete fusion versions, newest first (each checked file by file)."""
+    from data.store import CohortStore, make_engine
     from fusion.training.versions import complete_fusion_versions
 
     store = CohortStore(make_engine(settings.database_url))
@@ -475,6 +494,7 @@ def _versions(settings: Settings) -> int:
 
 def _import(settings: Settings, args: argparse.Namespace, sink: EventSink | None) -> int:
     from fusion.admin.cohort_import import run_import
+    from fusion.training.train import Stages
 
     with Stages(1, logger.info, sink).stage("import", str(args.directory)):
         return run_import(
@@ -498,6 +518,8 @@ def _record(
     detail: dict[str, object] | None = None,
 ) -> None:
     """Append a command's action to the audit trail as ``cli:<os user>`` (the CLI is admin)."""
+    from data.store import AuditEntry, CohortStore, make_engine
+
     store = CohortStore(make_engine(settings.database_url))
     try:
         store.create_schema()
@@ -530,6 +552,9 @@ def _fmt(values: dict[str, float]) -> str:
 
 
 def _export_predictions(settings: Settings, out: Path) -> int:
+    from fusion.reports.exports import write_safe_csv
+    from fusion.service.facade import RiskService
+
     service = RiskService.from_settings(settings)
     with_truth = service.store.has_ground_truth()
     columns = [*EXPORT_COLUMNS, "true_risk"] if with_truth else list(EXPORT_COLUMNS)
@@ -556,7 +581,9 @@ def _export_predictions(settings: Settings, out: Path) -> int:
 def _audit(settings: Settings, args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
+    from fusion.admin.access import Identity
     from fusion.reports.audit_report import audit_csv, audit_figures, audit_html, demo_bias_note
+    from fusion.service.facade import RiskService
 
     suffix = args.out.suffix.lower()
     if suffix not in (".html", ".csv"):
@@ -609,6 +636,8 @@ def _audit(settings: Settings, args: argparse.Namespace) -> int:
 
 def _verify_trail(settings: Settings, expect: str | None) -> int:
     """Check the audit trail's hash chain; 0 when intact, 1 naming the first bad event."""
+    from data.store import CohortStore, make_engine
+
     anchor: tuple[int, str] | None = None
     if expect is not None:
         event_id, _, digest = expect.partition(":")
@@ -640,7 +669,7 @@ def _verify_trail(settings: Settings, expect: str | None) -> int:
 
 def _db_roles(settings: Settings, args: argparse.Namespace) -> int:
     """Create the owner and app roles on the PostgreSQL store (see docs/deployment.md)."""
-    from data.store import create_database_roles
+    from data.store import create_database_roles, make_engine
 
     password = None
     if args.app_password_file is not None:
@@ -669,6 +698,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     events: Path | None = getattr(args, "events", None)
     if events is None:
         return _run(args)
+    from fusion.training.train import StageEvent, append_event
+
     events.parent.mkdir(parents=True, exist_ok=True)
     try:
         status = _run(args, partial(append_event, events))
@@ -682,6 +713,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, sink: EventSink | None = None) -> int:
     """Dispatch one parsed command; known errors become exit status 2 with a logged message."""
+    from data.errors import CohortError
+    from fusion.training.train import StageEvent
+
     try:
         settings = Settings.from_env()
         if args.command == "import":
@@ -704,6 +738,7 @@ def _run(args: argparse.Namespace, sink: EventSink | None = None) -> int:
             return _audit(settings, args)
         if args.command == "explain":
             from fusion.reports.explanation_files import write_explanation
+            from fusion.service.facade import RiskService
 
             service = RiskService.from_settings(settings)
             files = write_explanation(service, args.patient_id, args.out)
@@ -718,6 +753,7 @@ def _run(args: argparse.Namespace, sink: EventSink | None = None) -> int:
             return 0
         if args.command == "forecast":
             from fusion.forecast.hazard import write_forecast_json
+            from fusion.service.facade import RiskService
 
             service = RiskService.from_settings(settings)
             write_forecast_json(service.forecast(args.patient_id), args.out)

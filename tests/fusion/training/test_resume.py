@@ -308,7 +308,7 @@ KILLER = textwrap.dedent(
     from fusion import cli
     from fusion.training import train
 
-    cli.score_cohort = functools.partial(train.score_cohort, chunk_size=int(sys.argv[2]))
+    train.score_cohort = functools.partial(train.score_cohort, chunk_size=int(sys.argv[2]))
 
     real, calls = store_module._replace_explanations, []
 
