@@ -23,7 +23,7 @@ from fusion.cli.parser import build_parser
 from fusion.settings import Settings
 
 if TYPE_CHECKING:
-    from fusion.training.train import EventSink
+    from fusion.training.stages import EventSink
 
 __all__ = ["main"]
 
@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     events: Path | None = getattr(args, "events", None)
     if events is None:
         return _run(args)
-    from fusion.training.train import StageEvent, append_event
+    from fusion.training.stages import StageEvent, append_event
 
     events.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -72,7 +72,7 @@ SUBCOMMANDS: dict[str, Callable[[Settings, argparse.Namespace, EventSink | None]
 def _run(args: argparse.Namespace, sink: EventSink | None = None) -> int:
     """Dispatch one parsed command; known errors become exit status 2 with a logged message."""
     from data.errors import CohortError
-    from fusion.training.train import StageEvent
+    from fusion.training.stages import StageEvent
 
     try:
         return SUBCOMMANDS[args.command](Settings.from_env(), args, sink)

@@ -13,7 +13,7 @@ from fusion.cli.audit_entries import cli_entry
 from fusion.settings import Settings
 
 if TYPE_CHECKING:
-    from fusion.training.train import EventSink
+    from fusion.training.stages import EventSink
 
 __all__ = ["db_roles", "import_cohort"]
 
@@ -23,7 +23,7 @@ logger = logging.getLogger("riskfusion")
 def import_cohort(settings: Settings, args: argparse.Namespace, sink: EventSink | None) -> int:
     """Validate the cohort folder ``args.directory`` and import it (unless ``--dry-run``)."""
     from fusion.admin.cohort_import import run_import
-    from fusion.training.train import Stages
+    from fusion.training.stages import Stages
 
     with Stages(1, logger.info, sink).stage("import", str(args.directory)):
         return run_import(

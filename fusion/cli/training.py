@@ -16,7 +16,7 @@ from fusion.cli.audit_entries import cli_entry
 from fusion.settings import Settings
 
 if TYPE_CHECKING:
-    from fusion.training.train import EventSink
+    from fusion.training.stages import EventSink
 
 __all__ = ["activate", "imaging_epochs", "score", "train", "versions"]
 
@@ -34,7 +34,8 @@ def train(settings: Settings, args: argparse.Namespace, sink: EventSink | None) 
     """Train imaging and fusion on the stored cohort, score it and activate it."""
     from data.store import CohortStore, make_engine
     from fusion.training.demo_build import built_config
-    from fusion.training.train import TRAIN_STAGES, Stages, TrainingConfig, train_cohort
+    from fusion.training.stages import TRAIN_STAGES, Stages
+    from fusion.training.train import TrainingConfig, train_cohort
     from models.train import TrainConfig
 
     store = CohortStore(make_engine(settings.database_url))
@@ -78,15 +79,16 @@ def train(settings: Settings, args: argparse.Namespace, sink: EventSink | None) 
 
 def score(settings: Settings, args: argparse.Namespace, sink: EventSink | None) -> int:
     """Score the patients the active model has not scored (new or updated)."""
+    import fusion.training.score  # called through the module: tests replace score_cohort
     from data.store import CohortStore, make_engine
-    from fusion.training import train
+    from fusion.training.stages import SCORE_STAGES, Stages
 
     store = CohortStore(make_engine(settings.database_url))
     try:
-        result = train.score_cohort(
+        result = fusion.training.score.score_cohort(
             store,
             settings.artifacts_dir,
-            stages=train.Stages(train.SCORE_STAGES, logger.info, sink),
+            stages=Stages(SCORE_STAGES, logger.info, sink),
             audit=cli_entry("score", detail={"command": "score"}, args=args),
         )
     finally:
@@ -103,7 +105,7 @@ def score(settings: Settings, args: argparse.Namespace, sink: EventSink | None) 
 def activate(settings: Settings, version: str) -> int:
     """Make a registered fusion version (and its imaging nets) active again."""
     from data.store import CohortStore, make_engine
-    from fusion.training.train import activate_version
+    from fusion.training.versions import activate_version
 
     store = CohortStore(make_engine(settings.database_url))
     try:
