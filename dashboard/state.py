@@ -191,7 +191,7 @@ class CohortCheck:
     report : ValidationReport or None
         Every problem found; None while the validation job runs.
     job_id : str or None
-        The background validation job (``fusion.admin.jobs.start_validation``).
+        The background validation job (``fusion.admin.validation_jobs.start_validation``).
     """
 
     source: str

@@ -1,54 +1,18 @@
-"""Fusion layer: tabular features, the LightGBM fusion model, SHAP, evaluation and use cases.
+"""Fusion layer: turns stored records and image scores into risk, explanations and reports.
 
-Turns stored records and image scores into risk. ``fusion.service.facade.RiskService`` holds the use
-cases the pages call; ``fusion.training.train`` trains and scores any stored cohort,
-``fusion.training.demo_build`` builds the demo on it; ``fusion.cli`` is the ``riskfusion``
-command line. Must not import streamlit or the dashboard.
+Owns the tabular features (``features``), the LightGBM fusion model (``model``), the SHAP adapter
+(``explain``), what-if edits, uncertainty and display helpers, the runtime ``settings`` and the
+``riskfusion`` command line (``cli``). Capabilities live in sub-packages:
+
+- ``evaluation``: metrics, fairness audit, small-cell disclosure, performance tables.
+- ``explanations``: occlusion maps, map trust, similar patients.
+- ``forecast``: the treatment-hazard forecast.
+- ``service``: ``RiskService``, the use cases the dashboard pages call.
+- ``training``: training and scoring a stored cohort, the demo build, versions, the benchmark.
+- ``reports``: audit report, figures, patient report, explanation files, safe exports.
+- ``admin``: access control, background jobs, uploads, the cohort import runner.
+
+This ``__init__`` imports nothing, so that ``fusion.settings``, ``fusion.admin.access`` and
+``riskfusion --help`` load without torch, MONAI, LightGBM or SHAP; import names from their
+defining modules. The package must not import streamlit or the dashboard.
 """
-
-from __future__ import annotations
-
-from fusion.evaluation.fairness import FairnessReport, audit
-from fusion.evaluation.metrics import AurocEstimate, auroc_with_ci, youden_threshold
-from fusion.explain import ShapResult, make_explainer, modality_sums, shap_values
-from fusion.features import IMAGE_FEATURE, MODALITIES, FeatureSet, build_feature_matrix
-from fusion.forecast.hazard import HazardForecaster
-from fusion.forecast.patient import PatientForecast
-from fusion.model import FusionClassifier
-from fusion.records import ImageMaps, ModelInfo, PatientExplanation, RiskResult
-from fusion.service.facade import RiskService
-from fusion.settings import Settings
-from fusion.training.demo_build import BuildConfig, BuildSummary, build_demo
-from fusion.training.train import TrainingConfig, TrainingSummary, score_cohort, train_cohort
-
-__all__ = [
-    "IMAGE_FEATURE",
-    "MODALITIES",
-    "AurocEstimate",
-    "BuildConfig",
-    "BuildSummary",
-    "FairnessReport",
-    "FeatureSet",
-    "FusionClassifier",
-    "HazardForecaster",
-    "ImageMaps",
-    "ModelInfo",
-    "PatientExplanation",
-    "PatientForecast",
-    "RiskResult",
-    "RiskService",
-    "Settings",
-    "ShapResult",
-    "TrainingConfig",
-    "TrainingSummary",
-    "audit",
-    "auroc_with_ci",
-    "build_demo",
-    "build_feature_matrix",
-    "make_explainer",
-    "modality_sums",
-    "score_cohort",
-    "shap_values",
-    "train_cohort",
-    "youden_threshold",
-]

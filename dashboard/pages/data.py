@@ -28,13 +28,10 @@ from fusion.admin.jobs import (
     JobKind,
     list_jobs,
     read_job,
-    read_validation,
-    record_data_event,
     running_job,
     start_job,
-    start_validation,
-    store_summary,
 )
+from fusion.admin.store_status import record_data_event, store_summary
 from fusion.admin.uploads import (
     EXAMPLE_COHORT,
     UploadError,
@@ -42,6 +39,7 @@ from fusion.admin.uploads import (
     extract_zip,
     remove_upload,
 )
+from fusion.admin.validation_jobs import read_validation, start_validation
 from fusion.reports.exports import safe_csv
 
 SOURCES = ("Upload a zip", "Folder on the server", "Shipped example")

@@ -3,8 +3,10 @@
 Owns starting a command as a detached subprocess (its own session, so a page rerun, a closed
 tab or a stopped Streamlit script does not kill it), the job folder
 ``<artifacts>/jobs/<job id>/`` (``job.json``, ``events.jsonl``, ``log.txt``), reading a job's
-state from its events file and whether its process is alive, the one-job-at-a-time lock, and
-the store summary the Data page shows. Must not import streamlit or the dashboard.
+state from its events file and whether its process is alive (``psutil``: the pid and its start
+time), and the one-job-at-a-time lock (``filelock``). Validation jobs are in
+:mod:`fusion.admin.validation_jobs`, the store summary of the Data page in
+:mod:`fusion.admin.store_status`. Must not import streamlit or the dashboard.
 
 Events contract (written by ``riskfusion import|train|score --events FILE``): one JSON object a
 line, ``{"stage", "index", "total", "state": "start"|"done"|"failed", "detail", "seconds",
@@ -15,45 +17,37 @@ line, ``{"stage", "index", "total", "state": "start"|"done"|"failed", "detail", 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal, get_args
 
-import pandas as pd
-
-from data.ingest import PROBLEM_COLUMNS, ValidationReport
-from data.store import AuditEntry, CohortStore, make_engine
-from fusion.settings import Settings
+import psutil
+from filelock import FileLock
 
 __all__ = [
     "JOBS_DIR",
     "JOB_KINDS",
     "VALIDATION_REPORT",
     "VALIDATION_SUMMARY",
-    "DataStoreSummary",
     "JobBusyError",
     "JobHandle",
     "JobKind",
     "JobState",
     "JobStatus",
+    "json_int",
     "latest_job",
     "list_jobs",
     "read_job",
-    "read_validation",
-    "record_data_event",
     "running_job",
     "start_job",
-    "start_validation",
-    "store_summary",
 ]
 
 logger = logging.getLogger(__name__)
@@ -63,6 +57,11 @@ JobState = Literal["running", "done", "failed"]
 JOB_KINDS: Final[tuple[str, ...]] = get_args(JobKind)
 JOBS_DIR: Final[str] = "jobs"
 LOCK_FILE: Final[str] = "lock"
+"""JSON record of the job holding (or last holding) the one-job lock: id, kind, pid, start."""
+GUARD_FILE: Final[str] = "lock.guard"
+"""The file lock held while a job is chosen and started (a separate file: ``filelock`` owns it)."""
+CREATE_TIME_TOLERANCE_S: Final[float] = 0.05
+"""Process start times match within this (they come from clock ticks of 10 ms)."""
 JOB_FILE: Final[str] = "job.json"
 EVENTS_FILE: Final[str] = "events.jsonl"
 LOG_FILE: Final[str] = "log.txt"
@@ -74,7 +73,7 @@ _SUBCOMMAND: Final[dict[str, tuple[str, ...]]] = {"validate": ("import", "--dry-
 _TAIL_BYTES: Final[int] = 64 * 1024
 
 # Popen objects of the jobs this process started: polling them reaps the finished child (no
-# zombie) and gives its exit code. Jobs of an earlier server process are checked through /proc.
+# zombie) and gives its exit code. Jobs of an earlier server process are checked with psutil.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
@@ -173,50 +172,39 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _start_ticks(pid: int) -> int | None:
-    """The process start time in clock ticks (``/proc/<pid>/stat`` field 22), None if gone."""
+def _create_time(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), None if it is gone or a zombie."""
     try:
-        raw = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
-    except OSError:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:  # it has finished
+            return None
+        return float(process.create_time())
+    except psutil.NoSuchProcess:
         return None
-    fields = raw[raw.rfind(")") + 2 :].split()  # after "pid (comm) "; comm may hold spaces
-    if len(fields) < 20 or fields[0] == "Z":  # a zombie has finished
-        return None
-    return int(fields[19])
 
 
-def _alive(pid: int, ticks: int | None) -> bool:
-    """Whether process ``pid`` is still the one started (its start time matches)."""
+def _alive(pid: int, created: float | None) -> bool:
+    """Whether process ``pid`` is still the one started (its start time matches ``created``)."""
     child = _CHILDREN.get(pid)
     if child is not None:
         return child.poll() is None
     with contextlib.suppress(ChildProcessError):  # reap it if it is our child after all
         if os.waitpid(pid, os.WNOHANG)[0] == pid:
             return False
-    if Path("/proc").is_dir():
-        now = _start_ticks(pid)
-        return now is not None and (ticks is None or now == ticks)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        now = _create_time(pid)
+    except psutil.AccessDenied:  # another user's process: its start time cannot be read
+        return bool(psutil.pid_exists(pid))
+    return now is not None and (created is None or abs(now - created) < CREATE_TIME_TOLERANCE_S)
 
 
 @contextlib.contextmanager
 def _locked(artifacts_dir: Path) -> Iterator[Path]:
-    """Hold the jobs lock file (an exclusive ``flock``) while choosing and starting a job."""
+    """Hold the jobs lock while choosing and starting a job; yields the holder record's path."""
     root = _jobs_root(artifacts_dir)
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = root / LOCK_FILE
-    with path.open("a+", encoding="utf-8") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield path
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with FileLock(root / GUARD_FILE):
+        yield root / LOCK_FILE
 
 
 def _read_lock(path: Path) -> dict[str, Any] | None:
@@ -273,7 +261,7 @@ def start_job(
     artifacts_dir = Path(artifacts_dir).resolve()
     with _locked(artifacts_dir) as lock:
         holder = _read_lock(lock)
-        if holder is not None and _alive(int(holder["pid"]), holder.get("ticks")):
+        if holder is not None and _alive(int(holder["pid"]), holder.get("created")):
             raise JobBusyError(
                 f"A {holder['kind']} job ({holder['job_id']}) is still running; wait for it to "
                 "finish (the Data page shows its progress) and start this one again."
@@ -311,7 +299,7 @@ def start_job(
             "kind": kind,
             "args": list(args),
             "pid": process.pid,
-            "ticks": _start_ticks(process.pid),
+            "created": _create_time(process.pid),
             "started_at": _now(),
         }
         (folder / JOB_FILE).write_text(json.dumps(meta), encoding="utf-8")
@@ -353,7 +341,8 @@ def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> tuple[str, ...]:
     return tuple(text.splitlines()[-lines:])
 
 
-def _int(value: object) -> int:
+def json_int(value: object) -> int:
+    """``value`` if it is a JSON integer (not a bool), else 0: counts read from job files."""
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
@@ -384,7 +373,7 @@ def read_job(job_dir: Path) -> JobStatus:
             f"{job_dir} is not a job folder (no {JOB_FILE}); list jobs with list_jobs()."
         ) from None
     pid = int(meta["pid"])
-    alive = _alive(pid, meta.get("ticks"))
+    alive = _alive(pid, meta.get("created"))
     child = _CHILDREN.get(pid)
     exit_code = None if child is None else child.returncode
     events = _events(job_dir / EVENTS_FILE)
@@ -415,15 +404,15 @@ def read_job(job_dir: Path) -> JobStatus:
         folder=job_dir,
         state=state,
         stage=str(progress.get("stage") or ""),
-        index=_int(progress.get("index")),
-        total=_int(progress.get("total")),
+        index=json_int(progress.get("index")),
+        total=json_int(progress.get("total")),
         detail=detail,
         started_at=str(meta.get("started_at", "")),
         args=tuple(str(a) for a in meta.get("args", [])),
         exit_code=exit_code,
         log_tail=_tail(job_dir / LOG_FILE) if state != "running" else (),
         # A started stage is not finished yet: count it once its "done" event arrives.
-        stages_done=max(_int(progress.get("index")) - (progress.get("state") != "done"), 0),
+        stages_done=max(json_int(progress.get("index")) - (progress.get("state") != "done"), 0),
     )
 
 
@@ -432,82 +421,11 @@ def _validation_text(job_dir: Path) -> str:
         counts = json.loads((job_dir / VALIDATION_SUMMARY).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return "validated"
-    return (
-        f"{_int(counts.get('patients')):,} patients, {_int(counts.get('scans')):,} scans read, "
-        f"{_int(counts.get('errors')):,} error(s), {_int(counts.get('warnings')):,} warning(s)"
+    patients, scans, errors, warnings = (
+        json_int(counts.get(key)) for key in ("patients", "scans", "errors", "warnings")
     )
-
-
-def start_validation(
-    folder: Path,
-    artifacts_dir: Path,
-    *,
-    extra_args: Sequence[str] = (),
-    database_url: str | None = None,
-) -> JobHandle:
-    """Validate a cohort folder in a background job (``riskfusion import DIR --dry-run``).
-
-    The job writes the problem table (:data:`VALIDATION_REPORT`) and the counts
-    (:data:`VALIDATION_SUMMARY`) into its folder; :func:`read_validation` reads them back. It
-    holds the one-job lock like any job, so a validation never runs beside an import, a
-    training or another validation (the dashboard process never holds a cohort's tables).
-
-    Parameters
-    ----------
-    folder : Path
-        The cohort folder.
-    artifacts_dir : Path
-        The store's runtime directory.
-    extra_args : sequence of str, default=()
-        More arguments (``--actor``, ``--role``).
-    database_url : str or None, default=None
-        As in :func:`start_job`.
-
-    Returns
-    -------
-    JobHandle
-        The started job.
-
-    Raises
-    ------
-    JobBusyError
-        If another job is running.
-    """
-    args = [
-        str(Path(folder).resolve()),
-        "--report",
-        VALIDATION_REPORT,
-        "--summary",
-        VALIDATION_SUMMARY,
-        *extra_args,
-    ]
-    return start_job("validate", args, artifacts_dir, database_url=database_url)
-
-
-def read_validation(job_dir: Path) -> ValidationReport | None:
-    """The report a finished validation job wrote, or None if it wrote none (yet).
-
-    Parameters
-    ----------
-    job_dir : Path
-        ``<artifacts>/jobs/<job id>`` of a ``validate`` job.
-
-    Returns
-    -------
-    ValidationReport or None
-        The problem table and counts; None while the job runs or when it stopped before
-        writing them (its status then says why).
-    """
-    job_dir = Path(job_dir)
-    try:
-        counts = json.loads((job_dir / VALIDATION_SUMMARY).read_text(encoding="utf-8"))
-        problems = pd.read_csv(job_dir / VALIDATION_REPORT, dtype=str, keep_default_na=False)
-    except (OSError, json.JSONDecodeError):
-        return None
-    problems = problems.reindex(columns=list(PROBLEM_COLUMNS), fill_value="")
-    problems["row"] = pd.to_numeric(problems["row"].replace("", None)).astype("Int64")
-    return ValidationReport(
-        problems, n_patients=_int(counts.get("patients")), n_images=_int(counts.get("scans"))
+    return (
+        f"{patients:,} patients, {scans:,} scans read, {errors:,} error(s), {warnings:,} warning(s)"
     )
 
 
@@ -540,81 +458,3 @@ def running_job(artifacts_dir: Path) -> JobStatus | None:
         return None
     status = read_job(folder)
     return status if status.state == "running" else None
-
-
-# ---------------------------------------------------------------- the store, for the Data page
-@dataclass(frozen=True, slots=True)
-class DataStoreSummary:
-    """What the store holds, for the Data page (works on an empty store).
-
-    Attributes
-    ----------
-    n_patients : int
-        Stored patients.
-    active_version : str or None
-        The active fusion model, None before the first training.
-    training_data : Mapping[str, Any]
-        ``params["training_data"]`` of the active fusion model (``sources``, ``n_patients``,
-        ``import_batches``, ``fingerprint``, ...:
-        :func:`fusion.training.train.describe_training_data`);
-        empty when not recorded.
-    """
-
-    n_patients: int
-    active_version: str | None
-    training_data: Mapping[str, Any]
-
-
-def _store(settings: Settings) -> CohortStore:
-    settings.artifacts_dir.mkdir(parents=True, exist_ok=True)  # the SQLite file's folder
-    store = CohortStore(make_engine(settings.database_url))
-    store.create_schema()  # empty tables only; a fresh store answers "0 patients"
-    return store
-
-
-def store_summary(settings: Settings) -> DataStoreSummary:
-    """Patients, the active fusion version and its training data, read from the store.
-
-    Works on a store that does not exist yet (creates its folder and empty tables).
-    """
-    store = _store(settings)
-    try:
-        active = next((r for r in store.list_models("fusion") if r.is_active), None)
-        return DataStoreSummary(
-            n_patients=store.count_patients(),
-            active_version=None if active is None else active.version,
-            training_data=dict(active.params.get("training_data", {})) if active else {},
-        )
-    finally:
-        store.engine.dispose()
-
-
-def record_data_event(
-    settings: Settings,
-    *,
-    actor: str,
-    role: str,
-    action: str,
-    model_version: str | None = None,
-    detail: Mapping[str, object] | None = None,
-) -> None:
-    """Append a Data-page action to the audit trail, also on a store without a model.
-
-    Raises
-    ------
-    ValueError
-        If ``action`` is not one of :data:`data.store.AUDIT_ACTIONS` or ``actor`` is empty.
-    """
-    store = _store(settings)
-    try:
-        store.record_event(
-            AuditEntry(
-                actor=actor,
-                role=role,
-                action=action,
-                model_version=model_version,
-                detail=dict(detail or {}),
-            )
-        )
-    finally:
-        store.engine.dispose()

@@ -27,7 +27,6 @@ from scipy import special
 
 from fusion.evaluation.fairness import audit
 from fusion.explanations.similar import MAX_REFERENCE, SimilarityIndex
-from fusion.reports.patient_report import render_patient_report
 from fusion.service.facade import RiskService
 from fusion.settings import Settings
 
@@ -124,6 +123,7 @@ def run_bench(
         "forecast": forecast,
         "patient_explorer": explorer,
         "audit_seconds": time_audit(),
+        "cli_help_seconds": time_cli_help(),
     }
     if import_patients > 0:
         from fusion.admin.cohort_import import bench_import
@@ -177,6 +177,8 @@ def _percentiles_ms(seconds: list[float]) -> dict[str, float]:
 
 def _page_compute(service: RiskService, patient_id: str) -> None:
     """What the explorer page computes for a stored patient (default widgets + a what-if)."""
+    from fusion.reports.patient_report import render_patient_report
+
     result = service.predict(patient_id)
     interval = service.risk_interval(patient_id)
     explanation = service.explain(patient_id)  # stored batch values
@@ -333,6 +335,31 @@ def _map_trust_section(service: RiskService, patient_ids: list[str]) -> dict[str
         "occlusion_ms_per_patient_median": round(1000 * statistics.median(seconds), 1),
         "occlusion_ms_per_patient_p90": round(1000 * float(np.percentile(seconds, 90)), 1),
     }
+
+
+CLI_HELP_REPEATS = 5
+
+
+def time_cli_help(repeats: int = CLI_HELP_REPEATS) -> dict[str, float]:
+    """Wall time of ``riskfusion --help`` in a fresh process: best and median of ``repeats``.
+
+    Parameters
+    ----------
+    repeats : int, default=5
+        Number of fresh processes started.
+
+    Returns
+    -------
+    dict of str to float
+        ``{"best": seconds, "median": seconds}``, rounded to milliseconds.
+    """
+    command = [sys.executable, "-m", "fusion.cli", "--help"]
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        seconds.append(time.perf_counter() - start)
+    return {"best": round(min(seconds), 3), "median": round(statistics.median(seconds), 3)}
 
 
 def time_audit(

@@ -35,15 +35,9 @@ from data.synthetic import (
     generate_cohort,
 )
 from fusion.settings import DATABASE_FILE, Settings
-from fusion.training.train import (
-    SCAN_CHUNK,
-    TRAIN_STAGES,
-    EventSink,
-    Progress,
-    Stages,
-    TrainingConfig,
-    train_cohort,
-)
+from fusion.training.embeddings import SCAN_CHUNK
+from fusion.training.stages import TRAIN_STAGES, EventSink, Progress, Stages
+from fusion.training.train import TrainingConfig, train_cohort
 from models.train import TrainConfig
 
 __all__ = [
@@ -272,7 +266,7 @@ def build_demo(
     report : callable, optional
         Receives one line per stage event (default: the module logger).
     on_event : callable, optional
-        Receives a :class:`fusion.training.train.StageEvent` per stage start/end.
+        Receives a :class:`fusion.training.stages.StageEvent` per stage start/end.
     audit : AuditEntry, optional
         The ``train`` audit event, written with the activation in one transaction.
 

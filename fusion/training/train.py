@@ -1,7 +1,7 @@
-"""Training and scoring on the stored cohort: imaging nets -> embeddings -> fusion -> risk.
+"""Training on the stored cohort: imaging nets -> embeddings -> fusion -> risk, then activation.
 
-Owns ``riskfusion train`` (the training half of the demo build too) and ``riskfusion score``:
-each stage logs its counts and elapsed time and can emit :class:`StageEvent` records (the
+Owns ``riskfusion train`` (the training half of the demo build too): each stage logs its counts
+and elapsed time and can emit :class:`~fusion.training.stages.StageEvent` records (the
 dashboard's Data page follows a job through them), scans and embeddings stream in chunks so
 memory stays bounded, and every store write is one transaction. A new fusion version is
 activated last, together with its audit event, so an interrupted run leaves the previous
@@ -17,70 +17,52 @@ nets. The fusion model therefore never trains on an over-confident image score.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-import numpy.typing as npt
-import pandas as pd
 from tqdm.auto import tqdm
 
-from data.errors import CohortError, IncompleteVersionError
-from data.store import COMPLETION_PARAM, AuditEntry, CohortStore, EmbeddingBatch, ModelRecord
-from data.synthetic import TREATMENTS, truth_aurocs
+from data.store import AuditEntry, CohortStore, ModelRecord
 from fusion.evaluation.metrics import auroc_with_ci, youden_threshold
-from fusion.explain import shap_values
 from fusion.explanations.map_trust import evaluate_test_maps
 from fusion.features import FeatureSet, build_feature_matrix, image_scores
 from fusion.forecast.build import FORECAST_SUFFIX, build_forecast
 from fusion.model import FusionClassifier, file_sha256
-from fusion.service.facade import RiskService
+from fusion.training.embeddings import SCAN_CHUNK, load_scans, logit_scaling, write_embeddings
 from fusion.training.serving_artifacts import (
     EXPLANATIONS_SUFFIX,
     INTERVAL_SUFFIX,
     build_interval,
     store_explanations,
 )
-from fusion.training.versions import (
-    PLANNED_PARAM,
-    artifact_problems,
-    require_complete,
-    version_parts,
+from fusion.training.stages import TRAIN_STAGES, Stages
+from fusion.training.training_data import (
+    check_trainable,
+    describe_training_data,
+    forecast_skip_reason,
+    oracle_aurocs,
+    stratified_folds,
 )
-from models.embed import embed
-from models.nets import RiskCNN, build_net, save_net
+from fusion.training.versions import PLANNED_PARAM, completion_record
+from models.nets import build_net, save_net
 from models.train import TrainConfig, fit_cross_fitted
-from models.transforms import normalize_scan
 
 __all__ = [
     "BASELINES",
-    "StageEvent",
-    "Stages",
     "TrainingConfig",
     "TrainingSummary",
-    "activate_version",
-    "append_event",
-    "describe_training_data",
-    "load_scans",
-    "logit_scaling",
     "new_version",
-    "score_cohort",
     "train_cohort",
 ]
 
 logger = logging.getLogger(__name__)
 
-SCAN_CHUNK = 256
-SCORE_CHUNK = 5_000
-SCORE_STAGES = 1
 INTERVAL_PART = INTERVAL_SUFFIX.removeprefix("-")
 EXPLANATIONS_PART = EXPLANATIONS_SUFFIX.removeprefix("-")
 FORECAST_PART = FORECAST_SUFFIX.removeprefix("-")
@@ -91,87 +73,6 @@ BASELINES: dict[str, tuple[str, ...]] = {
     "genomics": ("genomics",),
     "ehr_genomics": ("ehr", "genomics"),
 }
-# Fewest patients of each class each split must hold for `riskfusion train`.
-MIN_PER_CLASS = {"train": 4, "val": 1, "test": 1}
-TRAIN_STAGES = 6
-Progress = Callable[[str], None]
-EventSink = Callable[["StageEvent"], None]
-StageState = Literal["start", "done", "failed"]
-
-
-@dataclass(frozen=True, slots=True)
-class StageEvent:
-    """One step of a long job, as the Data page and ``--events FILE`` see it.
-
-    Attributes
-    ----------
-    stage : str
-        Stage name (``imaging``, ``fusion``, ...; ``job`` for the job's final event).
-    index, total : int
-        Position of the stage (1-based) and number of stages of the job.
-    state : {"start", "done", "failed"}
-    detail : str, default=""
-        What the stage works on, or the error message / summary of the job.
-    seconds : float or None, default=None
-        Elapsed time of a finished stage.
-    """
-
-    stage: str
-    index: int
-    total: int
-    state: StageState
-    detail: str = ""
-    seconds: float | None = None
-
-    def to_json(self) -> str:
-        """One JSON line (with the current UTC time)."""
-        return json.dumps({**asdict(self), "time": datetime.now(UTC).isoformat()})
-
-
-def append_event(path: Path, event: StageEvent) -> None:
-    """Append ``event`` as one JSON line to ``path`` (flushed at once)."""
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(event.to_json() + "\n")
-
-
-class Stages:
-    """Logs ``[i/n] stage ... done in s`` lines, keeps the timings and emits stage events.
-
-    Parameters
-    ----------
-    total : int
-        Number of stages of the job.
-    report : callable
-        Receives each log line.
-    on_event : callable, optional
-        Receives a :class:`StageEvent` when a stage starts, ends or fails.
-    """
-
-    def __init__(self, total: int, report: Progress, on_event: EventSink | None = None) -> None:
-        self.total, self.index, self.report, self.on_event = total, 0, report, on_event
-        self.seconds: dict[str, float] = {}
-
-    def _emit(self, event: StageEvent) -> None:
-        if self.on_event is not None:
-            self.on_event(event)
-
-    @contextmanager
-    def stage(self, name: str, detail: str = "") -> Iterator[None]:
-        """Run one stage: announce it, time it, report its end (or its failure)."""
-        self.index += 1
-        index = self.index
-        self.report(f"[{index}/{self.total}] {name}{': ' + detail if detail else ''} ...")
-        self._emit(StageEvent(name, index, self.total, "start", detail))
-        start = time.perf_counter()
-        try:
-            yield
-        except BaseException as err:
-            self._emit(StageEvent(name, index, self.total, "failed", str(err)))
-            raise
-        elapsed = time.perf_counter() - start
-        self.seconds[name] = round(elapsed, 2)
-        self.report(f"[{index}/{self.total}] {name} done in {elapsed:.1f} s")
-        self._emit(StageEvent(name, index, self.total, "done", detail, round(elapsed, 2)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,116 +124,9 @@ class TrainingSummary:
     training_data: dict[str, Any]
 
 
-def load_scans(artifacts_dir: Path, paths: pd.Series) -> npt.NDArray[np.float32]:
-    """Load and intensity-normalise scans, shape (n, H, W); never unpickles.
-
-    Raises
-    ------
-    data.errors.CohortError
-        If a stored scan file is missing (names the file and how to restore it).
-    """
-    images = []
-    for rel in paths:
-        path = artifacts_dir / str(rel)
-        if not path.is_file():
-            raise CohortError(
-                f"The stored scan {path} is missing, so nothing was trained or scored; import "
-                "the cohort again (`riskfusion import DIR` rewrites missing scans) or rebuild "
-                "the demo (`riskfusion demo --rebuild`)."
-            )
-        images.append(np.load(path, allow_pickle=False))
-    return normalize_scan(np.stack(images).astype(np.float32))
-
-
-def logit_scaling(
-    nets: Sequence[RiskCNN], scans: npt.NDArray[np.float32]
-) -> dict[str, list[float]]:
-    """Per-net mean and standard deviation of the logit over unlabelled reference scans.
-
-    Independently trained fold nets put their logits on different offsets and scales; scores
-    are compared across nets only after this label-free standardisation.
-    """
-    scaling = {}
-    for k, net in enumerate(nets):
-        _, logits = embed(net, scans)
-        scaling[str(k)] = [float(logits.mean()), float(max(logits.std(), 1e-6))]
-    return scaling
-
-
 def new_version(kind: str) -> str:
     """A new, time-ordered model version name such as ``fusion-20261129-153000-123456``."""
     return f"{kind}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S-%f')}"
-
-
-def _class_counts(frame: pd.DataFrame, what: str) -> None:
-    """Refuse a cohort whose splits cannot train and evaluate a binary model."""
-    for split, minimum in MIN_PER_CLASS.items():
-        labels = frame.loc[frame["split"] == split, "label"].astype(int)
-        counts = {label: int((labels == label).sum()) for label in (0, 1)}
-        if min(counts.values()) < minimum:
-            raise CohortError(
-                f"The {split} split holds {counts[0]} {what} with label 0 and {counts[1]} with "
-                f"label 1; training needs at least {minimum} of each class in {split}. Add "
-                "patients, or give patients.csv a `split` column stratified by label "
-                "(docs/import.md), then import again."
-            )
-
-
-def _check_trainable(frame: pd.DataFrame, scans: pd.DataFrame) -> None:
-    _class_counts(frame, "patients")
-    _class_counts(scans, "patients with a scan")
-    shapes = scans.loc[:, ["height", "width"]].drop_duplicates()
-    if len(shapes) > 1:
-        found = sorted(f"{h}x{w}" for h, w in shapes.itertuples(index=False, name=None))
-        raise CohortError(
-            f"Stored scans have {len(shapes)} sizes ({', '.join(found[:5])}); the imaging net "
-            "needs one. Import every scan with the same `[images] size` in schema.toml."
-        )
-
-
-def describe_training_data(
-    store: CohortStore, frame: pd.DataFrame, scans: pd.DataFrame, features: FeatureSet
-) -> dict[str, Any]:
-    """What the registry records about the data a model version was trained on.
-
-    ``fingerprint`` is the SHA-256 of the model-input table (patient id, split, label and
-    every input, CSV-serialised in id order) and of the scans' SHA-256s: two trainings with the
-    same fingerprint saw the same data.
-    """
-    inputs = [name for name in features.names if name in frame.columns]
-    table = frame.loc[:, ["patient_id", "split", "label", *inputs]].sort_values("patient_id")
-    digest = hashlib.sha256(table.to_csv(index=False, float_format="%.9g").encode())
-    for sha in scans.sort_values("patient_id")["sha256"]:
-        digest.update(str(sha).encode())
-    batches = store.import_batches()
-    return {
-        "sources": store.cohort_sources(),
-        "n_patients": len(frame),
-        "n_scans": len(scans),
-        "splits": {s: int((frame["split"] == s).sum()) for s in ("train", "val", "test")},
-        "import_batches": [str(batch["batch_id"]) for batch in batches],
-        "last_import": None if not batches else batches[-1]["created_at"].isoformat(),
-        "fingerprint": digest.hexdigest(),
-    }
-
-
-def _oracle_aurocs(truth: pd.DataFrame | None, frame: pd.DataFrame) -> dict[str, float]:
-    """Test AUROC of the true risk and of each modality's true logit (synthetic cohorts)."""
-    if truth is None:
-        return {}
-    test = frame.loc[frame["split"] == "test", ["patient_id", "label"]]
-    joined = test.join(truth.set_index("patient_id"), on="patient_id")
-    return truth_aurocs(joined, joined["label"])
-
-
-def _forecast_skip_reason(frame: pd.DataFrame) -> str | None:
-    """Why the treatment forecast cannot be fitted on this cohort, or None."""
-    if frame["event_time"].isna().any() or frame["event"].isna().any():
-        return "the outcomes lack event_time/event for some patients"
-    unknown = sorted(set(frame["treatment"].dropna().astype(str)) - set(TREATMENTS))
-    if frame["treatment"].isna().any() or unknown:
-        return f"treatments must be one of {list(TREATMENTS)} for every patient (found {unknown})"
-    return None
 
 
 def train_cohort(
@@ -384,18 +178,14 @@ def train_cohort(
     scans = frame.loc[frame["path"].notna(), ["patient_id", "split", "label", "path"]].merge(
         image_rows[["patient_id", "sha256", "height", "width"]], on="patient_id"
     )
-    _check_trainable(frame, scans)
+    check_trainable(frame, scans)
     build = dict(build) if build is not None else {"source": store.cohort_sources()}
     catalog = store.feature_catalog()
     full = FeatureSet.from_catalog(catalog)
     training_data = describe_training_data(store, frame, scans, full)
     train = scans[scans["split"] == "train"].reset_index(drop=True)
     val = scans[scans["split"] == "val"].reset_index(drop=True)
-    rng = np.random.default_rng(config.seed)
-    folds = np.empty(len(train), dtype=np.int64)
-    for label in (0, 1):  # stratified fold assignment
-        idx = np.flatnonzero(train["label"].to_numpy() == label)
-        folds[idx] = rng.permutation(np.arange(len(idx)) % config.folds)
+    folds = stratified_folds(train["label"].to_numpy(), config.folds, config.seed)
     fold_of = dict(zip(train["patient_id"], folds, strict=True))
 
     imaging_version = new_version("imaging")
@@ -445,7 +235,7 @@ def train_cohort(
         for start in range(0, len(image_rows), SCAN_CHUNK):
             chunk = image_rows.iloc[start : start + SCAN_CHUNK]
             patient_folds = np.array([fold_of.get(pid, -1) for pid in chunk["patient_id"]])
-            _write_embeddings(
+            write_embeddings(
                 store,
                 imaging_version,
                 nets,
@@ -488,14 +278,14 @@ def train_cohort(
             fitted[name] = (model, features)
             say(f"      {name:<12} test AUROC {test_auroc[name]['auroc']:.3f}")
         truth = store.load_truth()
-        oracle = _oracle_aurocs(truth, frame)
+        oracle = oracle_aurocs(truth, frame)
         if truth is not None:
             test_auroc["oracle"] = auroc_with_ci(
                 y[masks["test"]], frame.loc[masks["test"], "true_risk"], random_state=config.seed
             ).as_dict()
 
     fusion_version = new_version("fusion")
-    skip = _forecast_skip_reason(frame)
+    skip = forecast_skip_reason(frame)
     # Every part this version is going to have; the registry keeps the plan, so an unfinished
     # version can say what it lacks (fusion.training.versions). Parts are registered inactive; the
     # whole
@@ -639,7 +429,7 @@ def train_cohort(
         # Activate only once every part is written and verified, and record the version as
         # complete in the same transaction: pages never see a half-built version, and a kill
         # before this point leaves a version nobody can list or activate.
-        completion = _completion(
+        completion = completion_record(
             store,
             artifacts_dir,
             fusion_version,
@@ -675,263 +465,4 @@ def train_cohort(
         seconds=stages.seconds,
         forecast=forecast,
         training_data=training_data,
-    )
-
-
-def _embed_chunk(
-    imaging_version: str,
-    nets: Sequence[RiskCNN],
-    rows: pd.DataFrame,
-    scans: npt.NDArray[np.float32],
-    patient_folds: npt.NDArray[np.int64],
-) -> EmbeddingBatch:
-    """Embed one chunk of scans with every fold net (``patient_folds`` -1: seen by none).
-
-    Returns every net's rows together, so the store writes them in one transaction: no scan
-    is ever stored with the embedding of only some nets.
-    """
-    parts = []
-    for k, net in enumerate(nets):
-        vectors, logits = embed(net, scans)
-        parts.append(
-            (np.full(len(rows), k), (patient_folds >= 0) & (patient_folds != k), logits, vectors)
-        )
-    ids = rows["image_id"].to_numpy()
-    return EmbeddingBatch(
-        model_version=imaging_version,
-        image_ids=np.concatenate([ids] * len(nets)),
-        folds=np.concatenate([p[0] for p in parts]),
-        in_training=np.concatenate([p[1] for p in parts]),
-        logits=np.concatenate([np.asarray(p[2], dtype=np.float64) for p in parts]),
-        vectors=np.concatenate([np.asarray(p[3], dtype=np.float32) for p in parts]),
-    )
-
-
-def _write_embeddings(
-    store: CohortStore,
-    imaging_version: str,
-    nets: Sequence[RiskCNN],
-    rows: pd.DataFrame,
-    scans: npt.NDArray[np.float32],
-    patient_folds: npt.NDArray[np.int64],
-) -> None:
-    """Embed one chunk of scans with every fold net and store all rows in one transaction."""
-    batch = _embed_chunk(imaging_version, nets, rows, scans, patient_folds)
-    store.write_embeddings(
-        batch.model_version,
-        batch.image_ids,
-        batch.folds,
-        batch.in_training,
-        batch.logits,
-        batch.vectors,
-    )
-
-
-def _completion(
-    store: CohortStore,
-    artifacts_dir: Path,
-    fusion_version: str,
-    planned: Sequence[str],
-    *,
-    n_patients: int,
-    n_embeddings: int,
-) -> dict[str, Any]:
-    """Verify a just-trained version part by part and return its completion record.
-
-    Raises
-    ------
-    data.errors.IncompleteVersionError
-        If a planned part is not registered, a file is missing or differs from its SHA-256,
-        or a stored count falls short (nothing is activated then).
-    """
-    records = {record.version: record for record in store.list_models()}
-    parts = version_parts(records, fusion_version)
-    problems = [
-        f"part {name} was never written"
-        for name in planned
-        if f"{fusion_version}-{name}" not in records
-    ]
-    for record in (records[fusion_version], *parts):
-        problems += artifact_problems(record, artifacts_dir)
-    imaging = records[fusion_version].parent_version or ""
-    counts = {
-        "predictions": (store.count_predictions(fusion_version), n_patients),
-        "explanations": (store.count_explanations(fusion_version), n_patients),
-        "embeddings": (store.count_embeddings(imaging), n_embeddings),
-    }
-    problems += [
-        f"{have} of {want} {what} stored" for what, (have, want) in counts.items() if have < want
-    ]
-    if problems:
-        raise IncompleteVersionError(
-            f"Model version {fusion_version!r} failed its completion check and was not "
-            f"activated: {'; '.join(problems)}. Run `riskfusion train` again."
-        )
-    return {
-        "completed_at": datetime.now(UTC).isoformat(),
-        "parts": {record.version: record.sha256 for record in parts},
-        "counts": {what: have for what, (have, _) in counts.items()},
-    }
-
-
-def _complete_logits(logits: pd.DataFrame, n_nets: int) -> pd.DataFrame:
-    """The rows of images that have the logit of every one of the ``n_nets`` fold nets."""
-    folds = logits.groupby("image_id")["fold"].nunique()
-    complete = folds.index[folds == n_nets]
-    return logits.loc[logits["image_id"].isin(complete)]
-
-
-def score_cohort(
-    store: CohortStore,
-    artifacts_dir: Path,
-    *,
-    stages: Stages | None = None,
-    chunk_size: int = SCORE_CHUNK,
-    audit: AuditEntry | None = None,
-) -> dict[str, Any]:
-    """Score every patient the active fusion version has not scored yet (new or updated).
-
-    Streams the unscored patients in chunks. For each chunk it embeds, with every active
-    imaging net, the scans that lack the embedding of any net (no net trained on them; a
-    partial set left by an older version of this job is replaced), computes risk and TreeSHAP,
-    and stores embeddings, risks, SHAP values and the audit event in one transaction. A patient
-    therefore has all of them or none, readers never see a partial result, and an interrupted
-    run resumes at the first unfinished chunk with exactly the chunks, and so exactly the
-    values, of an uninterrupted run.
-
-    Parameters
-    ----------
-    store : CohortStore
-        The store with an active fusion model.
-    artifacts_dir : Path
-        Root of the scan and model files.
-    stages : Stages, optional
-        Stage logger (one stage: ``score``).
-    chunk_size : int, default=5000
-        Patients per chunk (per transaction).
-    audit : AuditEntry, optional
-        A ``score`` event written with each chunk, in its transaction (detail: patients).
-
-    Returns
-    -------
-    dict
-        ``model_version``, ``scored``, ``embedded`` (scans embedded) and ``seconds``.
-
-    Raises
-    ------
-    data.errors.StoreNotBuiltError
-        If no model is active (train first).
-    """
-    stages = stages or Stages(SCORE_STAGES, logger.info)
-    service = RiskService(store, artifacts_dir)
-    info = service.model_info()
-    version = info.version
-    imaging = store.active_model("imaging")
-    scaling = imaging.params["logit_scaling"]
-    n_nets = len(service.nets)
-    start = time.perf_counter()
-    embedded = scored = 0
-    detail = f"embeddings ({imaging.version}), risk and TreeSHAP under {version}"
-    with stages.stage("score", detail):
-        for ids in store.iter_unscored_ids(version, chunk_size=chunk_size):
-            logits = _complete_logits(store.patient_logits(imaging.version, ids), n_nets)
-            rows = store.image_rows(ids)
-            rows = rows[~rows["image_id"].isin(logits["image_id"])].reset_index(drop=True)
-            batches = [
-                _embed_chunk(
-                    imaging.version,
-                    service.nets,
-                    chunk,
-                    load_scans(artifacts_dir, chunk["path"]),
-                    np.full(len(chunk), -1, dtype=np.int64),
-                )
-                for chunk in (
-                    rows.iloc[begin : begin + SCAN_CHUNK]
-                    for begin in range(0, len(rows), SCAN_CHUNK)
-                )
-            ]
-            batch = _concat_batches(imaging.version, batches)
-            new = pd.DataFrame(
-                {
-                    "image_id": batch.image_ids,
-                    "fold": batch.folds,
-                    "in_training": batch.in_training,
-                    "logit": batch.logits,
-                }
-            ).merge(rows[["image_id", "patient_id"]], on="image_id")
-            frame = store.patient_frame(ids)
-            scores = image_scores(pd.concat([logits, new], ignore_index=True), scaling)
-            X = build_feature_matrix(frame.join(scores, on="patient_id"), service.features)
-            risk = service.model.predict_proba(X)[:, 1]
-            result = shap_values(service.model, X)
-            store.write_scored(
-                version,
-                X.index.tolist(),
-                risk,
-                result.base_value,
-                result.values,
-                audit=None
-                if audit is None
-                else replace(
-                    audit, model_version=version, detail={**audit.detail, "patients": len(X)}
-                ),
-                embeddings=batch,
-            )
-            scored += len(X)
-            embedded += len(rows)
-    stages.report(f"      scored {scored} patients ({embedded} scans embedded)")
-    return {
-        "model_version": version,
-        "scored": scored,
-        "embedded": embedded,
-        "seconds": round(time.perf_counter() - start, 2),
-    }
-
-
-def _concat_batches(imaging_version: str, batches: Sequence[EmbeddingBatch]) -> EmbeddingBatch:
-    """One batch of the rows of several (an empty batch for none)."""
-    if not batches:
-        return EmbeddingBatch(
-            imaging_version,
-            np.empty(0, dtype=np.int64),
-            np.empty(0, dtype=np.int64),
-            np.empty(0, dtype=bool),
-            np.empty(0, dtype=np.float64),
-            np.empty((0, 0), dtype=np.float32),
-        )
-    return EmbeddingBatch(
-        imaging_version,
-        np.concatenate([b.image_ids for b in batches]),
-        np.concatenate([b.folds for b in batches]),
-        np.concatenate([b.in_training for b in batches]),
-        np.concatenate([b.logits for b in batches]),
-        np.concatenate([b.vectors for b in batches]),
-    )
-
-
-def activate_version(
-    store: CohortStore, artifacts_dir: Path, version: str, *, audit: AuditEntry | None = None
-) -> None:
-    """Make a registered fusion version active again, with its imaging nets and every part.
-
-    Only a complete version can be activated (:func:`fusion.training.versions.check_version`): its
-    training finished and every part it recorded (imaging nets, baselines, risk interval,
-    stored explanations, forecast) is registered with its SHA-256 and its files match it.
-    Then every kind is switched in one transaction (``audit``, action ``activate_model``, is
-    written in it).
-
-    Raises
-    ------
-    KeyError
-        If ``version`` is not a registered fusion version (the message lists them).
-    data.errors.IncompleteVersionError
-        If the version is incomplete or a file of it is missing or changed (the message names
-        every problem); nothing is switched.
-    """
-    records = {record.version: record for record in store.list_models()}
-    require_complete(records, artifacts_dir, version)
-    parts = records[version].params[COMPLETION_PARAM]["parts"]
-    store.activate_models(
-        [version, *parts],
-        audit=None if audit is None else replace(audit, model_version=version),
     )

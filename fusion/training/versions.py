@@ -6,29 +6,32 @@ completion entry in the activation transaction, :data:`data.store.COMPLETION_PAR
 part that entry names (imaging nets, baselines, risk interval, stored explanations with the
 similar-patient index, treatment forecast) is still registered with the same SHA-256 and its
 files exist with that SHA-256. A version that a kill interrupted has no completion entry and
-stays invisible; re-running ``riskfusion train`` makes a new, complete one. Must not import
-streamlit.
+stays invisible; re-running ``riskfusion train`` makes a new, complete one. Also owns the
+completion check of a just-trained version and ``activate_version``. Must not import streamlit.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from data.errors import IncompleteVersionError
-from data.store import COMPLETION_PARAM, CohortStore, ModelRecord
+from data.store import COMPLETION_PARAM, AuditEntry, CohortStore, ModelRecord
 from fusion.model import file_sha256
 
 __all__ = [
     "MANIFEST_FILE",
     "PLANNED_PARAM",
     "VersionCheck",
+    "activate_version",
     "artifact_problems",
     "check_version",
     "complete_fusion_versions",
+    "completion_record",
     "require_complete",
     "version_parts",
 ]
@@ -199,3 +202,78 @@ def complete_fusion_versions(store: CohortStore, artifacts_dir: Path) -> list[st
         for version, record in records.items()
         if record.kind == "fusion" and check_version(records, artifacts_dir, version).complete
     ]
+
+
+def completion_record(
+    store: CohortStore,
+    artifacts_dir: Path,
+    fusion_version: str,
+    planned: Sequence[str],
+    *,
+    n_patients: int,
+    n_embeddings: int,
+) -> dict[str, Any]:
+    """Verify a just-trained version part by part and return its completion record.
+
+    Raises
+    ------
+    data.errors.IncompleteVersionError
+        If a planned part is not registered, a file is missing or differs from its SHA-256,
+        or a stored count falls short (nothing is activated then).
+    """
+    records = {record.version: record for record in store.list_models()}
+    parts = version_parts(records, fusion_version)
+    problems = [
+        f"part {name} was never written"
+        for name in planned
+        if f"{fusion_version}-{name}" not in records
+    ]
+    for record in (records[fusion_version], *parts):
+        problems += artifact_problems(record, artifacts_dir)
+    imaging = records[fusion_version].parent_version or ""
+    counts = {
+        "predictions": (store.count_predictions(fusion_version), n_patients),
+        "explanations": (store.count_explanations(fusion_version), n_patients),
+        "embeddings": (store.count_embeddings(imaging), n_embeddings),
+    }
+    problems += [
+        f"{have} of {want} {what} stored" for what, (have, want) in counts.items() if have < want
+    ]
+    if problems:
+        raise IncompleteVersionError(
+            f"Model version {fusion_version!r} failed its completion check and was not "
+            f"activated: {'; '.join(problems)}. Run `riskfusion train` again."
+        )
+    return {
+        "completed_at": datetime.now(UTC).isoformat(),
+        "parts": {record.version: record.sha256 for record in parts},
+        "counts": {what: have for what, (have, _) in counts.items()},
+    }
+
+
+def activate_version(
+    store: CohortStore, artifacts_dir: Path, version: str, *, audit: AuditEntry | None = None
+) -> None:
+    """Make a registered fusion version active again, with its imaging nets and every part.
+
+    Only a complete version can be activated (:func:`fusion.training.versions.check_version`): its
+    training finished and every part it recorded (imaging nets, baselines, risk interval,
+    stored explanations, forecast) is registered with its SHA-256 and its files match it.
+    Then every kind is switched in one transaction (``audit``, action ``activate_model``, is
+    written in it).
+
+    Raises
+    ------
+    KeyError
+        If ``version`` is not a registered fusion version (the message lists them).
+    data.errors.IncompleteVersionError
+        If the version is incomplete or a file of it is missing or changed (the message names
+        every problem); nothing is switched.
+    """
+    records = {record.version: record for record in store.list_models()}
+    require_complete(records, artifacts_dir, version)
+    parts = records[version].params[COMPLETION_PARAM]["parts"]
+    store.activate_models(
+        [version, *parts],
+        audit=None if audit is None else replace(audit, model_version=version),
+    )

@@ -4,7 +4,8 @@ import csv
 
 from data._example_cohort import write_example_cohort
 from data.store import CohortStore, make_engine
-from fusion.cli import EXPORT_COLUMNS, main
+from fusion.cli import main
+from fusion.cli.exports import EXPORT_COLUMNS
 from tests.fixtures_demo import TINY_CONFIG
 
 TINY_ARGS = [

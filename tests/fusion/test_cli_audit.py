@@ -106,11 +106,11 @@ def test_audit_command_rejects_bad_arguments(home_env, tmp_path, caplog) -> None
 
 
 def test_the_demo_bias_switch_reaches_the_build_config() -> None:
-    from fusion.cli import _parser
+    from fusion.cli.parser import build_parser
     from fusion.settings import Settings
 
-    assert _parser().parse_args(["demo", "--no-bias"]).bias is False
-    assert _parser().parse_args(["demo"]).bias is None  # then the setting decides
+    assert build_parser().parse_args(["demo", "--no-bias"]).bias is False
+    assert build_parser().parse_args(["demo"]).bias is None  # then the setting decides
     assert Settings.from_env({}).demo_bias is True
     assert Settings.from_env({"RISKFUSION_DEMO_BIAS": "0"}).demo_bias is False
     with pytest.raises(ValueError, match=r"RISKFUSION_DEMO_BIAS='maybe' is not a switch"):

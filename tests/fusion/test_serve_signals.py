@@ -118,14 +118,14 @@ def test_a_stopped_server_leaves_no_child_on_the_port(tmp_path: Path, stop: int)
 def test_a_child_that_ignores_the_stop_is_killed_after_the_grace_period(monkeypatch) -> None:
     import threading
 
-    from fusion import cli
+    from fusion.cli import serving
 
-    monkeypatch.setattr(cli, "STOP_GRACE_S", 1.0)
+    monkeypatch.setattr(serving, "STOP_GRACE_S", 1.0)
     stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
     timer = threading.Timer(1.5, os.kill, args=(os.getpid(), signal.SIGTERM))
     timer.start()
     start = time.monotonic()
-    status = cli._run_child([sys.executable, "-c", stubborn])
+    status = serving.run_child([sys.executable, "-c", stubborn])
     timer.join()
     assert status == 128 + signal.SIGKILL
     assert time.monotonic() - start < 15

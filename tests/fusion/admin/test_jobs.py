@@ -19,13 +19,11 @@ from fusion.admin.jobs import (
     latest_job,
     list_jobs,
     read_job,
-    read_validation,
-    record_data_event,
     running_job,
     start_job,
-    start_validation,
-    store_summary,
 )
+from fusion.admin.store_status import record_data_event, store_summary
+from fusion.admin.validation_jobs import read_validation, start_validation
 from fusion.settings import Settings
 from tests.cohorts import broken_copy
 
@@ -143,10 +141,10 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "jobs" / "lock").read_text())["job_id"] == handle.job_id
 
 
-def test_a_job_started_by_another_process_is_read_through_proc(tmp_path: Path) -> None:
+def test_a_job_started_by_another_process_is_read_through_psutil(tmp_path: Path) -> None:
     handle = start_job("train", [], tmp_path, command=_fake([_event("job", 1, 1, "done")]))
     _wait(handle.folder)
-    # A new server process has no Popen of it: the state comes from the events and /proc.
+    # A new server process has no Popen of it: the state comes from the events and psutil.
     from fusion.admin import jobs
 
     jobs._CHILDREN.pop(handle.pid)

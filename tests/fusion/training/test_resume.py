@@ -35,9 +35,15 @@ from data.store import COMPLETION_PARAM, AuditEntry, CohortStore, ModelRecord, m
 from fusion.cli import main
 from fusion.model import file_sha256
 from fusion.service.facade import RiskService
-from fusion.training import train
-from fusion.training.train import StageEvent, Stages, activate_version, score_cohort
-from fusion.training.versions import PLANNED_PARAM, check_version, complete_fusion_versions
+from fusion.training import embeddings, score
+from fusion.training.score import score_cohort
+from fusion.training.stages import StageEvent, Stages
+from fusion.training.versions import (
+    PLANNED_PARAM,
+    activate_version,
+    check_version,
+    complete_fusion_versions,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -183,12 +189,14 @@ KILL_POINTS: dict[str, Callable[[pytest.MonkeyPatch, int], Stages | None]] = {
     "at the start of the stage": lambda mp, n: Stages(
         1, lambda _: None, _event_kill(("score", "start"))
     ),
-    "1st embedded chunk, between the two nets": lambda mp, n: _fail_on_call(mp, train, "embed", 2),
+    "1st embedded chunk, between the two nets": lambda mp, n: _fail_on_call(
+        mp, embeddings, "embed", 2
+    ),
     "2nd embedded chunk, after both nets": lambda mp, n: _fail_on_call(
-        mp, train, "embed", 4, after=True
+        mp, embeddings, "embed", 4, after=True
     ),
     "chunk 2, after embedding, before TreeSHAP": lambda mp, n: _fail_on_call(
-        mp, train, "shap_values", 2
+        mp, score, "shap_values", 2
     ),
     "chunk 2, in the transaction after the embeddings": lambda mp, n: _fail_on_call(
         mp, store_module, "_replace_predictions", 2
@@ -288,7 +296,7 @@ def test_readers_never_see_a_patient_with_a_partial_result(
 
         monkeypatch.setattr(owner, name, wrapped)
 
-    reading(train, "embed")
+    reading(embeddings, "embed")
     reading(store_module, "_replace_explanations")
     writer = _store(home)
     score_cohort(writer, home, chunk_size=CHUNK, audit=SCORER)
@@ -306,9 +314,9 @@ KILLER = textwrap.dedent(
     import functools, os, signal, sys
     import data.store as store_module
     from fusion import cli
-    from fusion.training import train
+    from fusion.training import score
 
-    cli.score_cohort = functools.partial(train.score_cohort, chunk_size=int(sys.argv[2]))
+    score.score_cohort = functools.partial(score.score_cohort, chunk_size=int(sys.argv[2]))
 
     real, calls = store_module._replace_explanations, []
 

@@ -28,7 +28,11 @@ from data.store import AuditEntry, CohortStore, make_engine
 from fusion.cli import main
 from fusion.service.facade import RiskService
 from fusion.training import train
-from fusion.training.train import StageEvent, TrainingConfig, score_cohort, train_cohort
+from fusion.training.score import score_cohort
+from fusion.training.stages import TRAIN_STAGES, StageEvent, Stages
+from fusion.training.train import TrainingConfig, train_cohort
+from fusion.training.training_data import describe_training_data
+from fusion.training.versions import activate_version
 from models.scans import read_scan
 from models.train import TrainConfig
 
@@ -70,7 +74,7 @@ def trained(cohort_folder: Path, tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("trained") / "home"
     store = _import(cohort_folder, home)
     events: list[StageEvent] = []
-    stages = train.Stages(train.TRAIN_STAGES, lambda _line: None, events.append)
+    stages = Stages(TRAIN_STAGES, lambda _line: None, events.append)
     summary = train_cohort(store, home, FAST, stages=stages, audit=ADMIN)
     store.engine.dispose()
     return home, summary, events
@@ -114,11 +118,11 @@ def test_fingerprint_changes_with_the_data_and_not_otherwise(trained) -> None:
     frame = store.load_patient_frame()
     scans = frame[["patient_id"]].merge(store.image_index(), on="patient_id")
     features = RiskService(store, home).features
-    same = train.describe_training_data(store, frame, scans, features)["fingerprint"]
+    same = describe_training_data(store, frame, scans, features)["fingerprint"]
     assert same == store.active_model("fusion").params["training_data"]["fingerprint"]
     changed = frame.copy()
     changed.loc[3, "bmi"] = float(changed.loc[3, "bmi"]) + 1.0
-    other = train.describe_training_data(store, changed, scans, features)["fingerprint"]
+    other = describe_training_data(store, changed, scans, features)["fingerprint"]
     assert other != same
 
 
@@ -134,7 +138,7 @@ def test_training_is_audited_in_the_activation_transaction(trained) -> None:
     # Every stage announced its start and end, in order, with one total.
     done = [e.stage for e in events if e.state == "done"]
     assert done == ["imaging", "embeddings", "fusion", "predictions", "forecast", "activate"]
-    assert {e.total for e in events} == {train.TRAIN_STAGES}
+    assert {e.total for e in events} == {TRAIN_STAGES}
 
 
 def test_a_failed_retrain_leaves_the_previous_model_active(
@@ -160,7 +164,7 @@ def test_a_failed_retrain_leaves_the_previous_model_active(
     assert not [r.version for r in store.list_models() if r.is_active and half in r.version]
     assert service.list_models()["version"].tolist() == [summary.fusion_version]
     with pytest.raises(IncompleteVersionError, match="parts never written: forecast"):
-        train.activate_version(store, copy, half)
+        activate_version(store, copy, half)
     monkeypatch.setenv("RISKFUSION_HOME", str(copy))
     monkeypatch.delenv("RISKFUSION_DATABASE_URL", raising=False)
     assert main(["activate", half]) == 2
@@ -278,7 +282,7 @@ def test_a_previous_version_can_be_activated_again_with_its_imaging_nets(
     newer = train_cohort(store, copy, FAST)
     assert store.active_model("fusion").version == newer.fusion_version
     entry = AuditEntry(actor="test:admin", role="admin", action="activate_model")
-    train.activate_version(store, copy, summary.fusion_version, audit=entry)
+    activate_version(store, copy, summary.fusion_version, audit=entry)
     assert store.active_model("fusion").version == summary.fusion_version
     assert store.active_model("imaging").version == summary.imaging_version
     assert store.active_model("baseline_ehr").version == f"{summary.fusion_version}-ehr"
@@ -286,10 +290,10 @@ def test_a_previous_version_can_be_activated_again_with_its_imaging_nets(
     assert events["model_version"].tolist() == [summary.fusion_version]
     RiskService(store, copy)
     with pytest.raises(KeyError, match="not a registered fusion version"):
-        train.activate_version(store, copy, summary.imaging_version)
+        activate_version(store, copy, summary.imaging_version)
     (copy / store.active_model("fusion").artifact_path).write_text("tampered")
     with pytest.raises(ArtifactIntegrityError, match="registered SHA-256"):
-        train.activate_version(store, copy, summary.fusion_version)
+        activate_version(store, copy, summary.fusion_version)
     assert store.active_model("fusion").version == summary.fusion_version
 
 

@@ -1,0 +1,196 @@
+"""Subcommands that write results out: export, audit, explain, forecast, audit-trail verify.
+
+Output contract (stable; scripts rely on it): ``export predictions`` writes the CSV columns in
+:data:`EXPORT_COLUMNS`, plus ``true_risk`` when the cohort carries synthetic ground truth. Every
+export is recorded in the audit trail. Heavy modules are imported inside each subcommand. Must not
+import streamlit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import getpass
+import logging
+from pathlib import Path
+
+from fusion.cli.audit_entries import record_action
+from fusion.settings import Settings
+
+__all__ = [
+    "EXPORT_COLUMNS",
+    "audit",
+    "explain",
+    "export_predictions",
+    "forecast",
+    "verify_trail",
+]
+
+logger = logging.getLogger("riskfusion")
+
+EXPORT_COLUMNS = (
+    "patient_id",
+    "split",
+    "sex",
+    "age",
+    "ethnicity",
+    "site",
+    "treatment",
+    "label",
+    "risk",
+    "model_version",
+)
+
+
+def export_predictions(settings: Settings, out: Path) -> int:
+    """Write the active model's predictions to the CSV ``out`` (complete or not at all)."""
+    from fusion.reports.exports import write_safe_csv
+    from fusion.service.facade import RiskService
+
+    service = RiskService.from_settings(settings)
+    with_truth = service.store.has_ground_truth()
+    columns = [*EXPORT_COLUMNS, "true_risk"] if with_truth else list(EXPORT_COLUMNS)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".partial")
+    rows = 0
+    with tmp.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        for chunk in service.iter_predictions():
+            write_safe_csv(chunk.loc[:, columns], handle, header=False)
+            rows += len(chunk)
+    tmp.replace(out)  # the file appears complete or not at all
+    logger.info("wrote %d predictions to %s", rows, out)
+    record_action(
+        settings,
+        "export",
+        model_version=service.model_info().version,
+        detail={"command": "export predictions", "rows": rows},
+    )
+    return 0
+
+
+def audit(settings: Settings, args: argparse.Namespace) -> int:
+    """Write the bias audit of the active model (``--out`` report.html or metrics.csv)."""
+    from datetime import UTC, datetime
+
+    from fusion.admin.access import Identity
+    from fusion.reports.audit_report import audit_csv, audit_figures, audit_html, demo_bias_note
+    from fusion.service.facade import RiskService
+
+    suffix = args.out.suffix.lower()
+    if suffix not in (".html", ".csv"):
+        raise ValueError(f"--out {args.out} must end in .html (report) or .csv (metrics table).")
+    service = RiskService.from_settings(settings)
+    by = [name.strip() for name in args.by.split(",") if name.strip()]
+    # The CLI is admin (it holds the database): it may lower the floor, and that is audited.
+    operator = Identity(user=f"cli:{getpass.getuser()}", role="admin", source="local")
+    report = service.audit(
+        by,
+        threshold=args.threshold,
+        reference=args.reference,
+        min_cell=args.min_cell,
+        n_resamples=args.resamples,
+        identity=operator,
+    )
+    if suffix == ".csv":
+        text = audit_csv(report)
+    else:
+        version = service.model_info().version
+        roc, calibration = service.group_curves(
+            by, min_cell=report.min_cell, threshold=report.threshold, identity=operator
+        )
+        note = demo_bias_note(service.build_params())
+        text = audit_html(
+            report,
+            model_version=version,
+            created=datetime.now(UTC),
+            figures=audit_figures(report, roc_by_group=roc, calibration_by_group=calibration),
+            context=None if note is None else {"cohort": note},
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text, encoding="utf-8")
+    record_action(
+        settings,
+        "export",
+        model_version=service.model_info().version,
+        detail={"command": "audit", "by": by, "format": suffix.lstrip(".")},
+    )
+    flagged = int(report.difference.filter(like="_flag").any(axis=1).sum())
+    logger.info(
+        "audited %d groups (%d suppressed, %d with a flagged disparity); wrote %s",
+        len(report.by_group),
+        int(report.by_group["suppressed"].sum()),
+        flagged,
+        args.out,
+    )
+    return 0
+
+
+def explain(settings: Settings, args: argparse.Namespace) -> int:
+    """Write one patient's explanation files (JSON, maps) into ``args.out``."""
+    from fusion.reports.explanation_files import write_explanation
+    from fusion.service.facade import RiskService
+
+    service = RiskService.from_settings(settings)
+    files = write_explanation(service, args.patient_id, args.out)
+    logger.info("wrote %d files to %s", len(files), args.out)
+    record_action(
+        settings,
+        "export",
+        patient_id=args.patient_id,
+        model_version=service.model_info().version,
+        detail={"command": "explain"},
+    )
+    return 0
+
+
+def forecast(settings: Settings, args: argparse.Namespace) -> int:
+    """Write one patient's risk over time under each treatment as JSON to ``args.out``."""
+    from fusion.forecast.patient import write_forecast_json
+    from fusion.service.facade import RiskService
+
+    service = RiskService.from_settings(settings)
+    write_forecast_json(service.forecast(args.patient_id), args.out)
+    logger.info("wrote the treatment forecast to %s", args.out)
+    record_action(
+        settings,
+        "export",
+        patient_id=args.patient_id,
+        model_version=service.model_info().version,
+        detail={"command": "forecast"},
+    )
+    return 0
+
+
+def verify_trail(settings: Settings, expect: str | None) -> int:
+    """Check the audit trail's hash chain; 0 when intact, 1 naming the first bad event."""
+    from data.store import CohortStore, make_engine
+
+    anchor: tuple[int, str] | None = None
+    if expect is not None:
+        event_id, _, digest = expect.partition(":")
+        if not event_id.isdigit() or len(digest) != 64:
+            raise ValueError(
+                f"--expect {expect!r} is not ID:HASH; pass the head an earlier "
+                "`riskfusion audit-trail verify` printed, e.g. 42:3f5a... (64 hex digits)."
+            )
+        anchor = (int(event_id), digest.lower())
+    store = CohortStore(make_engine(settings.database_url))
+    try:
+        store.create_schema()  # also seals the events of a store made before the hash chain
+        check = store.verify_audit_chain(expect=anchor)
+    finally:
+        store.engine.dispose()
+    if not check.ok:
+        logger.error("audit trail NOT intact: %s", check.problem)
+        logger.error("%d events before it check out", check.events)
+        return 1
+    logger.info("audit trail intact: %d events", check.events)
+    if check.head_id is not None:
+        logger.info(
+            "head %d:%s (keep it elsewhere; verify --expect it later)",
+            check.head_id,
+            check.head_hash,
+        )
+    return 0
