@@ -1,11 +1,7 @@
 """Use cases the pages and the command line call.
 
-The :class:`RiskService` facade (re-exported here) and the patient, cohort, forecast and
-audit-trail use cases behind it.
+:mod:`fusion.service.facade` holds the :class:`RiskService` facade; the patient, evidence,
+forecasting, cohort and audit-trail use cases live in the modules beside it and work on one
+:class:`fusion.service.patient_case.PatientCase` loaded per request. Import from the modules:
+this package re-exports nothing, so importing one use case does not load the others.
 """
-
-from __future__ import annotations
-
-from fusion.service.facade import RiskService
-
-__all__ = ["RiskService"]
