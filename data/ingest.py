@@ -44,8 +44,8 @@ from tqdm.auto import tqdm
 
 from data.errors import CohortValidationError, ScanReadError
 from data.scan_spec import ScanModality, ScanReader, ScanSpec, SliceStrategy
-from data.schema import Demographics, Outcome, Patient
 from data.store import IMPORT_PARTS, AuditEntry, CohortStore, ImportCounts, ImportTables
+from data.store.schema import Demographics, Outcome, Patient
 
 __all__ = [
     "IMAGE_SUFFIXES",

@@ -28,10 +28,16 @@ import pandas as pd
 import pytest
 from sqlalchemy import delete, select, update
 
-import data.store as store_module
 from data.errors import IncompleteVersionError, NotScoredError
-from data.schema import Embedding, ModelVersion, Patient, Prediction, StoredExplanation
-from data.store import COMPLETION_PARAM, AuditEntry, CohortStore, ModelRecord, make_engine
+from data.store import (
+    COMPLETION_PARAM,
+    AuditEntry,
+    CohortStore,
+    ModelRecord,
+    make_engine,
+    predictions,
+)
+from data.store.schema import Embedding, ModelVersion, Patient, Prediction, StoredExplanation
 from fusion.cli import main
 from fusion.model import file_sha256
 from fusion.service.facade import RiskService
@@ -191,13 +197,13 @@ KILL_POINTS: dict[str, Callable[[pytest.MonkeyPatch, int], Stages | None]] = {
         mp, train, "shap_values", 2
     ),
     "chunk 2, in the transaction after the embeddings": lambda mp, n: _fail_on_call(
-        mp, store_module, "_replace_predictions", 2
+        mp, predictions, "replace_predictions", 2
     ),
     "chunk 3, in the transaction after the risks": lambda mp, n: _fail_on_call(
-        mp, store_module, "_replace_explanations", 3, after=True
+        mp, predictions, "replace_explanations", 3, after=True
     ),
     "last chunk, in the transaction after its audit event": lambda mp, n: _fail_on_call(
-        mp, store_module, "_insert_audit", n, after=True
+        mp, predictions, "append_audit", n, after=True
     ),
     "after the last chunk": lambda mp, n: Stages(1, lambda _: None, _event_kill(("score", "done"))),
 }
@@ -289,7 +295,7 @@ def test_readers_never_see_a_patient_with_a_partial_result(
         monkeypatch.setattr(owner, name, wrapped)
 
     reading(train, "embed")
-    reading(store_module, "_replace_explanations")
+    reading(predictions, "replace_explanations")
     writer = _store(home)
     score_cohort(writer, home, chunk_size=CHUNK, audit=SCORER)
     monkeypatch.undo()
@@ -304,13 +310,13 @@ def test_readers_never_see_a_patient_with_a_partial_result(
 KILLER = textwrap.dedent(
     """
     import functools, os, signal, sys
-    import data.store as store_module
+    from data.store import predictions
     from fusion import cli
     from fusion.training import train
 
     cli.score_cohort = functools.partial(train.score_cohort, chunk_size=int(sys.argv[2]))
 
-    real, calls = store_module._replace_explanations, []
+    real, calls = predictions.replace_explanations, []
 
     def killing(*args, **kwargs):
         calls.append(1)
@@ -318,7 +324,7 @@ KILLER = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGKILL)
         return real(*args, **kwargs)
 
-    store_module._replace_explanations = killing
+    predictions.replace_explanations = killing
     sys.exit(cli.main(["score", "--events", sys.argv[1]]))
     """
 )

@@ -18,8 +18,8 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from data.errors import CohortError, PatientNotFoundError, StoreNotBuiltError
-from data.schema import Base
 from data.store import AuditEntry, CohortStore, CohortTables, ModelRecord, make_engine
+from data.store.schema import Base
 
 N_PATIENTS = 12
 # Catalogue order on purpose differs from alphabetical order and from the wide frames' order.
