@@ -55,10 +55,9 @@ from scipy import optimize, special, stats
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from data.errors import ArtifactIntegrityError
+from data.artifacts import file_digest, verified_file
 from data.store import CohortStore, ModelRecord
 from data.synthetic import HORIZON_YEARS, TREATMENTS
-from fusion.model import REBUILD_HINT, file_sha256
 
 __all__ = [
     "FORECAST_KIND",
@@ -996,7 +995,7 @@ class HazardForecaster(BaseEstimator):  # type: ignore[misc]
             for slot, booster in zip(self._slots(), boosters, strict=True):
                 name = f"member_{b:02d}_{slot}.txt"
                 booster.save_model(str(target / name))
-                entry.append({"file": name, "sha256": file_sha256(target / name)})
+                entry.append({"file": name, "sha256": file_digest(target / name)})
             files.append(entry)
         manifest = {
             "params": self.get_params(),
@@ -1009,7 +1008,7 @@ class HazardForecaster(BaseEstimator):  # type: ignore[misc]
         }
         path = target / MANIFEST_FILE
         path.write_text(json.dumps(manifest, indent=2))
-        return file_sha256(path)
+        return file_digest(path)
 
     @classmethod
     def load(cls, folder: str | Path, *, expected_sha256: str) -> HazardForecaster:
@@ -1021,12 +1020,7 @@ class HazardForecaster(BaseEstimator):  # type: ignore[misc]
             If the manifest or a booster is missing or differs from its registered SHA-256.
         """
         root = Path(folder)
-        path = root / MANIFEST_FILE
-        if not path.is_file() or file_sha256(path) != expected_sha256:
-            raise ArtifactIntegrityError(
-                f"Forecast manifest {path} is missing or does not match its registered "
-                f"SHA-256; {REBUILD_HINT}."
-            )
+        path = verified_file(root / MANIFEST_FILE, expected_sha256, what="Forecast manifest")
         manifest: dict[str, Any] = json.loads(path.read_text())
         model = cls(**manifest["params"])
         model.feature_names_in_ = np.asarray(manifest["feature_names"], dtype=object)
@@ -1035,12 +1029,12 @@ class HazardForecaster(BaseEstimator):  # type: ignore[misc]
         for entry in manifest["members"]:
             boosters = []
             for item in entry:
-                file = root / str(item["file"])
-                if not file.is_file() or file_sha256(file) != item["sha256"]:
-                    raise ArtifactIntegrityError(
-                        f"Forecast model file {file} is missing or does not match the SHA-256 "
-                        f"in its manifest (truncated or modified); {REBUILD_HINT}."
-                    )
+                file = verified_file(
+                    root / str(item["file"]),
+                    str(item["sha256"]),
+                    what="Forecast model file",
+                    expected_from="the SHA-256 in its manifest",
+                )
                 boosters.append(lgb.Booster(model_file=str(file)))
             members.append(boosters)
         model.members_ = members

@@ -21,6 +21,7 @@ import numpy.typing as npt
 import pandas as pd
 import torch
 
+from data.artifacts import REBUILD_HINT, verified_file
 from data.errors import ArtifactIntegrityError, CohortError, NotScoredError, StoreNotBuiltError
 from data.store import AuditEntry, CohortStore, ModelRecord, PatientRecord, make_engine
 from fusion.admin.access import Identity
@@ -59,7 +60,7 @@ from fusion.forecast.hazard import (
     compare_options,
     make_patient_forecast,
 )
-from fusion.model import REBUILD_HINT, FusionClassifier, file_sha256
+from fusion.model import FusionClassifier
 from fusion.reports.exports import safe_csv
 from fusion.reports.patient_report import render_patient_report
 from fusion.service.guided_demo import StoryPatient, choose_high_risk, choose_treatment_benefit
@@ -281,12 +282,7 @@ class RiskService:
 
     def _load_nets(self, record: ModelRecord) -> list[RiskCNN]:
         folder = self.artifacts_dir / record.artifact_path
-        manifest = folder / "manifest.json"
-        if not manifest.is_file() or file_sha256(manifest) != record.sha256:
-            raise ArtifactIntegrityError(
-                f"Imaging manifest {manifest} is missing or does not match its registered "
-                f"SHA-256; {REBUILD_HINT}."
-            )
+        manifest = verified_file(folder / "manifest.json", record.sha256, what="Imaging manifest")
         nets: dict[str, str] = json.loads(manifest.read_text())["nets"]
         return [load_net(folder / name, expected_sha256=sha) for name, sha in sorted(nets.items())]
 

@@ -33,6 +33,7 @@ import numpy.typing as npt
 import pandas as pd
 from tqdm.auto import tqdm
 
+from data.artifacts import file_digest
 from data.errors import CohortError, IncompleteVersionError
 from data.store import COMPLETION_PARAM, AuditEntry, CohortStore, EmbeddingBatch, ModelRecord
 from data.synthetic import TREATMENTS, truth_aurocs
@@ -41,7 +42,7 @@ from fusion.explain import shap_values
 from fusion.explanations.map_trust import evaluate_test_maps
 from fusion.features import FeatureSet, build_feature_matrix, image_scores
 from fusion.forecast.hazard import FORECAST_SUFFIX, build_forecast
-from fusion.model import FusionClassifier, file_sha256
+from fusion.model import FusionClassifier
 from fusion.service.facade import RiskService
 from fusion.training.serving_artifacts import (
     EXPLANATIONS_SUFFIX,
@@ -427,7 +428,7 @@ def train_cohort(
                 kind="imaging",
                 created_at=datetime.now(UTC),
                 artifact_path=str(model_dir.relative_to(artifacts_dir)),
-                sha256=file_sha256(manifest),
+                sha256=file_digest(manifest),
                 metrics={"train_oof_auroc": auroc_with_ci(train["label"], oof).auroc},
                 params={
                     "build": build,

@@ -28,6 +28,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import delete, select, update
 
+from data.artifacts import file_digest
 from data.errors import IncompleteVersionError, NotScoredError
 from data.store import (
     COMPLETION_PARAM,
@@ -39,7 +40,6 @@ from data.store import (
 )
 from data.store.schema import Embedding, ModelVersion, Patient, Prediction, StoredExplanation
 from fusion.cli import main
-from fusion.model import file_sha256
 from fusion.service.facade import RiskService
 from fusion.training import train
 from fusion.training.train import StageEvent, Stages, activate_version, score_cohort
@@ -47,7 +47,7 @@ from fusion.training.versions import PLANNED_PARAM, check_version, complete_fusi
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CHUNK = 16  # patients per scoring transaction: the unscored patients span several chunks
 SCORER = AuditEntry(actor="test:admin", role="admin", action="score", detail={"command": "t"})
 
@@ -438,7 +438,7 @@ def test_an_unfinished_version_is_neither_listed_nor_activatable(
             kind="fusion",
             created_at=done.created_at.replace(year=2999),
             artifact_path=done.artifact_path,
-            sha256=file_sha256(home / done.artifact_path),
+            sha256=file_digest(home / done.artifact_path),
             metrics=done.metrics,
             params={**params, PLANNED_PARAM: ["interval", "explanations", "forecast"]},
             parent_version=imaging,
