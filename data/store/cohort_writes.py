@@ -224,7 +224,7 @@ class CohortWrites(StoreBase):
                     },
                 )
             )
-            self._upsert_features(conn, tables.features)
+            _upsert_features(conn, tables.features)
             by_id = tables.patients.set_index("patient_id", drop=False)
             insert_chunks(
                 conn,
@@ -314,22 +314,6 @@ class CohortWrites(StoreBase):
         return found
 
     @staticmethod
-    def _upsert_features(conn: Connection, features: pd.DataFrame) -> None:
-        """Insert new catalogue entries (appended in order); update the metadata of known ones."""
-        existing = dict(conn.execute(select(Feature.name, Feature.position)).all())
-        position = max(existing.values(), default=-1) + 1
-        for row in frame_rows(features, FEATURE_COLUMNS):
-            if row["name"] in existing:
-                conn.execute(
-                    update(Feature)
-                    .where(Feature.name == row["name"])
-                    .values({k: v for k, v in row.items() if k != "name"})
-                )
-            else:
-                conn.execute(insert(Feature).values(**row, position=position))
-                position += 1
-
-    @staticmethod
     def _rewrite_part(
         conn: Connection, part: str, pids: Sequence[str], tables: Sequence[tuple[Any, pd.DataFrame]]
     ) -> None:
@@ -364,3 +348,19 @@ class CohortWrites(StoreBase):
                 else:
                     records = long_rows(rows, as_int=table is GenomicValue)
                 insert_chunks(conn, table, records)
+
+
+def _upsert_features(conn: Connection, features: pd.DataFrame) -> None:
+    """Insert new catalogue entries (appended in order); update the metadata of known ones."""
+    existing = dict(conn.execute(select(Feature.name, Feature.position)).all())
+    position = max(existing.values(), default=-1) + 1
+    for row in frame_rows(features, FEATURE_COLUMNS):
+        if row["name"] in existing:
+            conn.execute(
+                update(Feature)
+                .where(Feature.name == row["name"])
+                .values({k: v for k, v in row.items() if k != "name"})
+            )
+        else:
+            conn.execute(insert(Feature).values(**row, position=position))
+            position += 1

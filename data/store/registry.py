@@ -2,17 +2,21 @@
 
 Owns :class:`ModelRegistry` (register, activate, complete, list, look up) and
 :data:`COMPLETION_PARAM`. Exactly one version per kind is active; every switch is one
-transaction. It must not import torch, streamlit or the ``models``/``fusion``/``dashboard``
-packages.
+transaction. An artifact built for a version (its interval calibration, explanations,
+forecast) is found through its ``kind`` and ``parent_version`` columns
+(:meth:`ModelRegistry.artifact_of`), never by parsing version strings. It must not import
+torch, streamlit or the ``models``/``fusion``/``dashboard`` packages.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, RowMapping
 
 from data.errors import StoreNotBuiltError
 from data.store.audit import append_audit
@@ -55,6 +59,57 @@ class ModelRegistry(StoreBase):
                     is_active=activate,
                 )
             )
+
+    def register_artifact(
+        self,
+        version: str,
+        kind: str,
+        artifact_path: str,
+        sha256: str,
+        *,
+        metrics: Mapping[str, Any],
+        params: Mapping[str, Any],
+        parent_version: str | None = None,
+        activate: bool = False,
+    ) -> ModelRecord:
+        """Register one artifact (a file, or a folder with a manifest), stamped now.
+
+        Parameters
+        ----------
+        version : str
+            New registry key of the artifact.
+        kind : str
+            What it is (``imaging``, ``fusion``, ``interval``, ``explanations``, ...).
+        artifact_path : str
+            Its path relative to the artifacts directory.
+        sha256 : str
+            Digest of the file (of a folder: of its manifest), from
+            :func:`data.artifacts.file_digest`; loaders verify it before reading.
+        metrics, params : Mapping[str, Any]
+            JSON-able results and settings of the build.
+        parent_version : str or None, default=None
+            The version it was built for or from; :meth:`artifact_of` finds it through this.
+        activate : bool, default=False
+            Make it the active one of its kind now; artifacts of a version being built stay
+            inactive until :meth:`complete_version` activates the whole version.
+
+        Returns
+        -------
+        ModelRecord
+            The registered entry.
+        """
+        record = ModelRecord(
+            version=version,
+            kind=kind,
+            created_at=datetime.now(UTC),
+            artifact_path=artifact_path,
+            sha256=sha256,
+            metrics=metrics,
+            params=params,
+            parent_version=parent_version,
+        )
+        self.register_model(record, activate=activate)
+        return replace(record, is_active=activate)
 
     def activate_model(self, version: str, *, audit: AuditEntry | None = None) -> None:
         """Make a registered version the active one of its kind (one transaction).
@@ -140,20 +195,27 @@ class ModelRegistry(StoreBase):
             query = query.where(ModelVersion.kind == kind)
         with self.engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
-        return [
-            ModelRecord(
-                version=row["version"],
-                kind=row["kind"],
-                created_at=row["created_at"],
-                artifact_path=row["artifact_path"],
-                sha256=row["sha256"],
-                metrics=row["metrics"],
-                params=row["params"],
-                parent_version=row["parent_version"],
-                is_active=bool(row["is_active"]),
-            )
-            for row in rows
-        ]
+        return [_model_record(row) for row in rows]
+
+    def artifact_of(self, parent_version: str, kind: str) -> ModelRecord | None:
+        """The artifact of ``kind`` built for ``parent_version`` (the newest), or None.
+
+        Parameters
+        ----------
+        parent_version : str
+            E.g. a fusion version.
+        kind : str
+            E.g. ``"interval"``, ``"explanations"`` or ``"forecast"``.
+        """
+        query = (
+            select(ModelVersion)
+            .where(ModelVersion.parent_version == parent_version, ModelVersion.kind == kind)
+            .order_by(ModelVersion.created_at.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return None if row is None else _model_record(row)
 
     def active_model(self, kind: str) -> ModelRecord:
         """The active model of a kind.
@@ -170,3 +232,18 @@ class ModelRegistry(StoreBase):
             f"No active {kind!r} model in the store; build the demo with `riskfusion demo "
             "--no-serve`, or import a cohort and run `riskfusion train`."
         )
+
+
+def _model_record(row: RowMapping) -> ModelRecord:
+    """The :class:`ModelRecord` of one ``model_registry`` row."""
+    return ModelRecord(
+        version=row["version"],
+        kind=row["kind"],
+        created_at=row["created_at"],
+        artifact_path=row["artifact_path"],
+        sha256=row["sha256"],
+        metrics=row["metrics"],
+        params=row["params"],
+        parent_version=row["parent_version"],
+        is_active=bool(row["is_active"]),
+    )

@@ -43,7 +43,6 @@ import time
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -56,7 +55,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from data.artifacts import file_digest, verified_file
-from data.store import CohortStore, ModelRecord
+from data.store import CohortStore
 from data.synthetic import HORIZON_YEARS, TREATMENTS
 
 __all__ = [
@@ -1704,20 +1703,16 @@ def build_forecast(
         }
     )
     sha = main.save(folder)
-    store.register_model(
-        ModelRecord(
-            version=f"{fusion_version}{FORECAST_SUFFIX}",
-            kind=FORECAST_KIND,
-            created_at=datetime.now(UTC),
-            artifact_path=str(folder.relative_to(artifacts_dir)),
-            sha256=sha,
-            metrics=metrics,
-            params=_jsonable(
-                {"build": dict(build or {}), **main.get_params(), "n_rounds": main.n_rounds_}
-            ),
-            parent_version=fusion_version,
+    store.register_artifact(
+        f"{fusion_version}{FORECAST_SUFFIX}",
+        FORECAST_KIND,
+        str(folder.relative_to(artifacts_dir)),
+        sha,
+        metrics=metrics,
+        params=_jsonable(
+            {"build": dict(build or {}), **main.get_params(), "n_rounds": main.n_rounds_}
         ),
-        activate=False,
+        parent_version=fusion_version,
     )
     logger.info(
         "forecast: %s fitted in %.1f s (alternative %s s); test ECE vs truth %s",

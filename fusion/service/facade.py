@@ -52,7 +52,6 @@ from fusion.features import (
 )
 from fusion.forecast.hazard import (
     FORECAST_KIND,
-    FORECAST_SUFFIX,
     REFERENCE_TREATMENT,
     TREATMENTS,
     HazardForecaster,
@@ -65,7 +64,7 @@ from fusion.reports.exports import safe_csv
 from fusion.reports.patient_report import render_patient_report
 from fusion.service.guided_demo import StoryPatient, choose_high_risk, choose_treatment_benefit
 from fusion.settings import DEFAULT_MIN_CELL, Settings
-from fusion.training.serving_artifacts import EXPLANATIONS_SUFFIX, INTERVAL_SUFFIX
+from fusion.training.serving_artifacts import EXPLANATIONS_KIND, INTERVAL_KIND
 from fusion.training.versions import check_version
 from fusion.uncertainty import IntervalCalibration, RiskInterval, load_calibration, risk_interval
 from fusion.what_if import WhatIfResult, apply_overrides
@@ -851,10 +850,9 @@ class RiskService:
     def _explorer_records(self) -> tuple[ModelRecord | None, ModelRecord | None]:
         """The interval and explanations records built with the active fusion version."""
         version = self._fusion_record.version
-        by_version = {record.version: record for record in self.store.list_models()}
         return (
-            by_version.get(f"{version}{INTERVAL_SUFFIX}"),
-            by_version.get(f"{version}{EXPLANATIONS_SUFFIX}"),
+            self.store.artifact_of(version, INTERVAL_KIND),
+            self.store.artifact_of(version, EXPLANATIONS_KIND),
         )
 
     def _explanation_from(
@@ -1070,11 +1068,7 @@ class RiskService:
     # ------------------------------------------------------------------ issue 5: forecasts
     def _forecast_record(self) -> ModelRecord | None:
         """The forecast model built with the active fusion version (None if absent)."""
-        version = f"{self._fusion_record.version}{FORECAST_SUFFIX}"
-        for record in self.store.list_models(FORECAST_KIND):
-            if record.version == version:
-                return record
-        return None
+        return self.store.artifact_of(self._fusion_record.version, FORECAST_KIND)
 
     def forecast_model(self) -> tuple[HazardForecaster, str]:
         """The active version's forecast model (SHA-256 verified, loaded once) and its version.

@@ -34,7 +34,7 @@ from models.train import TrainConfig
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 N_PATIENTS = 160
 FAST = TrainingConfig(
     seed=1,
