@@ -42,10 +42,11 @@ from numpy.dtypes import StringDType
 from pandera.errors import SchemaErrors
 from tqdm.auto import tqdm
 
+from data.artifacts import file_digest
 from data.errors import CohortValidationError, ScanReadError
 from data.scan_spec import ScanModality, ScanReader, ScanSpec, SliceStrategy
-from data.schema import Demographics, Outcome, Patient
 from data.store import IMPORT_PARTS, AuditEntry, CohortStore, ImportCounts, ImportTables
+from data.store.schema import Demographics, Outcome, Patient
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -1260,18 +1261,6 @@ def _image_entries(directory: Path, schema: ImportSchema, problems: _Problems) -
     return entries
 
 
-def _file_sha(path: Path) -> str:
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        if path.is_dir():
-            digest.update(str(file.relative_to(path)).encode())
-        with file.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
 def _npy_bytes(array: npt.NDArray[np.float32]) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
@@ -1529,7 +1518,7 @@ def _prepare(
         if reader is None:
             continue
         spec = ScanSpec(**{**asdict(schema.scans), "modality": entry.modality})
-        source_sha = _file_sha(entry.path)
+        source_sha = file_digest(entry.path)
         part_hash = hashlib.sha256(f"{source_sha}|{spec.key()}".encode()).hexdigest()
         rel = f"scans/imported/{part_hash}.npy"
         kept = None if artifacts_dir is None else artifacts_dir / rel
@@ -1719,7 +1708,7 @@ def _build_tables(
             "image": image_hashes.get(original[pid], _row_hash({"none": True})),
         }
         hashes.extend({"patient_id": pid, "part": p, "sha256": parts[p]} for p in IMPORT_PARTS)
-    files = {str(path.relative_to(directory)): _file_sha(path) for path in paths.values()}
+    files = {str(path.relative_to(directory)): file_digest(path) for path in paths.values()}
     return ImportTables(
         source=schema.source,
         patients=patients.reset_index(drop=True),

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from data.artifacts import REBUILD_HINT, file_digest, verified_file
 from data.errors import ArtifactIntegrityError
-from fusion.model import REBUILD_HINT, file_sha256
 
 __all__ = [
     "FORMAT_VERSION",
@@ -125,7 +125,7 @@ def save_calibration(calibration: IntervalCalibration, path: Path) -> str:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(calibration.to_json(), indent=1))
-    return file_sha256(path)
+    return file_digest(path)
 
 
 def load_calibration(path: Path, *, expected_sha256: str) -> IntervalCalibration:
@@ -136,9 +136,5 @@ def load_calibration(path: Path, *, expected_sha256: str) -> IntervalCalibration
     data.errors.ArtifactIntegrityError
         If the file is missing, differs from its registered hash or has another format.
     """
-    if not path.is_file() or file_sha256(path) != expected_sha256:
-        raise ArtifactIntegrityError(
-            f"Interval calibration {path} is missing or does not match its registered "
-            f"SHA-256; {REBUILD_HINT}."
-        )
-    return IntervalCalibration.from_json(json.loads(path.read_text()))
+    source = verified_file(path, expected_sha256, what="Interval calibration")
+    return IntervalCalibration.from_json(json.loads(source.read_text()))

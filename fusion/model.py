@@ -6,7 +6,6 @@ as a LightGBM *text* model (never a pickle) verified by its SHA-256. Must not im
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,20 +19,10 @@ from scipy import special
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from data.artifacts import REBUILD_HINT, file_digest, verified_file
 from data.errors import ArtifactIntegrityError
 
-__all__ = ["FusionClassifier", "file_sha256"]
-
-REBUILD_HINT = "rebuild it with `riskfusion demo --no-serve --rebuild`"
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 hex digest of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+__all__ = ["FusionClassifier"]
 
 
 class FusionClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
@@ -241,7 +230,7 @@ class FusionClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             "best_iteration": self.best_iteration_,
         }
         target.with_suffix(".json").write_text(json.dumps(sidecar, indent=2))
-        return file_sha256(target)
+        return file_digest(target)
 
     @classmethod
     def load(cls, path: str | Path, *, expected_sha256: str | None = None) -> FusionClassifier:
@@ -255,17 +244,12 @@ class FusionClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         ArtifactIntegrityError
             If the file is missing or its hash differs from ``expected_sha256``.
         """
-        source = Path(path)
+        source = verified_file(path, expected_sha256, what="Fusion model file")
         sidecar_path = source.with_suffix(".json")
-        if not source.is_file() or not sidecar_path.is_file():
+        if not sidecar_path.is_file():
             raise ArtifactIntegrityError(
-                f"Fusion model file {source} (or its {sidecar_path.name}) is missing; "
+                f"Fusion model file {source} has lost its {sidecar_path.name}: it is missing; "
                 f"{REBUILD_HINT}."
-            )
-        if expected_sha256 is not None and file_sha256(source) != expected_sha256:
-            raise ArtifactIntegrityError(
-                f"Fusion model file {source} does not match its registered SHA-256 "
-                f"(truncated or modified); {REBUILD_HINT}."
             )
         sidecar = json.loads(sidecar_path.read_text())
         model = cls(**sidecar["params"])

@@ -17,13 +17,13 @@ MONAI ResNet18, stride-2 stem               11.2M   2.0 s        0.50 s   4x4
 ==========================================  ======  ===========  =======  ==========
 
 The total stride is 8, so a 128x128 scan gives a 16x16 Grad-CAM map (ResNet-style nets give
-4x4). This module knows tensors and MONAI only: it must not import pandas, SQL, streamlit,
-``fusion`` or ``dashboard``.
+4x4). This module knows tensors and MONAI only (file hashes and the verified-load gate come
+from :mod:`data.artifacts`): it must not import pandas, SQL, streamlit, ``fusion`` or
+``dashboard``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING, Final, TypedDict
 import torch
 from monai.networks.blocks.convolutions import Convolution, ResidualUnit
 from torch import nn
+
+from data.artifacts import REBUILD_HINT, file_digest, verified_file
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -75,7 +77,6 @@ FEATURE_STRIDE: Final = 8
 
 SIDECAR_SUFFIX: Final = ".json"
 SIDECAR_FORMAT: Final = "riskfusion.models.RiskCNN/1"
-REBUILD_HINT: Final = "Rebuild with `riskfusion demo --rebuild`."
 
 _STRIDES: Final = (2, 2, 2, 1)
 _BLOCK_NAMES: Final = ("stem", "block1", "block2", "block3")
@@ -362,14 +363,6 @@ def sidecar_path(path: str | os.PathLike[str]) -> Path:
     return weights.with_name(weights.name + SIDECAR_SUFFIX)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def save_net(net: RiskCNN, path: str | os.PathLike[str]) -> str:
     """Write the network's ``state_dict`` and a JSON sidecar with its constructor arguments.
 
@@ -401,7 +394,7 @@ def save_net(net: RiskCNN, path: str | os.PathLike[str]) -> str:
     temporary_sidecar = sidecar.with_name(sidecar.name + ".tmp")
     temporary_sidecar.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     os.replace(temporary_sidecar, sidecar)
-    digest = _sha256(weights)
+    digest = file_digest(weights)
     logger.info("Saved imaging net to %s (sha256 %s)", weights, digest[:12])
     return digest
 
@@ -410,12 +403,12 @@ def _read_sidecar(sidecar: Path) -> NetKwargs:
     try:
         meta = json.loads(sidecar.read_text())
     except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"Cannot read the net sidecar {sidecar}: {err}. {REBUILD_HINT}") from err
+        raise ValueError(f"Cannot read the net sidecar {sidecar}: {err}; {REBUILD_HINT}.") from err
     if not isinstance(meta, dict) or meta.get("format") != SIDECAR_FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise ValueError(
-            f"Net sidecar {sidecar} has format {found!r}; expected {SIDECAR_FORMAT!r}. "
-            f"{REBUILD_HINT}"
+            f"Net sidecar {sidecar} has format {found!r}; expected {SIDECAR_FORMAT!r}: "
+            f"{REBUILD_HINT}."
         )
     kwargs: NetKwargs = {}
     for key in ("spatial_dims", "in_channels", "out_channels", "subunits", "norm_groups"):
@@ -456,21 +449,12 @@ def load_net(
 
     Raises
     ------
-    FileNotFoundError
-        If the weight file does not exist.
+    data.errors.ArtifactIntegrityError
+        If the weight file is missing or its digest differs from ``expected_sha256``.
     ValueError
-        If the digest differs, the sidecar is unreadable or contradicts ``build_kwargs``.
+        If the sidecar is unreadable or contradicts ``build_kwargs``.
     """
-    weights = Path(path)
-    if not weights.is_file():
-        raise FileNotFoundError(f"Imaging weights {weights} do not exist. {REBUILD_HINT}")
-    if expected_sha256 is not None:
-        actual = _sha256(weights)
-        if actual != expected_sha256.lower():
-            raise ValueError(
-                f"Imaging weights {weights} have SHA-256 {actual}, expected {expected_sha256}: "
-                f"the file is corrupt or was replaced. {REBUILD_HINT}"
-            )
+    weights = verified_file(path, expected_sha256, what="Imaging weights")
     kwargs: NetKwargs = {}
     sidecar = sidecar_path(weights)
     if sidecar.is_file():

@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from data.errors import ArtifactIntegrityError
-from fusion.model import REBUILD_HINT, file_sha256
+from data.artifacts import verified_file
 
 __all__ = [
     "MAX_REFERENCE",
@@ -158,12 +157,8 @@ def load_index(path: Path, *, expected_sha256: str) -> SimilarityIndex:
     data.errors.ArtifactIntegrityError
         If the file is missing or differs from its registered hash.
     """
-    if not path.is_file() or file_sha256(path) != expected_sha256:
-        raise ArtifactIntegrityError(
-            f"Similar-patient index {path} is missing or does not match its registered "
-            f"SHA-256; {REBUILD_HINT}."
-        )
-    with np.load(path, allow_pickle=False) as data:
+    source = verified_file(path, expected_sha256, what="Similar-patient index")
+    with np.load(source, allow_pickle=False) as data:
         return SimilarityIndex(
             patient_ids=np.asarray(data["patient_ids"]),
             vectors=np.asarray(data["vectors"], dtype=np.float32),

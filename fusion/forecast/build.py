@@ -13,7 +13,6 @@ import math
 import time
 import warnings
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -21,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from data.store import CohortStore, ModelRecord
+from data.store import CohortStore
 from data.synthetic import TREATMENTS
 from fusion.forecast.hazard import HazardForecaster
 from fusion.forecast.learners import ForecastMethod
@@ -192,20 +191,16 @@ def build_forecast(
         }
     )
     sha = main.save(folder)
-    store.register_model(
-        ModelRecord(
-            version=f"{fusion_version}{FORECAST_SUFFIX}",
-            kind=FORECAST_KIND,
-            created_at=datetime.now(UTC),
-            artifact_path=str(folder.relative_to(artifacts_dir)),
-            sha256=sha,
-            metrics=metrics,
-            params=_jsonable(
-                {"build": dict(build or {}), **main.get_params(), "n_rounds": main.n_rounds_}
-            ),
-            parent_version=fusion_version,
+    store.register_artifact(
+        f"{fusion_version}{FORECAST_SUFFIX}",
+        FORECAST_KIND,
+        str(folder.relative_to(artifacts_dir)),
+        sha,
+        metrics=metrics,
+        params=_jsonable(
+            {"build": dict(build or {}), **main.get_params(), "n_rounds": main.n_rounds_}
         ),
-        activate=False,
+        parent_version=fusion_version,
     )
     logger.info(
         "forecast: %s fitted in %.1f s (alternative %s s); test ECE vs truth %s",

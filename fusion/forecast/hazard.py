@@ -31,7 +31,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from data.errors import ArtifactIntegrityError
+from data.artifacts import file_digest, verified_file
 from data.synthetic import TREATMENTS
 from fusion.forecast.learners import (
     FORECAST_METHODS,
@@ -56,7 +56,6 @@ from fusion.forecast.survival import (
     treatment_codes,
 )
 from fusion.forecast.terms import option_design, standardisation
-from fusion.model import REBUILD_HINT, file_sha256
 
 __all__ = ["MANIFEST_FILE", "HazardForecaster"]
 
@@ -154,7 +153,7 @@ def _manifest(model: HazardForecaster, target: Path) -> dict[str, Any]:
         for slot, booster in zip(booster_slots(model.method), boosters, strict=True):
             name = f"member_{b:02d}_{slot}.txt"
             booster.save_model(str(target / name))
-            entry.append({"file": name, "sha256": file_sha256(target / name)})
+            entry.append({"file": name, "sha256": file_digest(target / name)})
         files.append(entry)
     return {
         "params": model.get_params(),
@@ -169,12 +168,7 @@ def _manifest(model: HazardForecaster, target: Path) -> dict[str, Any]:
 
 def _read_manifest(root: Path, expected_sha256: str) -> dict[str, Any]:
     """The manifest of a saved model, verified against its registered SHA-256."""
-    path = root / MANIFEST_FILE
-    if not path.is_file() or file_sha256(path) != expected_sha256:
-        raise ArtifactIntegrityError(
-            f"Forecast manifest {path} is missing or does not match its registered "
-            f"SHA-256; {REBUILD_HINT}."
-        )
+    path = verified_file(root / MANIFEST_FILE, expected_sha256, what="Forecast manifest")
     manifest: dict[str, Any] = json.loads(path.read_text())
     return manifest
 
@@ -185,12 +179,12 @@ def _restore(model: HazardForecaster, root: Path, manifest: Mapping[str, Any]) -
     for entry in manifest["members"]:
         boosters = []
         for item in entry:
-            file = root / str(item["file"])
-            if not file.is_file() or file_sha256(file) != item["sha256"]:
-                raise ArtifactIntegrityError(
-                    f"Forecast model file {file} is missing or does not match the SHA-256 "
-                    f"in its manifest (truncated or modified); {REBUILD_HINT}."
-                )
+            file = verified_file(
+                root / str(item["file"]),
+                str(item["sha256"]),
+                what="Forecast model file",
+                expected_from="the SHA-256 in its manifest",
+            )
             boosters.append(lgb.Booster(model_file=str(file)))
         members.append(boosters)
     model.feature_names_in_ = np.asarray(manifest["feature_names"], dtype=object)
@@ -483,7 +477,7 @@ class HazardForecaster(BaseEstimator):  # type: ignore[misc]
         target.mkdir(parents=True, exist_ok=True)
         path = target / MANIFEST_FILE
         path.write_text(json.dumps(_manifest(self, target), indent=2))
-        return file_sha256(path)
+        return file_digest(path)
 
     @classmethod
     def load(cls, folder: str | Path, *, expected_sha256: str) -> HazardForecaster:

@@ -19,7 +19,7 @@ import pandas as pd
 from data.errors import StoreNotBuiltError
 from data.store import CohortStore, ModelRecord
 from data.synthetic import TREATMENTS
-from fusion.forecast.build import FORECAST_KIND, FORECAST_SUFFIX
+from fusion.forecast.build import FORECAST_KIND
 from fusion.forecast.hazard import HazardForecaster
 from fusion.forecast.patient import PatientForecast, compare_options, make_patient_forecast
 from fusion.forecast.survival import REFERENCE_TREATMENT
@@ -78,11 +78,7 @@ class ForecastLoader:
 
 def forecast_record(store: CohortStore, fusion_version: str) -> ModelRecord | None:
     """The forecast model built with ``fusion_version`` (None if absent)."""
-    version = f"{fusion_version}{FORECAST_SUFFIX}"
-    for record in store.list_models(FORECAST_KIND):
-        if record.version == version:
-            return record
-    return None
+    return store.artifact_of(fusion_version, FORECAST_KIND)
 
 
 def forecast(

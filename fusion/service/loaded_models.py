@@ -15,15 +15,16 @@ from typing import Any
 
 import torch
 
+from data.artifacts import REBUILD_HINT, verified_file
 from data.errors import ArtifactIntegrityError
 from data.store import CohortStore, ModelRecord
 from fusion.explain import make_explainer
 from fusion.explanations.similar import SimilarityIndex, load_index
 from fusion.features import FeatureSet
 from fusion.interval_calibration import IntervalCalibration, load_calibration
-from fusion.model import REBUILD_HINT, FusionClassifier, file_sha256
+from fusion.model import FusionClassifier
 from fusion.records import ModelInfo
-from fusion.training.serving_artifacts import EXPLANATIONS_SUFFIX, INTERVAL_SUFFIX
+from fusion.training.serving_artifacts import EXPLANATIONS_KIND, INTERVAL_KIND
 from models.gradcam import GradCamExplainer
 from models.nets import RiskCNN, load_net
 
@@ -106,11 +107,7 @@ def load_nets(record: ModelRecord, artifacts_dir: Path) -> tuple[RiskCNN, ...]:
     """
     folder = artifacts_dir / record.artifact_path
     manifest = folder / "manifest.json"
-    if not manifest.is_file() or file_sha256(manifest) != record.sha256:
-        raise ArtifactIntegrityError(
-            f"Imaging manifest {manifest} is missing or does not match its registered "
-            f"SHA-256; {REBUILD_HINT}."
-        )
+    verified_file(manifest, record.sha256, what="Imaging manifest")
     nets: dict[str, str] = json.loads(manifest.read_text())["nets"]
     return tuple(load_net(folder / name, expected_sha256=sha) for name, sha in sorted(nets.items()))
 
@@ -138,9 +135,8 @@ def load_models(store: CohortStore, artifacts_dir: Path) -> LoadedModels:
             "The fusion model's feature list differs from the store's feature catalogue; "
             f"{REBUILD_HINT}."
         )
-    by_version = {record.version: record for record in store.list_models()}
-    interval_record = by_version.get(f"{fusion_record.version}{INTERVAL_SUFFIX}")
-    explanations_record = by_version.get(f"{fusion_record.version}{EXPLANATIONS_SUFFIX}")
+    interval_record = store.artifact_of(fusion_record.version, INTERVAL_KIND)
+    explanations_record = store.artifact_of(fusion_record.version, EXPLANATIONS_KIND)
     # A build from before the calibrated interval has none until it is rebuilt.
     calibration = (
         None

@@ -18,11 +18,11 @@ import numpy.typing as npt
 import pandas as pd
 from scipy.special import expit
 
+from data.artifacts import REBUILD_HINT
 from data.errors import ArtifactIntegrityError, CohortError
 from fusion import uncertainty
 from fusion.explain import modality_sums, shap_values
 from fusion.features import MODALITIES, mask_modalities, modality_columns
-from fusion.model import REBUILD_HINT
 from fusion.records import (
     WHAT_IF_MODALITIES,
     PatientExplanation,

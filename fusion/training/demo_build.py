@@ -24,8 +24,8 @@ import pandas as pd
 from sqlalchemy import inspect
 from tqdm.auto import tqdm
 
-from data.schema import Base
 from data.store import AuditEntry, CohortStore, CohortTables, make_engine
+from data.store.schema import Base
 from data.synthetic import (
     DEMO_BIAS,
     FEATURE_SPECS,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from data.store import CohortStore, ModelRecord
+from data.store import CohortStore
 from fusion.explain import make_explainer, shap_values
 from fusion.explanations.similar import MAX_REFERENCE, SimilarityIndex, choose_reference, save_index
 from fusion.features import FeatureSet
@@ -42,8 +41,10 @@ from fusion.uncertainty import (
 
 __all__ = [
     "EXPLAIN_CHUNK",
+    "EXPLANATIONS_KIND",
     "EXPLANATIONS_SUFFIX",
     "INTERVAL_FILE",
+    "INTERVAL_KIND",
     "INTERVAL_LEVEL",
     "INTERVAL_SUFFIX",
     "build_interval",
@@ -54,6 +55,10 @@ logger = logging.getLogger(__name__)
 
 INTERVAL_SUFFIX = "-interval"
 EXPLANATIONS_SUFFIX = "-explanations"
+INTERVAL_KIND = "interval"
+"""Registry kind of a fusion version's interval calibration (``parent_version``: that version)."""
+EXPLANATIONS_KIND = "explanations"
+"""Registry kind of a fusion version's similar-patient index (``parent_version``: that version)."""
 INTERVAL_LEVEL = 0.9
 INTERVAL_FILE = "calibration.json"
 EXPLAIN_CHUNK = 5_000
@@ -147,23 +152,19 @@ def build_interval(
         metrics["test_coverage_event_rate"] = served["coverage_event_rate"]
         metrics["test_mean_abs_error_true_risk"] = served["mean_abs_error_true_risk"]
     metrics["seconds"] = round(time.perf_counter() - start, 2)
-    store.register_model(
-        ModelRecord(
-            version=f"{fusion_version}{INTERVAL_SUFFIX}",
-            kind="interval",
-            created_at=datetime.now(UTC),
-            artifact_path=str(path.relative_to(artifacts_dir)),
-            sha256=sha,
-            metrics=metrics,
-            params={
-                "method": metrics["method"],
-                "target": calibration.target,
-                "level": level,
-                "calibration_split": "val",
-            },
-            parent_version=fusion_version,
-        ),
-        activate=False,  # activated with the whole version, once it is complete
+    store.register_artifact(  # activated with the whole version, once it is complete
+        f"{fusion_version}{INTERVAL_SUFFIX}",
+        INTERVAL_KIND,
+        str(path.relative_to(artifacts_dir)),
+        sha,
+        metrics=metrics,
+        params={
+            "method": metrics["method"],
+            "target": calibration.target,
+            "level": level,
+            "calibration_split": "val",
+        },
+        parent_version=fusion_version,
     )
     logger.info(
         "interval (%s, target %s) calibrated on %d validation patients in %.1f s; test "
@@ -273,18 +274,14 @@ def store_explanations(
         "additivity_max_abs_test": worst_test,
         "seconds": round(seconds, 2),
     }
-    store.register_model(
-        ModelRecord(
-            version=f"{fusion_version}{EXPLANATIONS_SUFFIX}",
-            kind="explanations",
-            created_at=datetime.now(UTC),
-            artifact_path=str(index_path.relative_to(artifacts_dir)),
-            sha256=sha,
-            metrics=metrics,
-            params={"explainer": "shap.TreeExplainer (tree_path_dependent)", "chunk": chunk_size},
-            parent_version=fusion_version,
-        ),
-        activate=False,  # activated with the whole version, once it is complete
+    store.register_artifact(  # activated with the whole version, once it is complete
+        f"{fusion_version}{EXPLANATIONS_SUFFIX}",
+        EXPLANATIONS_KIND,
+        str(index_path.relative_to(artifacts_dir)),
+        sha,
+        metrics=metrics,
+        params={"explainer": "shap.TreeExplainer (tree_path_dependent)", "chunk": chunk_size},
+        parent_version=fusion_version,
     )
     logger.info(
         "explanations: %d patients stored in %.1f s (reference %d); SHAP additivity max abs "

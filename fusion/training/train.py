@@ -28,12 +28,13 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from data.store import AuditEntry, CohortStore, ModelRecord
+from data.artifacts import file_digest
+from data.store import AuditEntry, CohortStore
 from fusion.evaluation.metrics import auroc_with_ci, youden_threshold
 from fusion.explanations.map_trust import evaluate_test_maps
 from fusion.features import FeatureSet, build_feature_matrix, image_scores
 from fusion.forecast.build import FORECAST_SUFFIX, build_forecast
-from fusion.model import FusionClassifier, file_sha256
+from fusion.model import FusionClassifier
 from fusion.training.embeddings import SCAN_CHUNK, load_scans, logit_scaling, write_embeddings
 from fusion.training.serving_artifacts import (
     EXPLANATIONS_SUFFIX,
@@ -211,23 +212,19 @@ def train_cohort(
             net_files[path.name] = save_net(net, path)
         manifest = model_dir / "manifest.json"
         manifest.write_text(json.dumps({"folds": config.folds, "nets": net_files}, indent=2))
-        store.register_model(
-            ModelRecord(
-                version=imaging_version,
-                kind="imaging",
-                created_at=datetime.now(UTC),
-                artifact_path=str(model_dir.relative_to(artifacts_dir)),
-                sha256=file_sha256(manifest),
-                metrics={"train_oof_auroc": auroc_with_ci(train["label"], oof).auroc},
-                params={
-                    "build": build,
-                    "epochs": config.imaging.epochs,
-                    "nets": net_files,
-                    "logit_scaling": scaling,
-                    "training_data": training_data,
-                },
-            ),
-            activate=False,
+        store.register_artifact(
+            imaging_version,
+            "imaging",
+            str(model_dir.relative_to(artifacts_dir)),
+            file_digest(manifest),
+            metrics={"train_oof_auroc": auroc_with_ci(train["label"], oof).auroc},
+            params={
+                "build": build,
+                "epochs": config.imaging.epochs,
+                "nets": net_files,
+                "logit_scaling": scaling,
+                "training_data": training_data,
+            },
         )
 
     with stages.stage("embeddings", f"{len(image_rows)} scans x {config.folds} nets"):
@@ -325,40 +322,32 @@ def train_cohort(
                 scaling,
                 random_state=config.seed,
             ).to_metrics()
-        store.register_model(
-            ModelRecord(
-                version=fusion_version,
-                kind="fusion",
-                created_at=datetime.now(UTC),
-                artifact_path=str(fusion_path.relative_to(artifacts_dir)),
-                sha256=sha,
-                metrics=metrics,
-                params={
-                    "build": build,
-                    "features": list(features.names),
-                    "min_child_samples": leaf,
-                    "training_data": training_data,
-                    PLANNED_PARAM: planned,
-                },
-                parent_version=imaging_version,
-            ),
-            activate=False,
+        store.register_artifact(
+            fusion_version,
+            "fusion",
+            str(fusion_path.relative_to(artifacts_dir)),
+            sha,
+            metrics=metrics,
+            params={
+                "build": build,
+                "features": list(features.names),
+                "min_child_samples": leaf,
+                "training_data": training_data,
+                PLANNED_PARAM: planned,
+            },
+            parent_version=imaging_version,
         )
         for name in baselines:
             baseline, baseline_features = fitted[name]
             path = fusion_dir / f"baseline_{name}.txt"
-            store.register_model(
-                ModelRecord(
-                    version=f"{fusion_version}-{name}",
-                    kind=f"baseline_{name}",
-                    created_at=datetime.now(UTC),
-                    artifact_path=str(path.relative_to(artifacts_dir)),
-                    sha256=baseline.save(path),
-                    metrics={"test_auroc": test_auroc[name]["auroc"]},
-                    params={"build": build, "modalities": list(BASELINES[name])},
-                    parent_version=imaging_version,
-                ),
-                activate=False,
+            store.register_artifact(
+                f"{fusion_version}-{name}",
+                f"baseline_{name}",
+                str(path.relative_to(artifacts_dir)),
+                baseline.save(path),
+                metrics={"test_auroc": test_auroc[name]["auroc"]},
+                params={"build": build, "modalities": list(BASELINES[name])},
+                parent_version=imaging_version,
             )
             # Test-split risks of the baseline: the ablation table only queries them.
             X_test = build_feature_matrix(frame.loc[masks["test"]], baseline_features)

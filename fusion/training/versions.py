@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from data.artifacts import file_digest
 from data.errors import IncompleteVersionError
 from data.store import COMPLETION_PARAM, AuditEntry, CohortStore, ModelRecord
-from fusion.model import file_sha256
 
 __all__ = [
     "MANIFEST_FILE",
@@ -94,7 +94,7 @@ def artifact_problems(record: ModelRecord, artifacts_dir: Path) -> list[str]:
     main = path / MANIFEST_FILE if path.is_dir() else path
     if not main.is_file():
         return [f"{record.version}: file {main} is missing"]
-    if file_sha256(main) != record.sha256:
+    if file_digest(main) != record.sha256:
         return [f"{record.version}: file {main} differs from its registered SHA-256"]
     problems = []
     if main.name == MANIFEST_FILE:
@@ -106,7 +106,7 @@ def artifact_problems(record: ModelRecord, artifacts_dir: Path) -> list[str]:
             file = main.parent / name
             if not file.is_file():
                 problems.append(f"{record.version}: file {file} is missing")
-            elif file_sha256(file) != sha:
+            elif file_digest(file) != sha:
                 problems.append(f"{record.version}: file {file} differs from its SHA-256")
     return problems
 

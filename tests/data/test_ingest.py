@@ -23,8 +23,8 @@ from data import ingest
 from data._example_cohort import write_dicom, write_example_cohort, write_nifti
 from data.errors import CohortError, CohortValidationError, ScanReadError
 from data.ingest import ScanSpec, import_cohort, load_schema, validate_cohort
-from data.schema import Base
 from data.store import CohortStore, make_engine
+from data.store.schema import Base
 from models.scans import read_scan
 
 REPO = Path(__file__).resolve().parents[2]
@@ -574,13 +574,13 @@ KILL_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys
     from pathlib import Path
-    import data.store as store_module
+    from data.store import cohort_writes
     from data.ingest import import_cohort
     from data.store import CohortStore, make_engine
     from models.scans import read_scan
 
     calls = {"n": 0}
-    original = store_module._insert_chunks
+    original = cohort_writes.insert_chunks
 
     def insert_then_die(conn, table, rows):
         original(conn, table, rows)
@@ -588,7 +588,7 @@ KILL_SCRIPT = textwrap.dedent(
         if calls["n"] == 3:  # rows of this import are in the open transaction: die now
             os.kill(os.getpid(), signal.SIGKILL)
 
-    store_module._insert_chunks = insert_then_die
+    cohort_writes.insert_chunks = insert_then_die
     store = CohortStore(make_engine(sys.argv[1]))
     import_cohort(Path(sys.argv[2]), store, artifacts_dir=Path(sys.argv[3]), reader=read_scan)
     """

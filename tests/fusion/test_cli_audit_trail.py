@@ -111,7 +111,7 @@ def test_db_roles_leave_the_app_only_insert_and_select_on_the_trail(
             with pytest.raises((ProgrammingError, DBAPIError)), store.engine.begin() as conn:
                 conn.execute(text(statement))
         # The rest of the app still works as this role: patients, predictions, images.
-        from tests.data.test_store import make_tables
+        from tests.data.store.test_store import make_tables
 
         assert store.write_cohort(make_tables()) > 0
         assert store.count_audit_events() == 2

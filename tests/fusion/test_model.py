@@ -13,8 +13,9 @@ from sklearn.base import clone, is_classifier
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 
+from data.artifacts import file_digest
 from data.errors import ArtifactIntegrityError, CohortError
-from fusion.model import FusionClassifier, file_sha256
+from fusion.model import FusionClassifier
 
 FAST = {"n_estimators": 60, "learning_rate": 0.1, "n_jobs": 1}
 
@@ -193,7 +194,7 @@ def test_save_load_round_trip_predicts_identically(
     fitted: FusionClassifier, saved: tuple[Path, str], data: tuple[pd.DataFrame, np.ndarray]
 ) -> None:
     path, sha = saved
-    assert sha == file_sha256(path)
+    assert sha == file_digest(path)
     assert path.read_text().startswith("tree")  # LightGBM text format, not a pickle
     assert path.with_suffix(".json").is_file()
 

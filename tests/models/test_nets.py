@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from data.errors import ArtifactIntegrityError
 from models.nets import (
     DEFAULT_CHANNELS,
     EMBEDDING_DIM,
@@ -165,12 +166,15 @@ def test_sha_mismatch_raises_with_rebuild_hint(tmp_path: Path) -> None:
     digest = save_net(build_net(), path)
     with path.open("ab") as handle:
         handle.write(b"tampered")
-    with pytest.raises(ValueError, match=r"net\.pt have SHA-256 .*riskfusion demo --rebuild"):
+    with pytest.raises(
+        ArtifactIntegrityError,
+        match=r"net\.pt does not match .*riskfusion demo --no-serve --rebuild",
+    ):
         load_net(path, expected_sha256=digest)
 
 
 def test_missing_file_raises(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="riskfusion demo --rebuild"):
+    with pytest.raises(ArtifactIntegrityError, match=r"absent\.pt is missing.*--rebuild"):
         load_net(tmp_path / "absent.pt")
 
 

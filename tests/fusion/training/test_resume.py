@@ -28,12 +28,18 @@ import pandas as pd
 import pytest
 from sqlalchemy import delete, select, update
 
-import data.store as store_module
+from data.artifacts import file_digest
 from data.errors import IncompleteVersionError, NotScoredError
-from data.schema import Embedding, ModelVersion, Patient, Prediction, StoredExplanation
-from data.store import COMPLETION_PARAM, AuditEntry, CohortStore, ModelRecord, make_engine
+from data.store import (
+    COMPLETION_PARAM,
+    AuditEntry,
+    CohortStore,
+    ModelRecord,
+    make_engine,
+    predictions,
+)
+from data.store.schema import Embedding, ModelVersion, Patient, Prediction, StoredExplanation
 from fusion.cli import main
-from fusion.model import file_sha256
 from fusion.service.facade import RiskService
 from fusion.training import embeddings, score
 from fusion.training.score import score_cohort
@@ -199,13 +205,13 @@ KILL_POINTS: dict[str, Callable[[pytest.MonkeyPatch, int], Stages | None]] = {
         mp, score, "shap_values", 2
     ),
     "chunk 2, in the transaction after the embeddings": lambda mp, n: _fail_on_call(
-        mp, store_module, "_replace_predictions", 2
+        mp, predictions, "replace_predictions", 2
     ),
     "chunk 3, in the transaction after the risks": lambda mp, n: _fail_on_call(
-        mp, store_module, "_replace_explanations", 3, after=True
+        mp, predictions, "replace_explanations", 3, after=True
     ),
     "last chunk, in the transaction after its audit event": lambda mp, n: _fail_on_call(
-        mp, store_module, "_insert_audit", n, after=True
+        mp, predictions, "append_audit", n, after=True
     ),
     "after the last chunk": lambda mp, n: Stages(1, lambda _: None, _event_kill(("score", "done"))),
 }
@@ -297,7 +303,7 @@ def test_readers_never_see_a_patient_with_a_partial_result(
         monkeypatch.setattr(owner, name, wrapped)
 
     reading(embeddings, "embed")
-    reading(store_module, "_replace_explanations")
+    reading(predictions, "replace_explanations")
     writer = _store(home)
     score_cohort(writer, home, chunk_size=CHUNK, audit=SCORER)
     monkeypatch.undo()
@@ -312,13 +318,13 @@ def test_readers_never_see_a_patient_with_a_partial_result(
 KILLER = textwrap.dedent(
     """
     import functools, os, signal, sys
-    import data.store as store_module
+    from data.store import predictions
     from fusion import cli
     from fusion.training import score
 
     score.score_cohort = functools.partial(score.score_cohort, chunk_size=int(sys.argv[2]))
 
-    real, calls = store_module._replace_explanations, []
+    real, calls = predictions.replace_explanations, []
 
     def killing(*args, **kwargs):
         calls.append(1)
@@ -326,7 +332,7 @@ KILLER = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGKILL)
         return real(*args, **kwargs)
 
-    store_module._replace_explanations = killing
+    predictions.replace_explanations = killing
     sys.exit(cli.main(["score", "--events", sys.argv[1]]))
     """
 )
@@ -440,7 +446,7 @@ def test_an_unfinished_version_is_neither_listed_nor_activatable(
             kind="fusion",
             created_at=done.created_at.replace(year=2999),
             artifact_path=done.artifact_path,
-            sha256=file_sha256(home / done.artifact_path),
+            sha256=file_digest(home / done.artifact_path),
             metrics=done.metrics,
             params={**params, PLANNED_PARAM: ["interval", "explanations", "forecast"]},
             parent_version=imaging,

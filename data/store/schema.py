@@ -1,6 +1,6 @@
 """SQL schema of the cohort store (SQLAlchemy 2 typed ORM).
 
-Owns the table definitions only; :mod:`data.store` is the one module that writes them. Imports
+Owns the table definitions only; the :mod:`data.store` repositories are the only writers. Imports
 nothing from the other project packages.
 
 Layout, chosen for 1M patients: one row per patient in ``patients``/``demographics``/
@@ -29,8 +29,8 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    event,
 )
-from sqlalchemy import event as sa_event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
@@ -319,8 +319,8 @@ AUDIT_SQLITE_TRIGGERS = {
 }
 """The SQLite triggers that keep ``audit_events`` append-only, by name (DDL)."""
 for _ddl in AUDIT_SQLITE_TRIGGERS.values():
-    sa_event.listen(AuditEvent.__table__, "after_create", DDL(_ddl).execute_if(dialect="sqlite"))
-sa_event.listen(
+    event.listen(AuditEvent.__table__, "after_create", DDL(_ddl).execute_if(dialect="sqlite"))
+event.listen(
     AuditEvent.__table__,
     "after_create",
     DDL(
@@ -328,7 +328,7 @@ sa_event.listen(
         f"LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION '{_APPEND_ONLY}'; END; $$"
     ).execute_if(dialect="postgresql"),
 )
-sa_event.listen(
+event.listen(
     AuditEvent.__table__,
     "after_create",
     DDL(

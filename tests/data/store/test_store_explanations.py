@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from data.store import CohortStore, ModelRecord
-from tests.data.test_store import make_tables
+from tests.data.store.test_store import make_tables
 
 VERSION = "fusion-test"
 

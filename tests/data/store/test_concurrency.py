@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from data.store import AuditEntry, CohortStore, make_engine
-from tests.data.test_store import make_tables, model_record
+from tests.data.store.test_store import make_tables, model_record
 
 READERS = 20
 BATCHES = 6
@@ -123,16 +123,16 @@ KILLED_SCORER = textwrap.dedent(
 
     store = CohortStore(make_engine(sys.argv[1]))
     ids = [f"P{i:07d}" for i in range(1, 13)]
-    import data.store as module
+    from data.store import predictions
 
-    real = module.insert
+    real = predictions.insert
 
     def slow_insert(table):  # announce the open transaction, then hang inside it
         print("inside", flush=True)
         sys.stdin.readline()
         return real(table)
 
-    module.insert = slow_insert
+    predictions.insert = slow_insert
     store.write_predictions("fusion-1", ids, np.full(len(ids), 0.25))  # a re-score
     """
 )
@@ -142,7 +142,7 @@ KILLED_SCORER = textwrap.dedent(
 def test_a_scoring_run_killed_inside_its_transaction_changes_nothing(
     store: CohortStore, url: str
 ) -> None:
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     process = subprocess.Popen(
         [sys.executable, "-c", KILLED_SCORER, url],
         cwd=root,

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import delete, text, update
 from sqlalchemy.exc import DBAPIError
 
-from data.schema import AuditEvent
 from data.store import AuditEntry, CohortStore, ModelRecord, make_engine
+from data.store.schema import AuditEvent
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -131,7 +131,7 @@ def test_an_import_and_its_event_commit_together(tmp_path) -> None:
     from data.ingest import import_cohort
     from models.scans import read_scan
 
-    example = Path(__file__).resolve().parents[2] / "data" / "examples" / "cohort"
+    example = Path(__file__).resolve().parents[3] / "data" / "examples" / "cohort"
     store = CohortStore(make_engine("sqlite://"))
     audit = AuditEntry(actor="cli:ana", role="admin", action="import", detail={"command": "x"})
     kwargs = {"artifacts_dir": tmp_path, "reader": read_scan, "audit": audit}

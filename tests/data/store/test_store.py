@@ -18,8 +18,8 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from data.errors import CohortError, PatientNotFoundError, StoreNotBuiltError
-from data.schema import Base
 from data.store import AuditEntry, CohortStore, CohortTables, ModelRecord, make_engine
+from data.store.schema import Base
 
 N_PATIENTS = 12
 # Catalogue order on purpose differs from alphabetical order and from the wide frames' order.
@@ -490,6 +490,36 @@ def test_activate_model_switches_within_its_kind_only(memory_store: CohortStore)
     with pytest.raises(KeyError, match="'fusion-9' is not registered"):
         store.activate_model("fusion-9")
     assert store.active_model("fusion").version == "fusion-1"
+
+
+def test_an_artifact_is_found_by_kind_and_parent_not_by_its_version_name(
+    memory_store: CohortStore,
+) -> None:
+    store = memory_store
+    store.register_model(model_record("fusion-1", day=1))
+    store.register_model(model_record("fusion-2", day=2))
+    registered = store.register_artifact(
+        "calibration-of-fusion-1",  # any name: the lookup never parses it
+        "interval",
+        "interval/fusion-1/calibration.json",
+        "a" * 64,
+        metrics={"coverage": 0.9},
+        params={"level": 0.9},
+        parent_version="fusion-1",
+    )
+    assert not registered.is_active
+    assert registered.created_at.tzinfo is not None
+    found = store.artifact_of("fusion-1", "interval")
+    assert found is not None
+    assert (found.version, found.kind, found.sha256) == (
+        "calibration-of-fusion-1",
+        "interval",
+        "a" * 64,
+    )
+    assert (found.parent_version, found.artifact_path) == ("fusion-1", registered.artifact_path)
+    assert store.artifact_of("fusion-2", "interval") is None
+    assert store.artifact_of("fusion-1", "explanations") is None
+    assert store.active_model("fusion").version == "fusion-2"  # an artifact activates nothing
 
 
 def test_active_model_without_one_raises(memory_store: CohortStore) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from data.errors import CohortError
 from data.store import CohortStore, CohortTables, make_engine
-from tests.data.test_store import make_tables, model_record
+from tests.data.store.test_store import make_tables, model_record
 
 IDS = [f"P{i:07d}" for i in range(1, 13)]
 PROPERTY_SETTINGS = settings(
