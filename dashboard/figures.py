@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from data.vocabulary import MODALITY_LABELS
 from fusion.display import feature_label, format_feature_value
 
 # The performance and audit figures live in fusion (the HTML report embeds them); re-exported.
 from fusion.reports.figures import (
     MODALITY_COLOURS,
-    MODALITY_LABELS,
     VALUE_RANK_COLORBAR,
     make_calibration_figure,
     make_disparity_figure,

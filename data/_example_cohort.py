@@ -25,15 +25,8 @@ from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian
 
-from data.synthetic import (
-    EHR_COLUMNS,
-    ETHNICITIES,
-    FEATURE_SPECS,
-    SITES,
-    TREATMENTS,
-    assign_splits,
-    generate_cohort,
-)
+from data.synthetic import assign_splits, generate_cohort
+from data.vocabulary import EHR_COLUMNS, ETHNICITIES, FEATURE_SPECS, SITES, TREATMENTS
 
 __all__ = ["write_dicom", "write_example_cohort", "write_nifti"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from fusion.evaluation.fairness import FairnessReport, audit
 from fusion.evaluation.metrics import AurocEstimate, auroc_with_ci, youden_threshold
 from fusion.explain import ShapResult, make_explainer, modality_sums, shap_values
-from fusion.features import IMAGE_FEATURE, MODALITIES, FeatureSet, build_feature_matrix
+from fusion.features import IMAGE_FEATURE, FeatureSet, build_feature_matrix
 from fusion.forecast.hazard import HazardForecaster, PatientForecast
 from fusion.model import FusionClassifier
 from fusion.service.facade import ImageMaps, ModelInfo, PatientExplanation, RiskResult, RiskService
@@ -21,7 +21,6 @@ from fusion.training.train import TrainingConfig, TrainingSummary, score_cohort,
 
 __all__ = [
     "IMAGE_FEATURE",
-    "MODALITIES",
     "AurocEstimate",
     "BuildConfig",
     "BuildSummary",

@@ -41,12 +41,12 @@ import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 
 from data.errors import ArtifactIntegrityError
+from data.vocabulary import MASKABLE_MODALITIES
 from fusion.model import REBUILD_HINT, FusionClassifier, file_sha256
 
 __all__ = [
     "FORMAT_VERSION",
     "INTERVAL_TARGETS",
-    "MASKABLE_MODALITIES",
     "METHODS",
     "IntervalCalibration",
     "IntervalTarget",
@@ -66,8 +66,6 @@ logger = logging.getLogger(__name__)
 
 IntervalTarget = Literal["true_risk", "event_rate"]
 INTERVAL_TARGETS: tuple[IntervalTarget, ...] = ("true_risk", "event_rate")
-MASKABLE_MODALITIES: tuple[str, ...] = ("imaging", "genomics", "ehr")
-"""Modalities an interval is calibrated without (the explorer's what-if toggles)."""
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 GRID_SIZE = 201

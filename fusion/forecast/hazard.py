@@ -57,7 +57,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from data.errors import ArtifactIntegrityError
 from data.store import CohortStore, ModelRecord
-from data.synthetic import HORIZON_YEARS, TREATMENTS
+from data.vocabulary import HORIZON_YEARS, TREATMENTS
 from fusion.model import REBUILD_HINT, file_sha256
 
 __all__ = [

@@ -23,6 +23,7 @@ import torch
 
 from data.errors import ArtifactIntegrityError, CohortError, NotScoredError, StoreNotBuiltError
 from data.store import AuditEntry, CohortStore, ModelRecord, PatientRecord, make_engine
+from data.vocabulary import MASKABLE_MODALITIES, MODALITIES, MaskableModality
 from fusion.admin.access import Identity
 from fusion.evaluation.disclosure import resolve_min_cell
 from fusion.evaluation.fairness import FairnessReport
@@ -44,7 +45,6 @@ from fusion.explanations.similar import SimilarityIndex, load_index
 from fusion.features import (
     DERIVED_DEMOGRAPHICS,
     IMAGE_FEATURE,
-    MODALITIES,
     FeatureSet,
     build_feature_matrix,
     image_scores,
@@ -99,9 +99,6 @@ REGISTRY_COLUMNS = (
 
 MapMethod = Literal["gradcam", "gradcampp", "occlusion"]
 MAP_METHODS: tuple[MapMethod, ...] = ("gradcam", "gradcampp", "occlusion")
-# Modalities a clinician can switch off in the what-if (demographics are always known).
-WhatIfModality = Literal["imaging", "genomics", "ehr"]
-WHAT_IF_MODALITIES: tuple[WhatIfModality, ...] = ("imaging", "genomics", "ehr")
 
 
 @dataclass(frozen=True, slots=True)
@@ -899,10 +896,10 @@ class RiskService:
 
     def _without(self, X: pd.DataFrame, missing: Sequence[str]) -> pd.DataFrame:
         """``X`` with every input of the ``missing`` modalities set to missing."""
-        unknown = sorted(set(missing) - set(WHAT_IF_MODALITIES))
+        unknown = sorted(set(missing) - set(MASKABLE_MODALITIES))
         if unknown:
             raise ValueError(
-                f"Unknown what-if modalities {unknown}; choose from {list(WHAT_IF_MODALITIES)}."
+                f"Unknown what-if modalities {unknown}; choose from {list(MASKABLE_MODALITIES)}."
             )
         edited = X.copy()
         modalities = np.asarray(self.features.modalities)
@@ -931,7 +928,7 @@ class RiskService:
         return risk_interval(self.interval_calibration, self.model, X)
 
     def risk_interval(
-        self, patient_id: str, *, missing: Sequence[WhatIfModality] = ()
+        self, patient_id: str, *, missing: Sequence[MaskableModality] = ()
     ) -> RiskInterval:
         """Calibrated interval of one patient's fused risk (optionally without some modalities).
 
@@ -950,20 +947,20 @@ class RiskService:
         return None if record is None else dict(record.metrics)
 
     def explain_without(
-        self, patient_id: str, missing: Sequence[WhatIfModality]
+        self, patient_id: str, missing: Sequence[MaskableModality]
     ) -> PatientExplanation:
         """Live TreeSHAP attribution of the risk if the ``missing`` modalities were unavailable.
 
         Raises
         ------
         ValueError
-            If a modality is not one of :data:`WHAT_IF_MODALITIES`.
+            If a modality is not one of :data:`MASKABLE_MODALITIES`.
         """
         X = self._without(self.feature_row(self.patient(patient_id)), missing)
         return self.explain_features(X)
 
     def similar_patients(
-        self, patient_id: str, *, k: int = 5, missing: Sequence[WhatIfModality] = ()
+        self, patient_id: str, *, k: int = 5, missing: Sequence[MaskableModality] = ()
     ) -> pd.DataFrame:
         """The ``k`` nearest reference patients in SHAP space (:mod:`fusion.explanations.similar`).
 

@@ -35,7 +35,8 @@ from tqdm.auto import tqdm
 
 from data.errors import CohortError, IncompleteVersionError
 from data.store import COMPLETION_PARAM, AuditEntry, CohortStore, EmbeddingBatch, ModelRecord
-from data.synthetic import TREATMENTS, truth_aurocs
+from data.synthetic import truth_aurocs
+from data.vocabulary import TREATMENTS
 from fusion.evaluation.metrics import auroc_with_ci, youden_threshold
 from fusion.explain import shap_values
 from fusion.explanations.map_trust import evaluate_test_maps

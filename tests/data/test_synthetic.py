@@ -17,6 +17,13 @@ from scipy import ndimage, special
 from data import synthetic
 from data.synthetic import (
     DEMO_BIAS,
+    DemoBias,
+    SyntheticCohort,
+    assign_splits,
+    generate_cohort,
+    oracle_aurocs,
+)
+from data.vocabulary import (
     EHR_COLUMNS,
     ETHNICITIES,
     FEATURE_SPECS,
@@ -26,11 +33,6 @@ from data.synthetic import (
     SEXES,
     SITES,
     TREATMENTS,
-    DemoBias,
-    SyntheticCohort,
-    assign_splits,
-    generate_cohort,
-    oracle_aurocs,
 )
 
 FRAMES = ("patients", "ehr", "genomics", "truth", "lesions")
