@@ -45,7 +45,9 @@ from tqdm.auto import tqdm
 from data.errors import CohortValidationError, ScanReadError
 from data.scan_spec import ScanModality, ScanReader, ScanSpec, SliceStrategy
 from data.schema import Demographics, Outcome, Patient
+from data.splits import SPLITS, stable_split
 from data.store import IMPORT_PARTS, AuditEntry, CohortStore, ImportCounts, ImportTables
+from data.vocabulary import FEATURE_SPECS, SEXES, FeatureSpec
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -91,7 +93,6 @@ IMAGE_SUFFIXES: Final[tuple[str, ...]] = (
     ".dcm",
 )
 UNIT_FACTOR: Final[float] = 1000.0
-SPLIT_FRACTIONS: Final[tuple[float, float]] = (0.6, 0.8)  # train below, val below, test above
 NOT_RECORDED: Final[str] = "not recorded"
 ID_PATTERN: Final[re.Pattern[str]] = re.compile(r"^[A-Z0-9][A-Z0-9_.-]{0,63}$")
 # Column names that look like direct identifiers: refused unless the schema names them exactly.
@@ -192,10 +193,10 @@ CORE_COLUMNS: Final[dict[str, dict[str, ColumnSpec]]] = {
         "age": ColumnSpec(
             "age", "numeric", "Age", "years", "Age at baseline.", 0.0, 120.0, (), True
         ),
-        "sex": ColumnSpec("sex", "sensitive", "Sex", values=("F", "M"), required=True),
+        "sex": ColumnSpec("sex", "sensitive", "Sex", values=SEXES, required=True),
         "ethnicity": ColumnSpec("ethnicity", "sensitive", "Ethnicity"),
         "site": ColumnSpec("site", "sensitive", "Site"),
-        "split": ColumnSpec("split", "categorical", "Split", values=("train", "val", "test")),
+        "split": ColumnSpec("split", "categorical", "Split", values=SPLITS),
     },
     "outcomes": {
         "label": ColumnSpec("label", "binary", "Event within the horizon", required=True),
@@ -206,6 +207,10 @@ CORE_COLUMNS: Final[dict[str, dict[str, ColumnSpec]]] = {
         "treatment": ColumnSpec("treatment", "categorical", "Treatment"),
     },
     "genomics": {},
+}
+# The model's demographic inputs (age from the patients file, sex_male from its sex column).
+DEMOGRAPHIC_INPUTS: Final[dict[str, FeatureSpec]] = {
+    spec.name: spec for spec in FEATURE_SPECS if spec.modality == "demographics"
 }
 ANY_VALUES: Final[frozenset[str]] = frozenset({"ethnicity", "site", "treatment"})
 FEATURE_ROLES: Final[dict[str, tuple[str, ...]]] = {
@@ -1303,19 +1308,6 @@ def _row_hash(values: Mapping[Any, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _stable_split(patient_id: str) -> str:
-    """Train / val / test from a hash of the id: a patient never moves between imports."""
-    digest = hashlib.sha256(f"riskfusion-split:{patient_id}".encode()).hexdigest()
-    fraction = int(digest[:8], 16) / 16**8
-    return (
-        "train"
-        if fraction < SPLIT_FRACTIONS[0]
-        else "val"
-        if fraction < SPLIT_FRACTIONS[1]
-        else "test"
-    )
-
-
 def _hash_id(patient_id: str, salt: str) -> str:
     digest = hashlib.sha256(f"{salt}\x00{patient_id}".encode()).hexdigest()
     return "H" + digest[:20].upper()
@@ -1622,7 +1614,7 @@ def _build_tables(
     split = (
         pat["split"]
         if "split" in pat.columns and pat["split"].notna().all()
-        else pd.Series([_stable_split(p) for p in store_ids], index=pat.index)
+        else pd.Series([stable_split(p) for p in store_ids], index=pat.index)
     )
 
     def text(column: str) -> pd.Series:
@@ -1680,25 +1672,11 @@ def _build_tables(
     features = pd.DataFrame(
         [
             {
-                "name": "age",
-                "modality": "demographics",
-                "label": "Age",
-                "unit": "years",
-                "kind": "numeric",
+                **asdict(DEMOGRAPHIC_INPUTS["age"]),
                 "low": schema.spec_for("patients", "age").low,  # type: ignore[union-attr]
                 "high": schema.spec_for("patients", "age").high,  # type: ignore[union-attr]
-                "description": "Age at baseline.",
             },
-            {
-                "name": "sex_male",
-                "modality": "demographics",
-                "label": "Male sex",
-                "unit": "",
-                "kind": "binary",
-                "low": 0.0,
-                "high": 1.0,
-                "description": "1 if male, 0 if female.",
-            },
+            asdict(DEMOGRAPHIC_INPUTS["sex_male"]),
             *_feature_rows("patients", matched["patients"]),
             *_feature_rows("genomics", matched.get("genomics", [])),
         ]

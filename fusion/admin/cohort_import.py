@@ -22,10 +22,10 @@ from typing import Any
 
 import pandas as pd
 
-from data._example_cohort import write_example_cohort
 from data.errors import CohortValidationError
 from data.ingest import ImportResult, ValidationReport, import_cohort
 from data.store import AuditEntry, CohortStore, make_engine
+from data.synthetic.example_cohort import write_example_cohort
 from fusion.reports.exports import write_safe_csv
 from fusion.settings import Settings
 from models.scans import read_scan

@@ -25,8 +25,9 @@ from sqlalchemy import inspect
 from tqdm.auto import tqdm
 
 from data.schema import Base
+from data.splits import assign_splits
 from data.store import AuditEntry, CohortStore, CohortTables, make_engine
-from data.synthetic import DEMO_BIAS, SyntheticCohort, assign_splits, generate_cohort
+from data.synthetic import DEMO_BIAS, SyntheticCohort, generate_cohort
 from data.vocabulary import FEATURE_SPECS, TREATMENTS
 from fusion.settings import DATABASE_FILE, Settings
 from fusion.training.train import (

@@ -20,11 +20,11 @@ from PIL import Image
 from sqlalchemy import select
 
 from data import ingest
-from data._example_cohort import write_dicom, write_example_cohort, write_nifti
 from data.errors import CohortError, CohortValidationError, ScanReadError
 from data.ingest import ScanSpec, import_cohort, load_schema, validate_cohort
 from data.schema import Base
 from data.store import CohortStore, make_engine
+from data.synthetic.example_cohort import write_dicom, write_example_cohort, write_nifti
 from models.scans import read_scan
 
 REPO = Path(__file__).resolve().parents[2]

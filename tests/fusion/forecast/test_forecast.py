@@ -18,7 +18,8 @@ import pytest
 from scipy import special
 
 from data.errors import ArtifactIntegrityError
-from data.synthetic import assign_splits, generate_cohort
+from data.splits import assign_splits
+from data.synthetic import generate_cohort
 from data.vocabulary import TREATMENTS
 from fusion.cli import main
 from fusion.forecast.hazard import (
