@@ -11,7 +11,7 @@ import streamlit as st
 from fusion.admin.access import Identity, Role
 
 if TYPE_CHECKING:  # type-only: keeps pandera out of this module's import
-    from data.ingest import ValidationReport
+    from data.errors import ValidationReport
 
 __all__ = [
     "DATA_CHECK",

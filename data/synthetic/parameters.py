@@ -37,7 +37,6 @@ CAUSAL_SNPS: Final[Mapping[str, float]] = MappingProxyType(
 )
 """Per-minor-allele log-odds effects (before scaling) of the causal germline variants."""
 
-# --- World constants -------------------------------------------------------------------------
 # Streams of the seed sequence: tabular simulation and per-patient rendering never share draws.
 TABULAR_STREAM: Final[int] = 0
 RENDER_STREAM: Final[int] = 1

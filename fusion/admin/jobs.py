@@ -30,7 +30,8 @@ from typing import Any, Final, Literal, get_args
 
 import pandas as pd
 
-from data.ingest import PROBLEM_COLUMNS, ValidationReport
+from data.cohort_import.problems import PROBLEM_COLUMNS
+from data.errors import ValidationReport
 from data.store import AuditEntry, CohortStore, make_engine
 from fusion.settings import Settings
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from data.cohort_import import import_cohort, validate_cohort
+from data.cohort_import.problems import P_LINK_OUTSIDE
 from data.errors import CohortValidationError
-from data.ingest import P_LINK_OUTSIDE, import_cohort, validate_cohort
 from data.store import CohortStore, make_engine
 from data.synthetic.example_cohort import write_example_cohort
 from models.scans import read_scan
