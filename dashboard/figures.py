@@ -9,13 +9,13 @@ import pandas as pd
 import plotly.graph_objects as go
 from scipy import special
 
+from data.vocabulary import MODALITY_LABELS
 from fusion.display import feature_label, format_feature_value
 from fusion.records import ImageMaps, PatientExplanation
 
 # The performance and audit figures live in fusion (the HTML report embeds them); re-exported.
 from fusion.reports.figures import (
     MODALITY_COLOURS,
-    MODALITY_LABELS,
     VALUE_RANK_COLORBAR,
     make_calibration_figure,
     make_disparity_figure,

@@ -12,7 +12,7 @@ from fusion.admin.access import Identity, Role
 from fusion.service.patient_case import PatientCase
 
 if TYPE_CHECKING:  # type-only: keeps pandera out of this module's import
-    from data.ingest import ValidationReport
+    from data.errors import ValidationReport
 
 __all__ = [
     "DATA_CHECK",

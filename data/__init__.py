@@ -1,62 +1,16 @@
-"""Data layer: SQL schema, the cohort store (the only SQL writer) and the synthetic cohort.
+"""Data layer: the clinical vocabulary, the cohort store, the synthetic world and cohort import.
 
 ``data`` is a Python package (code, not files); generated databases and scans live under the
-artifacts directory. It is the bottom layer: it must not import torch, streamlit or the
-``models``, ``fusion`` or ``dashboard`` packages.
+artifacts directory. Its modules: :mod:`data.vocabulary` (modalities, model inputs, treatments,
+horizon), :mod:`data.errors` (the exception family), :mod:`data.splits` (patient splits),
+:mod:`data.scan_spec` (image preprocessing settings), :mod:`data.store` (the only SQL writer),
+:mod:`data.synthetic` (the seeded demo world) and :mod:`data.cohort_import` (validating and
+importing a real cohort). This file imports none of them, so that ``import data`` stays cheap.
+
+It is the bottom layer: it must not import torch, streamlit or the ``models``, ``fusion`` or
+``dashboard`` packages.
 """
 
 from __future__ import annotations
 
-from data.errors import (
-    ArtifactIntegrityError,
-    CohortError,
-    CohortValidationError,
-    PatientNotFoundError,
-    ScanReadError,
-    StoreNotBuiltError,
-)
-from data.store import (
-    CohortStore,
-    CohortTables,
-    ImageRecord,
-    ModelRecord,
-    PatientRecord,
-    make_engine,
-)
-from data.synthetic import (
-    DEMO_BIAS,
-    FEATURE_SPECS,
-    HORIZON_YEARS,
-    TREATMENTS,
-    DemoBias,
-    FeatureSpec,
-    SyntheticCohort,
-    assign_splits,
-    generate_cohort,
-    oracle_aurocs,
-)
-
-__all__ = [
-    "DEMO_BIAS",
-    "FEATURE_SPECS",
-    "HORIZON_YEARS",
-    "TREATMENTS",
-    "ArtifactIntegrityError",
-    "CohortError",
-    "CohortStore",
-    "CohortTables",
-    "CohortValidationError",
-    "DemoBias",
-    "FeatureSpec",
-    "ImageRecord",
-    "ModelRecord",
-    "PatientNotFoundError",
-    "PatientRecord",
-    "ScanReadError",
-    "StoreNotBuiltError",
-    "SyntheticCohort",
-    "assign_splits",
-    "generate_cohort",
-    "make_engine",
-    "oracle_aurocs",
-]
+__all__: list[str] = []

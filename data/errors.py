@@ -1,14 +1,17 @@
 """Errors raised by the data layer.
 
-Owns the small exception family of :mod:`data`; imports nothing from the project.
+Owns the small exception family of :mod:`data` and :class:`ValidationReport`, the problem
+table a :class:`CohortValidationError` carries (built by :mod:`data.cohort_import`). Imports
+nothing from the project.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # type-only: the report lives in data.ingest, which imports this module
-    from data.ingest import ValidationReport
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "ArtifactIntegrityError",
@@ -19,7 +22,51 @@ __all__ = [
     "PatientNotFoundError",
     "ScanReadError",
     "StoreNotBuiltError",
+    "ValidationReport",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationReport:
+    """Every problem found in one pass over a cohort folder.
+
+    Attributes
+    ----------
+    problems : DataFrame
+        One row per problem: ``severity`` (``error`` blocks the import, ``warning`` is
+        flagged and allowed), ``file``, ``row`` (spreadsheet row: the header is row 1; empty
+        for file-level problems), ``column``, ``value``, ``problem`` and ``fix``.
+    n_patients : int
+        Patients in the patients file.
+    n_images : int
+        Scans read successfully.
+    """
+
+    problems: pd.DataFrame
+    n_patients: int = 0
+    n_images: int = 0
+
+    @property
+    def errors(self) -> pd.DataFrame:
+        """The blocking problems."""
+        return self.problems[self.problems["severity"] == "error"]
+
+    @property
+    def ok(self) -> bool:
+        """Whether the cohort can be imported (warnings allowed)."""
+        return self.errors.empty
+
+    def to_text(self, max_rows: int = 50) -> str:
+        """The problem table as aligned text, errors first, at most ``max_rows`` rows."""
+        if self.problems.empty:
+            return "no problems"
+        head = self.problems.head(max_rows).astype(object)
+        shown = head.where(head.notna(), "")
+        more = len(self.problems) - len(shown)
+        text = shown.to_string(index=False, max_colwidth=60)
+        return text + (
+            f"\n... and {more} more (write them all with --report FILE.csv)" if more else ""
+        )
 
 
 class CohortError(Exception):

@@ -2,7 +2,7 @@
 
 Owns :class:`ScanSpec` (what ``[images]`` in a schema file sets) and :class:`ScanReader` (the
 callable that turns one scan file into a network input; ``models.scans.read_scan`` is the MONAI
-implementation). Kept apart from :mod:`data.ingest` so that ``models`` can import it without
+implementation). Kept apart from :mod:`data.cohort_import` so that ``models`` can import it without
 pandas or SQL. Imports nothing from the other project packages.
 """
 

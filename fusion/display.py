@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Final
 import numpy as np
 import pandas as pd
 
-from data.synthetic import FEATURE_SPECS, FeatureSpec
+from data.vocabulary import FEATURE_SPECS, FeatureSpec
 
 if TYPE_CHECKING:
     from fusion.uncertainty import RiskInterval

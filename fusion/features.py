@@ -13,10 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from data.vocabulary import MODALITIES
+
 __all__ = [
     "DERIVED_DEMOGRAPHICS",
     "IMAGE_FEATURE",
-    "MODALITIES",
     "FeatureSet",
     "build_feature_matrix",
     "image_scores",
@@ -24,7 +25,6 @@ __all__ = [
 
 IMAGE_FEATURE = "image_score"
 IMAGE_FEATURE_LABEL = "Scan score (CNN logit)"
-MODALITIES = ("demographics", "ehr", "genomics", "imaging")
 # Demographic inputs derived from the demographics table rather than stored as values.
 DERIVED_DEMOGRAPHICS = {"sex_male": lambda frame: (frame["sex"] == "M").astype(np.float64)}
 
@@ -38,7 +38,7 @@ class FeatureSet:
     names : tuple of str
         Column names of ``X``.
     modalities : tuple of str
-        Modality of each input, one of :data:`MODALITIES`.
+        Modality of each input, one of :data:`data.vocabulary.MODALITIES`.
     labels : tuple of str
         Readable name of each input.
     units : tuple of str

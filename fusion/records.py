@@ -1,10 +1,10 @@
 """The frozen result records that the use cases return and the pages and reports read.
 
 Owns :class:`ModelInfo`, :class:`RiskResult`, :class:`PatientExplanation`, :class:`ImageMaps`,
-:class:`WhatIfResult` and the option names they carry (:data:`MAP_METHODS`,
-:data:`WHAT_IF_MODALITIES`). Records only: numpy and pandas, no model, no store; must not import
-any other ``fusion`` module, streamlit or the dashboard, so that the service, the what-if and the
-reports can all import it without a circle.
+:class:`WhatIfResult` and the map option names (:data:`MAP_METHODS`; the maskable
+modalities are :data:`data.vocabulary.MASKABLE_MODALITIES`). Records only: numpy and pandas,
+no model, no store; must not import any other ``fusion`` module, streamlit or the dashboard,
+so that the service, the what-if and the reports can all import it without a circle.
 """
 
 from __future__ import annotations
@@ -19,21 +19,16 @@ import pandas as pd
 
 __all__ = [
     "MAP_METHODS",
-    "WHAT_IF_MODALITIES",
     "ImageMaps",
     "MapMethod",
     "ModelInfo",
     "PatientExplanation",
     "RiskResult",
-    "WhatIfModality",
     "WhatIfResult",
 ]
 
 MapMethod = Literal["gradcam", "gradcampp", "occlusion"]
 MAP_METHODS: tuple[MapMethod, ...] = ("gradcam", "gradcampp", "occlusion")
-# Modalities a clinician can switch off in the what-if (demographics are always known).
-WhatIfModality = Literal["imaging", "genomics", "ehr"]
-WHAT_IF_MODALITIES: tuple[WhatIfModality, ...] = ("imaging", "genomics", "ehr")
 
 
 @dataclass(frozen=True, slots=True)

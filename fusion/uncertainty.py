@@ -39,6 +39,7 @@ import pandas as pd
 from scipy import special
 from sklearn.isotonic import IsotonicRegression
 
+from data.vocabulary import MASKABLE_MODALITIES
 from fusion.features import mask_modalities
 from fusion.interval_calibration import (
     INTERVAL_TARGETS,
@@ -49,7 +50,6 @@ from fusion.interval_calibration import (
 from fusion.model import FusionClassifier
 
 __all__ = [
-    "MASKABLE_MODALITIES",
     "METHODS",
     "RiskInterval",
     "calibrated_intervals",
@@ -62,8 +62,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MASKABLE_MODALITIES: tuple[str, ...] = ("imaging", "genomics", "ehr")
-"""Modalities an interval is calibrated without (the explorer's what-if toggles)."""
 GRID_SIZE = 201
 EPSILON = 1e-6
 LOGIT_LIMIT = 40.0

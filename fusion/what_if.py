@@ -1,7 +1,7 @@
 """What-if edits of a patient's modifiable inputs.
 
 Owns the set of inputs a what-if may change (:data:`EDITABLE`: lifestyle and treatable risk
-factors), their plausible ranges (from :data:`data.synthetic.FEATURE_SPECS`), the one validator
+factors), their plausible ranges (from :data:`data.vocabulary.FEATURE_SPECS`), the one validator
 of ``overrides`` (:func:`validate_overrides`, also used by the treatment forecast), applying
 overrides to a feature row, and the editor's rows; the result record
 (:class:`fusion.records.WhatIfResult`) lives with the other records. Age, sex, genotypes, driver
@@ -19,7 +19,7 @@ from typing import Final
 
 import pandas as pd
 
-from data.synthetic import FEATURE_SPECS, FeatureSpec
+from data.vocabulary import FEATURE_SPECS, FeatureSpec
 from fusion.display import feature_choices
 
 __all__ = [
@@ -94,7 +94,7 @@ def validate_overrides(overrides: Mapping[str, float]) -> dict[str, float]:
     overrides : mapping of str to float
         Input name -> new value, e.g. ``{"smoking": 0, "systolic_bp": 125}``. Names must be in
         :data:`EDITABLE`; values must be finite, inside the input's plausible range
-        (:class:`data.synthetic.FeatureSpec` ``low``/``high``) and whole numbers for coded
+        (:class:`data.vocabulary.FeatureSpec` ``low``/``high``) and whole numbers for coded
         inputs (smoking status, statin use).
 
     Returns

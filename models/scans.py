@@ -1,6 +1,6 @@
 """Read imported scans with MONAI and turn them into 2D network inputs.
 
-Owns :func:`read_scan`, the :class:`data.ingest.ScanReader` used by ``riskfusion import``: PNG
+Owns :func:`read_scan`, the :class:`data.scan_spec.ScanReader` used by ``riskfusion import``: PNG
 and JPEG (PIL), NumPy ``.npy`` (never unpickled), NIfTI ``.nii``/``.nii.gz`` (nibabel) and
 DICOM files or series folders (pydicom) are loaded with MONAI's ``LoadImage``; 3D volumes are
 reoriented to RAS and resampled to the configured spacing; intensities are normalised per

@@ -8,7 +8,6 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.figures import (
-    MODALITY_LABELS,
     format_value,
     make_forecast_figure,
     make_modality_figure,
@@ -18,6 +17,7 @@ from dashboard.figures import (
 )
 from dashboard.resources import get_forecast
 from dashboard.state import get_what_if_overrides, set_what_if_overrides
+from data.vocabulary import MODALITY_LABELS
 from fusion.admin.access import Identity
 from fusion.display import feature_choices, feature_label
 from fusion.service.facade import RiskService

@@ -16,7 +16,6 @@ from dashboard.components.patient_picker import (
 from dashboard.components.signin import require_page_area
 from dashboard.figures import (
     MAP_LABELS,
-    MODALITY_LABELS,
     format_value,
     make_modality_figure,
     make_overlay_figure,
@@ -25,6 +24,7 @@ from dashboard.figures import (
 from dashboard.resources import load_patient_case, require_risk_service
 from dashboard.state import choose_patient
 from data.errors import CohortError
+from data.vocabulary import MASKABLE_MODALITIES, MODALITY_LABELS
 from fusion.display import (
     feature_label,
     format_percent,
@@ -37,7 +37,7 @@ from fusion.reports.exports import export_file_name
 from fusion.reports.patient_report import render_patient_report
 
 METHODS = {label: method for method, label in MAP_LABELS.items()}
-WHAT_IF_TOGGLES = {"imaging": "Scan", "genomics": "Genomics", "ehr": "EHR"}
+WHAT_IF_TOGGLES = {modality: MODALITY_LABELS[modality] for modality in MASKABLE_MODALITIES}
 
 
 def _share(value: float) -> str:

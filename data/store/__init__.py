@@ -21,7 +21,7 @@ stays usable and testable on its own (``PageReads(engine).get_patient(...)``).
 Every write runs in one transaction (``engine.begin()``): on any error nothing it wrote stays.
 Reads that can grow with the cohort are paginated or streamed in chunks. The package must not
 import torch, streamlit or the ``models``/``fusion``/``dashboard`` packages, nor
-:mod:`data.ingest`.
+:mod:`data.cohort_import`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Owns :class:`CohortWrites` (``write_cohort``, ``import_cohort``, ``import_hashes``) and the
 per-part rewrite of imported patients. It must not import torch, streamlit or the
-``models``/``fusion``/``dashboard`` packages, nor :mod:`data.ingest` (which builds the
+``models``/``fusion``/``dashboard`` packages, nor :mod:`data.cohort_import` (which builds the
 :class:`~data.store.records.ImportTables` it writes).
 """
 

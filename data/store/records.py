@@ -155,7 +155,7 @@ IMPORT_PARTS = ("patient", "outcome", "genomics", "image")
 
 @dataclass(frozen=True, slots=True)
 class ImportTables:
-    """A validated imported cohort plus its content hashes (built by :mod:`data.ingest`).
+    """A validated imported cohort plus its content hashes (built by :mod:`data.cohort_import`).
 
     Attributes
     ----------

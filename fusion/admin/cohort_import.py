@@ -1,6 +1,6 @@
 """The ``riskfusion import`` use case: validate a cohort folder and write it to the store.
 
-Owns the wiring of :func:`data.ingest.import_cohort` to the configured store, the artifacts
+Owns the wiring of :func:`data.cohort_import.import_cohort` to the configured store, the artifacts
 directory and the MONAI scan reader (:func:`models.scans.read_scan`), and how the problem table
 is reported (log lines, optional CSV). Must not import streamlit.
 """
@@ -22,10 +22,10 @@ from typing import Any
 
 import pandas as pd
 
-from data._example_cohort import write_example_cohort
-from data.errors import CohortValidationError
-from data.ingest import ImportResult, ValidationReport, import_cohort
+from data.cohort_import import ImportResult, import_cohort
+from data.errors import CohortValidationError, ValidationReport
 from data.store import AuditEntry, CohortStore, make_engine
+from data.synthetic.example_cohort import write_example_cohort
 from fusion.reports.exports import write_safe_csv
 from fusion.settings import Settings
 from models.scans import read_scan
@@ -80,7 +80,7 @@ def problem_summary(problems: pd.DataFrame, *, max_rows: int = 5) -> str:
     Parameters
     ----------
     problems : DataFrame
-        :attr:`data.ingest.ValidationReport.problems`.
+        :attr:`data.errors.ValidationReport.problems`.
     max_rows : int, default=5
         Row numbers listed per line.
 
@@ -367,7 +367,10 @@ def bench_validation(megabytes: float = 250.0) -> dict[str, Any]:
         env.pop("RISKFUSION_DATABASE_URL", None)
         python = [sys.executable, "-c"]
         _, _, startup = _child_peak_rss_mb(
-            [*python, "import fusion.cli, fusion.admin.cohort_import, models.scans, data.ingest"],
+            [
+                *python,
+                "import fusion.cli, fusion.admin.cohort_import, models.scans, data.cohort_import",
+            ],
             env,
         )
         command = [sys.executable, "-m", "fusion.cli", "import", str(folder), "--dry-run"]

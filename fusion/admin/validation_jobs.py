@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from data.ingest import PROBLEM_COLUMNS, ValidationReport
+from data.cohort_import.problems import PROBLEM_COLUMNS
+from data.errors import ValidationReport
 from fusion.admin.jobs import (
     VALIDATION_REPORT,
     VALIDATION_SUMMARY,

@@ -21,7 +21,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from data.store import CohortStore
-from data.synthetic import TREATMENTS
+from data.vocabulary import TREATMENTS
 from fusion.forecast.hazard import HazardForecaster
 from fusion.forecast.learners import ForecastMethod
 from fusion.forecast.proof import (

@@ -32,7 +32,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from data.artifacts import file_digest, verified_file
-from data.synthetic import TREATMENTS
+from data.vocabulary import TREATMENTS
 from fusion.forecast.learners import (
     FORECAST_METHODS,
     METHOD_LABELS,

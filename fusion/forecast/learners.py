@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import special
 
-from data.synthetic import TREATMENTS
+from data.vocabulary import TREATMENTS
 from fusion.forecast.survival import FloatArray
 from fusion.forecast.terms import (
     Design,

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from data.synthetic import HORIZON_YEARS, TREATMENTS
+from data.vocabulary import HORIZON_YEARS, TREATMENTS
 from fusion.forecast.survival import REFERENCE_TREATMENT, FloatArray, true_curve
 
 __all__ = [

@@ -16,7 +16,7 @@ import numpy.typing as npt
 import pandas as pd
 from scipy import stats
 
-from data.synthetic import HORIZON_YEARS, TREATMENTS
+from data.vocabulary import HORIZON_YEARS, TREATMENTS
 from fusion.forecast.hazard import HazardForecaster
 from fusion.forecast.survival import (
     REFERENCE_TREATMENT,

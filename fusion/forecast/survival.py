@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import special
 
-from data.synthetic import HORIZON_YEARS, TREATMENTS
+from data.vocabulary import HORIZON_YEARS, TREATMENTS
 
 __all__ = [
     "ANCHOR_CLIP",

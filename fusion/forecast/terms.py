@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import optimize, special
 
-from data.synthetic import TREATMENTS
+from data.vocabulary import TREATMENTS
 from fusion.forecast.survival import REFERENCE_TREATMENT, FloatArray, person_period
 
 __all__ = [

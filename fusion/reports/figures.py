@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from data.vocabulary import MODALITY_LABELS
 from fusion.evaluation.fairness import FairnessReport
 
 __all__ = [
     "MODALITY_COLOURS",
-    "MODALITY_LABELS",
     "VALUE_RANK_COLORBAR",
     "make_calibration_figure",
     "make_disparity_figure",
@@ -36,12 +36,6 @@ MODALITY_COLOURS: dict[str, str] = {
     "ehr": "#9467bd",
     "genomics": "#2ca02c",
     "imaging": "#ff7f0e",
-}
-MODALITY_LABELS: dict[str, str] = {
-    "demographics": "Demographics",
-    "ehr": "EHR",
-    "genomics": "Genomics",
-    "imaging": "Imaging",
 }
 
 

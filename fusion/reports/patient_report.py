@@ -24,6 +24,7 @@ import pandas as pd
 from PIL import Image
 
 from data.errors import CohortError, StoreNotBuiltError
+from data.vocabulary import MODALITY_LABELS
 from fusion.display import (
     feature_label,
     format_feature_value,
@@ -42,12 +43,6 @@ if TYPE_CHECKING:
 
 __all__ = ["case_report", "encode_png", "overlay_rgb", "render_patient_report"]
 
-MODALITY_NAMES = {
-    "demographics": "Demographics",
-    "ehr": "EHR",
-    "genomics": "Genomics",
-    "imaging": "Imaging (scan)",
-}
 MAP_NAMES = {
     "gradcam": "Grad-CAM",
     "gradcampp": "Grad-CAM++",
@@ -162,7 +157,7 @@ def _modality_bar(totals: Mapping[str, float]) -> str:
     parts = []
     for name, value in totals.items():
         width = 100 * abs(value) / total
-        label = f"{MODALITY_NAMES.get(name, name)} {value:+.2f}"
+        label = f"{MODALITY_LABELS.get(name, name)} {value:+.2f}"
         parts.append(
             f'<div class="{"pos" if value >= 0 else "neg"}" style="width:{width:.2f}%" '
             f'title="{html.escape(label)}">{html.escape(label)}</div>'
@@ -272,12 +267,12 @@ def render_patient_report(
     if result.true_risk is not None:
         facts.append(f"synthetic true risk: {_pct(result.true_risk)}")
     totals_rows = [
-        [MODALITY_NAMES.get(k, k), f"{v:+.3f}"] for k, v in explanation.modality_totals.items()
+        [MODALITY_LABELS.get(k, k), f"{v:+.3f}"] for k, v in explanation.modality_totals.items()
     ]
     features = top_features.get("feature", pd.Series([""] * len(top_features)))
     top_rows = [
         [
-            MODALITY_NAMES.get(str(m), str(m)),
+            MODALITY_LABELS.get(str(m), str(m)),
             feature_label(str(f), str(label)),
             _value(float(v), str(u), str(f)),
             f"{s:+.3f}",

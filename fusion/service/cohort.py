@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from data.store import CohortStore
+from data.vocabulary import MODALITIES
 from fusion.admin.access import Identity
 from fusion.evaluation.disclosure import resolve_min_cell
 from fusion.evaluation.fairness import FairnessReport
@@ -34,7 +35,7 @@ from fusion.evaluation.performance import (
     performance_threshold,
 )
 from fusion.explain import shap_values
-from fusion.features import MODALITIES, build_feature_matrix, image_scores
+from fusion.features import build_feature_matrix, image_scores
 from fusion.service.audit_trail import record_event
 from fusion.service.loaded_models import LoadedModels
 from fusion.training.versions import check_version

@@ -17,9 +17,10 @@ import pandas as pd
 
 from data.errors import CohortError
 from data.store import CohortStore, PatientRecord
+from data.vocabulary import MaskableModality
 from fusion.explain import shap_values
 from fusion.explanations.occlusion import FusedImageScorer, occlusion_map
-from fusion.records import MAP_METHODS, ImageMaps, MapMethod, WhatIfModality
+from fusion.records import MAP_METHODS, ImageMaps, MapMethod
 from fusion.service.loaded_models import LoadedModels
 from fusion.service.patient import without
 from fusion.service.patient_case import PatientCase
@@ -104,7 +105,7 @@ def similar_patients(
     case: PatientCase,
     *,
     k: int = 5,
-    missing: Sequence[WhatIfModality] = (),
+    missing: Sequence[MaskableModality] = (),
 ) -> pd.DataFrame:
     """The ``k`` nearest reference patients in SHAP space (:mod:`fusion.explanations.similar`).
 

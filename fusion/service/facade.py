@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from data.store import CohortStore, PatientRecord, make_engine
+from data.vocabulary import MaskableModality
 from fusion.admin.access import Identity
 from fusion.evaluation.fairness import FairnessReport
 from fusion.evaluation.groups import check_attributes
@@ -33,7 +34,6 @@ from fusion.records import (
     ModelInfo,
     PatientExplanation,
     RiskResult,
-    WhatIfModality,
     WhatIfResult,
 )
 from fusion.service import audit_trail, cohort, evidence, forecasting, patient
@@ -111,7 +111,7 @@ class RiskService:
         return patient.explain_features(self.models, self._case(case).X)
 
     def explain_without(
-        self, case: PatientCase | str, missing: Sequence[WhatIfModality]
+        self, case: PatientCase | str, missing: Sequence[MaskableModality]
     ) -> PatientExplanation:
         """Live attribution of the risk if the ``missing`` modalities were unavailable."""
         return patient.explain_without(self.models, self._case(case), missing)
@@ -129,7 +129,7 @@ class RiskService:
         return patient.top_features(self.explain(case), per_modality=per_modality)
 
     def risk_interval(
-        self, case: PatientCase | str, *, missing: Sequence[WhatIfModality] = ()
+        self, case: PatientCase | str, *, missing: Sequence[MaskableModality] = ()
     ) -> RiskInterval:
         """Calibrated interval of one patient's fused risk (optionally without modalities)."""
         return patient.risk_interval(self.models, self._case(case), missing)
@@ -139,7 +139,7 @@ class RiskService:
         return evidence.image_maps(self.models, self._case(case), self.artifacts_dir, method)
 
     def similar_patients(
-        self, case: PatientCase | str, *, k: int = 5, missing: Sequence[WhatIfModality] = ()
+        self, case: PatientCase | str, *, k: int = 5, missing: Sequence[MaskableModality] = ()
     ) -> pd.DataFrame:
         """The ``k`` nearest reference patients in SHAP space (see :mod:`evidence`)."""
         return evidence.similar_patients(

@@ -18,7 +18,7 @@ import pandas as pd
 
 from data.errors import StoreNotBuiltError
 from data.store import CohortStore, ModelRecord
-from data.synthetic import TREATMENTS
+from data.vocabulary import TREATMENTS
 from fusion.forecast.build import FORECAST_KIND
 from fusion.forecast.hazard import HazardForecaster
 from fusion.forecast.patient import PatientForecast, compare_options, make_patient_forecast

@@ -20,16 +20,11 @@ from scipy.special import expit
 
 from data.artifacts import REBUILD_HINT
 from data.errors import ArtifactIntegrityError, CohortError
+from data.vocabulary import MASKABLE_MODALITIES, MODALITIES, MaskableModality
 from fusion import uncertainty
 from fusion.explain import modality_sums, shap_values
-from fusion.features import MODALITIES, mask_modalities, modality_columns
-from fusion.records import (
-    WHAT_IF_MODALITIES,
-    PatientExplanation,
-    RiskResult,
-    WhatIfModality,
-    WhatIfResult,
-)
+from fusion.features import mask_modalities, modality_columns
+from fusion.records import PatientExplanation, RiskResult, WhatIfResult
 from fusion.service.loaded_models import LoadedModels
 from fusion.service.patient_case import PatientCase
 from fusion.uncertainty import RiskInterval
@@ -144,12 +139,12 @@ def without(models: LoadedModels, X: pd.DataFrame, missing: Sequence[str]) -> pd
     Raises
     ------
     ValueError
-        If a modality is not one of :data:`fusion.records.WHAT_IF_MODALITIES`.
+        If a modality is not one of :data:`fusion.records.MASKABLE_MODALITIES`.
     """
-    unknown = sorted(set(missing) - set(WHAT_IF_MODALITIES))
+    unknown = sorted(set(missing) - set(MASKABLE_MODALITIES))
     if unknown:
         raise ValueError(
-            f"Unknown what-if modalities {unknown}; choose from {list(WHAT_IF_MODALITIES)}."
+            f"Unknown what-if modalities {unknown}; choose from {list(MASKABLE_MODALITIES)}."
         )
     return mask_modalities(X, modality_columns(models.features), missing)
 
@@ -171,14 +166,14 @@ def interval_of(models: LoadedModels, X: pd.DataFrame) -> RiskInterval:
 
 
 def risk_interval(
-    models: LoadedModels, case: PatientCase, missing: Sequence[WhatIfModality] = ()
+    models: LoadedModels, case: PatientCase, missing: Sequence[MaskableModality] = ()
 ) -> RiskInterval:
     """Calibrated interval of the patient's fused risk (optionally without some modalities)."""
     return interval_of(models, without(models, case.X, missing))
 
 
 def explain_without(
-    models: LoadedModels, case: PatientCase, missing: Sequence[WhatIfModality]
+    models: LoadedModels, case: PatientCase, missing: Sequence[MaskableModality]
 ) -> PatientExplanation:
     """Live TreeSHAP attribution of the risk if the ``missing`` modalities were unavailable."""
     return explain_features(models, without(models, case.X, missing))

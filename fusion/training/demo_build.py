@@ -24,16 +24,11 @@ import pandas as pd
 from sqlalchemy import inspect
 from tqdm.auto import tqdm
 
+from data.splits import assign_splits
 from data.store import AuditEntry, CohortStore, CohortTables, make_engine
 from data.store.schema import Base
-from data.synthetic import (
-    DEMO_BIAS,
-    FEATURE_SPECS,
-    TREATMENTS,
-    SyntheticCohort,
-    assign_splits,
-    generate_cohort,
-)
+from data.synthetic import DEMO_BIAS, SyntheticCohort, generate_cohort
+from data.vocabulary import FEATURE_SPECS, TREATMENTS
 from fusion.settings import DATABASE_FILE, Settings
 from fusion.training.embeddings import SCAN_CHUNK
 from fusion.training.stages import TRAIN_STAGES, EventSink, Progress, Stages

@@ -27,13 +27,13 @@ import numpy.typing as npt
 import pandas as pd
 
 from data.store import CohortStore
+from data.vocabulary import MASKABLE_MODALITIES
 from fusion.explain import make_explainer, shap_values
 from fusion.explanations.similar import MAX_REFERENCE, SimilarityIndex, choose_reference, save_index
 from fusion.features import FeatureSet
 from fusion.interval_calibration import save_calibration
 from fusion.model import FusionClassifier
 from fusion.uncertainty import (
-    MASKABLE_MODALITIES,
     METHODS,
     fit_interval_calibration,
     measure_interval,

@@ -17,7 +17,8 @@ import pandas as pd
 
 from data.errors import CohortError
 from data.store import CohortStore
-from data.synthetic import TREATMENTS, truth_aurocs
+from data.synthetic import truth_aurocs
+from data.vocabulary import TREATMENTS
 from fusion.features import FeatureSet
 
 __all__ = [

@@ -14,9 +14,17 @@ import pandas as pd
 import pytest
 from scipy import ndimage, special
 
-from data import synthetic
+from data import splits, synthetic
+from data.splits import assign_splits
 from data.synthetic import (
     DEMO_BIAS,
+    DemoBias,
+    SyntheticCohort,
+    generate_cohort,
+    oracle_aurocs,
+    parameters,
+)
+from data.vocabulary import (
     EHR_COLUMNS,
     ETHNICITIES,
     FEATURE_SPECS,
@@ -26,11 +34,6 @@ from data.synthetic import (
     SEXES,
     SITES,
     TREATMENTS,
-    DemoBias,
-    SyntheticCohort,
-    assign_splits,
-    generate_cohort,
-    oracle_aurocs,
 )
 
 FRAMES = ("patients", "ehr", "genomics", "truth", "lesions")
@@ -504,7 +507,7 @@ def test_bias_records_the_degraded_sites_ehr_worse_but_keeps_the_truth(pair) -> 
     pd.testing.assert_frame_equal(biased.truth.loc[here], unbiased.truth.loc[here])
     for name in RECORDED_LABS:
         both = on[name].notna() & off[name].notna()
-        error = (on[name] - off[name])[both] / synthetic._RECORDED_SPREAD[name]
+        error = (on[name] - off[name])[both] / parameters.RECORDED_SPREAD[name]
         # Clipping to the plausible range trims some of the strong default error's spread.
         assert 0.7 * DEMO_BIAS.record_noise < error.std() <= 1.1 * DEMO_BIAS.record_noise, name
         # Extra missingness on top of the usual (a value missing without bias stays missing).
@@ -538,9 +541,9 @@ def test_record_noise_is_that_many_population_spreads() -> None:
     on, off = biased.ehr.loc[here], unbiased.ehr.loc[here]
     for name in (*RECORDED_LABS, "crp"):
         if name == "crp":  # multiplicative, on the log scale
-            error = np.log(on[name] / off[name]).dropna() / synthetic._RECORDED_SPREAD[name]
+            error = np.log(on[name] / off[name]).dropna() / parameters.RECORDED_SPREAD[name]
         else:
-            error = (on[name] - off[name]).dropna() / synthetic._RECORDED_SPREAD[name]
+            error = (on[name] - off[name]).dropna() / parameters.RECORDED_SPREAD[name]
         assert abs(error.mean()) < 0.1, name
         assert 0.42 < error.std() < 0.55, name
     # Nothing but the recorded measurements changes, and the missingness is the usual.
@@ -703,6 +706,8 @@ def test_logs_hold_no_patient_ids(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_docstring_examples() -> None:
-    result = doctest.testmod(synthetic, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0
-    assert result.failed == 0
+    from data.synthetic import bias, cohort, oracle, scans, world
+
+    for module in (synthetic, bias, cohort, oracle, parameters, scans, world, splits):
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.failed == 0, module.__name__

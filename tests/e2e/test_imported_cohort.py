@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from data.ingest import import_cohort
+from data.cohort_import import import_cohort
 from data.store import CohortStore, make_engine
 from fusion.training.train import TrainingConfig, train_cohort
 from models.scans import read_scan

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import csv
 
-from data._example_cohort import write_example_cohort
 from data.store import CohortStore, make_engine
+from data.synthetic.example_cohort import write_example_cohort
 from fusion.cli import main
 from fusion.cli.exports import EXPORT_COLUMNS
 from tests.fixtures_demo import TINY_CONFIG

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fusion.features import IMAGE_FEATURE, MODALITIES, FeatureSet, build_feature_matrix
+from data.vocabulary import MODALITIES
+from fusion.features import IMAGE_FEATURE, FeatureSet, build_feature_matrix
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from data._example_cohort import write_example_cohort
 from data.store import CohortStore, make_engine
+from data.synthetic.example_cohort import write_example_cohort
 from fusion.cli import main
 from fusion.reports.patient_report import case_report
 from fusion.service.facade import RiskService

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from data.errors import PatientNotFoundError
-from data.synthetic import FEATURE_SPECS
+from data.vocabulary import FEATURE_SPECS
 from fusion.service.facade import RiskService
 from fusion.service.guided_demo import STORY, choose_high_risk, choose_treatment_benefit
 from fusion.what_if import (

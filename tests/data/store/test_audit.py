@@ -128,7 +128,7 @@ def test_activation_and_its_event_commit_together(store: CohortStore) -> None:
 def test_an_import_and_its_event_commit_together(tmp_path) -> None:
     from pathlib import Path
 
-    from data.ingest import import_cohort
+    from data.cohort_import import import_cohort
     from models.scans import read_scan
 
     example = Path(__file__).resolve().parents[3] / "data" / "examples" / "cohort"

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from data.synthetic import HORIZON_YEARS, TREATMENTS
+from data.vocabulary import HORIZON_YEARS, TREATMENTS
 from fusion.cli import main
 from fusion.forecast.patient import FORECAST_NOTE
 from fusion.reports.patient_report import case_report

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from data.errors import ArtifactIntegrityError
-from data.synthetic import HORIZON_YEARS, TREATMENTS
+from data.vocabulary import HORIZON_YEARS, TREATMENTS
 from fusion.forecast.hazard import HazardForecaster
 from fusion.forecast.proof import effect_proof
 from fusion.forecast.survival import true_curve

@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.synthetic import TREATMENTS, assign_splits, generate_cohort
+from data.splits import assign_splits
+from data.synthetic import generate_cohort
+from data.vocabulary import TREATMENTS
 from fusion.forecast.hazard import HazardForecaster
 from fusion.forecast.proof import effect_proof, naive_risks
 from tests.fusion.forecast.worlds import FAST, exponential_world

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from data.synthetic import HORIZON_YEARS, TREATMENTS
+from data.vocabulary import HORIZON_YEARS, TREATMENTS
 
 FAST = {"n_bootstrap": 3, "max_rounds": 60, "min_rounds": 20, "learning_rate": 0.1}
 """Small, quick forecast-model settings for unit tests."""

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from data.vocabulary import MODALITIES
 from fusion.cli import main
-from fusion.features import MODALITIES
 
 
 def test_explain_writes_the_documented_files(home_env, tiny_service, tmp_path) -> None:

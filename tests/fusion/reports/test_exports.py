@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data._example_cohort import write_example_cohort
+from data.synthetic.example_cohort import write_example_cohort
 from fusion.admin.access import Identity
 from fusion.cli import main
 from fusion.evaluation.fairness import audit

@@ -16,8 +16,8 @@ from unittest.mock import patch
 
 import pytest
 
+from data.cohort_import import import_cohort, validate_cohort
 from data.errors import CohortValidationError
-from data.ingest import import_cohort, validate_cohort
 from data.store import CohortStore, make_engine
 from fusion.admin.uploads import EXAMPLE_COHORT
 from fusion.service.facade import RiskService

@@ -7,7 +7,7 @@ import pytest
 
 from data.errors import ArtifactIntegrityError, CohortError, PatientNotFoundError
 from data.store import CohortStore, make_engine
-from fusion.features import MODALITIES
+from data.vocabulary import MODALITIES
 from fusion.service.facade import RiskService
 
 

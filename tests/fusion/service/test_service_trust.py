@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fusion.features import MODALITIES
+from data.vocabulary import MODALITIES
 from fusion.service.evidence import fused_scorer
 from fusion.service.facade import RiskService
 from models.transforms import normalize_scan

@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data._example_cohort import write_example_cohort
+from data.cohort_import import import_cohort
 from data.errors import ArtifactIntegrityError, CohortError, IncompleteVersionError
-from data.ingest import import_cohort
 from data.store import AuditEntry, CohortStore, make_engine
+from data.synthetic.example_cohort import write_example_cohort
 from fusion.cli import main
 from fusion.service.facade import RiskService
 from fusion.training import train

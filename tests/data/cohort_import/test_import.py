@@ -19,15 +19,35 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
-from data import ingest
-from data._example_cohort import write_dicom, write_example_cohort, write_nifti
+from data.cohort_import import import_cohort, load_schema, validate_cohort
+from data.cohort_import.problems import (
+    P_CATEGORY,
+    P_DUPLICATE_ID,
+    P_IDENTIFIER,
+    P_IMAGE_NO_PATIENT,
+    P_MISSING_COLUMN,
+    P_MISSING_FILE,
+    P_MISSING_ID,
+    P_MISSING_VALUE,
+    P_NO_OUTCOME,
+    P_NOT_A_NUMBER,
+    P_NOT_AN_INTEGER,
+    P_NOT_IN_PATIENTS,
+    P_OUT_OF_RANGE,
+    P_PATIENT_NO_IMAGE,
+    P_TWO_IMAGES,
+    P_UNIT,
+    P_UNKNOWN_COLUMN,
+    PROBLEM_COLUMNS,
+)
 from data.errors import CohortError, CohortValidationError, ScanReadError
-from data.ingest import ScanSpec, import_cohort, load_schema, validate_cohort
+from data.scan_spec import ScanSpec
 from data.store import CohortStore, make_engine
 from data.store.schema import Base
+from data.synthetic.example_cohort import write_dicom, write_example_cohort, write_nifti
 from models.scans import read_scan
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SHIPPED = REPO / "data" / "examples" / "cohort"
 N_EXAMPLE = 160
 N_WITH_SCAN = 158
@@ -150,7 +170,7 @@ BAD_INPUTS = [
         "patients.csv",
         5,
         "patient_id",
-        ingest.P_MISSING_ID,
+        P_MISSING_ID,
     ),
     (
         "duplicate id",
@@ -158,7 +178,7 @@ BAD_INPUTS = [
         "patients.csv",
         6,
         "patient_id",
-        ingest.P_DUPLICATE_ID,
+        P_DUPLICATE_ID,
     ),
     (
         "id only in outcomes",
@@ -166,7 +186,7 @@ BAD_INPUTS = [
         "outcomes.csv",
         3,
         "patient_id",
-        ingest.P_NOT_IN_PATIENTS,
+        P_NOT_IN_PATIENTS,
     ),
     (
         "patient without outcome",
@@ -174,7 +194,7 @@ BAD_INPUTS = [
         "patients.csv",
         3,
         "patient_id",
-        ingest.P_NO_OUTCOME,
+        P_NO_OUTCOME,
     ),
     (
         "genomics id unknown",
@@ -182,7 +202,7 @@ BAD_INPUTS = [
         "genomics.csv",
         9,
         "patient_id",
-        ingest.P_NOT_IN_PATIENTS,
+        P_NOT_IN_PATIENTS,
     ),
     (
         "wrong type",
@@ -190,7 +210,7 @@ BAD_INPUTS = [
         "patients.csv",
         4,
         "bmi",
-        ingest.P_NOT_A_NUMBER,
+        P_NOT_A_NUMBER,
     ),
     (
         "fraction in a count",
@@ -198,7 +218,7 @@ BAD_INPUTS = [
         "patients.csv",
         4,
         "prior_events",
-        ingest.P_NOT_AN_INTEGER,
+        P_NOT_AN_INTEGER,
     ),
     (
         "out of range",
@@ -206,7 +226,7 @@ BAD_INPUTS = [
         "patients.csv",
         7,
         "systolic_bp",
-        ingest.P_OUT_OF_RANGE,
+        P_OUT_OF_RANGE,
     ),
     (
         "unit 1000x",
@@ -214,7 +234,7 @@ BAD_INPUTS = [
         "patients.csv",
         8,
         "hemoglobin",
-        ingest.P_UNIT,
+        P_UNIT,
     ),
     (
         "unit 1/1000",
@@ -222,7 +242,7 @@ BAD_INPUTS = [
         "patients.csv",
         8,
         "age",
-        ingest.P_UNIT,
+        P_UNIT,
     ),
     (
         "genotype 3",
@@ -230,7 +250,7 @@ BAD_INPUTS = [
         "genomics.csv",
         10,
         "snp_004",
-        ingest.P_OUT_OF_RANGE,
+        P_OUT_OF_RANGE,
     ),
     (
         "required value",
@@ -238,7 +258,7 @@ BAD_INPUTS = [
         "outcomes.csv",
         11,
         "label",
-        ingest.P_MISSING_VALUE,
+        P_MISSING_VALUE,
     ),
     (
         "missing column",
@@ -246,16 +266,16 @@ BAD_INPUTS = [
         "patients.csv",
         None,
         "age",
-        ingest.P_MISSING_COLUMN,
+        P_MISSING_COLUMN,
     ),
-    ("missing file", remove_outcomes, "outcomes.csv", None, "", ingest.P_MISSING_FILE),
+    ("missing file", remove_outcomes, "outcomes.csv", None, "", P_MISSING_FILE),
     (
         "unknown sex",
         set_cell("patients.csv", 12, "sex", "X"),
         "patients.csv",
         12,
         "sex",
-        ingest.P_CATEGORY,
+        P_CATEGORY,
     ),
     (
         "unknown category",
@@ -263,7 +283,7 @@ BAD_INPUTS = [
         "patients.csv",
         12,
         "smoking",
-        ingest.P_CATEGORY,
+        P_CATEGORY,
     ),
     (
         "unknown column",
@@ -271,7 +291,7 @@ BAD_INPUTS = [
         "patients.csv",
         None,
         "shoe_size",
-        ingest.P_UNKNOWN_COLUMN,
+        P_UNKNOWN_COLUMN,
     ),
     (
         "name column",
@@ -279,7 +299,7 @@ BAD_INPUTS = [
         "patients.csv",
         None,
         "full_name",
-        ingest.P_IDENTIFIER,
+        P_IDENTIFIER,
     ),
     (
         "email column",
@@ -287,7 +307,7 @@ BAD_INPUTS = [
         "outcomes.csv",
         None,
         "email",
-        ingest.P_IDENTIFIER,
+        P_IDENTIFIER,
     ),
     (
         "exact dob",
@@ -295,7 +315,7 @@ BAD_INPUTS = [
         "patients.csv",
         None,
         "date_of_birth",
-        ingest.P_IDENTIFIER,
+        P_IDENTIFIER,
     ),
     (
         "mrn",
@@ -303,7 +323,7 @@ BAD_INPUTS = [
         "genomics.csv",
         None,
         "MRN",
-        ingest.P_IDENTIFIER,
+        P_IDENTIFIER,
     ),
     (
         "corrupt png",
@@ -322,7 +342,7 @@ BAD_INPUTS = [
         "wrong dimensionality",
     ),
     ("empty volume", constant_nifti, "images/P0000001.nii.gz", None, "", "empty volume"),
-    ("two images", duplicate_image, "images/P0000004.npy", None, "", ingest.P_TWO_IMAGES),
+    ("two images", duplicate_image, "images/P0000004.npy", None, "", P_TWO_IMAGES),
 ]
 
 
@@ -345,7 +365,7 @@ def test_shipped_example_imports_and_reimport_changes_nothing(
     assert result.counts is not None
     assert (result.counts.added, result.counts.updated) == (N_EXAMPLE, 0)
     assert set(result.report.problems["severity"]) == {"warning"}
-    assert set(result.report.problems["problem"]) == {ingest.P_PATIENT_NO_IMAGE}
+    assert set(result.report.problems["problem"]) == {P_PATIENT_NO_IMAGE}
     assert memory_store.count_patients() == N_EXAMPLE
     images = memory_store.image_index()
     assert len(images) == N_WITH_SCAN
@@ -427,10 +447,10 @@ def test_every_problem_is_reported_in_one_pass(cohort: Path, memory_store: Cohor
     report = validate_cohort(cohort, reader=read_scan)
     found = set(report.errors["problem"].str.slice(0, 20))
     expected = {
-        ingest.P_MISSING_ID,
-        ingest.P_NOT_A_NUMBER,
-        ingest.P_UNIT,
-        ingest.P_IDENTIFIER,
+        P_MISSING_ID,
+        P_NOT_A_NUMBER,
+        P_UNIT,
+        P_IDENTIFIER,
         "the file cannot be read",
     }
     assert {text[:20] for text in expected} <= found
@@ -468,7 +488,7 @@ def test_images_and_patients_without_each_other_are_flagged_not_refused(
     result = run_import(cohort, memory_store, artifacts)
     warnings = result.report.problems
     assert set(warnings["severity"]) == {"warning"}
-    orphan = warnings[warnings["problem"] == ingest.P_IMAGE_NO_PATIENT]
+    orphan = warnings[warnings["problem"] == P_IMAGE_NO_PATIENT]
     assert orphan["file"].tolist() == ["images/Q0000999.png"]
     assert memory_store.get_patient(f"P{N_SMALL:07d}").image is None
     assert "Q0000999" not in memory_store.image_index()["patient_id"].tolist()
@@ -575,7 +595,7 @@ KILL_SCRIPT = textwrap.dedent(
     import os, signal, sys
     from pathlib import Path
     from data.store import cohort_writes
-    from data.ingest import import_cohort
+    from data.cohort_import import import_cohort
     from data.store import CohortStore, make_engine
     from models.scans import read_scan
 
@@ -803,7 +823,7 @@ def test_cli_import_reports_problems_and_exit_codes(
     report = tmp_path / "problems.csv"
     assert main(["import", str(cohort), "--report", str(report)]) == 2
     table = pd.read_csv(report)
-    assert list(table.columns) == list(ingest.PROBLEM_COLUMNS)
+    assert list(table.columns) == list(PROBLEM_COLUMNS)
     assert ((table["row"] == 7) & (table["column"] == "systolic_bp")).any()
     set_cell("patients.csv", 7, "systolic_bp", "120")(cohort)
     assert main(["import", str(cohort)]) == 0

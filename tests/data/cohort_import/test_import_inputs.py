@@ -13,9 +13,21 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from data import ingest
+from data.cohort_import import import_cohort, validate_cohort
+from data.cohort_import.problems import (
+    P_DUPLICATE_COLUMN,
+    P_DUPLICATE_ID,
+    P_MISSING_COLUMN,
+    P_MORE,
+    P_NO_OUTCOME,
+    P_NOT_A_NUMBER,
+    P_NOT_FINITE,
+    P_NOT_IN_PATIENTS,
+    P_RAGGED,
+    P_TOO_LONG,
+)
+from data.cohort_import.reading import TableReader
 from data.errors import CohortValidationError
-from data.ingest import import_cohort, validate_cohort
 from data.store import CohortStore, make_engine
 from fusion.admin.cohort_import import problem_summary, run_import
 from fusion.settings import Settings
@@ -101,7 +113,7 @@ def test_a_duplicated_genotype_column_is_named_not_imported_as_a_new_feature(
     rows = lines(cohort, "genomics.csv")
     write_lines(cohort, "genomics.csv", [f"{row},{row.split(',')[1]}" for row in rows])
     problems = problems_of(cohort)
-    hit = problems[problems["problem"] == ingest.P_DUPLICATE_COLUMN]
+    hit = problems[problems["problem"] == P_DUPLICATE_COLUMN]
     assert hit[["file", "column"]].values.tolist() == [["genomics.csv", "snp_001"]]
     assert "columns 2 and 4" in hit["fix"].iloc[0]
     assert not problems["column"].astype(str).str.contains(r"\.1$").any(), problems
@@ -118,7 +130,7 @@ def test_a_duplicated_described_column_is_one_problem_not_an_undescribed_copy(
     write_lines(cohort, "patients.csv", [f"{row},{row.split(',')[4]}" for row in rows])
     problems = problems_of(cohort)
     assert problems[["file", "column", "problem"]].values.tolist() == [
-        ["patients.csv", "bmi", ingest.P_DUPLICATE_COLUMN]
+        ["patients.csv", "bmi", P_DUPLICATE_COLUMN]
     ]
 
 
@@ -132,7 +144,7 @@ def test_a_file_with_another_delimiter_is_named_as_such(
     mine = problems[problems["file"] == "patients.csv"]
     assert mine["problem"].tolist() == [f"this file is {word}-delimited, not comma-separated"]
     assert "save it as comma-separated" in mine["fix"].iloc[0]
-    assert ingest.P_MISSING_COLUMN not in set(problems["problem"])
+    assert P_MISSING_COLUMN not in set(problems["problem"])
 
 
 # ------------------------------------------------------------------ ragged rows
@@ -145,7 +157,7 @@ def test_a_row_with_an_unquoted_decimal_comma_is_one_message(cohort: Path) -> No
     mine = problems[problems["file"] == "patients.csv"]
     assert len(mine) == 1, mine.to_string()
     problem = mine.iloc[0]
-    assert problem["problem"] == ingest.P_RAGGED
+    assert problem["problem"] == P_RAGGED
     assert problem["row"] == 8
     fields = rows[7].count(",") + 1
     assert problem["value"] == f"1 row(s): 8 ({fields} fields)"
@@ -159,7 +171,7 @@ def test_many_ragged_rows_are_still_one_message_with_their_count(cohort: Path) -
         rows[i] += ",extra"
     write_lines(cohort, "patients.csv", rows)
     mine = problems_of(cohort).query("file == 'patients.csv'")
-    assert mine["problem"].tolist() == [ingest.P_RAGGED]
+    assert mine["problem"].tolist() == [P_RAGGED]
     assert mine["row"].iloc[0] == 2
     assert mine["value"].iloc[0].startswith(f"{N // 2} row(s): 2 (7 fields), 4 (7 fields)")
 
@@ -169,7 +181,7 @@ def test_a_short_row_is_named_too(cohort: Path) -> None:
     rows[4] = ",".join(rows[4].split(",")[:3])
     write_lines(cohort, "patients.csv", rows)
     mine = problems_of(cohort).query("file == 'patients.csv'")
-    assert mine["problem"].tolist() == [ingest.P_RAGGED]
+    assert mine["problem"].tolist() == [P_RAGGED]
     assert mine["value"].iloc[0] == "1 row(s): 5 (3 fields)"
     assert "cut short" in mine["fix"].iloc[0]
 
@@ -185,7 +197,7 @@ def test_non_finite_numbers_are_refused_with_or_without_a_range(
     frame.to_csv(cohort / "patients.csv", index=False)
     problems = problems_of(cohort)
     assert problems[["file", "row", "column", "problem"]].values.tolist() == [
-        ["patients.csv", 5, column, ingest.P_NOT_FINITE]
+        ["patients.csv", 5, column, P_NOT_FINITE]
     ]
     assert problems["value"].iloc[0] == value
 
@@ -201,8 +213,8 @@ def test_an_over_long_text_value_is_a_validation_problem(cohort: Path) -> None:
     outcomes.to_csv(cohort / "outcomes.csv", index=False)
     problems = problems_of(cohort)
     assert sorted(problems[["file", "row", "column", "problem"]].values.tolist()) == [
-        ["outcomes.csv", 4, "treatment", ingest.P_TOO_LONG],
-        ["patients.csv", 11, "site", ingest.P_TOO_LONG],
+        ["outcomes.csv", 4, "treatment", P_TOO_LONG],
+        ["patients.csv", 11, "site", P_TOO_LONG],
     ]
     assert "at most 32 characters" in problems["fix"].iloc[0]
 
@@ -217,7 +229,7 @@ def test_an_over_long_value_never_reaches_postgresql(
     try:
         with pytest.raises(CohortValidationError) as caught:
             import_cohort(cohort, store, artifacts_dir=tmp_path / "a", reader=lambda p, s: None)  # type: ignore[arg-type,return-value]
-        assert caught.value.report.errors["problem"].tolist() == [ingest.P_TOO_LONG]
+        assert caught.value.report.errors["problem"].tolist() == [P_TOO_LONG]
         assert store.count_patients() == 0
     finally:
         store.engine.dispose()
@@ -236,29 +248,27 @@ def test_chunked_validation_finds_what_one_chunk_finds(
     outcomes.to_csv(cohort / "outcomes.csv", index=False)
     whole = problems_of(cohort)
     seen: list[int] = []
-    real_frame = ingest._Table._frame
+    real_frame = TableReader._frame
 
     def small(block: list[object], labels: list[int], columns: list[str]) -> pd.DataFrame:
         seen.append(len(block))
         return real_frame(block, labels, columns)
 
-    monkeypatch.setattr(ingest, "_chunk_rows", lambda n_columns: 4)
-    monkeypatch.setattr(ingest._Table, "_frame", staticmethod(small))
+    monkeypatch.setattr("data.cohort_import.reading.chunk_rows", lambda n_columns: 4)
+    monkeypatch.setattr(TableReader, "_frame", staticmethod(small))
     chunked = problems_of(cohort)
     assert max(seen) == 4
     assert len(seen) >= 3 * (N // 4)  # three tables, each in chunks of four rows
     pd.testing.assert_frame_equal(chunked, whole)
-    duplicate = chunked[chunked["problem"] == ingest.P_DUPLICATE_ID]
+    duplicate = chunked[chunked["problem"] == P_DUPLICATE_ID]
     assert duplicate["row"].tolist() == [3, 27]
-    assert {ingest.P_NOT_IN_PATIENTS, ingest.P_NO_OUTCOME, ingest.P_NOT_A_NUMBER} <= set(
-        chunked["problem"]
-    )
+    assert {P_NOT_IN_PATIENTS, P_NO_OUTCOME, P_NOT_A_NUMBER} <= set(chunked["problem"])
 
 
 def test_problem_rows_are_capped_per_kind_and_the_rest_counted(
     cohort: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ingest, "MAX_LISTED", 5)
+    monkeypatch.setattr("data.cohort_import.problems.MAX_LISTED", 5)
     frame = pd.read_csv(cohort / "patients.csv", dtype=str)
     frame["bmi"] = "heavy"
     frame.to_csv(cohort / "patients.csv", index=False)
@@ -267,7 +277,7 @@ def test_problem_rows_are_capped_per_kind_and_the_rest_counted(
     assert len(bmi) == 6
     assert bmi["row"].dropna().tolist() == [2, 3, 4, 5, 6]
     summary = bmi[bmi["row"].isna()].iloc[0]
-    assert summary["problem"] == f"{ingest.P_NOT_A_NUMBER}: {N - 5} {ingest.P_MORE}"
+    assert summary["problem"] == f"{P_NOT_A_NUMBER}: {N - 5} {P_MORE}"
     assert summary["value"] == f"{N - 5} more from row 7"
 
 

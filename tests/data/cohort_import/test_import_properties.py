@@ -12,12 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from data.cohort_import import import_cohort
 from data.errors import CohortValidationError
-from data.ingest import import_cohort
 from data.store import CohortStore, make_engine
 from models.scans import read_scan
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "data" / "examples" / "cohort"
+EXAMPLE = Path(__file__).resolve().parents[3] / "data" / "examples" / "cohort"
 TABLES = ("patients.csv", "genomics.csv", "outcomes.csv")
 N_EXAMPLE = 40
 

@@ -4,7 +4,7 @@ Owns :func:`write_example_cohort` (deterministic: the same arguments give the sa
 the tiny NIfTI / DICOM writers the tests reuse. The tables come from the seeded synthetic
 generator; the scans are the synthetic 2D scans saved as PNG and ``.npy``, plus a few 3D CT
 volumes (NIfTI and one DICOM series) built around them. Regenerate with
-``python -m data._example_cohort data/examples/cohort``.
+``python -m data.synthetic.example_cohort data/examples/cohort``.
 
 Bottom layer: must not import torch, streamlit or the ``models``/``fusion``/``dashboard``
 packages.
@@ -25,15 +25,9 @@ from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian
 
-from data.synthetic import (
-    EHR_COLUMNS,
-    ETHNICITIES,
-    FEATURE_SPECS,
-    SITES,
-    TREATMENTS,
-    assign_splits,
-    generate_cohort,
-)
+from data.splits import assign_splits
+from data.synthetic import generate_cohort
+from data.vocabulary import EHR_COLUMNS, ETHNICITIES, FEATURE_SPECS, SITES, TREATMENTS
 
 __all__ = ["write_dicom", "write_example_cohort", "write_nifti"]
 

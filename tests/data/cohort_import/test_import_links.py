@@ -9,10 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from data._example_cohort import write_example_cohort
+from data.cohort_import import import_cohort, validate_cohort
+from data.cohort_import.problems import P_LINK_OUTSIDE
 from data.errors import CohortValidationError
-from data.ingest import P_LINK_OUTSIDE, import_cohort, validate_cohort
 from data.store import CohortStore, make_engine
+from data.synthetic.example_cohort import write_example_cohort
 from models.scans import read_scan
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
