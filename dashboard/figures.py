@@ -293,7 +293,7 @@ def make_overlay_figure(
     return fig
 
 
-# ---------------------------------------------------------------- issue 4: researcher's views
+# ---------------------------------------------------------------- researcher's views
 def make_importance_figure(modalities: pd.Series) -> go.Figure:
     """Global importance: mean |SHAP| (log-odds) summed per modality, one bar each."""
     names = [str(m) for m in modalities.index]

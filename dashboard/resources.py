@@ -189,7 +189,7 @@ def get_group_curves(
     return _service.group_curves(by, min_cell=min_cell, identity=identity, threshold=threshold)
 
 
-# ---------------------------------------------------------------- issue 5: forecast, guided demo
+# ---------------------------------------------------------------- forecast, guided demo
 @st.cache_data(max_entries=256, show_spinner="Forecasting ...")
 def get_forecast(
     _service: RiskService,
@@ -221,7 +221,7 @@ def get_guided_demo_patients(
     return _service.guided_demo_patients()
 
 
-# ---------------------------------------------------------------- issue 12: the selected patient
+# ---------------------------------------------------------------- the selected patient
 @st.cache_data(ttl=60, show_spinner=False)
 def get_patient_summaries(
     _service: RiskService, model_version: str, patient_ids: tuple[str, ...]

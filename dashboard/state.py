@@ -144,7 +144,7 @@ def mark_audited(key: str) -> bool:
     return True
 
 
-# ---------------------------------------------------------------- issue 5: what-if, guided demo
+# ---------------------------------------------------------------- what-if, guided demo
 WHAT_IF_PREFIX = "riskfusion.what_if."
 GUIDED_STEP = "riskfusion.guided_step"
 
@@ -172,7 +172,7 @@ def set_guided_step(step: int) -> None:
     st.session_state[GUIDED_STEP] = int(step)
 
 
-# ---------------------------------------------------------------- issue 6: the Data page
+# ---------------------------------------------------------------- the Data page
 DATA_CHECK = "riskfusion.data.check"
 
 

@@ -44,7 +44,7 @@ class ShapResult:
 
 
 def make_explainer(model: FusionClassifier) -> shap.TreeExplainer:
-    """A reusable ``shap.TreeExplainer`` over the model's booster (building one costs ~50 ms)."""
+    """A reusable ``shap.TreeExplainer`` over the model's booster (building one is not free: reuse it)."""
     return shap.TreeExplainer(model.booster_)
 
 

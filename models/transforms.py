@@ -4,11 +4,10 @@ Owns :func:`normalize_scan` (per-image robust scaling applied before training, e
 Grad-CAM), :func:`make_train_transforms` (the MONAI augmentation pipeline for one ``(C, H, W)``
 image) and :func:`augment_batch`, its batched torch twin that :func:`models.train.train` uses.
 
-Why two augmentation paths: MONAI array transforms work one sample at a time. Measured on the
-2-core machine (batch 64, 1x128x128, 2 threads), the MONAI pipeline below took 0.52-0.59 s per
-batch, more than twice the 0.21-0.26 s train step, while :func:`augment_batch` (one
-``affine_grid``/``grid_sample`` call for the whole batch) took 0.04-0.06 s. Both draw from the
-same ranges (the module constants). This module knows numpy, torch and MONAI only: it must not
+Why two augmentation paths: MONAI array transforms work one sample at a time, which cost more
+than the train step itself, while :func:`augment_batch` is one ``affine_grid``/``grid_sample``
+call for the whole batch (measured in ``docs/models.md``). Both draw from the same ranges (the
+module constants). This module knows numpy, torch and MONAI only: it must not
 import pandas, SQL, streamlit, ``fusion`` or ``dashboard``.
 """
 

@@ -222,7 +222,7 @@ class Prediction(Base):
 
 
 class ImportBatch(Base):
-    """One cohort import (issue 6): when, from which cohort, the file hashes and what changed."""
+    """One cohort import: when, from which cohort, the file hashes and what changed."""
 
     __tablename__ = "import_batches"
 

@@ -4,7 +4,7 @@ Pure policy, shared by the dashboard (navigation and page guards) and the comman
 refuses a non-loopback address without sign-in). Reading ``st.secrets`` and ``st.login`` stays in
 ``dashboard``; this module gets plain mappings. Must not import streamlit.
 
-Roles (issue 7):
+Roles:
 
 * ``clinician``: individual patients (explorer, forecasts, guided demo);
 * ``researcher``: cohort pages only (performance, bias audit), aggregated with small cells

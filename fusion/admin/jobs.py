@@ -61,7 +61,7 @@ LOCK_FILE: Final[str] = "lock"
 GUARD_FILE: Final[str] = "lock.guard"
 """The file lock held while a job is chosen and started (a separate file: ``filelock`` owns it)."""
 CREATE_TIME_TOLERANCE_S: Final[float] = 0.05
-"""Process start times match within this (they come from clock ticks of 10 ms)."""
+"""Process start times match within this (they come from the kernel's clock ticks)."""
 JOB_FILE: Final[str] = "job.json"
 EVENTS_FILE: Final[str] = "events.jsonl"
 LOG_FILE: Final[str] = "log.txt"

@@ -191,10 +191,9 @@ def occlusion_map(
     patch : int, optional
         Window side in pixels; default ``H // 8`` (16 at 128 px), at least 2.
     stride : int, optional
-        Step between windows; default ``patch // 2`` (8 at 128 px: 225 windows). With two fold
-        nets on the idle 2-core machine this took 0.62-0.67 s per 128 px scan, non-overlapping
-        windows (``stride=patch``, 64 windows) 0.17-0.24 s but localised the demo's lesions
-        worse (pointing game 0.20 vs 0.43; ``docs/models.md``).
+        Step between windows; default ``patch // 2`` (8 at 128 px: 225 windows).
+        Non-overlapping windows (``stride=patch``, 64 windows) are faster but localised the
+        demo's lesions worse (timings and pointing game in ``docs/models.md``).
     fill : float, optional
         Value of occluded pixels; default the scan's median (0 after ``normalize_scan``).
 

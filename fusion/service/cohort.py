@@ -136,7 +136,7 @@ def global_shap(
     """Global TreeSHAP importance of the active model over the test split.
 
     Reads the test patients' inputs with two split-filtered queries (patients, logits);
-    cost grows with the test split only (TreeSHAP ~0.7 ms a row).
+    cost grows with the test split only (TreeSHAP cost per row: docs/models.md).
     """
     frame = store.load_patient_frame(split="test")
     logits = store.split_logits(models.imaging_record.version, "test")

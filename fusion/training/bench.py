@@ -209,7 +209,7 @@ def _timed(function: Any, patient_ids: list[str]) -> list[float]:
 def _explorer_section(
     service: RiskService, patient_ids: list[str], trust: dict[str, Any]
 ) -> dict[str, Any]:
-    """Issue 3: warm page compute (stored explanations) vs live compute, threads, index query.
+    """Warm page compute (stored explanations) vs live compute, threads, index query.
 
     Torch runs Grad-CAM and LightGBM the fused model in the same process on 2 cores; the page
     compute is timed with torch at 1 and at 2 intra-op threads (LightGBM keeps the model's
@@ -286,7 +286,7 @@ def _explorer_section(
 def _forecast_section(
     service: RiskService, patient_ids: list[str], summary: dict[str, Any]
 ) -> dict[str, Any]:
-    """Issue 5: forecast fit time and proof (from the build) and live per-patient latency."""
+    """Forecast fit time and proof (from the build) and live per-patient latency."""
     seconds = []
     for pid in patient_ids:
         start = time.perf_counter()
@@ -322,7 +322,7 @@ def _forecast_section(
 
 
 def _map_trust_section(service: RiskService, patient_ids: list[str]) -> dict[str, Any]:
-    """Issue 3: trust in the maps (measured by the build on the test split) and occlusion speed."""
+    """Trust in the maps (measured by the build on the test split) and occlusion speed."""
     seconds = []
     for pid in patient_ids:
         start = time.perf_counter()

@@ -312,7 +312,7 @@ def train_cohort(
             "n_val": int(masks["val"].sum()),
             "n_test": int(masks["test"].sum()),
         }
-        if has_masks:  # Issue 3: how far the image maps can be trusted (true lesion masks).
+        if has_masks:  # How far the image maps can be trusted (true lesion masks).
             metrics["map_trust"] = evaluate_test_maps(
                 model,
                 X[masks["test"]],
@@ -357,7 +357,7 @@ def train_cohort(
                 baseline.predict_proba(X_test)[:, 1],
             )
         store.write_predictions(fusion_version, X.index.tolist(), risk_all)
-        # Issue 3: risk interval models, stored TreeSHAP per patient, similar-patient index.
+        # Risk interval models, stored TreeSHAP per patient, similar-patient index.
         build_interval(
             store,
             fusion_version,
@@ -393,7 +393,7 @@ def train_cohort(
         if skip is not None:
             forecast = {"skipped": skip}
             say(f"      skipped: {skip}")
-        else:  # Issue 5: treatment forecasts (fitted on train, proof on the test split).
+        else:  # Treatment forecasts (fitted on train, proof on the test split).
             forecast = build_forecast(
                 store,
                 fusion_version,

@@ -134,7 +134,7 @@ def test_what_if_top_features_and_trust_tables(patched_service) -> None:
     assert any("SHAP additivity" in caption.value for caption in at.caption)
 
 
-# ---------------------------------------------------------------- issue 3: interval, what-if,
+# ---------------------------------------------------------------- interval, what-if,
 # similar patients, report export
 
 

@@ -163,7 +163,7 @@ def test_each_role_sees_and_opens_only_its_pages(app_url: str, browser, role: st
 
 
 def test_forecast_what_if_and_guided_demo_in_chromium(app_url: str, browser) -> None:
-    """Issue 5: forecast curves, a what-if Apply, and the guided demo's five steps."""
+    """Forecast curves, a what-if Apply, and the guided demo's five steps."""
     page, errors = _open(browser, app_url)
     _wait_for_run(page)
     _choose_first_patient(page)  # carried to the forecast page

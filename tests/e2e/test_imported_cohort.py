@@ -1,4 +1,4 @@
-"""The shipped example cohort, imported and trained, in every page of a real browser (issue 6).
+"""The shipped example cohort, imported and trained, in every page of a real browser.
 
 Imports ``data/examples/cohort`` into a fresh store, trains it (one epoch, few bootstrap
 members: the wiring, not model quality) and opens every admin page in chromium: no exception

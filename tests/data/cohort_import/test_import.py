@@ -1,4 +1,4 @@
-"""Cohort import (issue 6): validation table, scan formats, transactional idempotent writes."""
+"""Cohort import: validation table, scan formats, transactional idempotent writes."""
 
 from __future__ import annotations
 

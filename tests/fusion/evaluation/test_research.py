@@ -1,4 +1,4 @@
-"""Issue 4 on the tiny real demo: curves, ablation, test predictions and the service audit."""
+"""Research views on the tiny real demo: curves, ablation, test predictions and the service audit."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 3 on the tiny real build: stored explanations, risk interval, similar patients, report."""
+"""The explorer's use cases on the tiny real build: stored explanations, risk interval, similar patients, report."""
 
 from __future__ import annotations
 

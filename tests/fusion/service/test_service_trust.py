@@ -1,4 +1,4 @@
-"""RiskService use cases of issue 3 on the tiny demo: occlusion, what-if, trust, top features."""
+"""RiskService trust use cases on the tiny demo: occlusion, what-if, trust, top features."""
 
 from __future__ import annotations
 

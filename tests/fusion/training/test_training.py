@@ -1,4 +1,4 @@
-"""`riskfusion train` / `score` on an imported cohort (issue 6) and retraining safety (issue 7).
+"""`riskfusion train` / `score` on an imported cohort, and retraining safety.
 
 The cohort is the shipped example folder's writer at test size; the models are trained for one
 epoch with few bootstrap members, so the tests check the wiring and the guarantees (activation
