@@ -44,7 +44,7 @@ class ShapResult:
 
 
 def make_explainer(model: FusionClassifier) -> shap.TreeExplainer:
-    """A reusable ``shap.TreeExplainer`` over the model's booster (building one is not free: reuse it)."""
+    """A reusable ``shap.TreeExplainer`` over the model's booster."""
     return shap.TreeExplainer(model.booster_)
 
 

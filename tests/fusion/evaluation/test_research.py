@@ -1,4 +1,4 @@
-"""Research views on the tiny real demo: curves, ablation, test predictions and the service audit."""
+"""Research views, tiny demo: curves, ablation, test predictions and the service audit."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The explorer's use cases on the tiny real build: stored explanations, risk interval, similar patients, report."""
+"""Explorer use cases, tiny build: stored explanations, risk interval, similar patients, report."""
 
 from __future__ import annotations
 
