@@ -176,16 +176,21 @@ def _percentiles_ms(seconds: list[float]) -> dict[str, float]:
 
 
 def _page_compute(service: RiskService, patient_id: str) -> None:
-    """What the explorer page computes for a stored patient (default widgets + a what-if)."""
+    """What the explorer page computes for a stored patient (default widgets + a what-if).
+
+    As the page does, the patient is loaded once (:meth:`RiskService.load_patient`) and every
+    use case works on that case.
+    """
     from fusion.reports.patient_report import render_patient_report
 
-    result = service.predict(patient_id)
-    interval = service.risk_interval(patient_id)
-    explanation = service.explain(patient_id)  # stored batch values
-    what_if = service.modality_what_if(patient_id)
-    top = service.top_features(patient_id, per_modality=3)
-    maps = service.image_maps(patient_id, "gradcam")
-    service.similar_patients(patient_id, k=5)
+    case = service.load_patient(patient_id)
+    result = service.predict(case)
+    interval = service.risk_interval(case)
+    explanation = service.explain(case)  # stored batch values
+    what_if = service.modality_what_if(case)
+    top = service.top_features(case, per_modality=3)
+    maps = service.image_maps(case, "gradcam")
+    service.similar_patients(case, k=5)
     render_patient_report(
         result=result,
         interval=interval,
