@@ -11,6 +11,7 @@ from scipy import special
 
 from data.vocabulary import MODALITY_LABELS
 from fusion.display import feature_label, format_feature_value
+from fusion.evaluation.importance import MAX_BEESWARM_POINTS, sample_beeswarm
 from fusion.records import ImageMaps, PatientExplanation
 
 # The performance and audit figures live in fusion (the HTML report embeds them); re-exported.
@@ -315,10 +316,22 @@ def make_importance_figure(modalities: pd.Series) -> go.Figure:
     return fig
 
 
-def make_beeswarm_figure(beeswarm: pd.DataFrame) -> go.Figure:
-    """SHAP beeswarm of the top features: one dot per patient, colour = the value's rank."""
+def make_beeswarm_figure(beeswarm: pd.DataFrame, *, n_patients: int | None = None) -> go.Figure:
+    """SHAP beeswarm of the top features: one dot per patient, colour = the value's rank.
+
+    At most :data:`fusion.evaluation.importance.MAX_BEESWARM_POINTS` dots per feature
+    (:func:`fusion.evaluation.importance.sample_beeswarm`); the title says when a sample of
+    the ``n_patients`` (default: the rows of one feature) is shown.
+    """
     fig = go.Figure()
     labels = list(dict.fromkeys(beeswarm["label"]))
+    rows_per_feature = int(beeswarm["label"].value_counts().max()) if labels else 0
+    total = n_patients or rows_per_feature
+    beeswarm = sample_beeswarm(beeswarm)
+    shown = min(rows_per_feature, MAX_BEESWARM_POINTS)
+    title = "SHAP beeswarm of the top inputs (test split)"
+    if shown < total:
+        title += f"<br><sup>{shown:,} of {total:,} patients, a sample stratified by value</sup>"
     rng = np.random.default_rng(0)  # vertical jitter only, fixed for stable figures
     for position, label in enumerate(labels):
         rows = beeswarm.loc[beeswarm["label"] == label]
@@ -343,7 +356,7 @@ def make_beeswarm_figure(beeswarm: pd.DataFrame) -> go.Figure:
             )
         )
     fig.update_layout(
-        title="SHAP beeswarm of the top inputs (test split)",
+        title=title,
         xaxis_title="SHAP value (log-odds)",
         yaxis={"tickvals": list(range(len(labels))), "ticktext": labels, "autorange": "reversed"},
         height=max(300, 60 + 36 * len(labels)),

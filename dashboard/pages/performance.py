@@ -149,7 +149,10 @@ importance.plotly_chart(
     make_importance_figure(shap_summary.modalities), key="performance.importance"
 )
 if identity.role == "admin":
-    beeswarm.plotly_chart(make_beeswarm_figure(shap_summary.beeswarm), key="performance.beeswarm")
+    beeswarm.plotly_chart(
+        make_beeswarm_figure(shap_summary.beeswarm, n_patients=shap_summary.n_patients),
+        key="performance.beeswarm",
+    )
 else:  # researchers see aggregates only: no dot per patient
     aggregate = shap_summary.aggregates_only()
     beeswarm.plotly_chart(make_shap_bins_figure(aggregate.bins), key="performance.beeswarm")
