@@ -119,7 +119,7 @@ def sample_beeswarm(
     rng = np.random.default_rng(random_state)
     ranks = beeswarm["value_rank"].to_numpy(dtype=np.float64)
     kept = []
-    for label in dict.fromkeys(beeswarm["label"]):
+    for label in beeswarm["label"].unique():
         positions = groups[label]
         if len(positions) <= max_points:
             kept.append(positions)
@@ -233,6 +233,6 @@ def _value_bins(beeswarm: pd.DataFrame, *, min_cell: int, n_bins: int) -> pd.Dat
         hidden[rows] = suppress_cells(sizes, min_cell)
     table.loc[hidden, ["n", "mean_shap", "value_rank"]] = np.nan
     table["suppressed"] = hidden
-    order = {label: position for position, label in enumerate(dict.fromkeys(beeswarm["label"]))}
+    order = {label: position for position, label in enumerate(beeswarm["label"].unique())}
     table = table.assign(_order=table["label"].map(order)).sort_values(["_order", "bin"])
     return table.reindex(columns=columns).reset_index(drop=True)
