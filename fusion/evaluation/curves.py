@@ -164,11 +164,19 @@ def coarse_curve(
             ends = [int(np.flatnonzero(cuts >= threshold)[-1]), last]
         kept, start, first = [-1], np.zeros(2, dtype=np.int64), 0
         for end in ends:
-            for index in range(first, end):
-                step, rest = cum[index] - start, cum[end] - cum[index]
-                if step.min() >= min_cell and rest.min() >= min_cell:
-                    kept.append(index)
-                    start = cum[index]
+            # Both columns of ``cum`` never decrease: the next cut far enough from ``start`` is
+            # found by bisection, and once one is too close to ``end`` every later one is.
+            index = first
+            while True:
+                index = max(
+                    index,
+                    int(np.searchsorted(cum[:, 0], start[0] + min_cell)),
+                    int(np.searchsorted(cum[:, 1], start[1] + min_cell)),
+                )
+                if index >= end or (cum[end] - cum[index]).min() < min_cell:
+                    break
+                kept.append(index)
+                start = cum[index]
             start, first = cum[end], end + 1
         kept.append(last)
         if len(kept) == 2:

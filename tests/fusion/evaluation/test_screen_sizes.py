@@ -7,7 +7,13 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from fusion.evaluation.curves import MAX_CURVE_POINTS, coarse_pr, coarse_roc, thin_curve
+from fusion.evaluation.curves import (
+    MAX_CURVE_POINTS,
+    coarse_curve,
+    coarse_pr,
+    coarse_roc,
+    thin_curve,
+)
 from fusion.evaluation.groups import group_curves, group_labels
 from fusion.evaluation.importance import (
     MAX_BEESWARM_POINTS,
@@ -137,3 +143,32 @@ def test_group_labels_are_the_row_by_row_join_without_a_row_loop() -> None:
     )
     assert labels[~complete].isna().all()
     assert labels.index.equals(frame.index)
+
+
+def _walked_cuts(y: np.ndarray, risk: np.ndarray, min_cell: int, threshold: float) -> list[float]:
+    """The coarse cuts by a plain walk over every distinct risk, highest first."""
+    cuts = np.unique(risk)[::-1]
+    events = np.array([y[risk >= cut].sum() for cut in cuts])
+    non_events = np.array([(1 - y)[risk >= cut].sum() for cut in cuts])
+    ends = [len(cuts) - 1]
+    if cuts[0] >= threshold > cuts[-1]:
+        ends = [int(np.flatnonzero(cuts >= threshold)[-1]), len(cuts) - 1]
+    kept, start, first = [], (0, 0), 0
+    for end in ends:
+        for index in range(first, end):
+            step = min(events[index] - start[0], non_events[index] - start[1])
+            rest = min(events[end] - events[index], non_events[end] - non_events[index])
+            if step >= min_cell and rest >= min_cell:
+                kept.append(float(cuts[index]))
+                start = (events[index], non_events[index])
+        start, first = (events[end], non_events[end]), end + 1
+    return kept
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_coarse_cuts_are_those_of_the_walk_over_every_risk(seed) -> None:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, 300)
+    risk = np.round(rng.random(300), 2)
+    curve = coarse_curve(y, risk, min_cell=7, threshold=0.4)
+    assert curve["threshold"].iloc[1:-1].tolist() == _walked_cuts(y, risk, 7, 0.4)
