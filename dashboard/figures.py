@@ -16,7 +16,6 @@ from fusion.records import ImageMaps, PatientExplanation
 # The performance and audit figures live in fusion (the HTML report embeds them); re-exported.
 from fusion.reports.figures import (
     MODALITY_COLOURS,
-    VALUE_RANK_COLORBAR,
     make_calibration_figure,
     make_disparity_figure,
     make_group_calibration_figure,
@@ -25,6 +24,7 @@ from fusion.reports.figures import (
     make_reliance_figure,
     make_roc_figure,
 )
+from fusion.reports.performance_figures import make_beeswarm_figure, make_importance_figure
 
 __all__ = [
     "LOWERS_COLOUR",
@@ -294,64 +294,6 @@ def make_overlay_figure(
 
 
 # ---------------------------------------------------------------- researcher's views
-def make_importance_figure(modalities: pd.Series) -> go.Figure:
-    """Global importance: mean |SHAP| (log-odds) summed per modality, one bar each."""
-    names = [str(m) for m in modalities.index]
-    fig = go.Figure(
-        go.Bar(
-            x=modalities.tolist(),
-            y=[MODALITY_LABELS.get(m, m) for m in names],
-            orientation="h",
-            marker_color=[MODALITY_COLOURS.get(m, "#7f7f7f") for m in names],
-        )
-    )
-    fig.update_layout(
-        title="Global importance per modality<br><sup>mean |SHAP|, test split</sup>",
-        xaxis_title="mean |SHAP| per patient (log-odds)",
-        yaxis={"autorange": "reversed"},
-        height=300,
-        margin={"l": 10, "r": 10, "t": 50, "b": 10},
-    )
-    return fig
-
-
-def make_beeswarm_figure(beeswarm: pd.DataFrame) -> go.Figure:
-    """SHAP beeswarm of the top features: one dot per patient, colour = the value's rank."""
-    fig = go.Figure()
-    labels = list(dict.fromkeys(beeswarm["label"]))
-    rng = np.random.default_rng(0)  # vertical jitter only, fixed for stable figures
-    for position, label in enumerate(labels):
-        rows = beeswarm.loc[beeswarm["label"] == label]
-        fig.add_trace(
-            go.Scatter(
-                x=rows["shap"],
-                y=position + rng.uniform(-0.3, 0.3, len(rows)),
-                mode="markers",
-                name=label,
-                showlegend=False,
-                marker={
-                    "size": 5,
-                    "color": rows["value_rank"],
-                    "colorscale": "Viridis",
-                    "cmin": 0,
-                    "cmax": 1,
-                    "showscale": position == 0,
-                    "colorbar": VALUE_RANK_COLORBAR,
-                },
-                customdata=rows["value"],
-                hovertemplate=f"{label}<br>value %{{customdata:.3g}}<br>SHAP %{{x:.3f}}",
-            )
-        )
-    fig.update_layout(
-        title="SHAP beeswarm of the top inputs (test split)",
-        xaxis_title="SHAP value (log-odds)",
-        yaxis={"tickvals": list(range(len(labels))), "ticktext": labels, "autorange": "reversed"},
-        height=max(300, 60 + 36 * len(labels)),
-        margin={"l": 10, "r": 10, "t": 50, "b": 10},
-    )
-    return fig
-
-
 # Not red or blue: those mean "raises" and "lowers" the risk in the SHAP charts.
 TREATMENT_COLOURS = {"none": "#7f7f7f", "standard": "#9467bd", "targeted": "#2ca02c"}
 _FALLBACK_COLOURS = ("#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22")

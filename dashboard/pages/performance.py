@@ -6,18 +6,12 @@ import numpy as np
 import streamlit as st
 
 from dashboard.components.signin import require_page_area
-from dashboard.figures import make_beeswarm_figure, make_importance_figure
 from dashboard.resources import get_performance, get_test_shap, list_models, require_risk_service
 from fusion.display import format_risk_interval, readable_table
 from fusion.evaluation.performance import performance_threshold
 from fusion.evaluation.suppression import SUPPRESSED_TILE
 from fusion.reports.exports import safe_csv
-from fusion.reports.figures import (
-    make_calibration_figure,
-    make_pr_figure,
-    make_roc_figure,
-    make_shap_bins_figure,
-)
+from fusion.reports.performance_figures import performance_figures
 
 REGISTRY_LABELS = {
     "version": "Version",
@@ -67,6 +61,9 @@ except ValueError as err:
 if choice.curve_cuts is not None:
     report = report.through(frame, choice.curve_cuts)
     st.caption(choice.note())
+shap_summary = get_test_shap(service, info.version)
+# Researchers see aggregates only: no dot per patient.
+figures = performance_figures(report, shap_summary, per_patient=identity.role == "admin")
 
 fusion = report.ablation.loc["Fusion (all modalities)"]
 # Three tiles a row: five in one row cut the labels and values off at 1280x720.
@@ -104,24 +101,15 @@ for tile, label, column, who in (
     )
 
 left, middle, right = st.columns(3)
-left.plotly_chart(make_roc_figure(report.curves), key="performance.roc")
-events = report.confusion.loc[report.confusion.index[-2], "total"]
-middle.plotly_chart(
-    make_pr_figure(
-        report.pr,
-        prevalence=(
-            float(report.pr["precision"].iloc[0]) if len(report.pr) else float(events / report.n)
-        ),
-    ),
-    key="performance.pr",
-)
+left.plotly_chart(figures["roc"], key="performance.roc")
+middle.plotly_chart(figures["pr"], key="performance.pr")
 if report.min_cell:
     left.caption(
         f"Curves drawn through cuts with at least {report.min_cell} events and "
         f"{report.min_cell} non-events between points (and the threshold), so no step is a "
         "small count; a model or split too small for that has no curve."
     )
-right.plotly_chart(make_calibration_figure(report.calibration), key="performance.calibration")
+right.plotly_chart(figures["calibration"], key="performance.calibration")
 
 st.subheader("Modality ablation")
 st.caption(
@@ -143,16 +131,9 @@ st.download_button(
 )
 
 st.subheader("What the model relies on")
-shap_summary = get_test_shap(service, info.version)
 importance, beeswarm = st.columns([2, 3])
-importance.plotly_chart(
-    make_importance_figure(shap_summary.modalities), key="performance.importance"
-)
-if identity.role == "admin":
-    beeswarm.plotly_chart(make_beeswarm_figure(shap_summary.beeswarm), key="performance.beeswarm")
-else:  # researchers see aggregates only: no dot per patient
-    aggregate = shap_summary.aggregates_only()
-    beeswarm.plotly_chart(make_shap_bins_figure(aggregate.bins), key="performance.beeswarm")
+importance.plotly_chart(figures["importance"], key="performance.importance")
+beeswarm.plotly_chart(figures["beeswarm"], key="performance.beeswarm")
 
 st.subheader(f"Confusion matrix at threshold {report.threshold:.2f}")
 st.dataframe(report.confusion_table(), key="performance.confusion")

@@ -5,11 +5,15 @@ count of events and non-events in a risk interval. :func:`coarse_curve` keeps on
 between which (and between which and the decision threshold, whose column totals the page
 shows) at least ``min_cell`` events and ``min_cell`` non-events lie, so no count under the floor
 follows from a curve; :func:`curve_through` draws a curve through a researcher's allowed cut
-points (:func:`fusion.evaluation.disclosure.allowed_thresholds`). Must not import streamlit.
+points (:func:`fusion.evaluation.disclosure.allowed_thresholds`). :func:`thin_curve` keeps at
+most :data:`MAX_CURVE_POINTS` of a curve's points for the screen: a subset of the points the
+curve already had, ends included, so thinning reveals nothing the full curve did not. Must not
+import streamlit.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,11 +23,82 @@ import pandas as pd
 from fusion.evaluation.metrics import pr_points, roc_points
 
 __all__ = [
+    "MAX_CURVE_POINTS",
     "coarse_curve",
     "coarse_pr",
     "coarse_roc",
     "curve_through",
+    "thin_curve",
 ]
+
+
+MAX_CURVE_POINTS = 500
+"""Most points of a drawn curve: more than a chart's width in pixels shows."""
+
+
+def thin_curve(
+    curve: pd.DataFrame, x: str, y: str, *, max_points: int = MAX_CURVE_POINTS
+) -> pd.DataFrame:
+    """At most ``max_points`` rows of ``curve``, the ends and the corners where it turns.
+
+    Greedy Douglas-Peucker to a budget: starting from the two ends, the point farthest from
+    the chord of its stretch (in the plot's units) is kept next, until ``max_points`` are kept
+    or every dropped point lies on a chord. Rows are only dropped, never made up, so a thinned
+    coarse curve is still coarse (neighbouring kept points are further apart).
+
+    Parameters
+    ----------
+    curve : DataFrame
+        Points in drawing order.
+    x, y : str
+        The columns drawn (``fpr, tpr`` or ``recall, precision``); finite values.
+    max_points : int, default=MAX_CURVE_POINTS
+        Most rows returned (2 or more).
+
+    Returns
+    -------
+    DataFrame
+        The kept rows, in order, index reset; ``curve`` itself when it is short enough.
+
+    Examples
+    --------
+    >>> line = pd.DataFrame({"fpr": np.linspace(0, 1, 1001), "tpr": np.linspace(0, 1, 1001)})
+    >>> thin_curve(line, "fpr", "tpr", max_points=10)["fpr"].tolist()
+    [0.0, 1.0]
+    """
+    if max_points < 2:
+        raise ValueError(f"max_points={max_points}; a curve needs 2 or more points.")
+    if len(curve) <= max_points:
+        return curve
+    xs = curve[x].to_numpy(dtype=np.float64)
+    ys = curve[y].to_numpy(dtype=np.float64)
+    keep = np.zeros(len(curve), dtype=bool)
+    keep[[0, -1]] = True
+    stretches: list[tuple[float, int, int, int]] = []
+
+    def split(low: int, high: int) -> None:
+        if high - low < 2:
+            return
+        dx, dy = xs[high] - xs[low], ys[high] - ys[low]
+        inner_x, inner_y = xs[low + 1 : high] - xs[low], ys[low + 1 : high] - ys[low]
+        length = float(np.hypot(dx, dy))
+        if length > 0:
+            distance = np.abs(dx * inner_y - dy * inner_x) / length
+        else:
+            distance = np.hypot(inner_x, inner_y)
+        far = int(np.argmax(distance))
+        if distance[far] > 0:
+            heapq.heappush(stretches, (-float(distance[far]), low, high, low + 1 + far))
+
+    split(0, len(curve) - 1)
+    kept = 2
+    while stretches and kept < max_points:
+        _, low, high, middle = heapq.heappop(stretches)
+        keep[middle] = True
+        kept += 1
+        split(low, middle)
+        split(middle, high)
+    return curve.loc[keep].reset_index(drop=True)
 
 
 def coarse_curve(
@@ -89,11 +164,19 @@ def coarse_curve(
             ends = [int(np.flatnonzero(cuts >= threshold)[-1]), last]
         kept, start, first = [-1], np.zeros(2, dtype=np.int64), 0
         for end in ends:
-            for index in range(first, end):
-                step, rest = cum[index] - start, cum[end] - cum[index]
-                if step.min() >= min_cell and rest.min() >= min_cell:
-                    kept.append(index)
-                    start = cum[index]
+            # Both columns of ``cum`` never decrease: the next cut far enough from ``start`` is
+            # found by bisection, and once one is too close to ``end`` every later one is.
+            index = first
+            while True:
+                index = max(
+                    index,
+                    int(np.searchsorted(cum[:, 0], start[0] + min_cell)),
+                    int(np.searchsorted(cum[:, 1], start[1] + min_cell)),
+                )
+                if index >= end or (cum[end] - cum[index]).min() < min_cell:
+                    break
+                kept.append(index)
+                start = cum[index]
             start, first = cum[end], end + 1
         kept.append(last)
         if len(kept) == 2:
@@ -172,19 +255,25 @@ def coarse_roc(
     min_cell: int,
     threshold: float | None,
 ) -> pd.DataFrame:
-    """ROC points (``fpr, tpr, threshold``), coarse enough that no step is a small count."""
+    """ROC points (``fpr, tpr, threshold``), coarse enough that no step is a small count.
+
+    Thinned to :data:`MAX_CURVE_POINTS` (:func:`thin_curve`), ``(0, 0)`` and ``(1, 1)`` kept.
+    """
     if min_cell == 0:
-        return roc_points(y, risk)
+        return thin_curve(roc_points(y, risk), "fpr", "tpr")
     curve = coarse_curve(y, risk, min_cell=min_cell, threshold=threshold)
-    return curve.loc[:, ["fpr", "tpr", "threshold"]]
+    return thin_curve(curve.loc[:, ["fpr", "tpr", "threshold"]], "fpr", "tpr")
 
 
 def coarse_pr(
     y: npt.NDArray[np.int64], risk: npt.NDArray[np.float64], *, min_cell: int, threshold: float
 ) -> pd.DataFrame:
-    """PR points (``recall, precision, threshold``) from everyone flagged to the fewest."""
+    """PR points (``recall, precision, threshold``) from everyone flagged to the fewest.
+
+    Thinned to :data:`MAX_CURVE_POINTS` (:func:`thin_curve`), both ends kept.
+    """
     if min_cell == 0:
-        return pr_points(y, risk)
+        return thin_curve(pr_points(y, risk), "recall", "precision")
     curve = coarse_curve(y, risk, min_cell=min_cell, threshold=threshold)
     points = curve.loc[curve["precision"].notna(), ["recall", "precision", "threshold"]]
-    return points.iloc[::-1].reset_index(drop=True)
+    return thin_curve(points.iloc[::-1].reset_index(drop=True), "recall", "precision")

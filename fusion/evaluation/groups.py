@@ -32,6 +32,7 @@ __all__ = [
     "check_attributes",
     "group_codes",
     "group_curves",
+    "group_labels",
     "group_table",
     "modality_reliance",
 ]
@@ -49,6 +50,28 @@ AGE_BANDS: tuple[tuple[str, float, float], ...] = (
 
 
 MAX_ATTRIBUTES = 3
+
+
+def group_labels(frame: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
+    """Each row's group label: its values of ``columns`` as text, joined by ``" & "``.
+
+    One string operation per column, not one join per row; the same strings as
+    ``frame[columns].astype(str).agg(" & ".join, axis=1)`` on rows without a missing value.
+    A row with a missing value has a missing label (the row-by-row join fails on it).
+
+    Examples
+    --------
+    >>> frame = pd.DataFrame({"sex": ["F", "M"], "site": ["A", None]})
+    >>> group_labels(frame, ["sex", "site"]).tolist()
+    ['F & A', nan]
+    """
+    if not columns:
+        raise ValueError("group_labels needs one or more columns; pass the audit's attributes.")
+    texts = [frame[column].astype(str) for column in columns]
+    labels = texts[0]
+    for text in texts[1:]:
+        labels = labels + " & " + text
+    return labels.rename(None)
 
 
 def add_age_band(frame: pd.DataFrame) -> pd.DataFrame:
@@ -105,7 +128,7 @@ def group_codes(
     grouped = frame.groupby(columns, observed=False, sort=True)
     groups = grouped.size().rename("n_rows").reset_index()
     codes: npt.NDArray[np.intp] = np.asarray(grouped.ngroup(), dtype=np.intp)
-    labels = groups[columns].astype(str).agg(" & ".join, axis=1)
+    labels = group_labels(groups, columns)
     groups.index = pd.Index(labels, name="group")
     return codes, groups
 
@@ -320,7 +343,7 @@ def group_curves(
         NaN values.
     """
     columns = list(by)
-    labels = frame[columns].astype(str).agg(" & ".join, axis=1)
+    labels = group_labels(frame, columns)
     groups = group_table(frame[columns], min_cell=min_cell)
     events = frame.groupby(labels)["label"].sum().reindex(groups.index).to_numpy()
     outcome = np.stack([groups["n"].to_numpy() - events, events], axis=1)
@@ -411,7 +434,7 @@ def _audit_cuts(
     for dropped in by:
         fewer = tuple(name for name in by if name != dropped)
         candidates &= set(_audit_cuts(frame, fewer, overall, default=default, min_cell=min_cell))
-    codes = frame[list(by)].astype(str).agg(" & ".join, axis=1).factorize()[0]
+    codes = group_labels(frame, by).factorize()[0]
     cuts = allowed_thresholds(
         frame["label"].to_numpy(dtype=np.int64),
         [frame["risk"].to_numpy(dtype=np.float64)],

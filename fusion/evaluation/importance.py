@@ -1,7 +1,8 @@
 """Global TreeSHAP importance of the fusion model over a split, for the performance page.
 
 Owns :class:`ShapSummary` (importance per feature and modality, beeswarm rows and the
-aggregate value bins a researcher sees, small bins suppressed). Takes SHAP values computed
+aggregate value bins a researcher sees, small bins suppressed) and :func:`sample_beeswarm`, the
+fixed-size beeswarm a browser can draw whatever the split's size. Takes SHAP values computed
 elsewhere (:mod:`fusion.explain`); must not import shap, SQL or streamlit.
 """
 
@@ -17,9 +18,15 @@ import pandas as pd
 from fusion.evaluation.suppression import suppress_cells
 
 __all__ = [
+    "MAX_BEESWARM_POINTS",
     "ShapSummary",
+    "sample_beeswarm",
     "summarise_shap",
 ]
+
+
+MAX_BEESWARM_POINTS = 2_000
+"""Most beeswarm dots per input: a larger split is shown by a sample stratified by value."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,14 +41,19 @@ class ShapSummary:
         Mean |SHAP| summed over each modality's features, indexed by modality.
     beeswarm : DataFrame
         The ``top_n`` features, one row per (patient, feature): ``label, modality, shap,
-        value, value_rank`` (the value's rank within its feature in [0, 1], for colour).
+        value, value_rank`` (the value's rank within its feature in [0, 1], for colour); at
+        most :data:`MAX_BEESWARM_POINTS` patients per feature (:func:`sample_beeswarm`).
     per_patient : DataFrame
         |SHAP| summed per modality for each test patient (index ``patient_id``).
     bins : DataFrame
         The aggregate beeswarm for roles that see aggregates only: the ``top_n`` features,
         one row per value bin (quintiles of the value's rank; fewer for features with few
         distinct values): ``label, modality, bin, n, mean_shap, value_rank, suppressed``.
-        Bins under ``min_cell`` patients (and a complement) hold NaN.
+        Bins under ``min_cell`` patients (and a complement) hold NaN; computed from every
+        patient, not from the beeswarm's sample.
+    n_patients : int
+        Patients in the split (the beeswarm shows a sample of them when there are more than
+        :data:`MAX_BEESWARM_POINTS`).
     """
 
     features: pd.DataFrame
@@ -49,6 +61,7 @@ class ShapSummary:
     beeswarm: pd.DataFrame
     per_patient: pd.DataFrame
     bins: pd.DataFrame = field(default_factory=pd.DataFrame)
+    n_patients: int = 0
 
     def aggregates_only(self) -> ShapSummary:
         """The summary without any per-patient row (``beeswarm`` and ``per_patient`` empty).
@@ -61,7 +74,62 @@ class ShapSummary:
             beeswarm=self.beeswarm.iloc[0:0],
             per_patient=self.per_patient.iloc[0:0],
             bins=self.bins,
+            n_patients=self.n_patients,
         )
+
+
+def sample_beeswarm(
+    beeswarm: pd.DataFrame, *, max_points: int = MAX_BEESWARM_POINTS, random_state: int = 0
+) -> pd.DataFrame:
+    """At most ``max_points`` rows per feature, a sample stratified by the value's rank.
+
+    Each feature's rows are ordered by ``value_rank`` (ties in random order, missing values
+    last) and cut into ``max_points`` strata of equal size; one row is drawn from each, so
+    every value quantile keeps its share and the picture keeps its shape. Features with
+    ``max_points`` rows or fewer are kept whole.
+
+    Parameters
+    ----------
+    beeswarm : DataFrame
+        ``label, modality, shap, value, value_rank`` rows (:attr:`ShapSummary.beeswarm`).
+    max_points : int, default=MAX_BEESWARM_POINTS
+        Most rows per ``label``.
+    random_state : int, default=0
+        Seed of the draw (the same split gives the same picture).
+
+    Returns
+    -------
+    DataFrame
+        The kept rows, features in their order, index reset.
+
+    Examples
+    --------
+    >>> swarm = pd.DataFrame({"label": ["age"] * 10, "shap": range(10),
+    ...                       "value_rank": [i / 10 for i in range(10)]})
+    >>> len(sample_beeswarm(swarm, max_points=4))
+    4
+    """
+    if max_points < 1:
+        raise ValueError(f"max_points={max_points}; pass 1 or more.")
+    if beeswarm.empty:
+        return beeswarm
+    groups = beeswarm.groupby("label", sort=False).indices
+    if max(len(positions) for positions in groups.values()) <= max_points:
+        return beeswarm
+    rng = np.random.default_rng(random_state)
+    ranks = beeswarm["value_rank"].to_numpy(dtype=np.float64)
+    kept = []
+    for label in beeswarm["label"].unique():
+        positions = groups[label]
+        if len(positions) <= max_points:
+            kept.append(positions)
+            continue
+        shuffled = rng.permutation(len(positions))
+        by_value = shuffled[np.argsort(ranks[positions][shuffled], kind="stable")]
+        edges = np.linspace(0, len(positions), max_points + 1).astype(np.int64)
+        draw = edges[:-1] + np.floor(rng.random(max_points) * np.diff(edges)).astype(np.int64)
+        kept.append(np.sort(positions[by_value[draw]]))
+    return beeswarm.iloc[np.concatenate(kept)].reset_index(drop=True)
 
 
 def summarise_shap(
@@ -131,9 +199,10 @@ def summarise_shap(
     return ShapSummary(
         features=features.reset_index(drop=True),
         modalities=by_modality.fillna(0.0),
-        beeswarm=beeswarm,
+        beeswarm=sample_beeswarm(beeswarm),
         per_patient=per_patient,
         bins=_value_bins(beeswarm, min_cell=min_cell, n_bins=n_value_bins),
+        n_patients=len(X),
     )
 
 
@@ -164,6 +233,6 @@ def _value_bins(beeswarm: pd.DataFrame, *, min_cell: int, n_bins: int) -> pd.Dat
         hidden[rows] = suppress_cells(sizes, min_cell)
     table.loc[hidden, ["n", "mean_shap", "value_rank"]] = np.nan
     table["suppressed"] = hidden
-    order = {label: position for position, label in enumerate(dict.fromkeys(beeswarm["label"]))}
+    order = {label: position for position, label in enumerate(beeswarm["label"].unique())}
     table = table.assign(_order=table["label"].map(order)).sort_values(["_order", "bin"])
     return table.reindex(columns=columns).reset_index(drop=True)

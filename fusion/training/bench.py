@@ -1,8 +1,9 @@
 """``riskfusion bench`` (``make bench``): measured figures of the demo on this machine.
 
 Owns the benchmark: wall time of ``riskfusion demo --no-serve`` in a fresh temporary home, the
-test AUROC of fusion vs each single modality vs the oracle (from that build), and the warm
-latency of one patient's risk + SHAP + Grad-CAM. Prints them and writes ``bench.json``. Speed is
+test AUROC of fusion vs each single modality vs the oracle (from that build), the warm
+latency of one patient's risk + SHAP + Grad-CAM, and the size of what the performance page sends
+to the browser (its figures' JSON). Prints them and writes ``bench.json``. Speed is
 measured here, never asserted in tests. Must not import streamlit.
 """
 
@@ -30,7 +31,7 @@ from fusion.explanations.similar import MAX_REFERENCE, SimilarityIndex
 from fusion.service.facade import RiskService
 from fusion.settings import Settings
 
-__all__ = ["run_bench"]
+__all__ = ["performance_page_payload", "run_bench"]
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ def run_bench(
         trust = _map_trust_section(service, ids)
         forecast = _forecast_section(service, ids, summary)
         explorer = _explorer_section(service, ids, trust)
+        performance_page = performance_page_payload(service)
 
     result: dict[str, Any] = {
         "machine": _machine(),
@@ -122,6 +124,7 @@ def run_bench(
         "map_trust": trust,
         "forecast": forecast,
         "patient_explorer": explorer,
+        "performance_page": performance_page,
         "audit_seconds": time_audit(),
         "cli_help_seconds": time_cli_help(),
     }
@@ -151,6 +154,33 @@ def _write_result(settings: Settings, out: Path | None, result: dict[str, Any]) 
     sys.stdout.write(json.dumps(result, indent=2) + "\n")
     logger.info("bench: wrote %s", target)
     return 0
+
+
+def performance_page_payload(service: RiskService) -> dict[str, Any]:
+    """Bytes of the performance page's figures as sent to the browser, and their build time.
+
+    The admin's view (the beeswarm sample rather than the researcher's bins): the figures of
+    :func:`fusion.reports.performance_figures.performance_figures`, each as ``fig.to_json()``.
+
+    Returns
+    -------
+    dict of str to Any
+        ``test_patients``, ``figure_json_bytes`` (summed), ``figure_json_bytes_by_figure`` and
+        ``figures_seconds`` (building the figures from the report and the SHAP summary).
+    """
+    from fusion.reports.performance_figures import performance_figures
+
+    report = service.performance()
+    shap = service.test_shap()
+    start = time.perf_counter()
+    figures = performance_figures(report, shap, per_patient=True)
+    sizes = {name: len(fig.to_json()) for name, fig in figures.items()}
+    return {
+        "test_patients": report.n,
+        "figure_json_bytes": sum(sizes.values()),
+        "figure_json_bytes_by_figure": sizes,
+        "figures_seconds": round(time.perf_counter() - start, 3),
+    }
 
 
 def _one_patient(service: RiskService, patient_id: str) -> dict[str, float]:

@@ -17,6 +17,7 @@ from dashboard.figures import (
     modality_range,
     waterfall_range,
 )
+from fusion.evaluation.importance import MAX_BEESWARM_POINTS
 from fusion.records import PatientExplanation
 
 
@@ -142,3 +143,27 @@ def test_before_and_after_share_one_axis() -> None:
     assert bars[0] < -0.3
     assert bars[1] > 2.4
     assert np.isfinite(steps).all()
+
+
+def test_beeswarm_of_200k_patients_draws_a_fixed_sample_and_says_so() -> None:
+    n = 200_000
+    rng = np.random.default_rng(3)
+    beeswarm = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "label": label,
+                    "shap": rng.normal(size=n),
+                    "value": rng.normal(size=n),
+                    "value_rank": np.arange(1, n + 1) / n,
+                }
+            )
+            for label in ("Age", "Systolic BP")
+        ],
+        ignore_index=True,
+    )
+    fig = make_beeswarm_figure(beeswarm, n_patients=n)
+    assert [len(trace.x) for trace in fig.data] == [MAX_BEESWARM_POINTS] * 2
+    assert "2,000 of 200,000 patients" in fig.layout.title.text
+    small = make_beeswarm_figure(beeswarm.groupby("label").head(10), n_patients=10)
+    assert small.layout.title.text == "SHAP beeswarm of the top inputs (test split)"
