@@ -37,6 +37,7 @@ identity = require_page_area("cohort")
 service = require_risk_service()
 
 info = service.model_info()
+stamp = service.data_stamp()  # keys every cached view: a later score recomputes them
 st.caption(
     f"Fusion model `{info.version}` (imaging `{info.imaging_version}`), held-out test split. "
     "Intervals are percentile bootstrap 95% CIs (200 resamples)."
@@ -60,7 +61,7 @@ try:
         default=info.threshold,
         min_cell=service.min_cell_floor,
     )
-    report = get_performance(service, info.version, choice.threshold)
+    report = get_performance(service, stamp, choice.threshold)
 except ValueError as err:
     st.error(str(err))
     st.stop()
@@ -143,7 +144,7 @@ st.download_button(
 )
 
 st.subheader("What the model relies on")
-shap_summary = get_test_shap(service, info.version)
+shap_summary = get_test_shap(service, stamp)
 importance, beeswarm = st.columns([2, 3])
 importance.plotly_chart(
     make_importance_figure(shap_summary.modalities), key="performance.importance"
@@ -164,7 +165,7 @@ if hidden_cells:
     )
 
 st.subheader("Model registry")
-registry = readable_table(list_models(service, info.version), labels=REGISTRY_LABELS)
+registry = readable_table(list_models(service, stamp), labels=REGISTRY_LABELS)
 # The columns that fit the page; the data fingerprint and the registered parts in the expander.
 st.dataframe(
     registry.loc[:, [REGISTRY_LABELS[c] for c in REGISTRY_SHOWN]],
