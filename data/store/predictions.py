@@ -17,7 +17,7 @@ import numpy.typing as npt
 import pandas as pd
 from sqlalchemy import delete, func, insert, inspect, literal, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from data.errors import CohortError
 from data.store.audit import append_audit
@@ -91,8 +91,6 @@ def replace_predictions(
 
 class PredictionResults(StoreBase):
     """Write and read the risks of fusion versions (one repository of the store)."""
-
-    _has_scoring_batches: bool = False  # set once the table is seen (it is never dropped)
 
     def write_predictions(
         self, model_version: str, patient_ids: Sequence[str], risks: npt.ArrayLike
@@ -169,11 +167,14 @@ class PredictionResults(StoreBase):
             .limit(1)
             .scalar_subquery()
         )
-        with self.engine.connect() as conn:
-            if not self._has_scoring_batches:
-                self._has_scoring_batches = inspect(conn).has_table(ScoringBatch.__tablename__)
-            batch = scoring if self._has_scoring_batches else literal(0)
-            row = conn.execute(select(batch, imported, explanations)).one()
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(select(scoring, imported, explanations)).one()
+        except DBAPIError:
+            with self.engine.connect() as conn:
+                if inspect(conn).has_table(ScoringBatch.__tablename__):
+                    raise
+                row = conn.execute(select(literal(0), imported, explanations)).one()
         return DataStamp(model_version, int(row[0] or 0), str(row[1] or ""), str(row[2] or ""))
 
     def get_prediction(self, patient_id: str, model_version: str) -> float | None:
