@@ -1,7 +1,10 @@
 """Composition root: every cached resource and data getter of the dashboard.
 
 The only home of ``st.cache_resource`` / ``st.cache_data``. Cached resources are shared across
-sessions and treated as read-only.
+sessions and treated as read-only. Every cohort getter is keyed by the active version's
+:class:`~data.store.DataStamp` (``RiskService.data_stamp()``, one small query per run), so a
+``riskfusion score`` or an import under the same version is recomputed on the next run, never
+served from before it.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import streamlit as st
 
 from dashboard.state import get_loaded_patient, set_loaded_patient
 from data.errors import CohortError
-from data.store import CohortStore, make_engine
+from data.store import CohortStore, DataStamp, make_engine
 from fusion.admin.access import Identity
 from fusion.evaluation.fairness import FairnessReport
 from fusion.evaluation.importance import ShapSummary
@@ -125,24 +128,22 @@ PAGE_SIZE = 50
 
 
 @st.cache_data(show_spinner="Evaluating the test split ...")
-def get_performance(
-    _service: RiskService, model_version: str, threshold: float
-) -> PerformanceReport:
-    """Test-split performance and ablation; keyed by model version and threshold."""
+def get_performance(_service: RiskService, stamp: DataStamp, threshold: float) -> PerformanceReport:
+    """Test-split performance and ablation; keyed by the data stamp and threshold."""
     return _service.performance(threshold=threshold)
 
 
 @st.cache_data(show_spinner="Auditing ...")
 def get_audit(
     _service: RiskService,
-    model_version: str,
+    stamp: DataStamp,
     by: tuple[str, ...],
     threshold: float,
     reference: str | None,
     min_cell: int,
     identity: Identity | None = None,
 ) -> FairnessReport:
-    """Bias audit of the test split; keyed by model version, every setting and the user.
+    """Bias audit of the test split; keyed by the data stamp, every setting and the user.
 
     The service applies the configured suppression floor for ``identity`` (and audits an
     admin's lowering), so a result computed for one user is never served to another.
@@ -153,39 +154,39 @@ def get_audit(
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def list_models(_service: RiskService, model_version: str) -> pd.DataFrame:
-    """The model registry; ``model_version`` keys the cache."""
+def list_models(_service: RiskService, stamp: DataStamp) -> pd.DataFrame:
+    """The model registry; the data stamp keys the cache."""
     return _service.list_models()
 
 
 @st.cache_data(show_spinner="Computing SHAP over the test split ...")
-def get_test_shap(_service: RiskService, model_version: str) -> ShapSummary:
-    """Global SHAP importance and beeswarm data; keyed by model version."""
+def get_test_shap(_service: RiskService, stamp: DataStamp) -> ShapSummary:
+    """Global SHAP importance and beeswarm data; keyed by the data stamp."""
     return _service.test_shap()
 
 
 @st.cache_data(show_spinner=False)
 def get_reliance(
     _service: RiskService,
-    model_version: str,
+    stamp: DataStamp,
     by: tuple[str, ...],
     min_cell: int,
     identity: Identity | None = None,
 ) -> pd.DataFrame:
-    """Mean |SHAP| per modality by group; keyed by model version, settings and user."""
+    """Mean |SHAP| per modality by group; keyed by the data stamp, settings and user."""
     return _service.modality_reliance(by, min_cell=min_cell, identity=identity)
 
 
 @st.cache_data(show_spinner=False)
 def get_group_curves(
     _service: RiskService,
-    model_version: str,
+    stamp: DataStamp,
     by: tuple[str, ...],
     min_cell: int,
     identity: Identity | None = None,
     threshold: float | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """ROC points and calibration bins per shown group; keyed by version, settings, user."""
+    """ROC points and calibration bins per shown group; keyed by stamp, settings, user."""
     return _service.group_curves(by, min_cell=min_cell, identity=identity, threshold=threshold)
 
 

@@ -44,3 +44,50 @@ def tiny_service(tiny_demo: tuple[Settings, BuildSummary]) -> Iterator[RiskServi
     service = RiskService.from_settings(settings)
     yield service
     service.store.engine.dispose()
+
+
+def late_patients_copy(source: Path, target: Path) -> tuple[Path, list[str]]:
+    """A copy of a built demo in which some patients arrived after training, not yet scored.
+
+    A third of the test patients and every fifth training patient lose their risks and SHAP
+    values, and the version's newest similar-patient index is one built without them (as at
+    training time, before they were imported). ``riskfusion score`` then scores them under the
+    same active version. Returns the copy's home and the late patients' ids.
+    """
+    import shutil
+
+    import numpy as np
+    from sqlalchemy import delete, select
+
+    from data.store import CohortStore, make_engine
+    from data.store.schema import Patient, Prediction, StoredExplanation
+    from fusion.explanations.similar import SimilarityIndex, load_index, save_index
+
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("*.db-shm"))
+    store = CohortStore(make_engine(f"sqlite:///{target / 'riskfusion.db'}"))
+    version = store.active_model("fusion").version
+    with store.engine.begin() as conn:
+        splits = dict(conn.execute(select(Patient.patient_id, Patient.split)).all())
+        late = sorted(pid for pid, split in splits.items() if split == "test")[::3]
+        late += sorted(pid for pid, split in splits.items() if split == "train")[::5]
+        for table in (Prediction, StoredExplanation):
+            conn.execute(
+                delete(table).where(table.model_version == version, table.patient_id.in_(late))
+            )
+    record = store.artifact_of(version, "explanations")
+    assert record is not None
+    index = load_index(target / record.artifact_path, expected_sha256=record.sha256)
+    keep = ~np.isin(index.patient_ids, late)
+    path = (target / record.artifact_path).parent / "similar-before-import.npz"
+    sha = save_index(SimilarityIndex(index.patient_ids[keep], index.vectors[keep]), path)
+    store.register_artifact(
+        f"{version}-explanations-before-import",
+        "explanations",
+        str(path.relative_to(target)),
+        sha,
+        metrics={**record.metrics, "n_stored": store.count_explanations(version)},
+        params=dict(record.params),
+        parent_version=version,
+    )
+    store.engine.dispose()
+    return target, sorted(late)

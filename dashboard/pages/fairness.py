@@ -29,6 +29,7 @@ identity = require_page_area("cohort")
 service = require_risk_service()
 
 info = service.model_info()
+stamp = service.data_stamp()  # keys every cached view: a later score recomputes them
 st.caption(
     f"Fusion model `{info.version}`, held-out test split. Intervals are percentile bootstrap "
     "95% CIs (200 resamples); a flag marks a difference from the reference whose CI excludes 0. "
@@ -80,7 +81,7 @@ threshold = choice.threshold
 if choice.allowed is not None:
     st.caption(choice.note())
 try:
-    default = get_audit(service, info.version, by, float(threshold), None, min_cell, identity)
+    default = get_audit(service, stamp, by, float(threshold), None, min_cell, identity)
 except (ValueError, AccessDeniedError) as err:
     st.error(str(err))
     st.stop()
@@ -89,7 +90,7 @@ reference = controls[3].selectbox("Reference group", [LARGEST, *shown], key="fai
 report = (
     default
     if reference == LARGEST or reference not in shown  # e.g. just after an attribute switch
-    else get_audit(service, info.version, by, float(threshold), str(reference), min_cell, identity)
+    else get_audit(service, stamp, by, float(threshold), str(reference), min_cell, identity)
 )
 
 hidden = int(report.by_group["suppressed"].sum())
@@ -170,7 +171,7 @@ with st.expander("Every metric by group"):
 
 if choice.curve_cuts is None:
     roc_by_group, calibration_by_group = get_group_curves(
-        service, info.version, by, min_cell, identity, float(threshold)
+        service, stamp, by, min_cell, identity, float(threshold)
     )
 else:  # a researcher's curves pass through the same cut points as the threshold
     roc_by_group, calibration_by_group = group_curves(
@@ -199,7 +200,7 @@ st.caption(
     "Mean |SHAP| of each modality's inputs per group (test split): a lower imaging bar for "
     "one site means the model trusts that site's scans less. Same suppression as above."
 )
-reliance = get_reliance(service, info.version, by, min_cell, identity)
+reliance = get_reliance(service, stamp, by, min_cell, identity)
 st.plotly_chart(make_reliance_figure(reliance), key="fairness.reliance")
 
 name = f"audit-{'-'.join(report.attributes)}-{info.version}"

@@ -31,6 +31,7 @@ identity = require_page_area("cohort")
 service = require_risk_service()
 
 info = service.model_info()
+stamp = service.data_stamp()  # keys every cached view: a later score recomputes them
 st.caption(
     f"Fusion model `{info.version}` (imaging `{info.imaging_version}`), held-out test split. "
     "Intervals are percentile bootstrap 95% CIs (200 resamples)."
@@ -54,14 +55,14 @@ try:
         default=info.threshold,
         min_cell=service.min_cell_floor,
     )
-    report = get_performance(service, info.version, choice.threshold)
+    report = get_performance(service, stamp, choice.threshold)
 except ValueError as err:
     st.error(str(err))
     st.stop()
 if choice.curve_cuts is not None:
     report = report.through(frame, choice.curve_cuts)
     st.caption(choice.note())
-shap_summary = get_test_shap(service, info.version)
+shap_summary = get_test_shap(service, stamp)
 # Researchers see aggregates only: no dot per patient.
 figures = performance_figures(report, shap_summary, per_patient=identity.role == "admin")
 
@@ -145,7 +146,7 @@ if hidden_cells:
     )
 
 st.subheader("Model registry")
-registry = readable_table(list_models(service, info.version), labels=REGISTRY_LABELS)
+registry = readable_table(list_models(service, stamp), labels=REGISTRY_LABELS)
 # The columns that fit the page; the data fingerprint and the registered parts in the expander.
 st.dataframe(
     registry.loc[:, [REGISTRY_LABELS[c] for c in REGISTRY_SHOWN]],

@@ -1,8 +1,9 @@
 """Stored explanations: exact SHAP values per (fusion version, patient), packed as float64.
 
-Owns :class:`ExplanationResults` (write, look up, count, stream) and the checked explanation
-rows that :mod:`data.store.predictions` writes with a scoring chunk. It must not import torch,
-shap, streamlit or the ``models``/``fusion``/``dashboard`` packages.
+Owns :class:`ExplanationResults` (write, look up, count, stream, the explained patients and
+their values for the similar-patient index) and the checked explanation rows that
+:mod:`data.store.predictions` writes with a scoring chunk. It must not import torch, shap,
+streamlit or the ``models``/``fusion``/``dashboard`` packages.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 
@@ -115,6 +117,52 @@ class ExplanationResults(StoreBase):
     def count_explanations(self, model_version: str) -> int:
         """Number of patients with stored explanations under a model version."""
         return self._count_of_version(StoredExplanation, model_version)
+
+    def explained_patients(self, model_version: str) -> pd.DataFrame:
+        """Ids and splits of the patients with stored explanations under a version (no values).
+
+        Columns ``patient_id, split``, in patient-id order (one query over the primary key).
+        """
+        query = (
+            select(StoredExplanation.patient_id, Patient.split)
+            .join(Patient, Patient.patient_id == StoredExplanation.patient_id)
+            .where(StoredExplanation.model_version == model_version)
+            .order_by(StoredExplanation.patient_id)
+        )
+        with self.engine.connect() as conn:
+            rows = [(str(pid), str(split)) for pid, split in conn.execute(query)]
+        return pd.DataFrame(rows, columns=["patient_id", "split"])
+
+    def explanation_values(
+        self, model_version: str, patient_ids: Sequence[str]
+    ) -> npt.NDArray[np.float64]:
+        """Stored SHAP values of ``patient_ids`` under a version, in the order given.
+
+        Reads primary-key look-ups in chunks.
+
+        Raises
+        ------
+        KeyError
+            If a patient has no stored explanation under the version.
+        """
+        ids = [str(pid) for pid in patient_ids]
+        found: dict[str, npt.NDArray[np.float64]] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), WRITE_CHUNK):
+                query = select(StoredExplanation.patient_id, StoredExplanation.shap).where(
+                    StoredExplanation.model_version == model_version,
+                    StoredExplanation.patient_id.in_(ids[start : start + WRITE_CHUNK]),
+                )
+                found.update(
+                    (str(pid), np.frombuffer(blob, dtype=np.float64))
+                    for pid, blob in conn.execute(query)
+                )
+        missing = [pid for pid in ids if pid not in found]
+        if missing:
+            raise KeyError(f"No stored explanation under {model_version!r} for {missing[:5]}.")
+        if not ids:
+            return np.empty((0, 0), dtype=np.float64)
+        return np.stack([found[pid] for pid in ids])
 
     def iter_explanations(
         self, model_version: str, *, split: str | None = None, chunk_size: int = 50_000

@@ -1,6 +1,7 @@
 """Stored predictions: one risk per (fusion version, patient), and scored chunks.
 
 Owns :class:`PredictionResults` (write, the all-or-nothing ``write_scored`` of a scoring chunk,
+each recorded as a scoring batch, the :class:`~data.store.records.DataStamp` of a version,
 look-ups, keyset streams, top risks, evaluation splits) and the checked prediction rows. It
 must not import torch, streamlit or the ``models``/``fusion``/``dashboard`` packages.
 """
@@ -14,17 +15,26 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, inspect, literal, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from data.errors import CohortError
 from data.store.audit import append_audit
 from data.store.embeddings import embedding_rows, replace_embeddings
 from data.store.engine import WRITE_CHUNK, StoreBase
 from data.store.explanations import explanation_rows, replace_explanations
-from data.store.records import AuditEntry, EmbeddingBatch, check_split
-from data.store.schema import Demographics, GroundTruth, Outcome, Patient, Prediction
+from data.store.records import AuditEntry, DataStamp, EmbeddingBatch, check_split
+from data.store.schema import (
+    Demographics,
+    GroundTruth,
+    ImportBatch,
+    ModelVersion,
+    Outcome,
+    Patient,
+    Prediction,
+    ScoringBatch,
+)
 
 __all__ = ["PredictionResults", "prediction_rows", "replace_predictions"]
 
@@ -59,7 +69,15 @@ def prediction_rows(
 def replace_predictions(
     conn: Connection, model_version: str, rows: Sequence[dict[str, Any]]
 ) -> None:
-    """Replace the version's predictions of the rows' patients (caller's transaction)."""
+    """Replace the version's predictions of the rows' patients (caller's transaction).
+
+    Records the write as one :class:`~data.store.schema.ScoringBatch` in the same transaction.
+    """
+    conn.execute(
+        insert(ScoringBatch).values(
+            model_version=model_version, patients=len(rows), created_at=datetime.now(UTC)
+        )
+    )
     for start in range(0, len(rows), WRITE_CHUNK):
         chunk = list(rows[start : start + WRITE_CHUNK])
         conn.execute(
@@ -119,6 +137,45 @@ class PredictionResults(StoreBase):
                     append_audit(conn, audit)
         except IntegrityError as err:
             raise CohortError(_PREDICTION_FK.format(version=model_version)) from err
+
+    def data_stamp(self, model_version: str) -> DataStamp:
+        """What ``model_version``'s cohort views are computed from, in one small query.
+
+        The version's last scoring batch (primary-key index), the last import and the version's
+        newest explanations artifact (small tables). A store made before scoring batches were
+        recorded has none until its next ``riskfusion score``, ``import`` or ``train`` (each
+        creates the table): its predictions have not changed since, so 0 is exact.
+        """
+        scoring = (
+            select(func.max(ScoringBatch.batch_id))
+            .where(ScoringBatch.model_version == model_version)
+            .scalar_subquery()
+        )
+        imported = (
+            select(ImportBatch.batch_id)
+            .order_by(ImportBatch.created_at.desc(), ImportBatch.batch_id.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        explanations = (
+            select(ModelVersion.version)
+            .where(
+                ModelVersion.parent_version == model_version,
+                ModelVersion.kind == "explanations",
+            )
+            .order_by(ModelVersion.created_at.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(select(scoring, imported, explanations)).one()
+        except DBAPIError:
+            with self.engine.connect() as conn:
+                if inspect(conn).has_table(ScoringBatch.__tablename__):
+                    raise
+                row = conn.execute(select(literal(0), imported, explanations)).one()
+        return DataStamp(model_version, int(row[0] or 0), str(row[1] or ""), str(row[2] or ""))
 
     def get_prediction(self, patient_id: str, model_version: str) -> float | None:
         """Stored risk of one patient under one version, or None if not scored."""

@@ -28,6 +28,7 @@ __all__ = [
     "AuditChainCheck",
     "AuditEntry",
     "CohortTables",
+    "DataStamp",
     "EmbeddingBatch",
     "ImageRecord",
     "ImportCounts",
@@ -286,3 +287,31 @@ class EmbeddingBatch:
     in_training: npt.NDArray[Any]
     logits: npt.NDArray[Any]
     vectors: npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class DataStamp:
+    """What a fusion version's cohort views are computed from, read in one small query.
+
+    Two stamps are equal exactly when the views computed under them are equal: every stored
+    aggregate, cache and index of a version is keyed by its stamp, so a ``riskfusion score``
+    or an import that changes the stored predictions or the patients' rows changes the key.
+
+    Attributes
+    ----------
+    model_version : str
+        The fusion version.
+    scoring_batch : int
+        The version's last scoring batch (a scoring chunk or training's predictions; 0: none
+        recorded).
+    import_batch : str
+        The last cohort import (its batch id; empty: none).
+    explanations : str
+        The version's newest explanations artifact, holding the similar-patient index (its
+        registry version; empty: none).
+    """
+
+    model_version: str
+    scoring_batch: int = 0
+    import_batch: str = ""
+    explanations: str = ""

@@ -51,6 +51,7 @@ __all__ = [
     "Outcome",
     "Patient",
     "Prediction",
+    "ScoringBatch",
     "StoredExplanation",
 ]
 
@@ -218,6 +219,25 @@ class Prediction(Base):
     )
     patient_id: Mapped[str] = mapped_column(ForeignKey(PATIENT_FK), primary_key=True)
     risk: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ScoringBatch(Base):
+    """One write of a fusion version's predictions: a scoring chunk, or training's predictions.
+
+    Written in the transaction of the predictions it records, so the version's largest
+    ``batch_id`` changes whenever its stored predictions do; the cohort views key their caches
+    by it (see :meth:`data.store.CohortStore.data_stamp`).
+    """
+
+    __tablename__ = "scoring_batches"
+    __table_args__ = (Index("ix_scoring_batches_version", "model_version", "batch_id"),)
+
+    batch_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    model_version: Mapped[str] = mapped_column(ForeignKey("model_registry.version"))
+    patients: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

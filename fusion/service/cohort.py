@@ -4,18 +4,23 @@ Owns the views over many patients that the Model pages and the command line call
 registry as listed (complete versions only), the test split's predictions of the active model
 and its baselines, performance, the bias audit, global SHAP, modality reliance and per-group
 curves, each behind the suppression floor of :func:`min_cell_for`. Every read is one
-split-filtered query set. Must not import streamlit or the dashboard.
+split-filtered query set. Also owns the rule that keeps them fresh: every view, cache and index
+is keyed by the :func:`data_stamp` of what it was computed from (:class:`StampedViews` holds
+the service's own), so a ``riskfusion score`` or an import under the same version is never
+answered with the numbers from before it. Must not import streamlit or the dashboard.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 
-from data.store import CohortStore
+from data.store import CohortStore, DataStamp
 from data.vocabulary import MODALITIES
 from fusion.admin.access import Identity
 from fusion.evaluation.disclosure import resolve_min_cell
@@ -37,20 +42,23 @@ from fusion.evaluation.performance import (
 from fusion.explain import shap_values
 from fusion.features import build_feature_matrix, image_scores
 from fusion.service.audit_trail import record_event
-from fusion.service.loaded_models import LoadedModels
+from fusion.service.loaded_models import LoadedModels, model_info
 from fusion.training.versions import check_version
 
 __all__ = [
     "REGISTRY_COLUMNS",
+    "StampedViews",
     "audit",
     "baseline_versions",
     "curves_by_group",
+    "data_stamp",
     "global_shap",
     "list_models",
     "min_cell_for",
     "performance",
     "reliance_by_group",
     "test_predictions",
+    "view_threshold",
 ]
 
 REGISTRY_COLUMNS = (
@@ -64,6 +72,48 @@ REGISTRY_COLUMNS = (
     "data_fingerprint",
     "parts",
 )
+
+
+T = TypeVar("T")
+
+
+def data_stamp(store: CohortStore, fusion_version: str) -> DataStamp:
+    """What ``fusion_version``'s cohort views are computed from, read in one small query.
+
+    The version, its last scoring batch (each scoring chunk and training's predictions record
+    one), the last cohort import (which can change labels and attributes, and drops the
+    predictions of updated patients) and the newest similar-patient index (which
+    ``riskfusion score`` refreshes); see :meth:`data.store.CohortStore.data_stamp`. Every cohort
+    view, cache and index is keyed by it.
+    """
+    return store.data_stamp(fusion_version)
+
+
+class StampedViews:
+    """Cohort views computed in this process, each kept only under the stamp it was made for.
+
+    A view asked for under another :class:`~data.store.DataStamp` than the held one drops every
+    held view and is computed afresh, so the service never answers from data that a later
+    score or import changed. Shared by the threads of a serving process.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stamp: DataStamp | None = None
+        self._views: dict[Hashable, Any] = {}
+
+    def get(self, stamp: DataStamp, key: Hashable, compute: Callable[[], T]) -> T:
+        """The view ``key`` under ``stamp``, computed by ``compute`` when not held for it."""
+        with self._lock:
+            if stamp != self._stamp:
+                self._stamp, self._views = stamp, {}
+            if key in self._views:
+                return self._views[key]  # type: ignore[no-any-return]
+        value = compute()
+        with self._lock:
+            if stamp == self._stamp:
+                self._views[key] = value
+        return value
 
 
 def baseline_versions(store: CohortStore, fusion_version: str) -> dict[str, str]:
@@ -227,6 +277,20 @@ def role_threshold(
             frame, requested, role=role, default=default, min_cell=min_cell
         )
     return choice.threshold
+
+
+def view_threshold(
+    models: LoadedModels,
+    frame: pd.DataFrame,
+    threshold: float | None,
+    identity: Identity | None,
+    floor: int,
+    by: Sequence[str] = (),
+) -> float:
+    """:func:`role_threshold` of a request (``threshold`` None: the model's own threshold)."""
+    default = model_info(models).threshold
+    requested = default if threshold is None else threshold
+    return role_threshold(frame, requested, identity, by=by, default=default, min_cell=floor)
 
 
 def performance(

@@ -14,12 +14,13 @@ Renders no HTML (see :mod:`fusion.reports.patient_report`); must not import stre
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from data.store import CohortStore, PatientRecord, make_engine
+from data.store import CohortStore, DataStamp, PatientRecord, make_engine
 from data.vocabulary import MaskableModality
 from fusion.admin.access import Identity
 from fusion.evaluation.fairness import FairnessReport
@@ -27,6 +28,7 @@ from fusion.evaluation.groups import check_attributes
 from fusion.evaluation.importance import ShapSummary
 from fusion.evaluation.performance import PerformanceReport
 from fusion.explanations.map_trust import MapTrustReport
+from fusion.explanations.similar import SimilarityIndex
 from fusion.forecast.patient import PatientForecast
 from fusion.records import (
     ImageMaps,
@@ -38,7 +40,13 @@ from fusion.records import (
 )
 from fusion.service import audit_trail, cohort, evidence, forecasting, patient
 from fusion.service.guided_demo import StoryPatient
-from fusion.service.loaded_models import configure_threads, load_models, model_info
+from fusion.service.loaded_models import (
+    LoadedModels,
+    configure_threads,
+    load_models,
+    model_info,
+    with_explanations,
+)
 from fusion.service.patient_case import PatientCase, load_case
 from fusion.settings import DEFAULT_MIN_CELL, Settings
 from fusion.uncertainty import RiskInterval
@@ -78,8 +86,8 @@ class RiskService:
         self.nets = list(self.models.nets)
         self.features = self.models.features
         self.interval_calibration = self.models.interval_calibration
-        self.similarity_index = self.models.similarity_index
         self._forecasts = forecasting.ForecastLoader()
+        self._views = cohort.StampedViews()  # test predictions, global SHAP: per data stamp
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RiskService:
@@ -138,12 +146,27 @@ class RiskService:
         """Scan and saliency map of one patient (:func:`evidence.image_maps`)."""
         return evidence.image_maps(self.models, self._case(case), self.artifacts_dir, method)
 
+    def data_stamp(self) -> DataStamp:
+        """What the active version's cohort views are computed from (:func:`cohort.data_stamp`)."""
+        return cohort.data_stamp(self.store, self.version)
+
+    def _indexed(self) -> LoadedModels:
+        """The models with the newest similar-patient index (``score`` refreshes it)."""
+        explanations = self.data_stamp().explanations
+        self.models = with_explanations(self.store, self.models, self.artifacts_dir, explanations)
+        return self.models
+
+    @property
+    def similarity_index(self) -> SimilarityIndex | None:
+        """The active version's newest similar-patient index (None if it has none)."""
+        return self._indexed().similarity_index
+
     def similar_patients(
         self, case: PatientCase | str, *, k: int = 5, missing: Sequence[MaskableModality] = ()
     ) -> pd.DataFrame:
         """The ``k`` nearest reference patients in SHAP space (see :mod:`evidence`)."""
         return evidence.similar_patients(
-            self.store, self.models, self._case(case), k=k, missing=missing
+            self.store, self._indexed(), self._case(case), k=k, missing=missing
         )
 
     def forecast(
@@ -185,7 +208,7 @@ class RiskService:
 
     def explanation_metrics(self) -> Mapping[str, Any] | None:
         """Batch explanation job: rows stored, reference size, additivity (None if absent)."""
-        record = self.models.explanations_record
+        record = self._indexed().explanations_record
         return None if record is None else dict(record.metrics)
 
     def build_params(self) -> dict[str, Any]:
@@ -213,8 +236,9 @@ class RiskService:
         return cohort.list_models(self.store, self.artifacts_dir)
 
     def test_predictions(self) -> pd.DataFrame:
-        """Test-split risks of the active model and its baselines, with attributes."""
-        return cohort.test_predictions(self.store, self.version)
+        """Test-split risks of the active model and its baselines, with attributes (a copy)."""
+        compute = partial(cohort.test_predictions, self.store, self.version)
+        return self._views.get(self.data_stamp(), "test", compute).copy()
 
     def min_cell_for(
         self, identity: Identity | None, requested: int | None = None, *, view: str = "cohort"
@@ -222,20 +246,6 @@ class RiskService:
         """The suppression floor of a cohort view for ``identity`` (:func:`cohort.min_cell_for`)."""
         floor = self.min_cell_floor
         return cohort.min_cell_for(self.store, self.version, floor, identity, requested, view=view)
-
-    def _threshold(
-        self,
-        threshold: float | None,
-        identity: Identity | None,
-        frame: pd.DataFrame,
-        floor: int,
-        by: Sequence[str] = (),
-    ) -> float:
-        default = self.model_info().threshold
-        requested = default if threshold is None else threshold
-        return cohort.role_threshold(
-            frame, requested, identity, by=by, default=default, min_cell=floor
-        )
 
     def performance(
         self,
@@ -252,7 +262,7 @@ class RiskService:
         return cohort.performance(
             frame,
             self.version,
-            threshold=self._threshold(threshold, identity, frame, floor),
+            threshold=cohort.view_threshold(self.models, frame, threshold, identity, floor),
             n_resamples=n_resamples,
             random_state=random_state,
             min_cell=floor,
@@ -276,7 +286,7 @@ class RiskService:
         return cohort.audit(
             frame,
             names,
-            threshold=self._threshold(threshold, identity, frame, floor, names),
+            threshold=cohort.view_threshold(self.models, frame, threshold, identity, floor, names),
             reference=reference,
             min_cell=floor,
             n_resamples=n_resamples,
@@ -284,10 +294,10 @@ class RiskService:
         )
 
     def test_shap(self, *, top_n: int = 10) -> ShapSummary:
-        """Global TreeSHAP importance over the test split (:func:`cohort.test_shap`)."""
-        return cohort.global_shap(
-            self.store, self.models, top_n=top_n, min_cell=self.min_cell_floor
-        )
+        """Global TreeSHAP importance over the test split (:func:`cohort.global_shap`)."""
+        floor = self.min_cell_floor
+        compute = partial(cohort.global_shap, self.store, self.models, top_n=top_n, min_cell=floor)
+        return self._views.get(self.data_stamp(), ("shap", top_n), compute)
 
     def modality_reliance(
         self, by: Sequence[str], *, min_cell: int | None = None, identity: Identity | None = None
@@ -310,7 +320,7 @@ class RiskService:
         names = check_attributes(by)
         floor = self.min_cell_for(identity, min_cell, view="group curves")
         frame = self.test_predictions()
-        cut = self._threshold(threshold, identity, frame, floor, names)
+        cut = cohort.view_threshold(self.models, frame, threshold, identity, floor, names)
         return cohort.curves_by_group(frame, names, min_cell=floor, threshold=cut)
 
     def record_event(

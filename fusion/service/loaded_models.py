@@ -2,14 +2,16 @@
 
 Owns :class:`LoadedModels` (the fusion model, its TreeSHAP explainer, the imaging nets and their
 Grad-CAM explainers, the feature set, the interval calibration and the similar-patient index of
-the active version), :func:`load_models` (every file checked against its registered SHA-256)
-and :func:`model_info`. Must not import streamlit, the dashboard or the other use-case modules.
+the active version), :func:`load_models` (every file checked against its registered SHA-256),
+:func:`with_explanations` (the newest similar-patient index, which ``riskfusion score``
+refreshes under the same version) and :func:`model_info`. Must not import streamlit, the
+dashboard or the other use-case modules.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,14 @@ from fusion.training.serving_artifacts import EXPLANATIONS_KIND, INTERVAL_KIND
 from models.gradcam import GradCamExplainer
 from models.nets import RiskCNN, load_net
 
-__all__ = ["LoadedModels", "configure_threads", "load_models", "load_nets", "model_info"]
+__all__ = [
+    "LoadedModels",
+    "configure_threads",
+    "load_models",
+    "load_nets",
+    "model_info",
+    "with_explanations",
+]
 
 
 def configure_threads(torch_threads: int = 1) -> None:
@@ -145,14 +154,6 @@ def load_models(store: CohortStore, artifacts_dir: Path) -> LoadedModels:
             artifacts_dir / interval_record.artifact_path, expected_sha256=interval_record.sha256
         )
     )
-    index = (
-        None
-        if explanations_record is None
-        else load_index(
-            artifacts_dir / explanations_record.artifact_path,
-            expected_sha256=explanations_record.sha256,
-        )
-    )
     return LoadedModels(
         fusion_record=fusion_record,
         imaging_record=imaging_record,
@@ -164,7 +165,39 @@ def load_models(store: CohortStore, artifacts_dir: Path) -> LoadedModels:
         interval_record=interval_record,
         explanations_record=explanations_record,
         interval_calibration=calibration,
-        similarity_index=index,
+        similarity_index=_load_index(explanations_record, artifacts_dir),
+    )
+
+
+def _load_index(record: ModelRecord | None, artifacts_dir: Path) -> SimilarityIndex | None:
+    """The similar-patient index of an explanations record (verified), or None without one."""
+    if record is None:
+        return None
+    return load_index(artifacts_dir / record.artifact_path, expected_sha256=record.sha256)
+
+
+def with_explanations(
+    store: CohortStore, models: LoadedModels, artifacts_dir: Path, explanations_version: str
+) -> LoadedModels:
+    """``models`` with the version's newest explanations artifact and similar-patient index.
+
+    ``explanations_version`` is the newest one's registry version as the caller's data stamp
+    read it (:class:`data.store.DataStamp`); when ``models`` already hold it they are returned
+    as they are (no query), otherwise the newest artifact is read and its index loaded.
+
+    Raises
+    ------
+    data.errors.ArtifactIntegrityError
+        If the index file is missing or differs from its registered SHA-256.
+    """
+    held = models.explanations_record
+    if (held.version if held is not None else "") == explanations_version:
+        return models
+    record = store.artifact_of(models.version, EXPLANATIONS_KIND)
+    return replace(
+        models,
+        explanations_record=record,
+        similarity_index=_load_index(record, artifacts_dir),
     )
 
 

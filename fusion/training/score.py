@@ -1,8 +1,9 @@
 """``riskfusion score``: risk, TreeSHAP and missing embeddings for every unscored patient.
 
 Streams the patients the active fusion version has not scored in chunks, one transaction per
-chunk, so an interrupted run resumes where it stopped with the values of an uninterrupted one.
-Must not import streamlit.
+chunk, so an interrupted run resumes where it stopped with the values of an uninterrupted one,
+then refreshes what is computed from the stored scores (the similar-patient index and its
+stored count). Must not import streamlit.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from fusion.explain import shap_values
 from fusion.features import build_feature_matrix, image_scores
 from fusion.service.facade import RiskService
 from fusion.training.embeddings import SCAN_CHUNK, concat_batches, embed_chunk, load_scans
+from fusion.training.serving_artifacts import refresh_similarity_index
 from fusion.training.stages import SCORE_STAGES, Stages
 
 __all__ = ["SCORE_CHUNK", "score_cohort"]
@@ -54,7 +56,9 @@ def score_cohort(
     and stores embeddings, risks, SHAP values and the audit event in one transaction. A patient
     therefore has all of them or none, readers never see a partial result, and an interrupted
     run resumes at the first unfinished chunk with exactly the chunks, and so exactly the
-    values, of an uninterrupted run.
+    values, of an uninterrupted run. Then the similar-patient index is rebuilt from the stored
+    explanations when a scoring batch is newer than it
+    (:func:`~fusion.training.serving_artifacts.refresh_similarity_index`).
 
     Parameters
     ----------
@@ -72,7 +76,9 @@ def score_cohort(
     Returns
     -------
     dict
-        ``model_version``, ``scored``, ``embedded`` (scans embedded) and ``seconds``.
+        ``model_version``, ``scored``, ``embedded`` (scans embedded), ``index_reference``
+        (reference patients of the refreshed similar-patient index; None: not refreshed) and
+        ``seconds``.
 
     Raises
     ------
@@ -80,6 +86,7 @@ def score_cohort(
         If no model is active (train first).
     """
     stages = stages or Stages(SCORE_STAGES, logger.info)
+    store.create_schema()  # a store made before scoring batches were recorded gains the table
     service = RiskService(store, artifacts_dir)
     info = service.model_info()
     version = info.version
@@ -136,10 +143,13 @@ def score_cohort(
             )
             scored += len(X)
             embedded += len(rows)
+        # Newly scored patients become similar patients (also after an interrupted run).
+        index = refresh_similarity_index(store, version, artifacts_dir)
     stages.report(f"      scored {scored} patients ({embedded} scans embedded)")
     return {
         "model_version": version,
         "scored": scored,
         "embedded": embedded,
+        "index_reference": None if index is None else index["n_reference"],
         "seconds": round(time.perf_counter() - start, 2),
     }

@@ -10,6 +10,10 @@ activated:
   store keyed by (model version, patient id), the additivity check over every chunk, and the
   similar-patient index (SHAP vectors of a capped reference set); registered as
   ``<fusion version>-explanations`` (kind ``explanations``).
+- :func:`refresh_similarity_index`: after ``riskfusion score``, the index and the stored count
+  rebuilt from every stored explanation of the version, registered as
+  ``<fusion version>-explanations-<scoring batch>`` (the newest one of kind ``explanations``
+  is the one served: :meth:`data.store.CohortStore.artifact_of`).
 
 Must not import streamlit.
 """
@@ -48,6 +52,7 @@ __all__ = [
     "INTERVAL_LEVEL",
     "INTERVAL_SUFFIX",
     "build_interval",
+    "refresh_similarity_index",
     "store_explanations",
 ]
 
@@ -232,7 +237,8 @@ def store_explanations(
     Returns
     -------
     dict
-        ``n_stored, n_reference, additivity_max_abs, additivity_max_abs_test, seconds``.
+        ``n_stored, n_reference, additivity_max_abs, additivity_max_abs_test, scoring_batch``
+        (the version's last scoring batch the index covers) and ``seconds``.
     """
     start = time.perf_counter()
     split_values = np.asarray(splits).astype(str)
@@ -272,6 +278,7 @@ def store_explanations(
         "space": "shap",
         "additivity_max_abs": worst,
         "additivity_max_abs_test": worst_test,
+        "scoring_batch": store.data_stamp(fusion_version).scoring_batch,
         "seconds": round(seconds, 2),
     }
     store.register_artifact(  # activated with the whole version, once it is complete
@@ -291,5 +298,69 @@ def store_explanations(
         metrics["n_reference"],
         worst,
         worst_test,
+    )
+    return metrics
+
+
+def refresh_similarity_index(
+    store: CohortStore,
+    fusion_version: str,
+    artifacts_dir: Path,
+    *,
+    max_reference: int = MAX_REFERENCE,
+    random_state: int = 0,
+) -> dict[str, Any] | None:
+    """Rebuild the similar-patient index of a version from its stored explanations.
+
+    ``riskfusion score`` stores the SHAP values of the patients it scores; this makes them
+    eligible as similar patients and updates the stored count, choosing the reference set by
+    the training-time rule (:func:`choose_reference` over the explained patients in id order).
+    It reads the ids and splits of the explained patients, then only
+    the reference rows' values. The index records the version's last scoring batch it covers;
+    an index that covers the last one is left as it is (so an interrupted score that is run
+    again still refreshes it). The new index is written beside the current one and registered
+    (inactive, like the training-time artifact) as ``<version>-explanations-<batch>``.
+
+    Returns
+    -------
+    dict or None
+        The registered metrics (those of the current artifact, with ``n_stored``,
+        ``n_reference``, ``scoring_batch`` and ``seconds`` of this refresh); None when nothing
+        was to do (the index is up to date, or the version has none).
+    """
+    start = time.perf_counter()
+    current = store.artifact_of(fusion_version, EXPLANATIONS_KIND)
+    batch = store.data_stamp(fusion_version).scoring_batch
+    if current is None or current.metrics.get("scoring_batch") == batch:
+        return None
+    explained = store.explained_patients(fusion_version)
+    ids = explained["patient_id"].to_numpy().astype(np.str_)
+    reference = choose_reference(
+        list(ids), list(explained["split"]), max_reference=max_reference, random_state=random_state
+    )
+    values = store.explanation_values(fusion_version, list(ids[reference]))
+    path = (artifacts_dir / current.artifact_path).parent / f"similar-{batch}.npz"
+    index = SimilarityIndex(patient_ids=ids[reference], vectors=values.astype(np.float32))
+    sha = save_index(index, path)
+    metrics: dict[str, Any] = {
+        **current.metrics,
+        "n_stored": len(ids),
+        "n_reference": int(reference.sum()),
+        "scoring_batch": batch,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    store.register_artifact(
+        f"{fusion_version}{EXPLANATIONS_SUFFIX}-{batch}",
+        EXPLANATIONS_KIND,
+        str(path.relative_to(artifacts_dir)),
+        sha,
+        metrics=metrics,
+        params={**current.params, "refreshed_by": "score"},
+        parent_version=fusion_version,
+    )
+    logger.info(
+        "similar-patient index refreshed: %d patients stored, reference %d",
+        len(ids),
+        metrics["n_reference"],
     )
     return metrics
