@@ -38,13 +38,12 @@ CASE_TABLES = (
 )
 """The tables a case load reads besides the patient's row (each read once per render)."""
 
-STATEMENTS_PER_RENDER = 14
+STATEMENTS_PER_RENDER = 13
 """Every statement of the render that opens a stored patient on the explorer: the case
 (:data:`QUERIES_PER_PATIENT_LOAD`, shared by the sidebar and the page), whether the cohort has
-ground truth (sidebar), the number of patients in the list's split and the open patient's
-summary (picker), the ``view_patient`` audit event (``BEGIN IMMEDIATE``, the chain's last hash,
-the insert) and the similar patients' summaries. Cached reads (the list page, the models, the
-active version) are not repeated."""
+ground truth (sidebar), the open patient's summary (picker), the ``view_patient`` audit event
+(``BEGIN IMMEDIATE``, the chain's last hash, the insert) and the similar patients' summaries.
+Cached reads (the list page and its count, the models, the active version) are not repeated."""
 
 
 @contextmanager
