@@ -24,10 +24,38 @@ SPLITS = [None, "train", "val", "test"]
 QUERIES = ["", "P00000", "p000002", "P0000013"]
 
 
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
 @pytest.fixture
 def cohort(memory_store: CohortStore) -> CohortStore:
     memory_store.write_cohort(make_tables("P", N))
     return memory_store
+
+
+def _fresh_cohort(request: pytest.FixtureRequest, backend: str) -> Iterator[CohortStore]:
+    if backend == "sqlite":
+        url = "sqlite://"
+    else:
+        factory: Callable[[], str] = request.getfixturevalue("postgres_database")
+        url = factory()
+    store = CohortStore(make_engine(url))
+    store.create_schema()
+    store.write_cohort(make_tables("P", N))
+    yield store
+    store.engine.dispose()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def shared_cohort(request: pytest.FixtureRequest) -> Iterator[CohortStore]:
+    """The cohort on each backend, shared by the tests that only read it."""
+    yield from _fresh_cohort(request, request.param)
+
+
+@pytest.fixture(params=BACKENDS)
+def own_cohort(request: pytest.FixtureRequest) -> Iterator[CohortStore]:
+    """The cohort on each backend, for one test that writes to it."""
+    yield from _fresh_cohort(request, request.param)
 
 
 def _expected(store: CohortStore, query: str, split: str | None) -> list[str]:
@@ -98,8 +126,9 @@ def _plans(engine: Engine, read: Callable[[], object]) -> list[str]:
 @pytest.mark.parametrize("split", SPLITS)
 @pytest.mark.parametrize("query", QUERIES)
 def test_pages_forwards_and_backwards_list_every_patient_once_in_order(
-    cohort: CohortStore, query: str, split: str | None
+    shared_cohort: CohortStore, query: str, split: str | None
 ) -> None:
+    cohort = shared_cohort
     expected = _expected(cohort, query, split)
     forwards = _forwards(cohort, query, split)
     assert [pid for page in forwards for pid in page] == expected
@@ -110,7 +139,10 @@ def test_pages_forwards_and_backwards_list_every_patient_once_in_order(
     assert all(page == sorted(page) for page in backwards)  # each page in id order
 
 
-def test_the_last_page_is_read_from_the_end_and_nothing_follows_it(cohort: CohortStore) -> None:
+def test_the_last_page_is_read_from_the_end_and_nothing_follows_it(
+    shared_cohort: CohortStore,
+) -> None:
+    cohort = shared_cohort
     ids = _expected(cohort, "", "test")
     last = cohort.search_patients(split="test", limit=PAGE, from_end=True)["patient_id"]
     assert last.tolist() == ids[-PAGE:]
@@ -124,8 +156,9 @@ def test_the_last_page_is_read_from_the_end_and_nothing_follows_it(cohort: Cohor
 
 
 def test_patients_added_between_page_views_are_neither_repeated_nor_skipped(
-    cohort: CohortStore,
+    own_cohort: CohortStore,
 ) -> None:
+    cohort = own_cohort
     before = _expected(cohort, "", None)
     first = cohort.search_patients(limit=PAGE)["patient_id"].tolist()
     second = cohort.search_patients(limit=PAGE, after=first[-1])["patient_id"].tolist()
@@ -151,7 +184,8 @@ def test_a_page_has_one_anchor(cohort: CohortStore) -> None:
         cohort.search_patients(after="P0000001", from_end=True)
 
 
-def test_no_page_read_skips_rows_with_offset(cohort: CohortStore) -> None:
+def test_no_page_read_skips_rows_with_offset(shared_cohort: CohortStore) -> None:
+    cohort = shared_cohort
     version_free = [
         {},
         {"after": "P0000020"},
@@ -254,3 +288,25 @@ def test_a_store_made_before_the_indexes_gets_them_when_opened(tmp_path: Path) -
         index["name"] for index in inspect(reopened.engine).get_indexes("patients")
     }
     reopened.engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("anchor", [{}, {"after": "P0000020"}, {"from_end": True}])
+def test_postgres_reads_a_split_page_from_its_index_without_sorting(
+    postgres_database: Callable[[], str], anchor: dict[str, Any]
+) -> None:
+    store = CohortStore(make_engine(postgres_database()))
+    store.create_schema()
+    store.write_cohort(make_tables("P", N))
+    with _statements(store.engine) as seen:
+        store.search_patients(split="test", limit=PAGE, **anchor)
+    statement, parameters = seen[-1]
+    with store.engine.connect() as conn:
+        conn.exec_driver_sql("ANALYZE")
+        conn.exec_driver_sql("SET enable_seqscan = off")  # a 60-row table: force the choice
+        plan = "\n".join(
+            str(row[0]) for row in conn.exec_driver_sql(f"EXPLAIN {statement}", parameters)
+        )
+    store.engine.dispose()
+    assert "ix_patients_split_id" in plan, plan
+    assert "Sort" not in plan, plan
