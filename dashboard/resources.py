@@ -12,7 +12,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard.state import get_loaded_patient, set_loaded_patient
+from dashboard.state import PickerPage, get_loaded_patient, set_loaded_patient
 from data.errors import CohortError
 from data.store import CohortStore, DataStamp, make_engine
 from fusion.admin.access import Identity
@@ -27,6 +27,7 @@ from fusion.service.patient_case import PatientCase
 from fusion.settings import Settings
 
 __all__ = [
+    "count_patients",
     "get_audit",
     "get_forecast",
     "get_forecast_proof",
@@ -55,6 +56,7 @@ def get_settings() -> Settings:
 def _get_store() -> CohortStore:
     """The store's engine and pool, shared by every session."""
     store = CohortStore(make_engine(get_settings().database_url))
+    store.upgrade_indexes()  # an older store gets the indexes its pages read by
     store.upgrade_audit_trail()  # seals an older store's events once (reads only otherwise)
     return store
 
@@ -118,10 +120,32 @@ def load_patient_case(service: RiskService, patient_id: str) -> PatientCase:
 
 @st.cache_data(ttl=60, show_spinner=False)
 def search_patients(
-    _service: RiskService, model_version: str, query: str, split: str | None, offset: int
+    _service: RiskService,
+    model_version: str,
+    query: str,
+    split: str | None,
+    page: PickerPage,
+    limit: int,
 ) -> pd.DataFrame:
-    """One page of the patient list; ``model_version`` keys the cache."""
-    return _service.search_patients(query, split=split, limit=PAGE_SIZE, offset=offset)
+    """The rows of one picker page (keyset: see :class:`dashboard.state.PickerPage`).
+
+    ``model_version`` keys the cache. ``limit`` may be one more than the page shows, so that
+    the picker knows whether rows lie beyond it without counting them.
+    """
+    return _service.search_patients(
+        query,
+        split=split,
+        limit=limit,
+        after=page.after,
+        before=page.before,
+        from_end=page.last,
+    )
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def count_patients(_service: RiskService, query: str, split: str | None) -> int:
+    """Patients the picker lists for ``query`` and ``split`` (an index-only count)."""
+    return _service.count_patients(split, query)
 
 
 PAGE_SIZE = 50

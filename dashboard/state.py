@@ -23,8 +23,10 @@ __all__ = [
     "LOCAL_ROLE",
     "PATIENT_CHOICE",
     "PATIENT_ID",
+    "PICKER_PAGE_PREFIX",
     "WHAT_IF_PREFIX",
     "CohortCheck",
+    "PickerPage",
     "choose_patient",
     "forget_loaded_patient",
     "get_cohort_check",
@@ -34,6 +36,7 @@ __all__ = [
     "get_local_role",
     "get_patient_choice",
     "get_patient_id",
+    "get_picker_page",
     "get_what_if_overrides",
     "mark_audited",
     "seconds_since_activity",
@@ -42,6 +45,7 @@ __all__ = [
     "set_identity",
     "set_loaded_patient",
     "set_local_role",
+    "set_picker_page",
     "set_what_if_overrides",
     "touch_activity",
 ]
@@ -142,6 +146,45 @@ def mark_audited(key: str) -> bool:
         return False
     audited.add(key)
     return True
+
+
+# ---------------------------------------------------------------- the patient picker
+PICKER_PAGE_PREFIX = "riskfusion.picker_page."
+
+
+@dataclass(frozen=True, slots=True)
+class PickerPage:
+    """Which page of patients one picker shows: its number and where it is anchored (keyset).
+
+    The default is the first page. A page is read again on every run from its anchor (the id
+    it starts after, the id it ends before, or the end of the list), never by skipping rows,
+    so that patients added meanwhile neither repeat nor hide a row.
+
+    Attributes
+    ----------
+    number : int, default=1
+        The page number shown (1-based).
+    after, before : str or None, default=None
+        The page starts after, or ends before, this patient id.
+    last : bool, default=False
+        The last page (read from the end of the list).
+    """
+
+    number: int = 1
+    after: str | None = None
+    before: str | None = None
+    last: bool = False
+
+
+def get_picker_page(key: str) -> PickerPage:
+    """The page the picker ``key`` shows; the first page until the user pages."""
+    value = st.session_state.get(f"{PICKER_PAGE_PREFIX}{key}")
+    return value if isinstance(value, PickerPage) else PickerPage()
+
+
+def set_picker_page(key: str, page: PickerPage) -> None:
+    """Show ``page`` in the picker ``key`` (the first page: ``PickerPage()``)."""
+    st.session_state[f"{PICKER_PAGE_PREFIX}{key}"] = page
 
 
 # ---------------------------------------------------------------- what-if, guided demo

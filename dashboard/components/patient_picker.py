@@ -3,6 +3,8 @@
 The picker shows the selected patient (``dashboard.state``) and changes it only when the user
 picks one: the selectbox is driven from that one remembered choice on every run, so a search,
 a page change or the split switch changes the list it offers, never the patient it shows.
+Pages are keyset pages (:class:`dashboard.state.PickerPage`): first, previous, next and last,
+each one range read of an index, whatever the page's position in the list.
 """
 
 from __future__ import annotations
@@ -12,8 +14,21 @@ import math
 import pandas as pd
 import streamlit as st
 
-from dashboard.resources import PAGE_SIZE, get_patient_summaries, search_patients
-from dashboard.state import choose_patient, get_patient_choice, get_patient_id, mark_audited
+from dashboard.resources import (
+    PAGE_SIZE,
+    count_patients,
+    get_patient_summaries,
+    search_patients,
+)
+from dashboard.state import (
+    PickerPage,
+    choose_patient,
+    get_patient_choice,
+    get_patient_id,
+    get_picker_page,
+    mark_audited,
+    set_picker_page,
+)
 from fusion.admin.access import Identity
 from fusion.service.facade import RiskService
 
@@ -56,7 +71,59 @@ def patient_label(
 
 def _restart_list(key: str) -> None:
     """A new search or split shows its first page."""
-    st.session_state.pop(f"{key}.page", None)
+    set_picker_page(key, PickerPage())
+
+
+def _read_page(
+    service: RiskService, query: str, split: str | None, key: str, pages: int, total: int
+) -> tuple[pd.DataFrame, PickerPage, bool, bool]:
+    """The rows of the picker's current page, the page, and whether rows lie before / after it.
+
+    One row beyond the page is read to know whether there is more, so nothing is counted for
+    it. The last page holds what is left after the full pages before it (page numbers stay
+    where the first pages put them) and is read from the end of the list.
+    """
+    version = service.model_info().version
+    page = get_picker_page(key)
+    if page.last:
+        page = PickerPage(number=pages, last=True)
+    size = total - (pages - 1) * PAGE_SIZE if page.last and total > 0 else PAGE_SIZE
+    frame = search_patients(service, version, query, split, page, size + 1)
+    if page.before is None and not page.last:  # read forwards: the extra row is after the page
+        return frame.head(PAGE_SIZE), page, page.after is not None, len(frame) > PAGE_SIZE
+    more_before = len(frame) > size
+    if page.before is not None and not more_before:  # rows went away: show the first page
+        set_picker_page(key, PickerPage())
+        return _read_page(service, query, split, key, pages, total)
+    return frame.tail(size), page, more_before, not page.last
+
+
+def _render_pager(
+    key: str, frame: pd.DataFrame, page: PickerPage, pages: int, more: tuple[bool, bool]
+) -> None:
+    """First / previous / next / last buttons and the page caption."""
+    more_before, more_after = more
+    first_id = None if frame.empty else str(frame["patient_id"].iloc[0])
+    last_id = None if frame.empty else str(frame["patient_id"].iloc[-1])
+    previous = PickerPage() if page.number <= 2 else PickerPage(page.number - 1, before=first_id)
+    buttons = [
+        ("first", "⏮", "First page", PickerPage(), more_before),
+        ("previous", "◀", "Previous page", previous, more_before),
+        ("next", "▶", "Next page", PickerPage(page.number + 1, after=last_id), more_after),
+        ("last", "⏭", "Last page", PickerPage(number=pages, last=True), more_after),
+    ]
+    for column, (name, label, help_text, target, enabled) in zip(
+        st.columns(len(buttons)), buttons, strict=True
+    ):
+        column.button(
+            label,
+            key=f"{key}.{name}",
+            help=help_text,
+            disabled=not enabled,
+            on_click=set_picker_page,
+            args=(key, target),
+        )
+    st.caption(f"Page {page.number} of {max(pages, page.number)}, {PAGE_SIZE} per page")
 
 
 def _on_search(service: RiskService, key: str) -> None:
@@ -75,9 +142,10 @@ def _on_pick(widget_key: str) -> None:
 def render_patient_picker(service: RiskService, *, key: str) -> str | None:
     """Search box, split filter, pager and patient select; returns the selected patient id.
 
-    Only one page (``PAGE_SIZE`` rows) is queried per run, through the primary-key index; the
-    selected patient is always listed first. Returns None until the
-    user chooses a patient (on this page or another): nothing opens by itself.
+    Only one page (``PAGE_SIZE`` rows, plus one to know whether more follow) is queried per
+    run, a keyset range read of the primary key or ``(split, patient_id)``; the selected
+    patient is always listed first. Returns None until the user chooses a patient (on this
+    page or another): nothing opens by itself.
     """
     version = service.model_info().version
     query = st.text_input(
@@ -98,17 +166,10 @@ def render_patient_picker(service: RiskService, *, key: str) -> str | None:
         help="Test-set patients were never seen in training: their metrics are honest.",
     )
     split = SPLIT_CHOICES[str(split_label)]
-    total = service.count_patients(split)
-    page = int(
-        st.number_input(
-            f"Page (of {max(1, -(-total // PAGE_SIZE))}, {PAGE_SIZE} per page)",
-            min_value=1,
-            value=1,
-            step=1,
-            key=f"{key}.page",
-        )
-    )
-    frame = search_patients(service, version, query, split, (page - 1) * PAGE_SIZE)
+    total = count_patients(service, query, split)
+    pages = max(1, -(-total // PAGE_SIZE))
+    frame, page, more_before, more_after = _read_page(service, query, split, key, pages, total)
+    _render_pager(key, frame, page, pages, (more_before, more_after))
     selected = get_patient_id()
     if frame.empty:
         st.info(f"No patient id starts with {query!r} on this page; clear the search or go back.")

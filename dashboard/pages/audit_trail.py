@@ -20,23 +20,43 @@ st.caption(
     "the database is found by *Verify*. Newest first; times are UTC."
 )
 cols = st.columns([1, 1, 1])
-action = cols[0].selectbox("Action", ["all", *AUDIT_ACTIONS], key="audit.action")
-patient = cols[1].text_input("Patient id (exact)", key="audit.patient").strip().upper()
-chosen_action = None if action == "all" else str(action)
-# Keyset pages: a stack of the ids each shown page started below.
-stack: list[int | None] = st.session_state.setdefault(OLDER_KEY, [None])
-frame = service.audit_trail(
-    limit=PAGE_SIZE, before_id=stack[-1], action=chosen_action, patient_id=patient or None
+
+
+def restart_pages() -> None:
+    """A new filter shows its newest page."""
+    st.session_state[OLDER_KEY] = [None]
+
+
+action = cols[0].selectbox(
+    "Action", ["all", *AUDIT_ACTIONS], key="audit.action", on_change=restart_pages
 )
+patient = (
+    cols[1]
+    .text_input("Patient id (exact)", key="audit.patient", on_change=restart_pages)
+    .strip()
+    .upper()
+)
+chosen_action = None if action == "all" else str(action)
+# Keyset pages: a stack of the ids each shown page started below. One event beyond the page
+# says whether older ones exist; nothing counts the trail (millions of events) on a view.
+stack: list[int | None] = st.session_state.setdefault(OLDER_KEY, [None])
+fetched = service.audit_trail(
+    limit=PAGE_SIZE + 1, before_id=stack[-1], action=chosen_action, patient_id=patient or None
+)
+frame = fetched.head(PAGE_SIZE)
+has_older = len(fetched) > PAGE_SIZE
 st.dataframe(frame, hide_index=True, width="stretch")
 nav = st.columns([1, 1, 4])
 if nav[0].button("Newer", disabled=len(stack) == 1, key="audit.newer"):
     stack.pop()
     st.rerun()
-if nav[1].button("Older", disabled=len(frame) < PAGE_SIZE, key="audit.older"):
+if nav[1].button("Older", disabled=not has_older, key="audit.older"):
     stack.append(int(frame["event_id"].min()))
     st.rerun()
-nav[2].caption(f"{service.store.count_audit_events():,} events in all; page {len(stack)}.")
+nav[2].caption(
+    f"Page {len(stack)} ({PAGE_SIZE} events a page); "
+    + ("older events follow." if has_older else "no older events.")
+)
 
 
 def export_csv() -> str:

@@ -1,9 +1,10 @@
 """Page reads: one patient, one page of the picker, a few summaries, counts and cohort views.
 
 Owns :class:`PageReads`: the narrow, indexed reads behind the pages (``get_patient``, the
-paginated ``search_patients``, ``patient_summaries``) and the cohort's status (counts, ground
-truth, sources, import batches). It must not import torch, streamlit or the
-``models``/``fusion``/``dashboard`` packages.
+keyset-paginated ``search_patients``, ``patient_summaries``) and the cohort's status (counts,
+ground truth, sources, import batches). No read here skips rows with ``OFFSET``: a page starts
+after (or ends before) a patient id, so its cost does not grow with its position. It must not
+import torch, streamlit or the ``models``/``fusion``/``dashboard`` packages.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 
 from data.errors import PatientNotFoundError
 from data.store.engine import StoreBase
@@ -43,14 +44,15 @@ def _prefix_successor(prefix: str) -> str:
 class PageReads(StoreBase):
     """Read what the pages show: patients, picker pages, status (one repository of the store)."""
 
-    def count_patients(self, split: str | None = None) -> int:
-        """Number of stored patients, optionally in one split."""
+    def count_patients(self, split: str | None = None, query: str = "") -> int:
+        """Number of stored patients, optionally in one split and with an id prefix.
+
+        An index-only count: ``(split, patient_id)`` with a split, the primary key without.
+        """
         check_split(split)
-        query = select(func.count()).select_from(Patient)
-        if split is not None:
-            query = query.where(Patient.split == split)
+        stmt = _patient_filter(select(func.count()).select_from(Patient), query, split)
         with self.engine.connect() as conn:
-            return int(conn.execute(query).scalar_one())
+            return int(conn.execute(stmt).scalar_one())
 
     def has_ground_truth(self) -> bool:
         """Whether the stored cohort carries synthetic ground truth."""
@@ -201,17 +203,54 @@ class PageReads(StoreBase):
         split: str | None = None,
         model_version: str | None = None,
         limit: int = 50,
-        offset: int = 0,
+        after: str | None = None,
+        before: str | None = None,
+        from_end: bool = False,
     ) -> pd.DataFrame:
-        """One page of patients whose id starts with ``query`` (case-insensitive).
+        """One page of patients whose id starts with ``query`` (case-insensitive), in id order.
 
-        Columns: ``patient_id, split, age, sex, site`` and ``risk`` when ``model_version`` is
-        given. Uses the primary-key index (prefix range), so it stays fast at 1M patients.
+        Keyset pagination: the first page by default, the page after the id ``after``, the page
+        before the id ``before``, or the last page (``from_end``). Pages before an id and the
+        last page are read in descending id order with ``LIMIT`` and returned ascending, so no
+        page skips rows (no ``OFFSET``) and each is one range read of an index: the primary key
+        for all patients, ``(split, patient_id)`` within a split.
+
+        Parameters
+        ----------
+        query : str, default=""
+            Id prefix, trimmed and upper-cased; empty lists every patient.
+        split : {"train", "val", "test"} or None, default=None
+            Only patients of this split.
+        model_version : str or None, default=None
+            Adds each patient's stored ``risk`` under this version (NaN where not scored).
+        limit : int, default=50
+            Rows of the page, 1..1000.
+        after, before : str or None, default=None
+            The page starts after, or ends before, this patient id (at most one of them).
+        from_end : bool, default=False
+            The last ``limit`` matching patients (not with ``after`` or ``before``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``patient_id, split, age, sex, site`` and ``risk`` when ``model_version``
+            is given.
+
+        Raises
+        ------
+        ValueError
+            If ``limit`` is out of range or more than one of ``after``, ``before``,
+            ``from_end`` is given.
         """
         check_split(split)
         if not 1 <= limit <= 1000:
             raise ValueError(f"limit={limit} is out of range; use 1..1000 rows per page.")
-        prefix = query.strip().upper()
+        anchors = {"after": after is not None, "before": before is not None, "from_end": from_end}
+        if sum(anchors.values()) > 1:
+            raise ValueError(
+                f"A page has one anchor; got {sorted(k for k, v in anchors.items() if v)}. "
+                "Pass only one of after, before, from_end."
+            )
         columns: list[Any] = [
             Patient.patient_id,
             Patient.split,
@@ -228,20 +267,21 @@ class PageReads(StoreBase):
                 (Prediction.patient_id == Patient.patient_id)
                 & (Prediction.model_version == model_version),
             )
-        if prefix:
-            # A range on the key instead of LIKE: uses the primary-key index on every backend.
-            stmt = stmt.where(
-                Patient.patient_id >= prefix, Patient.patient_id < _prefix_successor(prefix)
-            )
-        if split is not None:
-            stmt = stmt.where(Patient.split == split)
-        stmt = stmt.order_by(Patient.patient_id).limit(limit).offset(offset)
+        stmt = _patient_filter(stmt, query, split)
+        if after is not None:
+            stmt = stmt.where(Patient.patient_id > after)
+        if before is not None:
+            stmt = stmt.where(Patient.patient_id < before)
+        descending = before is not None or from_end
+        order = Patient.patient_id.desc() if descending else Patient.patient_id
         with self.engine.connect() as conn:
-            frame = pd.DataFrame(conn.execute(stmt).mappings().all())
+            rows = [tuple(row) for row in conn.execute(stmt.order_by(order).limit(limit))]
         names = ["patient_id", "split", "age", "sex", "site"] + (
             ["risk"] if model_version is not None else []
         )
-        return frame if not frame.empty else pd.DataFrame(columns=names)
+        if not rows:
+            return pd.DataFrame(columns=names)
+        return pd.DataFrame(rows[::-1] if descending else rows, columns=names)
 
     def patient_summaries(
         self, patient_ids: Sequence[str], model_version: str | None = None
@@ -285,3 +325,19 @@ class PageReads(StoreBase):
         frame["true_risk"] = frame["true_risk"].astype(np.float64)
         frame["risk"] = frame["risk"].astype(np.float64)
         return frame
+
+
+def _patient_filter(stmt: Select[Any], query: str, split: str | None) -> Select[Any]:
+    """``stmt`` restricted to ids starting with ``query`` and to ``split`` (if given).
+
+    The prefix is a range on the key instead of ``LIKE``, so that it uses the primary key or
+    ``(split, patient_id)`` on every backend.
+    """
+    prefix = query.strip().upper()
+    if prefix:
+        stmt = stmt.where(
+            Patient.patient_id >= prefix, Patient.patient_id < _prefix_successor(prefix)
+        )
+    if split is not None:
+        stmt = stmt.where(Patient.split == split)
+    return stmt

@@ -63,12 +63,17 @@ class Base(DeclarativeBase):
 
 
 class Patient(Base):
-    """One row per patient: the id, the data split and where the record came from."""
+    """One row per patient: the id, the data split and where the record came from.
+
+    ``(split, patient_id)`` serves the picker's pages within a split (and split counts) as
+    index-only range reads in id order; the primary key serves the pages of all patients.
+    """
 
     __tablename__ = "patients"
+    __table_args__ = (Index("ix_patients_split_id", "split", "patient_id"),)
 
     patient_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    split: Mapped[str] = mapped_column(String(8), index=True)
+    split: Mapped[str] = mapped_column(String(8))
     source: Mapped[str] = mapped_column(String(32))
 
 
@@ -302,8 +307,9 @@ class AuditEvent(Base):
     __tablename__ = "audit_events"
     __table_args__ = (
         Index("ix_audit_events_at", "at"),
-        Index("ix_audit_events_patient", "patient_id", "at"),
-        Index("ix_audit_events_action", "action", "at"),
+        # The trail's pages filter by patient or action and go newest first by event id.
+        Index("ix_audit_events_patient_id", "patient_id", "event_id"),
+        Index("ix_audit_events_action_id", "action", "event_id"),
     )
 
     event_id: Mapped[int] = mapped_column(

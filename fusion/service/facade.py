@@ -215,17 +215,17 @@ class RiskService:
         """How the active model was built (``n_patients, seed, ..., bias``); {} if unknown."""
         return dict(self.models.fusion_record.params.get("build", {}))
 
-    def search_patients(
-        self, query: str = "", *, split: str | None = None, limit: int = 50, offset: int = 0
-    ) -> pd.DataFrame:
-        """One page of patients (id prefix search) with their stored risk."""
-        return self.store.search_patients(
-            query, split=split, model_version=self.version, limit=limit, offset=offset
-        )
+    def search_patients(self, query: str = "", **page: Any) -> pd.DataFrame:
+        """One keyset page of patients (id prefix search) with their stored risk.
 
-    def count_patients(self, split: str | None = None) -> int:
-        """Number of stored patients (optionally in one split)."""
-        return self.store.count_patients(split)
+        ``page``: ``split``, ``limit`` and the anchor (``after``, ``before`` or ``from_end``)
+        of :meth:`data.store.CohortStore.search_patients`.
+        """
+        return self.store.search_patients(query, model_version=self.version, **page)
+
+    def count_patients(self, split: str | None = None, query: str = "") -> int:
+        """Number of stored patients (optionally in one split, with an id prefix)."""
+        return self.store.count_patients(split, query)
 
     def iter_predictions(self, *, chunk_size: int = 50_000) -> Iterator[pd.DataFrame]:
         """Stream the active version's predictions for export, in chunks."""

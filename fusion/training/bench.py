@@ -2,9 +2,10 @@
 
 Owns the benchmark: wall time of ``riskfusion demo --no-serve`` in a fresh temporary home, the
 test AUROC of fusion vs each single modality vs the oracle (from that build), the warm
-latency of one patient's risk + SHAP + Grad-CAM, and the size of what the performance page sends
-to the browser (its figures' JSON). Prints them and writes ``bench.json``. Speed is
-measured here, never asserted in tests. Must not import streamlit.
+latency of one patient's risk + SHAP + Grad-CAM, the size of what the performance page
+sends to the browser (its figures' JSON) and the picker's first and last page reads. Prints
+them and writes ``bench.json``. Speed is measured here, never asserted in tests. Must not
+import streamlit.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import pandas as pd
 import torch
 from scipy import special
 
+from data.store import CohortStore
 from fusion.evaluation.fairness import audit
 from fusion.explanations.similar import MAX_REFERENCE, SimilarityIndex
 from fusion.service.facade import RiskService
@@ -36,6 +38,8 @@ __all__ = ["performance_page_payload", "run_bench"]
 logger = logging.getLogger(__name__)
 
 LATENCY_PATIENTS = 20
+PICKER_PAGE = 50
+"""Rows of a picker page (``dashboard.resources.PAGE_SIZE``), read with one more beyond it."""
 
 
 def run_bench(
@@ -101,6 +105,7 @@ def run_bench(
         forecast = _forecast_section(service, ids, summary)
         explorer = _explorer_section(service, ids, trust)
         performance_page = performance_page_payload(service)
+        picker = time_picker_pages(service.store, model_version=service.version)
 
     result: dict[str, Any] = {
         "machine": _machine(),
@@ -125,6 +130,7 @@ def run_bench(
         "forecast": forecast,
         "patient_explorer": explorer,
         "performance_page": performance_page,
+        "picker_page_ms_median": picker,
         "audit_seconds": time_audit(),
         "cli_help_seconds": time_cli_help(),
     }
@@ -427,3 +433,36 @@ def time_audit(
             "bench: audit of %d predictions, %d resamples: %.2f s", n, n_resamples, seconds[str(n)]
         )
     return seconds
+
+
+def time_picker_pages(
+    store: CohortStore, *, model_version: str | None = None, repeats: int = 5
+) -> dict[str, float]:
+    """Milliseconds (median of ``repeats``) of the picker's first and last page reads.
+
+    The reads the patient picker makes: one keyset page of :data:`PICKER_PAGE` rows plus one,
+    of all patients and of the test split, from the start and from the end of the list (the
+    last page is read backwards with ``LIMIT``, so it costs what the first does).
+
+    Returns
+    -------
+    dict of str to float
+        ``"<all|test>_<first|last>"`` -> median milliseconds.
+    """
+    seconds: dict[str, list[float]] = {}
+    for split in (None, "test"):
+        for end in ("first", "last"):
+            name = f"{split or 'all'}_{end}"
+            seconds[name] = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                store.search_patients(
+                    split=split,
+                    model_version=model_version,
+                    limit=PICKER_PAGE + 1,
+                    from_end=end == "last",
+                )
+                seconds[name].append(time.perf_counter() - start)
+    result = {name: round(1000 * statistics.median(v), 2) for name, v in seconds.items()}
+    logger.info("bench: picker page reads (ms, median of %d): %s", repeats, result)
+    return result

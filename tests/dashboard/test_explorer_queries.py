@@ -38,15 +38,15 @@ CASE_TABLES = (
 )
 """The tables a case load reads besides the patient's row (each read once per render)."""
 
-STATEMENTS_PER_RENDER = 16
+STATEMENTS_PER_RENDER = 15
 """Every statement of the render that opens a stored patient on the explorer: the case
 (:data:`QUERIES_PER_PATIENT_LOAD`, shared by the sidebar and the page), whether the cohort has
-ground truth (sidebar), the number of patients in the list's split and the open patient's
-summary (picker), the ``view_patient`` audit event (``BEGIN IMMEDIATE``, the chain's last hash,
-the insert), the similar patients' summaries and the data stamp (one small indexed query) twice:
-once for the similar patients and once for the stored-explanations caption, so that both follow
-a ``riskfusion score`` that refreshed the index. Cached reads (the list page, the models, the
-active version) are not repeated."""
+ground truth (sidebar), the open patient's summary (picker), the ``view_patient`` audit event
+(``BEGIN IMMEDIATE``, the chain's last hash, the insert), the similar patients' summaries and
+the data stamp (one small indexed query) twice: once for the similar patients and once for the
+stored-explanations caption, so that both follow a ``riskfusion score`` that refreshed the
+index. Cached reads (the list page and its count, the models, the active version) are not
+repeated."""
 
 
 @contextmanager

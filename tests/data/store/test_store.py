@@ -352,8 +352,8 @@ def test_search_patients_by_prefix(cohort: CohortStore, query: str, expected: li
 
 def test_search_patients_pages_and_filters(cohort: CohortStore) -> None:
     first = cohort.search_patients(limit=5)
-    second = cohort.search_patients(limit=5, offset=5)
-    last = cohort.search_patients(limit=5, offset=10)
+    second = cohort.search_patients(limit=5, after=first["patient_id"].iloc[-1])
+    last = cohort.search_patients(limit=5, after=second["patient_id"].iloc[-1])
     ids = [*first["patient_id"], *second["patient_id"], *last["patient_id"]]
     assert ids == [f"P{i:07d}" for i in range(1, 13)]
     assert len(last) == 2
