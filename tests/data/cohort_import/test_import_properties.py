@@ -19,7 +19,8 @@ from models.scans import read_scan
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "data" / "examples" / "cohort"
 TABLES = ("patients.csv", "genomics.csv", "outcomes.csv")
-N_EXAMPLE = 40
+N_EXAMPLE = sum(1 for _ in (EXAMPLE / "patients.csv").open()) - 1
+"""Patients in the shipped example (one per data row of ``patients.csv``)."""
 
 cell_values = st.one_of(
     st.text(max_size=12),
