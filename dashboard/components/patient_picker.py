@@ -107,10 +107,10 @@ def _render_pager(
     last_id = None if frame.empty else str(frame["patient_id"].iloc[-1])
     previous = PickerPage() if page.number <= 2 else PickerPage(page.number - 1, before=first_id)
     buttons = [
-        ("first", "⏮", "First page", PickerPage(), more_before),
-        ("previous", "◀", "Previous page", previous, more_before),
-        ("next", "▶", "Next page", PickerPage(page.number + 1, after=last_id), more_after),
-        ("last", "⏭", "Last page", PickerPage(number=pages, last=True), more_after),
+        ("first", "«", "First page", PickerPage(), more_before),
+        ("previous", "‹", "Previous page", previous, more_before),
+        ("next", "›", "Next page", PickerPage(page.number + 1, after=last_id), more_after),
+        ("last", "»", "Last page", PickerPage(number=pages, last=True), more_after),
     ]
     for column, (name, label, help_text, target, enabled) in zip(
         st.columns(len(buttons)), buttons, strict=True

@@ -182,7 +182,7 @@ def test_search_pager_and_split_switch_keep_one_patient(app_url: str, browser, t
     _click(page, page.get_by_text("All patients", exact=True))
     _assert_names(page, tiny_service, typed)
     # Pager: page 2 of all patients lists others; choose one there, then go on to page 3.
-    next_page = page.get_by_role("button", name="▶", exact=True)
+    next_page = page.get_by_role("button", name="›", exact=True)
     _click(page, next_page)
     listed = _listed(page)  # the rendered part of the (virtualised) list
     first_page = tiny_service.search_patients(limit=50)["patient_id"].tolist()
