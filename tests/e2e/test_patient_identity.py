@@ -76,8 +76,13 @@ def _choose(page, patient_id: str) -> None:
 
 def _search(page, text: str) -> None:
     box = page.get_by_role("textbox", name="Search by patient id")
-    box.fill(text)
-    _rerun(page, lambda: box.press("Enter"))
+
+    def type_and_submit() -> None:
+        # Watch from before the first keystroke: a rerun that starts while typing counts too.
+        box.fill(text)
+        box.press("Enter")
+
+    _rerun(page, type_and_submit)
 
 
 def _listed(page) -> list[str]:
