@@ -2,8 +2,8 @@
 
 Output contract (stable; scripts rely on it): ``export predictions`` writes the CSV columns in
 :data:`EXPORT_COLUMNS`, plus ``true_risk`` when the cohort carries synthetic ground truth. Every
-export is recorded in the audit trail. Heavy modules are imported inside each subcommand. Must not
-import streamlit.
+export is recorded in the audit trail. Heavy modules are imported inside each subcommand.
+Streamlit is never imported here (only the dashboard uses it).
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ shows) at least ``min_cell`` events and ``min_cell`` non-events lie, so no count
 follows from a curve; :func:`curve_through` draws a curve through a researcher's allowed cut
 points (:func:`fusion.evaluation.disclosure.allowed_thresholds`). :func:`thin_curve` keeps at
 most :data:`MAX_CURVE_POINTS` of a curve's points for the screen: a subset of the points the
-curve already had, ends included, so thinning reveals nothing the full curve did not. Must not
-import streamlit.
+curve already had, ends included, so thinning reveals nothing the full curve did not.
+Streamlit is never imported here (only the dashboard uses it).
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ Owns the benchmark: wall time of ``riskfusion demo --no-serve`` in a fresh tempo
 test AUROC of fusion vs each single modality vs the oracle (from that build), the warm
 latency of one patient's risk + SHAP + Grad-CAM, the size of what the performance page
 sends to the browser (its figures' JSON) and the picker's first and last page reads. Prints
-them and writes ``bench.json``. Speed is measured here, never asserted in tests. Must not
-import streamlit.
+them and writes ``bench.json``. Speed is measured here, never asserted in tests.
+Streamlit is never imported here (only the dashboard uses it).
 """
 
 from __future__ import annotations
