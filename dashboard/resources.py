@@ -24,6 +24,7 @@ from fusion.service.facade import RiskService
 from fusion.service.guided_demo import StoryPatient
 from fusion.service.loaded_models import configure_threads
 from fusion.service.patient_case import PatientCase
+from fusion.service.usefulness import UsefulnessView, clinical_usefulness
 from fusion.settings import Settings
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "get_risk_service",
     "get_settings",
     "get_test_shap",
+    "get_usefulness",
     "list_models",
     "load_patient_case",
     "require_risk_service",
@@ -212,6 +214,18 @@ def get_group_curves(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """ROC points and calibration bins per shown group; keyed by stamp, settings, user."""
     return _service.group_curves(by, min_cell=min_cell, identity=identity, threshold=threshold)
+
+
+@st.cache_data(show_spinner="Decision curves and calibration ...")
+def get_usefulness(
+    _service: RiskService,
+    stamp: DataStamp,
+    by: tuple[str, ...],
+    min_cell: int | None,
+    identity: Identity | None = None,
+) -> UsefulnessView:
+    """Decision curves and calibration statistics; keyed by stamp, attributes, floor and user."""
+    return clinical_usefulness(_service, by, identity=identity, min_cell=min_cell)
 
 
 # ---------------------------------------------------------------- forecast, guided demo

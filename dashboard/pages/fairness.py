@@ -8,6 +8,7 @@ import numpy as np
 import streamlit as st
 
 from dashboard.components.signin import require_page_area
+from dashboard.components.usefulness import render_clinical_usefulness
 from dashboard.resources import get_audit, get_group_curves, get_reliance, require_risk_service
 from fusion.admin.access import AccessDeniedError
 from fusion.display import AUDIT_COLUMN_LABELS, readable_table
@@ -21,6 +22,7 @@ from fusion.reports.figures import (
     make_group_roc_figure,
     make_reliance_figure,
 )
+from fusion.reports.usefulness_figures import usefulness_figures
 
 LARGEST = "(largest group)"
 
@@ -195,6 +197,10 @@ if hidden_bins:
         "bin's count over all patients."
     )
 
+usefulness = render_clinical_usefulness(
+    service, stamp, by=by, min_cell=min_cell, identity=identity, key="fairness.usefulness"
+)
+
 st.subheader("Reliance on each modality by group")
 st.caption(
     "Mean |SHAP| of each modality's inputs per group (test split): a lower imaging bar for "
@@ -230,6 +236,7 @@ def _html_report() -> str:
         calibration_by_group=calibration_by_group,
         reliance=reliance,
     )
+    figures.update(usefulness_figures(usefulness))
     return audit_html(
         report,
         model_version=info.version,

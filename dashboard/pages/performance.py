@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 from dashboard.components.signin import require_page_area
+from dashboard.components.usefulness import render_clinical_usefulness
 from dashboard.resources import get_performance, get_test_shap, list_models, require_risk_service
 from fusion.display import format_risk_interval, readable_table
 from fusion.evaluation.performance import performance_threshold
@@ -130,6 +131,8 @@ st.download_button(
     mime="text/csv",
     key="performance.download",
 )
+
+render_clinical_usefulness(service, stamp, identity=identity, key="performance.usefulness")
 
 st.subheader("What the model relies on")
 importance, beeswarm = st.columns([2, 3])

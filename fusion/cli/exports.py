@@ -76,7 +76,9 @@ def audit(settings: Settings, args: argparse.Namespace) -> int:
 
     from fusion.admin.access import Identity
     from fusion.reports.audit_report import audit_csv, audit_figures, audit_html, demo_bias_note
+    from fusion.reports.usefulness_figures import usefulness_figures, usefulness_tables
     from fusion.service.facade import RiskService
+    from fusion.service.usefulness import clinical_usefulness
 
     suffix = args.out.suffix.lower()
     if suffix not in (".html", ".csv"):
@@ -93,8 +95,16 @@ def audit(settings: Settings, args: argparse.Namespace) -> int:
         n_resamples=args.resamples,
         identity=operator,
     )
+    usefulness = clinical_usefulness(
+        service, by, identity=operator, min_cell=report.min_cell, n_resamples=args.resamples
+    )
+    extra: dict[Path, str] = {}
     if suffix == ".csv":
         text = audit_csv(report)
+        extra = {
+            args.out.with_name(f"{args.out.stem}-{name}.csv"): table
+            for name, table in usefulness_tables(usefulness).items()
+        }
     else:
         version = service.model_info().version
         roc, calibration = service.group_curves(
@@ -105,11 +115,16 @@ def audit(settings: Settings, args: argparse.Namespace) -> int:
             report,
             model_version=version,
             created=datetime.now(UTC),
-            figures=audit_figures(report, roc_by_group=roc, calibration_by_group=calibration),
+            figures={
+                **audit_figures(report, roc_by_group=roc, calibration_by_group=calibration),
+                **usefulness_figures(usefulness),
+            },
             context=None if note is None else {"cohort": note},
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
+    for path, table in extra.items():
+        path.write_text(table, encoding="utf-8")
     record_action(
         settings,
         "export",

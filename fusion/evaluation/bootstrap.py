@@ -16,6 +16,8 @@ streamlit.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import numpy.typing as npt
 from sklearn.metrics import roc_auc_score
@@ -26,6 +28,7 @@ __all__ = [
     "divide_or_nan",
     "group_metrics",
     "percentile_bounds",
+    "resample_weights",
 ]
 
 
@@ -128,6 +131,33 @@ def _stats(
     }
 
 
+def resample_weights(
+    size: int, n_resamples: int, random_state: int | np.random.Generator = 0
+) -> Iterator[npt.NDArray[np.float64]]:
+    """Bootstrap draw counts of ``size`` rows, a chunk of resamples at a time.
+
+    Each chunk is a float matrix of shape ``(count, size)`` whose row ``i`` counts how often each
+    row was drawn in resample ``i`` (rows sum to ``size``); chunks hold about 4M cells, so memory
+    stays bounded whatever the size. Every bootstrap of the evaluation draws through here, so
+    one seed gives the same resamples to every statistic of one view.
+
+    Examples
+    --------
+    >>> [w.sum(axis=1).tolist() for w in resample_weights(5, 3, 0)]
+    [[5.0, 5.0, 5.0]]
+    """
+    rng = np.random.default_rng(random_state)
+    if size == 0:
+        return
+    per_chunk = max(1, _CHUNK_CELLS // size)
+    for start in range(0, n_resamples, per_chunk):
+        count = min(per_chunk, n_resamples - start)
+        draws = rng.integers(0, size, (count, size))
+        draws += np.arange(count)[:, None] * size
+        counts = np.bincount(draws.ravel(), minlength=count * size).reshape(count, size)
+        yield counts.astype(np.float64)
+
+
 def percentile_bounds(samples: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], ...]:
     """2.5th and 97.5th percentiles per column, NaNs left out; all-NaN columns give NaN."""
     low = np.full(samples.shape[1:], np.nan)
@@ -224,16 +254,10 @@ def group_metrics(
         member = compact == index
         if y[member].min() != y[member].max():
             point["auroc"][code] = roc_auc_score(y[member], r[member])
-    rng = np.random.default_rng(random_state)
-    size = len(y)
-    per_chunk = max(1, _CHUNK_CELLS // size)
-    chunks: list[dict[str, npt.NDArray[np.float64]]] = []
-    for start in range(0, n_resamples, per_chunk):
-        count = min(per_chunk, n_resamples - start)
-        draws = rng.integers(0, size, (count, size))
-        draws += np.arange(count)[:, None] * size
-        weights = np.bincount(draws.ravel(), minlength=count * size).reshape(count, size)
-        chunks.append(expand(_stats(weights.astype(np.float64), *args)))
+    chunks = [
+        expand(_stats(weights, *args))
+        for weights in resample_weights(len(y), n_resamples, random_state)
+    ]
     samples = {
         name: (
             np.concatenate([c[name] for c in chunks]) if chunks else np.full((0, n_groups), np.nan)
