@@ -9,6 +9,8 @@ served from before it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import streamlit as st
 
@@ -20,6 +22,7 @@ from fusion.evaluation.fairness import FairnessReport
 from fusion.evaluation.importance import ShapSummary
 from fusion.evaluation.performance import PerformanceReport
 from fusion.forecast.patient import PatientForecast
+from fusion.reports.model_card import build_model_card
 from fusion.service.facade import RiskService
 from fusion.service.guided_demo import StoryPatient
 from fusion.service.loaded_models import configure_threads
@@ -34,6 +37,7 @@ __all__ = [
     "get_forecast_proof",
     "get_group_curves",
     "get_guided_demo_patients",
+    "get_model_card",
     "get_patient_summaries",
     "get_performance",
     "get_reliance",
@@ -226,6 +230,14 @@ def get_usefulness(
 ) -> UsefulnessView:
     """Decision curves and calibration statistics; keyed by stamp, attributes, floor and user."""
     return clinical_usefulness(_service, by, identity=identity, min_cell=min_cell)
+
+
+@st.cache_data(show_spinner="Writing the model card ...")
+def get_model_card(
+    _service: RiskService, stamp: DataStamp, identity: Identity | None = None
+) -> dict[str, Any]:
+    """The model card of the active version for ``identity``; keyed by stamp and user."""
+    return build_model_card(_service, identity=identity)
 
 
 # ---------------------------------------------------------------- forecast, guided demo

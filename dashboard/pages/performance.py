@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from dashboard.components.model_card import render_model_card
 from dashboard.components.signin import require_page_area
 from dashboard.components.usefulness import render_clinical_usefulness
 from dashboard.resources import get_performance, get_test_shap, list_models, require_risk_service
@@ -158,3 +159,5 @@ st.dataframe(
 )
 with st.expander("Every registry column"):
     st.dataframe(registry, key="performance.registry_all", hide_index=True)
+
+render_model_card(service, stamp, identity, key="performance.model_card")

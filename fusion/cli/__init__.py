@@ -3,7 +3,8 @@
 Owns logging setup, dispatch and exit codes (``main(argv) -> int``, the console script). The
 parser is in :mod:`fusion.cli.parser`; the subcommands are grouped by capability in
 :mod:`~fusion.cli.cohort` (import, db-roles), :mod:`~fusion.cli.training` (train, score,
-activate, versions), :mod:`~fusion.cli.exports` (export, audit, explain, forecast, audit-trail)
+activate, versions), :mod:`~fusion.cli.exports` (export, audit, explain, forecast, audit-trail),
+:mod:`~fusion.cli.governance` (report: the model card)
 and :mod:`~fusion.cli.serving` (serve, demo, bench). Heavy modules (torch, MONAI, LightGBM,
 SHAP, the store) are imported inside the subcommands, so that ``riskfusion --help`` starts fast.
 Must not import streamlit.
@@ -18,7 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fusion.cli import cohort, exports, serving, training
+from fusion.cli import cohort, exports, governance, serving, training
 from fusion.cli.parser import build_parser
 from fusion.settings import Settings
 
@@ -60,6 +61,7 @@ SUBCOMMANDS: dict[str, Callable[[Settings, argparse.Namespace, EventSink | None]
     "serve": lambda settings, args, _sink: serving.serve(settings, args.port, args.address),
     "export": lambda settings, args, _sink: exports.export_predictions(settings, args.out),
     "audit": lambda settings, args, _sink: exports.audit(settings, args),
+    "report": lambda settings, args, _sink: governance.model_card(settings, args),
     "explain": lambda settings, args, _sink: exports.explain(settings, args),
     "forecast": lambda settings, args, _sink: exports.forecast(settings, args),
     "audit-trail": lambda settings, args, _sink: exports.verify_trail(settings, args.expect),

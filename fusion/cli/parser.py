@@ -61,6 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--resamples", type=int, default=200, help="bootstrap resamples (200)")
     audit.add_argument("--out", type=Path, required=True, help="report.html or metrics.csv")
 
+    report = sub.add_parser(
+        "report", help="model card of the active model: JSON, readable HTML or PDF"
+    )
+    report.add_argument("--out", type=Path, required=True, help="card.json, card.html or card.pdf")
+    report.add_argument(
+        "--role",
+        choices=("researcher", "admin"),
+        default="researcher",
+        help="whose view: researcher (default; small cells suppressed) or admin",
+    )
+    report.add_argument("--resamples", type=int, default=200, help="bootstrap resamples (200)")
+
     explain = sub.add_parser("explain", help="write one patient's explanation files (JSON, maps)")
     explain.add_argument("patient_id", help="a stored patient id, e.g. P00001")
     explain.add_argument("--out", type=Path, required=True, help="folder to write into")
