@@ -21,6 +21,7 @@ from fusion.admin.access import Identity
 from fusion.evaluation.fairness import FairnessReport
 from fusion.evaluation.importance import ShapSummary
 from fusion.evaluation.performance import PerformanceReport
+from fusion.evaluation.slices import Adjustment
 from fusion.forecast.patient import PatientForecast
 from fusion.reports.model_card import build_model_card
 from fusion.service.facade import RiskService
@@ -28,6 +29,7 @@ from fusion.service.guided_demo import StoryPatient
 from fusion.service.loaded_models import configure_threads
 from fusion.service.patient_case import PatientCase
 from fusion.service.usefulness import UsefulnessView, clinical_usefulness
+from fusion.service.worst_slices import SliceView, worst_slices
 from fusion.settings import Settings
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "get_settings",
     "get_test_shap",
     "get_usefulness",
+    "get_worst_slices",
     "list_models",
     "load_patient_case",
     "require_risk_service",
@@ -238,6 +241,19 @@ def get_model_card(
 ) -> dict[str, Any]:
     """The model card of the active version for ``identity``; keyed by stamp and user."""
     return build_model_card(_service, identity=identity)
+
+
+@st.cache_data(show_spinner="Searching for the worst slices ...")
+def get_worst_slices(
+    _service: RiskService,
+    stamp: DataStamp,
+    min_cell: int | None,
+    identity: Identity | None = None,
+    adjustment: str = "holm",
+) -> SliceView:
+    """The slice search of the active version; keyed by stamp, floor, user and adjustment."""
+    method: Adjustment = "fdr_bh" if adjustment == "fdr_bh" else "holm"
+    return worst_slices(_service, identity=identity, min_cell=min_cell, adjustment=method)
 
 
 # ---------------------------------------------------------------- forecast, guided demo

@@ -9,6 +9,7 @@ import streamlit as st
 
 from dashboard.components.signin import require_page_area
 from dashboard.components.usefulness import render_clinical_usefulness
+from dashboard.components.worst_slices import render_worst_slices
 from dashboard.resources import get_audit, get_group_curves, get_reliance, require_risk_service
 from fusion.admin.access import AccessDeniedError
 from fusion.display import AUDIT_COLUMN_LABELS, readable_table
@@ -200,6 +201,8 @@ if hidden_bins:
 usefulness = render_clinical_usefulness(
     service, stamp, by=by, min_cell=min_cell, identity=identity, key="fairness.usefulness"
 )
+
+render_worst_slices(service, stamp, min_cell=min_cell, identity=identity, key="fairness.slices")
 
 st.subheader("Reliance on each modality by group")
 st.caption(

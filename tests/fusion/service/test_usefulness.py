@@ -9,9 +9,11 @@ import pytest
 from fusion.admin.access import Identity
 from fusion.evaluation.groups import group_labels
 from fusion.evaluation.net_benefit import decision_curve
+from fusion.evaluation.slices import SLICE_COLUMNS
 from fusion.reports.usefulness_figures import usefulness_figures, usefulness_tables
 from fusion.service.facade import RiskService
 from fusion.service.usefulness import ALL_PATIENTS, clinical_usefulness
+from fusion.service.worst_slices import worst_slices
 
 RESEARCHER = Identity(user="r@h.org", role="researcher", source="oidc")
 ADMIN = Identity(user="a@h.org", role="admin", source="oidc")
@@ -31,8 +33,10 @@ def test_overall_view_equals_the_decision_curve_of_the_test_split(
 
 
 def test_researcher_counts_come_from_allowed_cuts_and_small_groups_are_left_out(
-    tiny_service: RiskService,
+    tiny_service: RiskService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The tiny demo has 24 test patients: a floor of 4 leaves groups to show and to hide.
+    monkeypatch.setattr(tiny_service, "min_cell_floor", 4)
     view = clinical_usefulness(tiny_service, ("sex",), identity=RESEARCHER, n_resamples=0)
     assert view.cuts is not None
     assert set(view.decision["applied_cut"]) <= {*view.cuts, np.inf}
@@ -60,3 +64,15 @@ def test_exports_carry_both_figures_and_numeric_tables(tiny_service: RiskService
     first = tables["calibration"].splitlines()[1].split(",")
     assert first[0] == ALL_PATIENTS
     assert float(first[1]) == pytest.approx(len(tiny_service.test_predictions()))
+
+
+def test_worst_slices_search_validation_and_test_on_the_test_split(
+    tiny_service: RiskService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tiny_service, "min_cell_floor", 2)
+    view = worst_slices(tiny_service, identity=ADMIN)
+    assert view.n_confirmation == len(tiny_service.test_predictions())
+    assert {"sex", "site"} <= set(view.columns)
+    assert list(view.table.columns) == list(SLICE_COLUMNS)
+    assert (view.table["n"] >= 2).all()
+    assert "validation patients" in view.note()
