@@ -28,6 +28,7 @@ from fusion.evaluation.fairness import FairnessReport
 from fusion.evaluation.fairness import audit as fairness_audit
 from fusion.evaluation.groups import (
     add_age_band,
+    audit_scope,
     audit_threshold,
     check_attributes,
     group_curves,
@@ -338,6 +339,7 @@ def audit(
         n_resamples=n_resamples,
         random_state=random_state,
         min_cell=min_cell,
+        scope=audit_scope(frame),
     )
 
 
@@ -349,8 +351,11 @@ def reliance_by_group(
     See :func:`fusion.evaluation.performance.modality_reliance`.
     """
     names = check_attributes(by)
-    attributes = frame.set_index("patient_id").loc[:, list(names)]
-    return modality_reliance(shap.per_patient, attributes, min_cell=min_cell)
+    indexed = frame.set_index("patient_id")
+    attributes = indexed.loc[:, list(names)]
+    return modality_reliance(
+        shap.per_patient, attributes, min_cell=min_cell, scope=audit_scope(indexed)
+    )
 
 
 def curves_by_group(
