@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from data.store import CohortStore, DataStamp
+from data.store.registry import BASELINE_KIND, parts_of
 from data.vocabulary import MODALITIES
 from fusion.admin.access import Identity
 from fusion.evaluation.disclosure import resolve_min_cell
@@ -118,12 +119,15 @@ class StampedViews:
 
 
 def baseline_versions(store: CohortStore, fusion_version: str) -> dict[str, str]:
-    """Name -> version of the single-modality baselines fitted with ``fusion_version``."""
-    prefix = f"{fusion_version}-"
+    """Name -> version of the baselines fitted with ``fusion_version`` (kind ``baseline_<name>``).
+
+    Found through the registry's ``parent_version`` and ``kind`` (:meth:`CohortStore.parts_of`),
+    so any baseline registered with the version is listed, whatever its name.
+    """
     return {
-        record.version.removeprefix(prefix): record.version
-        for record in store.list_models()
-        if record.kind.startswith("baseline_") and record.version.startswith(prefix)
+        record.kind.removeprefix(BASELINE_KIND): record.version
+        for record in store.parts_of(fusion_version)
+        if record.kind.startswith(BASELINE_KIND)
     }
 
 
@@ -232,9 +236,7 @@ def list_models(store: CohortStore, artifacts_dir: Path) -> pd.DataFrame:
         ):
             continue  # unfinished or damaged: never offered (riskfusion activate refuses it)
         prefix = f"{record.version}-"
-        parts = sorted(
-            r.version.removeprefix(prefix) for r in records if r.version.startswith(prefix)
-        )
+        parts = [r.version.removeprefix(prefix) for r in parts_of(records, record.version)]
         data = record.params.get("training_data", {})
         rows.append(
             {
