@@ -10,7 +10,7 @@ torch, streamlit or the ``models``/``fusion``/``dashboard`` packages.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -24,11 +24,50 @@ from data.store.engine import StoreBase
 from data.store.records import AuditEntry, ModelRecord
 from data.store.schema import ModelVersion
 
-__all__ = ["COMPLETION_PARAM", "ModelRegistry"]
+__all__ = ["BASELINE_KIND", "COMPLETION_PARAM", "ModelRegistry", "parts_of"]
 
 # Key of a fusion version's registry params that records its completed training (written in
 # the activation transaction; see :meth:`CohortStore.complete_version`).
 COMPLETION_PARAM = "completion"
+
+BASELINE_KIND = "baseline_"
+"""Prefix of the kind of every baseline model (``baseline_<name>``) registered with a version."""
+
+
+def parts_of(records: Iterable[ModelRecord], version: str) -> list[ModelRecord]:
+    """The parts registered for ``version`` (``parent_version`` = it), sorted by version.
+
+    Stores written before baselines named their fusion version as parent registered them
+    under the imaging version: a ``baseline_*`` record whose parent is the fusion version's
+    own parent and whose version is ``<version>-<name>`` is read as a part too, so those stores
+    stay readable without a rewrite.
+
+    Parameters
+    ----------
+    records : iterable of ModelRecord
+        The registry (e.g. :meth:`ModelRegistry.list_models`).
+    version : str
+        A fusion version.
+
+    Returns
+    -------
+    list of ModelRecord
+    """
+    listed = list(records)
+    own = next((r for r in listed if r.version == version), None)
+    grandparent = None if own is None else own.parent_version
+    parts = [
+        r
+        for r in listed
+        if r.parent_version == version
+        or (
+            grandparent is not None
+            and r.parent_version == grandparent
+            and r.kind.startswith(BASELINE_KIND)
+            and r.version.startswith(f"{version}-")
+        )
+    ]
+    return sorted(parts, key=lambda r: r.version)
 
 
 class ModelRegistry(StoreBase):
@@ -216,6 +255,13 @@ class ModelRegistry(StoreBase):
         with self.engine.connect() as conn:
             row = conn.execute(query).mappings().first()
         return None if row is None else _model_record(row)
+
+    def parts_of(self, version: str) -> list[ModelRecord]:
+        """The parts registered for ``version`` (baselines, interval, explanations, forecast).
+
+        See :func:`parts_of`; one registry query.
+        """
+        return parts_of(self.list_models(), version)
 
     def active_model(self, kind: str) -> ModelRecord:
         """The active model of a kind.

@@ -21,8 +21,9 @@ from fusion.evaluation.bootstrap import (
     group_metrics,
     percentile_bounds,
 )
+from fusion.evaluation.complementary import audit_masks
 from fusion.evaluation.groups import group_codes, group_table
-from fusion.evaluation.suppression import SUPPRESSED, rate_masks
+from fusion.evaluation.suppression import SUPPRESSED
 
 __all__ = [
     "FairnessReport",
@@ -145,6 +146,7 @@ def audit(
     n_resamples: int = 200,
     random_state: int = 0,
     min_cell: int = 11,
+    scope: pd.DataFrame | None = None,
 ) -> FairnessReport:
     """Audit a risk model's performance per group of one to three sensitive attributes.
 
@@ -160,9 +162,9 @@ def audit(
 
     Small-cell suppression (CMS practice, :func:`fusion.evaluation.groups.group_table`): a group
     with ``n < min_cell`` is not shown, and complementary groups are suppressed too, so that no
-    suppressed size follows from the total or from the audits of fewer of the same attributes
-    (the line rule of :func:`fusion.evaluation.suppression.suppress_cells` over the attributes'
-    cross-table). Suppressed groups are left out of the summary.
+    suppressed size follows from the total or from any other audit of the ``scope``
+    attributes (:mod:`fusion.evaluation.complementary`). Suppressed groups are left out of
+    the summary.
 
     Parameters
     ----------
@@ -183,6 +185,10 @@ def audit(
         Seed of the resampling; equal seeds give equal reports.
     min_cell : int, default=11
         Smallest group size shown individually.
+    scope : DataFrame of shape (n_samples, n_scope), optional
+        Every attribute a reader may audit by (``sensitive_features``' among them): groups and
+        rates are suppressed across every audit of them at once
+        (:mod:`fusion.evaluation.complementary`); default ``sensitive_features``.
 
     Returns
     -------
@@ -220,7 +226,9 @@ def audit(
         random_state=random_state,
     )
     labels = groups.index
-    hidden = group_table(sensitive_features, min_cell=min_cell)["suppressed"].to_numpy()
+    scope = sensitive_features if scope is None else scope
+    hidden = group_table(sensitive_features, min_cell=min_cell, scope=scope)["suppressed"]
+    hidden = hidden.to_numpy()
     if hidden.all():
         raise ValueError(
             f"Every group has fewer than {min_cell} patients (or is suppressed to protect "
@@ -242,10 +250,7 @@ def audit(
             )
 
     flagged = (r >= threshold).astype(np.intp)
-    cells = np.bincount(
-        codes * 4 + 2 * y.astype(np.intp) + flagged, minlength=4 * len(groups)
-    ).reshape(len(groups), 2, 2)
-    metric_hidden = rate_masks(groups[list(attributes)], cells, min_cell=min_cell, hidden=hidden)
+    metric_hidden = audit_masks(groups[list(attributes)], scope, y, flagged, min_cell=min_cell)
     for name in METRICS:
         mask = metric_hidden[name].to_numpy()
         point[name] = np.where(mask, np.nan, point[name])

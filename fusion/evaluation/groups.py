@@ -17,16 +17,17 @@ import pandas as pd
 
 from fusion.admin.access import Role
 from fusion.evaluation.bootstrap import check_outcomes, divide_or_nan
+from fusion.evaluation.complementary import align, audit_family, audit_masks, bin_hidden
 from fusion.evaluation.curves import coarse_roc, curve_through
 from fusion.evaluation.disclosure import ThresholdChoice, allowed_thresholds, choose_threshold
 from fusion.evaluation.performance import performance_threshold
-from fusion.evaluation.suppression import bin_mask, line_mask, rate_masks, suppress_cells
 
 __all__ = [
     "AGE_BANDS",
     "AUDIT_ATTRIBUTES",
     "MAX_ATTRIBUTES",
     "add_age_band",
+    "audit_scope",
     "audit_threshold",
     "calibration_by_group",
     "check_attributes",
@@ -133,15 +134,22 @@ def group_codes(
     return codes, groups
 
 
-def group_table(sensitive_features: pd.DataFrame, *, min_cell: int) -> pd.DataFrame:
+def audit_scope(frame: pd.DataFrame) -> pd.DataFrame:
+    """The columns of ``frame`` a reader may audit by (:data:`AUDIT_ATTRIBUTES` it holds)."""
+    return frame.loc[:, [name for name in AUDIT_ATTRIBUTES if name in frame.columns]]
+
+
+def group_table(
+    sensitive_features: pd.DataFrame, *, min_cell: int, scope: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """The groups of one to three attributes, their sizes and which are suppressed.
 
     The one place that decides which groups every table, figure and export shows: the audit, the
     reliance table and the curves by group call it, so they all hide the same groups.
-    Suppression runs over the cross-table of the attributes
-    (:func:`fusion.evaluation.suppression.suppress_cells`), so no hidden size follows from the
-    total, from the one-attribute tables of the same patients, or from any lower-order
-    intersection.
+    Suppression runs over every audit a reader may request at once
+    (:mod:`fusion.evaluation.complementary`: each combination of up to three attributes of
+    ``scope``), so no hidden size follows from the total, from the audits of fewer, other or
+    more of the attributes, or from a sum of hidden groups under ``min_cell``.
 
     Parameters
     ----------
@@ -149,6 +157,9 @@ def group_table(sensitive_features: pd.DataFrame, *, min_cell: int) -> pd.DataFr
         One to three attribute columns, no missing values.
     min_cell : int
         Smallest group shown.
+    scope : DataFrame of shape (n_samples, n_scope), optional
+        Every attribute a reader may audit by (:func:`audit_scope`), same rows; default the
+        attributes of ``sensitive_features``.
 
     Returns
     -------
@@ -158,12 +169,13 @@ def group_table(sensitive_features: pd.DataFrame, *, min_cell: int) -> pd.DataFr
     """
     _, groups = group_codes(sensitive_features, len(sensitive_features))
     attributes = [str(c) for c in sensitive_features.columns]
-    sizes = pd.Series(
-        groups["n_rows"].to_numpy(), index=pd.MultiIndex.from_frame(groups[attributes])
-    )
     table = groups[attributes].copy()
     table["n"] = groups["n_rows"].to_numpy()
-    table["suppressed"] = suppress_cells(sizes, min_cell)
+    family, key = audit_family(sensitive_features if scope is None else scope, attributes)
+    mask = family.protect(family.counts(np.ones(len(sensitive_features))), min_cell=min_cell)
+    table["suppressed"] = align(
+        family.cells[key], family.table(mask, key), table, fill=min_cell > 0
+    )
     return table
 
 
@@ -174,6 +186,7 @@ def calibration_by_group(
     *,
     min_cell: int = 11,
     n_bins: int = 5,
+    scope: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Reliability-curve bins per group, with small bins suppressed across groups and bins.
 
@@ -198,6 +211,9 @@ def calibration_by_group(
         Smallest group and bin shown.
     n_bins : int, default=5
         Risk bins per group.
+    scope : DataFrame, optional
+        Every attribute a reader may audit by (as :func:`group_table`): the bins are
+        suppressed across the bins of every audit of them.
 
     Returns
     -------
@@ -217,7 +233,7 @@ def calibration_by_group(
     y, r = check_outcomes(y_true, risk)
     if n_bins < 1:
         raise ValueError(f"n_bins={n_bins}; pass 1 or more (e.g. 5).")
-    groups = group_table(sensitive_features, min_cell=min_cell)
+    groups = group_table(sensitive_features, min_cell=min_cell, scope=scope)
     codes, _ = group_codes(sensitive_features, len(y))
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     bin_index = np.clip(np.digitize(r, edges[1:-1]), 0, n_bins - 1)
@@ -232,16 +248,14 @@ def calibration_by_group(
     )
     group_of = np.repeat(np.arange(len(groups)), n_bins)
     bin_of = np.tile(np.arange(n_bins), len(groups))
-    attributes = groups.drop(columns=["n", "suppressed"])
-    group_events = np.bincount(codes, weights=y, minlength=len(groups))
-    outcome = np.stack([groups["n"].to_numpy() - group_events, group_events], axis=1)
-    # A group whose events are hidden in the audit hides every bin: they add up to them.
-    group_hidden = line_mask(
-        attributes, outcome, min_cell=min_cell, hidden=groups["suppressed"].to_numpy()
+    hidden = bin_hidden(
+        sensitive_features if scope is None else scope,
+        groups.drop(columns=["n", "suppressed"]),
+        y,
+        bin_index,
+        n_bins=n_bins,
+        min_cell=min_cell,
     )
-    axes = attributes.iloc[group_of].reset_index(drop=True)
-    axes["bin"] = bin_of
-    hidden = bin_mask(axes, n, events, min_cell=min_cell, hidden=group_hidden[group_of])
     keep = ~groups["suppressed"].to_numpy()[group_of] & ((n > 0) | hidden)
     table = pd.DataFrame(
         {
@@ -260,7 +274,11 @@ def calibration_by_group(
 
 
 def modality_reliance(
-    per_patient: pd.DataFrame, attributes: pd.DataFrame, *, min_cell: int = 11
+    per_patient: pd.DataFrame,
+    attributes: pd.DataFrame,
+    *,
+    min_cell: int = 11,
+    scope: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Mean |SHAP| per modality by group: how much the model relies on each modality.
 
@@ -274,6 +292,8 @@ def modality_reliance(
     min_cell : int, default=11
         Groups below this size are suppressed (with complementary suppression), exactly as in
         :func:`fusion.evaluation.fairness.audit` (:func:`fusion.evaluation.groups.group_table`).
+    scope : DataFrame, optional
+        Every attribute a reader may audit by, on the same index (:func:`group_table`).
 
     Returns
     -------
@@ -290,7 +310,8 @@ def modality_reliance(
         [" & ".join(map(str, key if isinstance(key, tuple) else (key,))) for key in table.index],
         name="group",
     )
-    groups = group_table(joined[columns], min_cell=min_cell)
+    rows = None if scope is None else scope.loc[joined.index]
+    groups = group_table(joined[columns], min_cell=min_cell, scope=rows)
     hidden = groups["suppressed"].reindex(table.index).to_numpy(dtype=bool)
     table.loc[hidden, :] = np.nan
     table["suppressed"] = hidden
@@ -344,14 +365,13 @@ def group_curves(
     """
     columns = list(by)
     labels = group_labels(frame, columns)
-    groups = group_table(frame[columns], min_cell=min_cell)
-    events = frame.groupby(labels)["label"].sum().reindex(groups.index).to_numpy()
-    outcome = np.stack([groups["n"].to_numpy() - events, events], axis=1)
-    cells = np.zeros((len(groups), 2, 2))
-    cells[:, :, 1] = outcome  # the flag does not matter for the events' own mask
-    shown = ~rate_masks(
-        groups[columns], cells, min_cell=min_cell, hidden=groups["suppressed"].to_numpy()
-    )["prevalence"].to_numpy()
+    # Every audit of the frame's attributes a reader may request, the shown one included.
+    scope = frame.loc[:, list(dict.fromkeys([*audit_scope(frame).columns, *columns]))]
+    groups = group_table(frame[columns], min_cell=min_cell, scope=scope)
+    y_all = frame["label"].to_numpy(dtype=np.int64)
+    shown = ~audit_masks(groups[columns], scope, y_all, np.zeros(len(frame)), min_cell=min_cell)[
+        "prevalence"
+    ].to_numpy()
     rocs = []
     for group in groups.index[shown]:
         rows = frame.loc[labels == group]
@@ -372,6 +392,7 @@ def group_curves(
         frame[columns],
         min_cell=min_cell,
         n_bins=n_bins,
+        scope=scope,
     )
     return roc.reindex(columns=["group", "fpr", "tpr"]), calibration
 

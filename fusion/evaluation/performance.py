@@ -17,15 +17,15 @@ import pandas as pd
 from sklearn.metrics import brier_score_loss
 
 from fusion.admin.access import Role
+from fusion.evaluation.complementary import Family
 from fusion.evaluation.curves import coarse_pr, coarse_roc, curve_through
 from fusion.evaluation.disclosure import ThresholdChoice, allowed_thresholds, choose_threshold
 from fusion.evaluation.metrics import (
     ablation_table,
     calibration_bins,
     confusion_at,
-    expected_calibration_error,
 )
-from fusion.evaluation.suppression import bin_mask, confusion_table, rate_masks, suppress_confusion
+from fusion.evaluation.suppression import confusion_table, rate_masks, suppress_confusion
 
 __all__ = [
     "ABLATION_LABELS",
@@ -33,6 +33,7 @@ __all__ = [
     "available_risks",
     "evaluate_performance",
     "performance_threshold",
+    "shown_ece",
 ]
 
 
@@ -66,9 +67,13 @@ class PerformanceReport:
     calibration : DataFrame
         ``low, high, n, mean_risk, observed, suppressed`` per risk bin (empty bins only when
         suppressed); bins whose size, events or non-events are under the smallest cell size
-        (and their complements) hold NaN (:func:`fusion.evaluation.suppression.bin_mask`).
+        (and their complements, so that no hidden bin's count nor the hidden bins' sum is under
+        it: :class:`fusion.evaluation.complementary.Family`) hold NaN.
     brier, ece : float
-        Brier score and expected calibration error of the fusion risk.
+        Brier score and expected calibration error of the fusion risk. The ECE is taken over
+        the shown bins only (all bins when none is hidden): with the hidden bins in it, it
+        would give ``sum |risk sum - events|`` of the hidden bins, which with their risk
+        ranges can pin a small bin's size (docs/models.md, "What Brier and ECE give away").
     confusion : DataFrame
         Counts, rows actual, columns predicted, with a ``total`` row and column, after
         small-cell suppression (:func:`fusion.evaluation.suppression.suppress_confusion`):
@@ -238,15 +243,16 @@ def evaluate_performance(
         ],
         ignore_index=True,
     )
+    calibration = _calibration(y, risk, n_bins=n_bins, min_cell=min_cell)
     return PerformanceReport(
         model_version=model_version,
         threshold=float(threshold),
         n=len(frame),
         roc=coarse_roc(y, risk, min_cell=min_cell, threshold=threshold),
         pr=coarse_pr(y, risk, min_cell=min_cell, threshold=threshold),
-        calibration=_calibration(y, risk, n_bins=n_bins, min_cell=min_cell),
+        calibration=calibration,
         brier=float(brier_score_loss(y, risk)),
-        ece=expected_calibration_error(y, risk, n_bins=n_bins),
+        ece=shown_ece(calibration),
         confusion=suppress_confusion(confusion_at(y, risk, threshold), min_cell),
         ablation=_suppress_ablation(
             ablation_table(
@@ -266,6 +272,28 @@ def evaluate_performance(
     )
 
 
+def shown_ece(calibration: pd.DataFrame) -> float:
+    """Expected calibration error over the shown bins of a suppressed calibration table.
+
+    ``sum_b n_b |observed_b - mean_risk_b| / sum_b n_b`` over the bins not suppressed: a
+    number the shown bins give anyway, so it tells nothing of the hidden ones. With no bin
+    hidden it is :func:`fusion.evaluation.metrics.expected_calibration_error`.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> table = pd.DataFrame({"n": [20.0, None], "mean_risk": [0.1, None],
+    ...                       "observed": [0.15, None], "suppressed": [False, True]})
+    >>> round(shown_ece(table), 3)
+    0.05
+    """
+    shown = calibration.loc[~calibration["suppressed"].astype(bool)]
+    if shown.empty or shown["n"].sum() == 0:
+        return float("nan")
+    gap = (shown["observed"] - shown["mean_risk"]).abs()
+    return float((shown["n"] * gap).sum() / shown["n"].sum())
+
+
 def _calibration(
     y: npt.NDArray[np.int64], risk: npt.NDArray[np.float64], *, n_bins: int, min_cell: int
 ) -> pd.DataFrame:
@@ -278,10 +306,12 @@ def _calibration(
         .astype({"n": np.float64})
     )
     calibration["n"] = calibration["n"].fillna(0.0)
-    events = (calibration["observed"].fillna(0.0) * calibration["n"]).round()
-    small = bin_mask(
-        pd.DataFrame({"bin": np.arange(n_bins)}), calibration["n"], events, min_cell=min_cell
+    edge_index = np.clip(np.digitize(risk, edges[1:-1]), 0, n_bins - 1)
+    bins = Family.from_units(
+        pd.DataFrame({"_bin": edge_index}), [("_bin",)], complete={"_bin": range(n_bins)}
     )
+    counts = bins.counts(np.stack([np.ones(len(y)), 1 - y, y], axis=1))
+    small = bins.protect(counts, min_cell=min_cell, protect_empty=True)
     calibration.loc[small, ["n", "mean_risk", "observed"]] = np.nan
     calibration["suppressed"] = small
     kept: pd.DataFrame = calibration.loc[small | (calibration["n"] > 0)].reset_index(drop=True)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from data.store import CohortStore, DataStamp
+from data.store.registry import BASELINE_KIND, parts_of
 from data.vocabulary import MODALITIES
 from fusion.admin.access import Identity
 from fusion.evaluation.disclosure import resolve_min_cell
@@ -28,6 +29,7 @@ from fusion.evaluation.fairness import FairnessReport
 from fusion.evaluation.fairness import audit as fairness_audit
 from fusion.evaluation.groups import (
     add_age_band,
+    audit_scope,
     audit_threshold,
     check_attributes,
     group_curves,
@@ -117,12 +119,15 @@ class StampedViews:
 
 
 def baseline_versions(store: CohortStore, fusion_version: str) -> dict[str, str]:
-    """Name -> version of the single-modality baselines fitted with ``fusion_version``."""
-    prefix = f"{fusion_version}-"
+    """Name -> version of the baselines fitted with ``fusion_version`` (kind ``baseline_<name>``).
+
+    Found through the registry's ``parent_version`` and ``kind`` (:meth:`CohortStore.parts_of`),
+    so any baseline registered with the version is listed, whatever its name.
+    """
     return {
-        record.version.removeprefix(prefix): record.version
-        for record in store.list_models()
-        if record.kind.startswith("baseline_") and record.version.startswith(prefix)
+        record.kind.removeprefix(BASELINE_KIND): record.version
+        for record in store.parts_of(fusion_version)
+        if record.kind.startswith(BASELINE_KIND)
     }
 
 
@@ -231,9 +236,7 @@ def list_models(store: CohortStore, artifacts_dir: Path) -> pd.DataFrame:
         ):
             continue  # unfinished or damaged: never offered (riskfusion activate refuses it)
         prefix = f"{record.version}-"
-        parts = sorted(
-            r.version.removeprefix(prefix) for r in records if r.version.startswith(prefix)
-        )
+        parts = [r.version.removeprefix(prefix) for r in parts_of(records, record.version)]
         data = record.params.get("training_data", {})
         rows.append(
             {
@@ -338,6 +341,7 @@ def audit(
         n_resamples=n_resamples,
         random_state=random_state,
         min_cell=min_cell,
+        scope=audit_scope(frame),
     )
 
 
@@ -349,8 +353,11 @@ def reliance_by_group(
     See :func:`fusion.evaluation.performance.modality_reliance`.
     """
     names = check_attributes(by)
-    attributes = frame.set_index("patient_id").loc[:, list(names)]
-    return modality_reliance(shap.per_patient, attributes, min_cell=min_cell)
+    indexed = frame.set_index("patient_id")
+    attributes = indexed.loc[:, list(names)]
+    return modality_reliance(
+        shap.per_patient, attributes, min_cell=min_cell, scope=audit_scope(indexed)
+    )
 
 
 def curves_by_group(

@@ -347,7 +347,7 @@ def train_cohort(
                 baseline.save(path),
                 metrics={"test_auroc": test_auroc[name]["auroc"]},
                 params={"build": build, "modalities": list(BASELINES[name])},
-                parent_version=imaging_version,
+                parent_version=fusion_version,
             )
             # Test-split risks of the baseline: the ablation table only queries them.
             X_test = build_feature_matrix(frame.loc[masks["test"]], baseline_features)

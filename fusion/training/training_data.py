@@ -1,9 +1,9 @@
 """What a cohort must hold to be trained on, and what the registry records about that data.
 
 Owns the per-split class minimums, the trainability checks (with messages that say how to fix
-the cohort), the stratified cross-fitting folds, the forecast's data requirements, the oracle
-AUROCs of a synthetic cohort and the training-data fingerprint. Must not import
-torch or streamlit.
+the cohort), the stratified cross-fitting folds (scikit-learn's), the forecast's data
+requirements, the oracle AUROCs of a synthetic cohort and the training-data fingerprint. Must
+not import torch or streamlit.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from sklearn.model_selection import StratifiedKFold
 
 from data.errors import CohortError
 from data.store import CohortStore
@@ -98,12 +99,10 @@ def forecast_skip_reason(frame: pd.DataFrame) -> str | None:
 
 
 def stratified_folds(labels: npt.ArrayLike, n_folds: int, seed: int) -> npt.NDArray[np.int64]:
-    """Cross-fitting fold of each training patient, balanced within each class.
+    """Cross-fitting fold of each training patient: scikit-learn's ``StratifiedKFold``.
 
-    Each class's patients are dealt round-robin into ``n_folds`` folds and the deal is shuffled
-    with ``numpy.random.default_rng(seed)``, so fold sizes differ by at most one per class and a
-    class with fewer patients than folds still trains (scikit-learn's ``StratifiedKFold``
-    refuses that, and its shuffle would change every stored model of a given seed).
+    Shuffled with ``random_state=seed``, so equal seeds give equal folds; each fold holds
+    each class in about the same proportion.
 
     Parameters
     ----------
@@ -119,6 +118,11 @@ def stratified_folds(labels: npt.ArrayLike, n_folds: int, seed: int) -> npt.NDAr
     ndarray of shape (n_samples,)
         Fold index in ``range(n_folds)`` of each patient.
 
+    Raises
+    ------
+    CohortError
+        If a class has fewer patients than ``n_folds`` (a fold would lack it).
+
     Examples
     --------
     >>> folds = stratified_folds([0, 0, 0, 0, 1, 1], 2, seed=0)
@@ -126,11 +130,19 @@ def stratified_folds(labels: npt.ArrayLike, n_folds: int, seed: int) -> npt.NDAr
     ([0, 0, 1, 1], [0, 1])
     """
     y = np.asarray(labels)
-    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(y, return_counts=True)
+    if len(classes) and counts.min() < n_folds:
+        pairs = zip(classes, counts, strict=True)
+        found = ", ".join(f"{int(count)} with label {label}" for label, count in pairs)
+        raise CohortError(
+            f"The train split holds {found}; {n_folds}-fold cross-fitting needs at least "
+            f"{n_folds} patients of each class in train. Add patients of the smaller class, "
+            "or train with fewer folds (riskfusion train --folds)."
+        )
     folds = np.empty(len(y), dtype=np.int64)
-    for label in (0, 1):
-        idx = np.flatnonzero(y == label)
-        folds[idx] = rng.permutation(np.arange(len(idx)) % n_folds)
+    splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(y)), y)):
+        folds[held_out] = fold
     return folds
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from data.artifacts import file_digest
 from data.errors import IncompleteVersionError
 from data.store import COMPLETION_PARAM, AuditEntry, CohortStore, ModelRecord
+from data.store.registry import parts_of
 
 __all__ = [
     "MANIFEST_FILE",
@@ -65,13 +66,16 @@ class VersionCheck:
 
 
 def version_parts(records: Mapping[str, ModelRecord], version: str) -> list[ModelRecord]:
-    """The registered parts of a fusion version: its imaging nets, then ``<version>-*`` records."""
+    """The registered parts of a fusion version: its imaging nets, then its own parts.
+
+    Its own parts are the records whose ``parent_version`` is the version
+    (:func:`data.store.registry.parts_of`, which also reads stores whose baselines named the
+    imaging version).
+    """
     fusion = records[version]
     imaging = records.get(fusion.parent_version or "")
     parts = [] if imaging is None else [imaging]
-    prefix = f"{version}-"
-    parts += [records[v] for v in sorted(records) if v.startswith(prefix)]
-    return parts
+    return parts + parts_of(records.values(), version)
 
 
 def _manifest_files(manifest: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
