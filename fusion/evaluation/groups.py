@@ -26,6 +26,8 @@ __all__ = [
     "AGE_BANDS",
     "AUDIT_ATTRIBUTES",
     "MAX_ATTRIBUTES",
+    "MISSING_ATTRIBUTE",
+    "UNRECORDED",
     "add_age_band",
     "audit_threshold",
     "calibration_by_group",
@@ -50,6 +52,19 @@ AGE_BANDS: tuple[tuple[str, float, float], ...] = (
 
 
 MAX_ATTRIBUTES = 3
+
+
+UNRECORDED: frozenset[str] = frozenset({"not recorded", "unknown", ""})
+"""Values that say an attribute was not recorded (the importer writes ``not recorded``)."""
+
+
+MISSING_ATTRIBUTE = (
+    "The cohort has no {attributes} recorded: every patient of the audit reads 'not recorded' "
+    "(or is empty), so there are no groups to compare. Audit another attribute ({others}), or "
+    'add the column to patients.csv (declared role = "sensitive" in schema.toml) and run '
+    "riskfusion import again."
+)
+"""Message of an audit by an attribute the cohort lacks (tests match it)."""
 
 
 def group_labels(frame: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
@@ -116,6 +131,20 @@ def group_codes(
         raise ValueError(
             f"sensitive_features has {len(sensitive_features)} rows but y_true has "
             f"{n_samples}; pass one row per patient."
+        )
+    absent = [
+        column
+        for column in sensitive_features.columns
+        if len(sensitive_features)
+        and (
+            sensitive_features[column].isna()
+            | sensitive_features[column].astype(str).str.strip().str.lower().isin(UNRECORDED)
+        ).all()
+    ]
+    if absent:
+        others = [name for name in AUDIT_ATTRIBUTES if name not in absent]
+        raise ValueError(
+            MISSING_ATTRIBUTE.format(attributes=" or ".join(map(str, absent)), others=others)
         )
     if sensitive_features.isna().any().any():
         missing = sensitive_features.columns[sensitive_features.isna().any()].tolist()
