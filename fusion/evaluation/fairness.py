@@ -338,29 +338,31 @@ def audit(
     for name in METRICS:
         own = metric_hidden[name].to_numpy()
         paired[name] = own | own[ref] | hidden
-    by_group = groups[list(attributes)].copy()
-    by_group["n"] = point["n"]
-    difference = pd.DataFrame(index=labels)
-    ratio = pd.DataFrame(index=labels)
+    # Columns are gathered as arrays and framed once (column-by-column inserts into a frame
+    # with a string index cost about a second per audit).
+    group_cols: dict[str, npt.NDArray[np.generic]] = {"n": point["n"]}
+    diff_cols: dict[str, npt.NDArray[np.generic]] = {}
+    ratio_cols: dict[str, npt.NDArray[np.generic]] = {}
     tests = {}
     for name in METRICS:
-        by_group[name] = point[name]
-        by_group[f"{name}_low"], by_group[f"{name}_high"] = percentile_bounds(draws[name])
+        group_cols[name] = point[name]
+        group_cols[f"{name}_low"], group_cols[f"{name}_high"] = percentile_bounds(draws[name])
         diff_draws = draws[name] - draws[name][:, [ref]]
         diff = np.where(paired[name], np.nan, point[name] - point[name][ref])
         se, low, high, p = wald_differences(diff, diff_draws, alpha=alpha)
         if name not in TESTED_METRICS:
             p = np.full_like(p, np.nan)
         tests[name] = (se, p)
-        difference[name] = diff
-        difference[f"{name}_low"], difference[f"{name}_high"] = low, high
+        diff_cols[name] = diff
+        diff_cols[f"{name}_low"], diff_cols[f"{name}_high"] = low, high
         ref_point = np.full_like(point[name], point[name][ref])
-        ratio[name] = divide_or_nan(point[name], ref_point, signed=True)
+        ratio_cols[name] = divide_or_nan(point[name], ref_point, signed=True)
         ref_draws = np.broadcast_to(draws[name][:, [ref]], diff_draws.shape)
         ratio_draws = divide_or_nan(draws[name], ref_draws, signed=True)
-        ratio[f"{name}_low"], ratio[f"{name}_high"] = percentile_bounds(ratio_draws)
+        ratio_cols[f"{name}_low"], ratio_cols[f"{name}_high"] = percentile_bounds(ratio_draws)
         for suffix in ("", "_low", "_high"):
-            ratio.loc[paired[name], f"{name}{suffix}"] = np.nan
+            column = f"{name}{suffix}"
+            ratio_cols[column] = np.where(paired[name], np.nan, ratio_cols[column])
 
     # Every test shown is one family: adjust across all of them at once.
     raw = np.stack([tests[name][1] for name in METRICS], axis=1)
@@ -370,12 +372,12 @@ def audit(
         se, p = tests[name]
         mdd = minimum_detectable(se, alpha=alpha, n_comparisons=n_comparisons)
         flag = adjusted[:, k] < alpha
-        difference[f"{name}_flag"] = flag
-        difference[f"{name}_p"] = p
-        difference[f"{name}_p_adjusted"] = adjusted[:, k]
-        difference[f"{name}_mdd"] = np.where(np.isfinite(p), mdd, np.nan)
-        difference[f"{name}_state"] = comparison_states(
-            flag, difference[f"{name}_mdd"], adjusted[:, k], margin=margin
+        diff_cols[f"{name}_flag"] = flag
+        diff_cols[f"{name}_p"] = p
+        diff_cols[f"{name}_p_adjusted"] = adjusted[:, k]
+        diff_cols[f"{name}_mdd"] = np.where(np.isfinite(p), mdd, np.nan)
+        diff_cols[f"{name}_state"] = comparison_states(
+            flag, diff_cols[f"{name}_mdd"], adjusted[:, k], margin=margin
         )
 
     def odds(values: dict[str, npt.NDArray[np.float64]]) -> npt.NDArray[np.float64]:
@@ -386,13 +388,14 @@ def audit(
         return gap
 
     odds_hidden = paired["tpr"] | paired["fpr"]
-    difference["equalized_odds"] = np.where(odds_hidden, np.nan, odds(point))
+    diff_cols["equalized_odds"] = np.where(odds_hidden, np.nan, odds(point))
     low, high = percentile_bounds(odds(draws))
-    difference["equalized_odds_low"] = np.where(odds_hidden, np.nan, low)
-    difference["equalized_odds_high"] = np.where(odds_hidden, np.nan, high)
+    diff_cols["equalized_odds_low"] = np.where(odds_hidden, np.nan, low)
+    diff_cols["equalized_odds_high"] = np.where(odds_hidden, np.nan, high)
     # |gap| is never below 0, so its own CI cannot test parity: flag through TPR and FPR.
-    difference["equalized_odds_flag"] = difference["tpr_flag"] | difference["fpr_flag"]
+    diff_cols["equalized_odds_flag"] = diff_cols["tpr_flag"] | diff_cols["fpr_flag"]
 
+    difference = pd.DataFrame(diff_cols, index=labels)
     summary = _summary(point, difference, shown, ref=ref)
 
     cell_hidden: dict[str, npt.NDArray[np.bool_]] = {}
@@ -405,14 +408,17 @@ def audit(
     for suffix in ("", "_low", "_high", "_flag"):
         cell_hidden[f"diff_equalized_odds{suffix}"] = odds_hidden & shown
 
-    for frame in (by_group, difference, ratio):
-        numeric = [
-            c for c in frame.columns if c not in attributes and not c.endswith(("_flag", "_state"))
-        ]
-        frame.loc[hidden, numeric] = np.nan
-        flags = [c for c in frame.columns if c.endswith("_flag")]
-        frame.loc[hidden, flags] = False
-        frame["suppressed"] = hidden
+    frames = []
+    for columns in (group_cols, diff_cols, ratio_cols):
+        for column, values in columns.items():
+            if column.endswith("_flag"):
+                columns[column] = np.where(hidden, False, values)
+            elif not column.endswith("_state"):
+                columns[column] = np.where(hidden, np.nan, values)
+        columns["suppressed"] = hidden
+        frames.append(pd.DataFrame(columns, index=labels))
+    by_group = pd.concat([groups[list(attributes)], frames[0]], axis=1)
+    difference, ratio = frames[1], frames[2]
     return FairnessReport(
         by_group=by_group,
         difference=difference,
