@@ -33,6 +33,7 @@ from fusion.evaluation.flags import (
     adjust_pvalues,
     check_flag_settings,
     comparison_states,
+    delong_variance,
     minimum_detectable,
     wald_differences,
 )
@@ -344,12 +345,17 @@ def audit(
     diff_cols: dict[str, npt.NDArray[np.generic]] = {}
     ratio_cols: dict[str, npt.NDArray[np.generic]] = {}
     tests = {}
+    auroc_var = delong_variance(y, r, codes, len(groups))
     for name in METRICS:
         group_cols[name] = point[name]
         group_cols[f"{name}_low"], group_cols[f"{name}_high"] = percentile_bounds(draws[name])
         diff_draws = draws[name] - draws[name][:, [ref]]
         diff = np.where(paired[name], np.nan, point[name] - point[name][ref])
-        se, low, high, p = wald_differences(diff, diff_draws, alpha=alpha)
+        # AUROC: never below DeLong's error of the difference of two independent groups.
+        floor = np.sqrt(auroc_var + auroc_var[ref]) if name == "auroc" else None
+        tested = diff.copy()
+        tested[ref] = np.nan  # the reference is not compared with itself
+        se, low, high, p = wald_differences(tested, diff_draws, alpha=alpha, min_se=floor)
         if name not in TESTED_METRICS:
             p = np.full_like(p, np.nan)
         tests[name] = (se, p)

@@ -15,6 +15,7 @@ level, ``alpha / m``) exceeds the margin that matters is "insufficient evidence"
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
 import numpy as np
@@ -29,10 +30,12 @@ __all__ = [
     "POWER",
     "STATES",
     "TESTED_METRICS",
+    "AuditOptions",
     "FlagMethod",
     "adjust_pvalues",
     "check_flag_settings",
     "comparison_states",
+    "delong_variance",
     "minimum_detectable",
     "wald_differences",
 ]
@@ -74,6 +77,29 @@ STATES: Final[dict[str, str]] = {
     "not_compared": "not compared",
 }
 """The state of a comparison (key -> words shown)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditOptions:
+    """How a bias audit flags and bands, as the page and ``riskfusion audit`` ask for it.
+
+    Attributes
+    ----------
+    method : {"holm", "bh"}, default="holm"
+        Multiplicity adjustment of the flags.
+    alpha : float, default=0.05
+        Level of the flags and CIs.
+    margin : float, default=0.05
+        Smallest difference that matters (for "insufficient evidence").
+    age_cuts : tuple of float, optional
+        Ages where the age bands start for this audit (``--bins age=40,60,75``); None keeps
+        the cohort's (its ``schema.toml``, else the default).
+    """
+
+    method: FlagMethod = DEFAULT_FLAG_METHOD
+    alpha: float = DEFAULT_ALPHA
+    margin: float = DEFAULT_MARGIN
+    age_cuts: tuple[float, ...] | None = None
 
 
 def check_flag_settings(method: str, alpha: float, margin: float) -> FlagMethod:
@@ -141,7 +167,11 @@ def adjust_pvalues(p_values: npt.ArrayLike, method: FlagMethod) -> npt.NDArray[n
 
 
 def wald_differences(
-    point: npt.NDArray[np.float64], draws: npt.NDArray[np.float64], *, alpha: float
+    point: npt.NDArray[np.float64],
+    draws: npt.NDArray[np.float64],
+    *,
+    alpha: float,
+    min_se: npt.NDArray[np.float64] | None = None,
 ) -> tuple[npt.NDArray[np.float64], ...]:
     """Bootstrap standard error, normal CI and two-sided p-value of each difference.
 
@@ -153,6 +183,9 @@ def wald_differences(
         Paired-bootstrap differences (NaN where a resample lacks the group or a class).
     alpha : float
         The CI is ``1 - alpha``.
+    min_se : ndarray of shape (n_groups,), optional
+        An analytic standard error to use where it is larger than the bootstrap's (the AUROC's
+        DeLong error, :func:`delong_variance`: the bootstrap's is too small for small groups).
 
     Returns
     -------
@@ -173,6 +206,8 @@ def wald_differences(
     squares = np.where(finite, (draws - mean) ** 2, 0.0).sum(axis=0)
     variance = np.divide(squares, count - 1, out=np.full(count.shape, np.nan), where=count > 1)
     se = np.sqrt(variance)
+    if min_se is not None:
+        se = np.where(np.isfinite(min_se), np.fmax(se, min_se), se)
     valid = np.isfinite(point) & np.isfinite(se) & (se > 0)
     se = np.where(valid, se, np.nan)
     z_ci = stats.norm.ppf(1.0 - alpha / 2.0)
@@ -181,6 +216,43 @@ def wald_differences(
     z = np.divide(np.abs(point), se, out=np.full(point.shape, np.nan), where=valid)
     p = np.where(valid, 2.0 * stats.norm.sf(z), np.nan)
     return se, low, high, p
+
+
+def delong_variance(
+    y_true: npt.NDArray[np.float64],
+    risk: npt.NDArray[np.float64],
+    codes: npt.NDArray[np.intp],
+    n_groups: int,
+) -> npt.NDArray[np.float64]:
+    """DeLong's variance of each group's AUROC (NaN where a group lacks a class or a pair).
+
+    DeLong, DeLong and Clarke-Pearson (1988): with the placement values ``V10_i`` (share of the
+    group's negatives below positive ``i``, ties half) and ``V01_j`` (share of positives above
+    negative ``j``), ``var = var(V10) / n_pos + var(V01) / n_neg``.
+
+    Examples
+    --------
+    >>> y = np.array([0, 0, 1, 1, 0, 1.0])
+    >>> delong_variance(y, np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9]), np.zeros(6, int), 1).round(4)
+    array([0.0247])
+    """
+    out = np.full(n_groups, np.nan)
+    for code in range(n_groups):
+        member = codes == code
+        positives = np.sort(risk[member & (y_true == 1)])
+        negatives = np.sort(risk[member & (y_true == 0)])
+        if len(positives) < 2 or len(negatives) < 2:
+            continue
+        below = np.searchsorted(negatives, positives, side="left")
+        tied = np.searchsorted(negatives, positives, side="right") - below
+        v10 = (below + 0.5 * tied) / len(negatives)
+        above = len(positives) - np.searchsorted(positives, negatives, side="right")
+        tied = np.searchsorted(positives, negatives, side="right") - np.searchsorted(
+            positives, negatives, side="left"
+        )
+        v01 = (above + 0.5 * tied) / len(positives)
+        out[code] = np.var(v10, ddof=1) / len(positives) + np.var(v01, ddof=1) / len(negatives)
+    return out
 
 
 def minimum_detectable(

@@ -16,6 +16,13 @@ import numpy.typing as npt
 import pandas as pd
 
 from fusion.admin.access import Role
+from fusion.evaluation.age_bands import (
+    AGE_BANDS,
+    DEFAULT_AGE_CUTS,
+    add_age_band,
+    age_bands,
+    parse_bins,
+)
 from fusion.evaluation.bootstrap import check_outcomes, divide_or_nan
 from fusion.evaluation.curves import coarse_roc, curve_through
 from fusion.evaluation.disclosure import ThresholdChoice, allowed_thresholds, choose_threshold
@@ -25,10 +32,12 @@ from fusion.evaluation.suppression import bin_mask, line_mask, rate_masks, suppr
 __all__ = [
     "AGE_BANDS",
     "AUDIT_ATTRIBUTES",
+    "DEFAULT_AGE_CUTS",
     "MAX_ATTRIBUTES",
     "MISSING_ATTRIBUTE",
     "UNRECORDED",
     "add_age_band",
+    "age_bands",
     "audit_threshold",
     "calibration_by_group",
     "check_attributes",
@@ -37,18 +46,11 @@ __all__ = [
     "group_labels",
     "group_table",
     "modality_reliance",
+    "parse_bins",
 ]
 
 
 AUDIT_ATTRIBUTES: tuple[str, ...] = ("sex", "age_band", "ethnicity", "site")
-
-
-AGE_BANDS: tuple[tuple[str, float, float], ...] = (
-    ("<50", 0.0, 50.0),
-    ("50-64", 50.0, 65.0),
-    ("65-74", 65.0, 75.0),
-    ("75+", 75.0, np.inf),
-)
 
 
 MAX_ATTRIBUTES = 3
@@ -87,15 +89,6 @@ def group_labels(frame: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
     for text in texts[1:]:
         labels = labels + " & " + text
     return labels.rename(None)
-
-
-def add_age_band(frame: pd.DataFrame) -> pd.DataFrame:
-    """A copy of ``frame`` with ``age_band`` (ordered categorical) cut from ``age`` in years."""
-    edges = [low for _, low, _ in AGE_BANDS] + [np.inf]
-    bands = pd.cut(
-        frame["age"], edges, right=False, labels=[name for name, _, _ in AGE_BANDS]
-    ).astype(str)
-    return frame.assign(age_band=bands)
 
 
 def check_attributes(by: Sequence[str]) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ from fusion.evaluation.fairness import audit
 from fusion.evaluation.flags import (
     TESTED_METRICS,
     adjust_pvalues,
+    delong_variance,
     minimum_detectable,
     wald_differences,
 )
@@ -92,14 +93,44 @@ def test_bootstrap_se_is_the_spread_of_the_paired_draws(cohort) -> None:
     report = audit(y, risk, features[["sex"]], threshold=0.45, n_resamples=80, min_cell=0)
     codes = (features["sex"] == "M").to_numpy().astype(int)  # F is code 0, M code 1
     _, draws = group_metrics(y, risk, codes, threshold=0.45, n_resamples=80, random_state=0)
-    diff = draws["auroc"][:, 1] - draws["auroc"][:, 0]
     reference = report.reference
     other = "M" if reference == "F" else "F"
     sign = 1.0 if other == "M" else -1.0
-    se = (report.difference.loc[other, "auroc_high"] - report.difference.loc[other, "auroc"]) / (
-        stats.norm.ppf(0.975)
+
+    def se_of(metric: str) -> float:
+        high = report.difference.loc[other, f"{metric}_high"]
+        return float((high - report.difference.loc[other, metric]) / stats.norm.ppf(0.975))
+
+    diff = draws["selection_rate"][:, 1] - draws["selection_rate"][:, 0]
+    assert se_of("selection_rate") == pytest.approx(np.std(sign * diff, ddof=1), rel=1e-9)
+    # AUROC: the larger of the bootstrap's and DeLong's standard error of the difference.
+    diff = draws["auroc"][:, 1] - draws["auroc"][:, 0]
+    delong = np.sqrt(sum(_delong_brute(y[codes == c], risk[codes == c]) for c in (0, 1)))
+    assert se_of("auroc") == pytest.approx(max(np.std(diff, ddof=1), delong), rel=1e-9)
+
+
+def _delong_brute(y: np.ndarray, risk: np.ndarray) -> float:
+    """DeLong's variance from the full matrix of pair comparisons (independent of the code)."""
+    positives, negatives = risk[y == 1], risk[y == 0]
+    psi = (positives[:, None] > negatives[None, :]) + 0.5 * (
+        positives[:, None] == negatives[None, :]
     )
-    assert se == pytest.approx(np.std(sign * diff, ddof=1), rel=1e-9)
+    return float(
+        np.var(psi.mean(axis=1), ddof=1) / len(positives)
+        + np.var(psi.mean(axis=0), ddof=1) / len(negatives)
+    )
+
+
+def test_delong_variance_matches_the_pairwise_definition() -> None:
+    rng = np.random.default_rng(8)
+    y = rng.integers(0, 2, 300).astype(float)
+    risk = np.round(rng.uniform(size=300) * 0.5 + 0.3 * y, 2)  # rounded: ties too
+    codes = rng.integers(0, 3, 300)
+    got = delong_variance(y, risk, codes, 4)
+    for code in range(3):
+        member = codes == code
+        assert got[code] == pytest.approx(_delong_brute(y[member], risk[member]), rel=1e-12)
+    assert np.isnan(got[3])  # an empty group
 
 
 def test_a_real_gap_is_flagged_and_a_small_group_is_insufficient_evidence() -> None:
@@ -189,3 +220,37 @@ def test_csv_keeps_numbers_numeric_with_a_suppression_column() -> None:
     assert hidden["suppressed_reason"].str.startswith("group suppressed").all()
     shown = table.loc[~table["suppressed"]]
     assert (shown["n"] == shown["n"].round()).all()
+
+
+def _tolerance(alpha: float, n: int) -> float:
+    """Two binomial standard errors of a rate of ``alpha`` over ``n`` audits."""
+    return 2.0 * float(np.sqrt(alpha * (1.0 - alpha) / n))
+
+
+@pytest.mark.parametrize(
+    ("null", "attribute", "method", "n_audits"),
+    [
+        ("permuted", "site", "holm", 100),
+        ("permuted", "ethnicity", "bh", 60),
+        ("calibration", "ethnicity", "holm", 60),
+    ],
+)
+def test_false_flag_rate_on_the_unbiased_demo_world_is_at_most_alpha(
+    null: str, attribute: str, method: str, n_audits: int
+) -> None:
+    """Simulated audits of the unbiased world (``--no-bias``): any false flag <= alpha + 2 SE.
+
+    The documented rates (docs/models.md) come from the same function with 200 audits.
+    """
+    from fusion.evaluation.flag_rates import false_flag_rate
+
+    found = false_flag_rate(
+        n_audits,
+        attribute=attribute,
+        null=null,  # type: ignore[arg-type]
+        method=method,
+        n_resamples=100,
+        seed=1000,
+    )
+    assert found.comparisons > 3  # the audits did compare groups
+    assert found.rate <= 0.05 + _tolerance(0.05, n_audits), found
