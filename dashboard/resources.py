@@ -19,9 +19,9 @@ from data.errors import CohortError
 from data.store import CohortStore, DataStamp, make_engine
 from fusion.admin.access import Identity
 from fusion.evaluation.fairness import FairnessReport
+from fusion.evaluation.flags import FlagMethod
 from fusion.evaluation.importance import ShapSummary
 from fusion.evaluation.performance import PerformanceReport
-from fusion.evaluation.slices import Adjustment
 from fusion.forecast.patient import PatientForecast
 from fusion.reports.model_card import build_model_card
 from fusion.service.facade import RiskService
@@ -252,7 +252,7 @@ def get_worst_slices(
     adjustment: str = "holm",
 ) -> SliceView:
     """The slice search of the active version; keyed by stamp, floor, user and adjustment."""
-    method: Adjustment = "fdr_bh" if adjustment == "fdr_bh" else "holm"
+    method: FlagMethod = "bh" if adjustment == "bh" else "holm"
     return worst_slices(_service, identity=identity, min_cell=min_cell, adjustment=method)
 
 

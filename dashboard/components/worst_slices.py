@@ -41,7 +41,7 @@ def render_worst_slices(
     st.subheader("Worst slices, found for you")
     method = st.radio(
         "Multiplicity adjustment",
-        ("holm", "fdr_bh"),
+        ("holm", "bh"),
         format_func=lambda m: "Holm (default)" if m == "holm" else "Benjamini-Hochberg",
         horizontal=True,
         key=f"{key}.adjustment",

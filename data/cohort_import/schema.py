@@ -10,6 +10,7 @@ columns (:func:`pandera_schema`). Imports :mod:`data.errors`, :mod:`data.scan_sp
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import math
 import re
 import tomllib
@@ -157,6 +158,9 @@ class ImportSchema:
         ``images.csv``-style manifest path relative to the cohort folder, or ``""`` for the
         naming rule ``images/<patient_id>.<ext>`` (or ``images/<patient_id>/`` for a DICOM
         series).
+    age_bands : tuple of float
+        ``[audit] age_bands``: ages (years) where the bias audit's age bands start, e.g.
+        ``(40, 60, 75)`` for ``<40, 40-59, 60-74, 75+``; empty for the default (50, 65, 75).
     """
 
     name: str
@@ -165,6 +169,7 @@ class ImportSchema:
     columns: tuple[ColumnSpec, ...] = ()
     scans: ScanSpec = field(default_factory=ScanSpec)
     manifest: str = ""
+    age_bands: tuple[float, ...] = ()
 
     @property
     def source(self) -> str:
@@ -201,7 +206,7 @@ def _parse_schema(raw: Mapping[str, Any], problems: ProblemLog, file: str) -> Im
     def bad(key: str, value: object, fix: str) -> None:
         problems.add(file, P_SCHEMA, fix, column=key, value=value)
 
-    known_sections = {"cohort", "images", "columns"}
+    known_sections = {"cohort", "images", "columns", "audit"}
     for section in sorted(set(raw) - known_sections):
         bad(section, "", f"unknown section; allowed sections: {sorted(known_sections)}")
     cohort = raw.get("cohort", {})
@@ -258,6 +263,8 @@ def _parse_schema(raw: Mapping[str, Any], problems: ProblemLog, file: str) -> Im
         bad("images.manifest", manifest, 'give a file name such as "images.csv", or ""')
         manifest = ""
 
+    age_bands = _age_bands(raw.get("audit", {}), bad)
+
     columns: list[ColumnSpec] = []
     allowed_keys = {"role", "label", "unit", "description", "low", "high", "values", "required"}
     raw_columns = raw.get("columns", {})
@@ -306,7 +313,33 @@ def _parse_schema(raw: Mapping[str, Any], problems: ProblemLog, file: str) -> Im
         columns=tuple(columns),
         scans=ScanSpec(**scan_args),
         manifest=manifest,
+        age_bands=age_bands,
     )
+
+
+def _age_bands(audit: object, bad: Any) -> tuple[float, ...]:
+    """``[audit] age_bands``: 1-8 increasing ages in (0, 120), or () when absent or invalid."""
+    if not isinstance(audit, dict):
+        bad("audit", audit, "write a table: [audit] with age_bands = [40, 60, 75]")
+        return ()
+    for extra in sorted(set(audit) - {"age_bands"}):
+        bad(f"audit.{extra}", audit[extra], "unknown key; allowed: ['age_bands']")
+    cuts = audit.get("age_bands", [])
+    if (
+        not isinstance(cuts, list)
+        or len(cuts) > 8
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in cuts)
+        or not all(0 < v < 120 for v in cuts)
+        or any(b <= a for a, b in itertools.pairwise(cuts))
+    ):
+        bad(
+            "audit.age_bands",
+            cuts,
+            "give 1-8 increasing ages in years where a band starts, e.g. [40, 60, 75] "
+            "(bands <40, 40-59, 60-74, 75+)",
+        )
+        return ()
+    return tuple(float(v) for v in cuts)
 
 
 def load_schema(path: Path) -> ImportSchema:

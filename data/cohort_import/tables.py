@@ -219,4 +219,5 @@ def build_tables(
         images=images,
         hashes=pd.DataFrame(hashes, columns=["patient_id", "part", "sha256"]),
         files=files,
+        settings={"age_bands": list(schema.age_bands)},
     )

@@ -9,7 +9,7 @@ per-part rewrite of imported patients. It must not import torch, streamlit or th
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +36,7 @@ from data.store.records import (
     ImportTables,
 )
 from data.store.schema import (
+    CohortSetting,
     CounterfactualRisk,
     Demographics,
     EhrValue,
@@ -55,6 +56,22 @@ from data.store.schema import (
 __all__ = ["CohortWrites"]
 
 logger = logging.getLogger(__name__)
+
+
+def _settings_changed(conn: Connection, settings: Mapping[str, Any]) -> bool:
+    """Whether an import declares a cohort setting other than the stored one."""
+    stored = {
+        str(name): value
+        for name, value in conn.execute(select(CohortSetting.name, CohortSetting.value))
+    }
+    return any(stored.get(name) != value for name, value in settings.items())
+
+
+def _write_settings(conn: Connection, settings: Mapping[str, Any], batch_id: str) -> None:
+    """Replace the declared cohort settings, recording the import batch that set them."""
+    for name, value in settings.items():
+        conn.execute(delete(CohortSetting).where(CohortSetting.name == name))
+        conn.execute(insert(CohortSetting).values(name=name, value=value, batch_id=batch_id))
 
 
 class CohortWrites(StoreBase):
@@ -206,7 +223,8 @@ class CohortWrites(StoreBase):
                 stored_features.get(row["name"]) != row
                 for row in frame_rows(tables.features, FEATURE_COLUMNS)
             )
-            if not touched and not catalogue_changed:
+            settings_changed = _settings_changed(conn, tables.settings)
+            if not touched and not catalogue_changed and not settings_changed:
                 # The same files again: leave the store exactly as it is.
                 logger.info("import of %s: nothing changed", tables.source)
                 return ImportCounts("", 0, 0, len(ids), dict.fromkeys(IMPORT_PARTS, 0))
@@ -225,6 +243,7 @@ class CohortWrites(StoreBase):
                 )
             )
             _upsert_features(conn, tables.features)
+            _write_settings(conn, tables.settings, batch_id)
             by_id = tables.patients.set_index("patient_id", drop=False)
             insert_chunks(
                 conn,

@@ -21,6 +21,7 @@ from data.store.engine import StoreBase
 from data.store.frames import patient_frame_query
 from data.store.records import TRUTH_COLUMNS, ImageRecord, PatientRecord, check_split
 from data.store.schema import (
+    CohortSetting,
     CounterfactualRisk,
     Demographics,
     EhrValue,
@@ -96,6 +97,12 @@ class PageReads(StoreBase):
         """Distinct ``patients.source`` values (``synthetic`` or ``import:<name>``)."""
         with self.engine.connect() as conn:
             return sorted(str(s) for s in conn.execute(select(Patient.source).distinct()).scalars())
+
+    def cohort_settings(self) -> dict[str, Any]:
+        """Settings the imported cohort declared (name -> value; empty for the demo)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(CohortSetting.name, CohortSetting.value)).all()
+        return {str(name): value for name, value in rows}
 
     def import_batches(self) -> list[dict[str, Any]]:
         """Every import that changed the store, oldest first.

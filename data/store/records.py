@@ -176,6 +176,9 @@ class ImportTables:
         ``patient_id, part, sha256``: one row per patient and part of :data:`IMPORT_PARTS`.
     files : Mapping[str, str]
         SHA-256 of every imported file, by path relative to the cohort folder.
+    settings : Mapping[str, Any]
+        Cohort settings the schema declares (``age_bands``: the audit's age band cuts, empty
+        for the default), stored in ``cohort_settings``.
     """
 
     source: str
@@ -187,6 +190,7 @@ class ImportTables:
     images: pd.DataFrame
     hashes: pd.DataFrame
     files: Mapping[str, str]
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ __all__ = [
     "AUDIT_SQLITE_TRIGGERS",
     "AuditEvent",
     "Base",
+    "CohortSetting",
     "CounterfactualRisk",
     "Demographics",
     "EhrValue",
@@ -256,6 +257,20 @@ class ImportBatch(Base):
     source: Mapped[str] = mapped_column(String(32))
     files: Mapped[dict[str, Any]] = mapped_column(JSON)
     counts: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class CohortSetting(Base):
+    """A setting the imported cohort declares (e.g. ``age_bands``), written with its import.
+
+    One row per name, replaced by each import that changes it (in the import's transaction), so
+    the last import batch (part of the data stamp) moves whenever a setting does.
+    """
+
+    __tablename__ = "cohort_settings"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("import_batches.batch_id"))
 
 
 class ImportHash(Base):

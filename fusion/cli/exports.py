@@ -75,14 +75,29 @@ def audit(settings: Settings, args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from fusion.admin.access import Identity
-    from fusion.reports.audit_report import audit_csv, audit_figures, audit_html, demo_bias_note
+    from fusion.evaluation.flags import AuditOptions
+    from fusion.evaluation.groups import parse_bins
+    from fusion.reports.audit_report import (
+        audit_csv,
+        audit_figures,
+        audit_html,
+        comparisons_csv,
+        demo_bias_note,
+    )
     from fusion.reports.usefulness_figures import usefulness_figures, usefulness_tables
+    from fusion.service import cohort
     from fusion.service.facade import RiskService
     from fusion.service.usefulness import clinical_usefulness
 
     suffix = args.out.suffix.lower()
     if suffix not in (".html", ".csv"):
         raise ValueError(f"--out {args.out} must end in .html (report) or .csv (metrics table).")
+    options = AuditOptions(
+        method=args.method,
+        alpha=args.alpha,
+        margin=args.margin,
+        age_cuts=parse_bins(args.bins).get("age"),
+    )
     service = RiskService.from_settings(settings)
     by = [name.strip() for name in args.by.split(",") if name.strip()]
     # The CLI is admin (it holds the database): it may lower the floor, and that is audited.
@@ -94,6 +109,7 @@ def audit(settings: Settings, args: argparse.Namespace) -> int:
         min_cell=args.min_cell,
         n_resamples=args.resamples,
         identity=operator,
+        options=options,
     )
     usefulness = clinical_usefulness(
         service, by, identity=operator, min_cell=report.min_cell, n_resamples=args.resamples
@@ -107,8 +123,12 @@ def audit(settings: Settings, args: argparse.Namespace) -> int:
         }
     else:
         version = service.model_info().version
-        roc, calibration = service.group_curves(
-            by, min_cell=report.min_cell, threshold=report.threshold, identity=operator
+        # The report's floor and threshold are already resolved for the operator.
+        roc, calibration = cohort.curves_by_group(
+            service.test_predictions(options),
+            report.attributes,
+            min_cell=report.min_cell,
+            threshold=report.threshold,
         )
         note = demo_bias_note(service.build_params())
         text = audit_html(
@@ -123,21 +143,40 @@ def audit(settings: Settings, args: argparse.Namespace) -> int:
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
+    written = [str(args.out)]
     for path, table in extra.items():
         path.write_text(table, encoding="utf-8")
+        written.append(str(path))
+    if args.comparisons is not None:
+        args.comparisons.parent.mkdir(parents=True, exist_ok=True)
+        args.comparisons.write_text(comparisons_csv(report), encoding="utf-8")
+        written.append(str(args.comparisons))
     record_action(
         settings,
         "export",
         model_version=service.model_info().version,
         detail={"command": "audit", "by": by, "format": suffix.lstrip(".")},
     )
-    flagged = int(report.difference.filter(like="_flag").any(axis=1).sum())
+    hidden = int(report.by_group["suppressed"].sum())
+    if report.nothing_compared is not None:
+        logger.warning(report.nothing_compared)
+        logger.info(
+            "audited %d groups (%d suppressed); nothing compared; wrote %s",
+            len(report.by_group),
+            hidden,
+            ", ".join(written),
+        )
+        return 0
     logger.info(
-        "audited %d groups (%d suppressed, %d with a flagged disparity); wrote %s",
+        "audited %d groups (%d suppressed): %d of %d comparisons flagged (%s-adjusted, alpha "
+        "%g); wrote %s",
         len(report.by_group),
-        int(report.by_group["suppressed"].sum()),
-        flagged,
-        args.out,
+        hidden,
+        report.n_flagged,
+        report.n_comparisons,
+        "Holm" if report.method == "holm" else "Benjamini-Hochberg",
+        report.alpha,
+        ", ".join(written),
     )
     return 0
 

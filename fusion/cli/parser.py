@@ -59,7 +59,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="smallest count shown (default RISKFUSION_MIN_CELL, 11; lowering it is audited)",
     )
     audit.add_argument("--resamples", type=int, default=200, help="bootstrap resamples (200)")
+    audit.add_argument(
+        "--method",
+        choices=("holm", "bh"),
+        default="holm",
+        help="flag adjustment across every comparison: holm (default: chance of any false flag "
+        "<= alpha) or bh (Benjamini-Hochberg: false discovery rate <= alpha)",
+    )
+    audit.add_argument("--alpha", type=float, default=0.05, help="flag level and CI (0.05)")
+    audit.add_argument(
+        "--margin",
+        type=float,
+        default=0.05,
+        help="smallest difference that matters (0.05): a group that could miss it reads "
+        "'insufficient evidence'",
+    )
+    audit.add_argument(
+        "--bins",
+        action="append",
+        default=[],
+        metavar="age=CUT,CUT,...",
+        help="age bands for this audit, e.g. age=40,60,75 (<40, 40-59, 60-74, 75+); default: "
+        "the cohort's schema.toml [audit] age_bands, else 50,65,75",
+    )
     audit.add_argument("--out", type=Path, required=True, help="report.html or metrics.csv")
+    audit.add_argument(
+        "--comparisons",
+        type=Path,
+        default=None,
+        help="also write the compact table (one row per tested difference, flags first) as CSV",
+    )
 
     report = sub.add_parser(
         "report", help="model card of the active model: JSON, readable HTML or PDF"

@@ -16,6 +16,13 @@ import numpy.typing as npt
 import pandas as pd
 
 from fusion.admin.access import Role
+from fusion.evaluation.age_bands import (
+    AGE_BANDS,
+    DEFAULT_AGE_CUTS,
+    add_age_band,
+    age_bands,
+    parse_bins,
+)
 from fusion.evaluation.bootstrap import check_outcomes, divide_or_nan
 from fusion.evaluation.complementary import align, audit_family, audit_masks, bin_hidden
 from fusion.evaluation.curves import coarse_roc, curve_through
@@ -25,8 +32,12 @@ from fusion.evaluation.performance import performance_threshold
 __all__ = [
     "AGE_BANDS",
     "AUDIT_ATTRIBUTES",
+    "DEFAULT_AGE_CUTS",
     "MAX_ATTRIBUTES",
+    "MISSING_ATTRIBUTE",
+    "UNRECORDED",
     "add_age_band",
+    "age_bands",
     "audit_scope",
     "audit_threshold",
     "calibration_by_group",
@@ -36,21 +47,27 @@ __all__ = [
     "group_labels",
     "group_table",
     "modality_reliance",
+    "parse_bins",
 ]
 
 
 AUDIT_ATTRIBUTES: tuple[str, ...] = ("sex", "age_band", "ethnicity", "site")
 
 
-AGE_BANDS: tuple[tuple[str, float, float], ...] = (
-    ("<50", 0.0, 50.0),
-    ("50-64", 50.0, 65.0),
-    ("65-74", 65.0, 75.0),
-    ("75+", 75.0, np.inf),
-)
-
-
 MAX_ATTRIBUTES = 3
+
+
+UNRECORDED: frozenset[str] = frozenset({"not recorded", "unknown", ""})
+"""Values that say an attribute was not recorded (the importer writes ``not recorded``)."""
+
+
+MISSING_ATTRIBUTE = (
+    "The cohort has no {attributes} recorded: every patient of the audit reads 'not recorded' "
+    "(or is empty), so there are no groups to compare. Audit another attribute ({others}), or "
+    'add the column to patients.csv (declared role = "sensitive" in schema.toml) and run '
+    "riskfusion import again."
+)
+"""Message of an audit by an attribute the cohort lacks (tests match it)."""
 
 
 def group_labels(frame: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
@@ -73,15 +90,6 @@ def group_labels(frame: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
     for text in texts[1:]:
         labels = labels + " & " + text
     return labels.rename(None)
-
-
-def add_age_band(frame: pd.DataFrame) -> pd.DataFrame:
-    """A copy of ``frame`` with ``age_band`` (ordered categorical) cut from ``age`` in years."""
-    edges = [low for _, low, _ in AGE_BANDS] + [np.inf]
-    bands = pd.cut(
-        frame["age"], edges, right=False, labels=[name for name, _, _ in AGE_BANDS]
-    ).astype(str)
-    return frame.assign(age_band=bands)
 
 
 def check_attributes(by: Sequence[str]) -> tuple[str, ...]:
@@ -117,6 +125,20 @@ def group_codes(
         raise ValueError(
             f"sensitive_features has {len(sensitive_features)} rows but y_true has "
             f"{n_samples}; pass one row per patient."
+        )
+    absent = [
+        column
+        for column in sensitive_features.columns
+        if len(sensitive_features)
+        and (
+            sensitive_features[column].isna()
+            | sensitive_features[column].astype(str).str.strip().str.lower().isin(UNRECORDED)
+        ).all()
+    ]
+    if absent:
+        others = [name for name in AUDIT_ATTRIBUTES if name not in absent]
+        raise ValueError(
+            MISSING_ATTRIBUTE.format(attributes=" or ".join(map(str, absent)), others=others)
         )
     if sensitive_features.isna().any().any():
         missing = sensitive_features.columns[sensitive_features.isna().any()].tolist()

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -51,21 +50,24 @@ import pandas as pd
 from scipy.special import expit, logit
 from scipy.stats import chi2
 from sklearn.metrics import roc_auc_score
-from statsmodels.stats.multitest import multipletests
 
 from fusion.evaluation.bootstrap import check_outcomes
 from fusion.evaluation.calibration_stats import fit_logistic
+from fusion.evaluation.flags import (
+    DEFAULT_MARGIN,
+    FlagMethod,
+    adjust_pvalues,
+    check_flag_settings,
+)
 
 __all__ = [
     "SLICE_COLUMNS",
-    "Adjustment",
     "bin_inputs",
     "calibration_departure",
     "find_slices",
     "recalibrate",
 ]
 
-Adjustment = Literal["holm", "fdr_bh"]
 
 SLICE_COLUMNS: tuple[str, ...] = (
     "slice",
@@ -253,7 +255,7 @@ def find_slices(
     min_size: int,
     k: int = 10,
     alpha: float = 0.05,
-    adjustment: Adjustment = "holm",
+    adjustment: FlagMethod = "holm",
 ) -> pd.DataFrame:
     """Search the discovery set for the worst-calibrated slices; test them on the other set.
 
@@ -272,7 +274,7 @@ def find_slices(
         Slices kept by the search (the largest discovery chi-squares).
     alpha : float, default=0.05
         Level of the adjusted test: ``confirmed`` where ``p_adjusted < alpha``.
-    adjustment : {"holm", "fdr_bh"}, default="holm"
+    adjustment : {"holm", "bh"}, default="holm"
         Holm (family-wise error) or Benjamini-Hochberg (false discovery rate) over the tested
         slices.
 
@@ -281,8 +283,7 @@ def find_slices(
     DataFrame
         :data:`SLICE_COLUMNS`, largest discovery chi-square first; empty when none qualifies.
     """
-    if adjustment not in ("holm", "fdr_bh"):
-        raise ValueError(f"adjustment={adjustment!r}; choose 'holm' or 'fdr_bh'.")
+    adjustment = check_flag_settings(adjustment, alpha, DEFAULT_MARGIN)
     if min_size < 1:
         raise ValueError(f"min_size={min_size}; pass the suppression floor (1 or more).")
     y_d, r_d = check_outcomes(discovery["label"], discovery["risk"])
@@ -330,6 +331,6 @@ def find_slices(
     if not rows:
         return empty
     table = pd.DataFrame(rows)
-    table["p_adjusted"] = multipletests(table["p_value"], alpha=alpha, method=adjustment)[1]
+    table["p_adjusted"] = adjust_pvalues(table["p_value"], adjustment)
     table["confirmed"] = table["p_adjusted"] < alpha
     return table.loc[:, list(SLICE_COLUMNS)].reset_index(drop=True)

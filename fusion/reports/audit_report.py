@@ -33,7 +33,9 @@ __all__ = [
     "audit_csv",
     "audit_figures",
     "audit_html",
+    "comparisons_csv",
     "demo_bias_note",
+    "flag_rule",
 ]
 
 DISPARITY_FIGURES: tuple[str, ...] = ("auroc", "tpr", "fpr", "calibration_in_the_large")
@@ -128,8 +130,47 @@ def audit_figures(
 
 
 def audit_csv(report: FairnessReport) -> str:
-    """The metrics table (one row per group, suppressed cells marked) as CSV text."""
+    """The metrics table as CSV text: one row per group, numbers numeric.
+
+    Suppressed and hidden cells are empty; ``suppressed`` and ``suppressed_reason`` say why
+    (:meth:`fusion.evaluation.fairness.FairnessReport.table`).
+    """
     return safe_csv(report.table())
+
+
+def comparisons_csv(report: FairnessReport) -> str:
+    """The compact table as CSV text: one row per tested difference, flags first."""
+    return safe_csv(report.comparisons())
+
+
+def flag_rule(report: FairnessReport) -> str:
+    """One paragraph stating how the report's flags were decided (pages and reports).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from fusion.evaluation.fairness import audit
+    >>> report = audit([0, 1] * 30, [0.3, 0.7] * 30, pd.DataFrame({"sex": ["F", "M"] * 30}),
+    ...                threshold=0.5, n_resamples=20, min_cell=0)
+    >>> flag_rule(report).split(":")[0]
+    'Differences are group minus reference (F)'
+    """
+    adjustment = (
+        "Holm (the chance of any false flag in this audit is at most alpha)"
+        if report.method == "holm"
+        else "Benjamini-Hochberg (at most alpha of the flags are expected to be false)"
+    )
+    return (
+        f"Differences are group minus reference ({report.reference}): signed, with "
+        f"{1 - report.alpha:.0%} CIs from the paired-bootstrap standard error "
+        f"({report.n_resamples} resamples). Each difference is tested (two-sided Wald test on "
+        "the bootstrap standard error; prevalence is case mix and is not tested) and the "
+        f"p-values of all {report.n_comparisons} comparisons shown are adjusted together by "
+        f"{adjustment}. Flagged: adjusted p < {report.alpha:g}. Not flagged and the minimum "
+        f"detectable difference (80% power at alpha / {max(report.n_comparisons, 1)}) above "
+        f"{report.margin:g}: insufficient evidence (too few patients to tell). Otherwise: no "
+        "difference found."
+    )
 
 
 def _table(frame: pd.DataFrame) -> str:
@@ -177,6 +218,9 @@ def audit_html(
                 "smallest group shown",
                 "bootstrap resamples",
                 "random state",
+                "flag adjustment",
+                "alpha",
+                "difference that matters (margin)",
             ],
             "value": [
                 model_version,
@@ -188,6 +232,9 @@ def audit_html(
                 str(report.min_cell),
                 str(report.n_resamples),
                 str(report.random_state),
+                "Holm" if report.method == "holm" else "Benjamini-Hochberg",
+                f"{report.alpha:g}",
+                f"{report.margin:g}",
             ],
         }
     )
@@ -195,6 +242,9 @@ def audit_html(
         extra = pd.DataFrame({"setting": list(context), "value": list(context.values())})
         settings = pd.concat([settings, extra], ignore_index=True)
     summary = report.summary.reset_index(names="disparity").round(3)
+    states = report.group_states().round(3)
+    comparisons = report.comparisons().round(4)
+    nothing = report.nothing_compared
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -205,7 +255,17 @@ def audit_html(
         f"<h1>Bias audit of {html.escape(model_version)}</h1>",
         "<h2>Settings</h2>",
         _table(settings),
+        "<h2>Flags</h2>",
+        f"<p><strong>{html.escape(nothing)}</strong></p>"
+        if nothing is not None
+        else f"<p>{html.escape(flag_rule(report))}</p>",
+        _table(states),
+        "<h2>Differences from the reference, flags first</h2>",
+        _table(comparisons),
         "<h2>Disparities between shown groups</h2>",
+        "<p>value: the largest gap between any two shown groups (fairlearn's between-groups "
+        "difference, no CI); beside it the largest signed difference from the reference "
+        "behind it, with its CI and adjusted flag.</p>",
         _table(summary),
         "<h2>Metrics by group (95% bootstrap CIs; differences against the reference)</h2>",
         f"<p>Groups with fewer than {report.min_cell} patients are suppressed, and so are the "
@@ -213,8 +273,10 @@ def audit_html(
         "of fewer attributes; calibration bins are suppressed the same way. A shown group's "
         "rate is suppressed where, with the group's n, it would give away a count under "
         f"{report.min_cell} (events, flagged patients or a confusion-matrix cell, 0 included). "
-        "A flag marks a difference whose CI excludes 0.</p>",
+        "Flags as above (adjusted p-value below alpha).</p>",
+        '<div style="overflow-x:auto">',
         _table(report.table(as_text=True)),
+        "</div>",
     ]
     for index, (title, figure) in enumerate((figures or {}).items()):
         parts.append(f"<h2>{html.escape(title)}</h2>")

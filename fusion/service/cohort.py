@@ -27,7 +27,9 @@ from fusion.admin.access import Identity
 from fusion.evaluation.disclosure import resolve_min_cell
 from fusion.evaluation.fairness import FairnessReport
 from fusion.evaluation.fairness import audit as fairness_audit
+from fusion.evaluation.flags import AuditOptions
 from fusion.evaluation.groups import (
+    DEFAULT_AGE_CUTS,
     add_age_band,
     audit_scope,
     audit_threshold,
@@ -50,6 +52,7 @@ from fusion.training.versions import check_version
 __all__ = [
     "REGISTRY_COLUMNS",
     "StampedViews",
+    "age_cuts",
     "audit",
     "baseline_versions",
     "curves_by_group",
@@ -58,6 +61,7 @@ __all__ = [
     "list_models",
     "min_cell_for",
     "performance",
+    "rebanded",
     "reliance_by_group",
     "test_predictions",
     "view_threshold",
@@ -149,7 +153,20 @@ def test_predictions(store: CohortStore, fusion_version: str) -> pd.DataFrame:
         columns=["model_version", "risk"]
     )
     frame = attributes.join(wide, on="patient_id").reset_index(drop=True)
-    return add_age_band(frame)
+    return add_age_band(frame, age_cuts(store))
+
+
+def rebanded(frame: pd.DataFrame, options: AuditOptions | None) -> pd.DataFrame:
+    """``frame`` with ``age_band`` cut at ``options.age_cuts`` when a run asks for other bands."""
+    if options is None or options.age_cuts is None:
+        return frame
+    return add_age_band(frame, options.age_cuts)
+
+
+def age_cuts(store: CohortStore) -> tuple[float, ...]:
+    """The audit's age band cuts: the imported cohort's ``[audit] age_bands``, else the default."""
+    declared = store.cohort_settings().get("age_bands") or DEFAULT_AGE_CUTS
+    return tuple(float(cut) for cut in declared)
 
 
 def min_cell_for(
@@ -325,6 +342,7 @@ def audit(
     min_cell: int,
     n_resamples: int,
     random_state: int,
+    options: AuditOptions | None = None,
 ) -> FairnessReport:
     """Bias audit of the test predictions ``frame`` over 1-3 attributes (intersected).
 
@@ -342,6 +360,9 @@ def audit(
         random_state=random_state,
         min_cell=min_cell,
         scope=audit_scope(frame),
+        method=(options or AuditOptions()).method,
+        alpha=(options or AuditOptions()).alpha,
+        margin=(options or AuditOptions()).margin,
     )
 
 

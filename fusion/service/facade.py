@@ -24,6 +24,7 @@ from data.store import CohortStore, DataStamp, PatientRecord, make_engine
 from data.vocabulary import MaskableModality
 from fusion.admin.access import Identity
 from fusion.evaluation.fairness import FairnessReport
+from fusion.evaluation.flags import AuditOptions
 from fusion.evaluation.groups import check_attributes
 from fusion.evaluation.importance import ShapSummary
 from fusion.evaluation.performance import PerformanceReport
@@ -235,10 +236,10 @@ class RiskService:
         """The model registry, one row per complete fusion version (:func:`cohort.list_models`)."""
         return cohort.list_models(self.store, self.artifacts_dir)
 
-    def test_predictions(self) -> pd.DataFrame:
-        """Test-split risks of the active model and its baselines, with attributes (a copy)."""
+    def test_predictions(self, options: AuditOptions | None = None) -> pd.DataFrame:
+        """Test-split risks and attributes (a copy; ``options.age_cuts``: other age bands)."""
         compute = partial(cohort.test_predictions, self.store, self.version)
-        return self._views.get(self.data_stamp(), "test", compute).copy()
+        return cohort.rebanded(self._views.get(self.data_stamp(), "test", compute).copy(), options)
 
     def min_cell_for(
         self, identity: Identity | None, requested: int | None = None, *, view: str = "cohort"
@@ -278,11 +279,12 @@ class RiskService:
         n_resamples: int = 200,
         random_state: int = 0,
         identity: Identity | None = None,
+        options: AuditOptions | None = None,
     ) -> FairnessReport:
         """Bias audit of the test split over 1-3 attributes (:func:`cohort.audit`)."""
         names = check_attributes(by)
         floor = self.min_cell_for(identity, min_cell, view="audit")
-        frame = self.test_predictions()
+        frame = self.test_predictions(options)
         return cohort.audit(
             frame,
             names,
@@ -291,6 +293,7 @@ class RiskService:
             min_cell=floor,
             n_resamples=n_resamples,
             random_state=random_state,
+            options=options,
         )
 
     def test_shap(self, *, top_n: int = 10) -> ShapSummary:

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from fusion.admin.access import Identity
+from fusion.evaluation.flags import FlagMethod
 from fusion.evaluation.groups import AUDIT_ATTRIBUTES, add_age_band
-from fusion.evaluation.slices import Adjustment, bin_inputs, find_slices
+from fusion.evaluation.slices import bin_inputs, find_slices
 
 if TYPE_CHECKING:
     from fusion.service.facade import RiskService
@@ -36,7 +37,7 @@ class SliceView:
     n_discovery: int
     n_confirmation: int
     min_cell: int
-    adjustment: Adjustment
+    adjustment: FlagMethod
     alpha: float
 
     def note(self) -> str:
@@ -81,7 +82,7 @@ def worst_slices(
     *,
     identity: Identity | None = None,
     min_cell: int | None = None,
-    adjustment: Adjustment = "holm",
+    adjustment: FlagMethod = "holm",
     alpha: float = 0.05,
     k: int = 10,
 ) -> SliceView:
@@ -95,7 +96,7 @@ def worst_slices(
         The viewer (None: trusted caller at the configured floor).
     min_cell : int, optional
         A requested floor (raised only, unless admin); also the smallest slice searched.
-    adjustment : {"holm", "fdr_bh"}, default="holm"
+    adjustment : {"holm", "bh"}, default="holm"
         Multiplicity adjustment over the slices tested.
     alpha : float, default=0.05
         Level of the adjusted test.

@@ -26,8 +26,11 @@ def report():
 def test_csv_and_html_mark_suppressed_cells(report) -> None:
     rows = list(csv.DictReader(audit_csv(report).splitlines()))
     assert [row["group"] for row in rows] == ["a", "b", "c", "d"]
-    assert rows[3]["n"] == rows[2]["n"] == "suppressed (n < 11)"  # d, and c to protect d
-    assert float(rows[0]["n"]) == 200
+    # d, and c to protect d: empty numeric cells, the reason in its own column.
+    assert rows[3]["n"] == rows[2]["n"] == ""
+    assert rows[3]["suppressed"] == rows[2]["suppressed"] == "True"
+    assert rows[2]["suppressed_reason"].startswith("group suppressed: fewer than 11")
+    assert rows[0]["n"] == "200"  # an integer, not 200.0
     page = audit_html(
         report,
         model_version="fusion-x",
@@ -69,6 +72,26 @@ def test_audit_html_is_self_contained_with_every_figure(home_env, tmp_path) -> N
         assert f"<h2>{title}</h2>" in page
     assert page.count('class="plotly-graph-div"') == 6  # 4 forest plots, ROC, calibration
     assert "deliberately injected bias" in page  # the tiny demo is built with the bias on
+
+
+def test_audit_command_bands_ages_adjusts_flags_and_writes_the_compact_table(
+    home_env, tmp_path, caplog
+) -> None:
+    out, compact = tmp_path / "age.csv", tmp_path / "compact.csv"
+    args = ["audit", "--by", "age_band", "--min-cell", "2", "--resamples", "20"]
+    args += ["--bins", "age=40,60,75", "--method", "bh", "--out", str(out)]
+    assert main([*args, "--comparisons", str(compact)]) == 0
+    table = pd.read_csv(out)
+    assert set(table["age_band"]) <= {"<40", "40-59", "60-74", "75+"}
+    raw = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert all(n.isdigit() for n in raw["n"] if n), raw["n"].tolist()  # "18", never "18.0"
+    rows = pd.read_csv(compact)
+    assert set(rows["group"]) < set(table["group"])  # the reference is not compared
+    assert rows["p_adjusted"].dtype.kind == "f"
+    assert "Benjamini-Hochberg-adjusted" in caplog.text or "nothing compared" in caplog.text
+    caplog.clear()
+    assert main(["audit", "--by", "age_band", "--bins", "age=60,40", "--out", str(out)]) == 2
+    assert "40,60,75" in caplog.text  # the message shows a valid example
 
 
 def test_audit_figures_follow_the_report(report) -> None:

@@ -101,7 +101,9 @@ def test_reference_defaults_to_largest_and_differences_are_paired(cohort) -> Non
             report.difference[name], report.by_group[name] - ref[name], atol=1e-12
         )
         np.testing.assert_allclose(report.ratio[name], report.by_group[name] / ref[name])
-        assert report.difference.loc["north", [f"{name}_low", f"{name}_high"]].tolist() == [0, 0]
+        # The reference is not compared with itself: no CI, no p-value, no flag.
+        assert report.difference.loc["north", [f"{name}_low", f"{name}_p"]].isna().all()
+        assert report.difference.loc["north", f"{name}_state"] == "not_compared"
     assert not report.difference.loc["north"].filter(like="_flag").any()
 
 
@@ -182,12 +184,19 @@ def test_small_cell_suppression(sizes, min_cell: int, hidden: set[str]) -> None:
     assert set(report.by_group.index[report.by_group["suppressed"]]) == hidden
     table = report.table()
     marker = f"suppressed (n < {min_cell})"
+    text = report.table(as_text=True)
     for label in hidden:
         row = table.loc[table["group"] == label].iloc[0]
-        assert row["n"] == marker
-        assert row["auroc"] == marker
-        assert row["diff_tpr"] == marker
+        # Numeric columns stay numeric: hidden cells are empty, the reason is its own column.
+        assert pd.isna(row["n"])
+        assert np.isnan(row["auroc"])
+        assert np.isnan(row["diff_tpr"])
+        assert row["suppressed"]
+        assert row["suppressed_reason"].startswith("group suppressed")
         assert np.isnan(report.difference.loc[label, "tpr"])
+        shown_row = text.loc[text["group"] == label].iloc[0]
+        assert shown_row["n"] == marker
+        assert shown_row["diff_tpr"] == marker
     # The shown sizes never pin down a single hidden size.
     shown = report.by_group.loc[~report.by_group["suppressed"], "n"].sum()
     assert len(hidden) != 1
@@ -203,7 +212,11 @@ def test_bad_inputs_are_explained(cohort) -> None:
     with pytest.raises(ValueError, match="pass 1 to 3"):
         audit(y, risk, features.assign(a=1, b=2), threshold=0.5)
     with pytest.raises(ValueError, match="missing values"):
-        audit(y, risk, features.assign(sex=None)[["sex"]], threshold=0.5)
+        audit(y, risk, features.assign(sex=[None, *features["sex"][1:]])[["sex"]], threshold=0.5)
+    # An attribute nobody has recorded is an error naming it and the fix, not a one-group audit.
+    for absent in (None, "not recorded"):
+        with pytest.raises(ValueError, match=r"no ethnicity recorded.*add the column"):
+            audit(y, risk, features.assign(ethnicity=absent)[["ethnicity"]], threshold=0.5)
     with pytest.raises(ValueError, match="0/1 labels"):
         audit(y * 2, risk, features[["sex"]], threshold=0.5)
     with pytest.raises(ValueError, match="threshold"):
@@ -277,20 +290,21 @@ def _published_audits(features: pd.DataFrame, min_cell: int) -> tuple[dict, dict
 
     def exported(columns: list[str]) -> pd.DataFrame:
         report = audit(y, risk, features[columns], threshold=0.5, n_resamples=0, min_cell=min_cell)
-        return pd.read_csv(io.StringIO(audit_csv(report)), dtype=str)
+        return pd.read_csv(io.StringIO(audit_csv(report)))
 
     both = exported(["sex", "site"])
     shown, hidden = {}, []
     for row in both.itertuples():
         cell = (row.sex, row.site)
-        if row.n.startswith("suppressed"):
+        if row.suppressed:
+            assert np.isnan(row.n)  # an empty cell, not text in a numeric column
             hidden.append(cell)
         else:
             shown[cell] = float(row.n)
     margins: list[tuple[dict[int, str], float]] = [({}, float(len(features)))]
     for axis, column in enumerate(["sex", "site"]):
         for row in exported([column]).itertuples():
-            if not row.n.startswith("suppressed"):
+            if not row.suppressed:
                 margins.append(({axis: getattr(row, column)}, float(row.n)))
     return shown, dict.fromkeys(hidden), margins
 

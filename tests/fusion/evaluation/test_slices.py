@@ -62,7 +62,7 @@ def test_a_calibrated_model_rarely_gets_a_slice_confirmed() -> None:
 
 def test_benjamini_hochberg_is_offered_and_holm_is_no_less_strict() -> None:
     holm = _search(3, broken="site_c", method="holm")
-    bh = _search(3, broken="site_c", method="fdr_bh")
+    bh = _search(3, broken="site_c", method="bh")
     assert (bh["p_adjusted"] <= holm["p_adjusted"] + 1e-12).all()
     with pytest.raises(ValueError, match="holm"):
         _search(3, broken=None, method="bonferroni")
