@@ -36,6 +36,7 @@ __all__ = [
     "format_percent",
     "format_risk_interval",
     "interval_sentence",
+    "no_interval_sentence",
     "readable_table",
     "threshold_sentence",
 ]
@@ -260,7 +261,7 @@ def interval_sentence(interval: RiskInterval) -> str:
     Examples
     --------
     >>> from fusion.uncertainty import RiskInterval
-    >>> interval_sentence(RiskInterval(0.24, 0.9, 0.9, "split_conformal_logit",
+    >>> interval_sentence(RiskInterval(0.24, 0.9, 0.9, "cross_conformal_logit",
     ...                                target="true_risk", n_calibration=400))[:60]
     'For about 9 in 10 patients like this one, the true risk lies'
     """
@@ -275,10 +276,24 @@ def interval_sentence(interval: RiskInterval) -> str:
             "in their true risk, and the interval has to cover that spread."
         )
     return (
-        f"Among patients given this predicted risk, the observed event rate lies in {span} "
-        f"with {level:.0%} confidence; it is wide because only few validation patients had a "
-        "similar predicted risk and their outcomes vary."
+        f"Among patients given this predicted risk, the event rate lies in {span} with about "
+        f"{level:.0%} confidence (the range always includes this patient's risk); it is wide "
+        "because only some of the patients it was calibrated on had a similar predicted risk "
+        "and their outcomes vary."
     )
+
+
+def no_interval_sentence(reason: str) -> str:
+    """The sentence shown instead of a risk interval: the service's reason, as a sentence.
+
+    Examples
+    --------
+    >>> no_interval_sentence("no interval: only 6 patients to calibrate a 90% interval; "
+    ...                      "needs at least 9")
+    'No interval: only 6 patients to calibrate a 90% interval; needs at least 9.'
+    """
+    text = reason.strip() or "no interval is available for this model"
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
 def _column_label(name: str, labels: Mapping[str, str]) -> str:

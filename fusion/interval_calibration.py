@@ -29,7 +29,8 @@ __all__ = [
 
 IntervalTarget = Literal["true_risk", "event_rate"]
 INTERVAL_TARGETS: tuple[IntervalTarget, ...] = ("true_risk", "event_rate")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: cross-conformal on out-of-fold risks of train + validation (1: validation split only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,26 +44,37 @@ class IntervalCalibration:
     target : {"true_risk", "event_rate"}
         The target served by :func:`risk_interval`.
     n_calibration : int
-        Validation patients.
+        Calibration patients (train + validation, each scored out of fold).
+    folds : int
+        Refits of the fusion model that gave the out-of-fold risks (0 if none was made).
     modality_columns : dict of str to tuple of str
         Model inputs of each maskable modality (a row whose inputs of a modality are all
         missing uses that modality's calibration).
-    logit_offsets : dict of str to (float, float)
-        ``"true_risk"``: lower and upper offsets added to the fused logit, by :func:`missing_key`
-        (empty without ground truth).
+    logit_halfwidths : dict of str to float
+        ``"true_risk"``: conformal half-width added to and subtracted from the fused logit, by
+        :func:`missing_key` (empty without ground truth).
     grid : tuple of float
         Risks at which the event-rate band is tabulated.
     event_rate_bands : dict of str to (tuple, tuple)
         ``"event_rate"``: lower and upper band over ``grid``, by :func:`missing_key`.
+    reason : str, default=""
+        Why no interval is served (too few patients for ``level``); empty when one is.
     """
 
     level: float
     target: IntervalTarget
     n_calibration: int
+    folds: int
     modality_columns: Mapping[str, tuple[str, ...]]
-    logit_offsets: Mapping[str, tuple[float, float]]
+    logit_halfwidths: Mapping[str, float]
     grid: tuple[float, ...]
     event_rate_bands: Mapping[str, tuple[tuple[float, ...], tuple[float, ...]]]
+    reason: str = ""
+
+    @property
+    def available(self) -> bool:
+        """Whether an interval is served (else :attr:`reason` says why not)."""
+        return not self.reason
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON-able form (see :func:`save_calibration`)."""
@@ -71,17 +83,25 @@ class IntervalCalibration:
             "level": self.level,
             "target": self.target,
             "n_calibration": self.n_calibration,
+            "folds": self.folds,
             "modality_columns": {k: list(v) for k, v in self.modality_columns.items()},
-            "logit_offsets": {k: list(v) for k, v in self.logit_offsets.items()},
+            "logit_halfwidths": dict(self.logit_halfwidths),
             "grid": list(self.grid),
             "event_rate_bands": {
                 k: [list(low), list(high)] for k, (low, high) in self.event_rate_bands.items()
             },
+            "reason": self.reason,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> IntervalCalibration:
-        """Inverse of :meth:`to_json`."""
+        """Inverse of :meth:`to_json`.
+
+        Raises
+        ------
+        data.errors.ArtifactIntegrityError
+            If ``data`` has another format (a version built before the out-of-fold interval).
+        """
         if data.get("format_version") != FORMAT_VERSION:
             raise ArtifactIntegrityError(
                 f"Interval calibration format {data.get('format_version')!r} is not "
@@ -91,13 +111,15 @@ class IntervalCalibration:
             level=float(data["level"]),
             target=check_target(str(data["target"])),
             n_calibration=int(data["n_calibration"]),
+            folds=int(data["folds"]),
             modality_columns={k: tuple(v) for k, v in data["modality_columns"].items()},
-            logit_offsets={k: (float(v[0]), float(v[1])) for k, v in data["logit_offsets"].items()},
+            logit_halfwidths={k: float(v) for k, v in data["logit_halfwidths"].items()},
             grid=tuple(float(v) for v in data["grid"]),
             event_rate_bands={
                 k: (tuple(map(float, v[0])), tuple(map(float, v[1])))
                 for k, v in data["event_rate_bands"].items()
             },
+            reason=str(data.get("reason", "")),
         )
 
 

@@ -1,34 +1,33 @@
-"""Uncertainty interval of a patient's fused risk, calibrated on the validation split.
+"""Uncertainty interval of a patient's fused risk, calibrated out of fold on train + validation.
 
 Owns fitting, querying and measuring the interval (the fitted record and its file:
-:mod:`fusion.interval_calibration`). An interval states what it covers (``target``):
+:mod:`fusion.interval_calibration`; out-of-fold risks and finite-sample rules:
+:mod:`fusion.interval_folds`). Every served interval has ``low < risk < high``, and states what
+it covers (``target``):
 
-- ``"true_risk"`` (cohorts with ground truth, i.e. the synthetic demo): split-conformal on the
-  logit scale. On the validation split the signed error ``logit(true risk) - logit(fused
-  risk)`` is computed and its lower and upper ``(1 - level) / 2`` quantiles (with the
-  conformal finite-sample correction) become the interval's offsets around the patient's fused
-  logit. Under exchangeability of validation and test patients it contains the patient's
-  **true risk** with probability >= ``level``; it needs the true risk, so only a synthetic
-  cohort can have it.
-- ``"event_rate"`` (every cohort; the only choice without ground truth): a percentile bootstrap
-  band of the isotonic calibration curve fitted on the validation outcomes, read at the
-  patient's fused risk. It estimates the **event rate among patients with this predicted
-  risk**, E[y | fused risk], not the patient's own risk: from binary outcomes the spread of the
-  true risk among patients with the same prediction cannot be identified, so no outcome-based
-  interval can promise to contain an individual's true risk.
+- ``"true_risk"`` (cohorts with ground truth, i.e. the synthetic demo): cross-conformal on the
+  logit scale. The fusion model is refitted ``K`` times inside train + validation; on each
+  patient's out-of-fold risk the error ``|logit(true risk) - logit(risk)|`` is computed, and its
+  conformal quantile (rank ``ceil((n + 1) * level)``) is the half-width around the patient's
+  fused logit. Under exchangeability it contains the patient's **true risk** with probability
+  about ``level`` (cross-conformal: at least ``2 * level - 1`` in the worst case, Vovk 2015).
+- ``"event_rate"`` (every cohort; the only choice without ground truth): the exact
+  (Clopper-Pearson) ``level`` interval of the event rate among the calibration patients whose
+  out-of-fold risk is nearest the patient's risk, widened where needed to contain the fused risk
+  itself (so a miscalibrated model shows how far the event rate may lie from its risk). It
+  covers the **event rate among patients with this predicted risk**, E[y | fused risk], not the
+  patient's own risk: from binary outcomes the spread of the true risk among patients with the
+  same prediction cannot be identified.
 
-Both are fitted separately for every combination of missing modalities (what-if rows, or a
-patient without a scan), because the fused risk is less accurate without a test. A bootstrap
-ensemble of the fusion booster was measured and dropped: its spread was uncorrelated with the
-error against the true risk (see ``docs/models.md``). Streamlit is not imported here.
+With fewer calibration patients than :func:`fusion.interval_folds.minimum_calibration` (9 for
+90%), or without two patients of each outcome, no interval is served: the calibration carries
+the reason a page shows. Both targets are fitted for every combination of missing modalities
+(what-if rows, or a patient without a scan). Streamlit is not imported here.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
-import math
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +36,6 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from scipy import special
-from sklearn.isotonic import IsotonicRegression
 
 from data.vocabulary import MASKABLE_MODALITIES
 from fusion.features import mask_modalities
@@ -46,6 +44,16 @@ from fusion.interval_calibration import (
     IntervalCalibration,
     IntervalTarget,
     check_target,
+)
+from fusion.interval_folds import (
+    FOLDS,
+    binomial_band,
+    combinations,
+    conformal_quantile,
+    minimum_calibration,
+    missing_key,
+    out_of_fold_risks,
+    too_few_reason,
 )
 from fusion.model import FusionClassifier
 
@@ -64,19 +72,20 @@ logger = logging.getLogger(__name__)
 
 GRID_SIZE = 201
 EPSILON = 1e-6
-LOGIT_LIMIT = 40.0
+MARGIN = 0.05
+"""Smallest logit distance of a bound from the fused risk, so an interval never collapses."""
 NEIGHBOURS = 40
 TARGET_WORDS: Mapping[IntervalTarget, str] = {
     "true_risk": "this patient's true risk",
     "event_rate": "the event rate among patients with this predicted risk",
 }
 METHODS: Mapping[IntervalTarget, str] = {
-    "true_risk": "split_conformal_logit",
-    "event_rate": "isotonic_bootstrap",
+    "true_risk": "cross_conformal_logit",
+    "event_rate": "neighbour_binomial",
 }
 METHOD_WORDS: Mapping[IntervalTarget, str] = {
-    "true_risk": "split-conformal on the logit scale against the synthetic true risk",
-    "event_rate": "bootstrap band of the isotonic calibration curve of the outcomes",
+    "true_risk": "cross-conformal on the logit scale against the synthetic true risk",
+    "event_rate": "exact binomial interval of the outcomes of patients with the nearest risk",
 }
 
 
@@ -87,17 +96,17 @@ class RiskInterval:
     Attributes
     ----------
     low, high : float
-        Interval bounds (probabilities).
+        Interval bounds (probabilities), ``low < risk < high``.
     level : float
         Nominal coverage of ``target``, e.g. 0.9.
     method : str
-        ``"split_conformal_logit"`` (target ``"true_risk"``) or ``"isotonic_bootstrap"``
+        ``"cross_conformal_logit"`` (target ``"true_risk"``) or ``"neighbour_binomial"``
         (target ``"event_rate"``).
     target : {"true_risk", "event_rate"}
         What the interval covers: the patient's true risk, or the event rate among patients
         with the same predicted risk.
     n_calibration : int, default=0
-        Validation patients it was calibrated on.
+        Patients it was calibrated on (train + validation, out of fold).
     missing : tuple of str, default=()
         Modalities missing in the row (the calibration used for it).
     """
@@ -120,48 +129,22 @@ class RiskInterval:
 
         Examples
         --------
-        >>> RiskInterval(0.1, 0.4, 0.9, "isotonic_bootstrap", target="event_rate",
+        >>> RiskInterval(0.1, 0.4, 0.9, "neighbour_binomial", target="event_rate",
         ...              n_calibration=400).describe()[:66]
         'approximate 90% interval for the event rate among patients with th'
         """
-        # The event-rate band under-covered on the demo (docs/models.md), so it says so.
+        # "Patients with this predicted risk" are approximated by the nearest ones.
         approximate = "approximate " if self.target == "event_rate" else ""
         return (
             f"{approximate}{self.level:.0%} interval for {TARGET_WORDS[self.target]} "
-            f"({METHOD_WORDS[self.target]}, {self.n_calibration} validation patients)"
+            f"({METHOD_WORDS[self.target]}, {self.n_calibration} patients scored out of fold)"
         )
 
 
-def _clipped_logit(p: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    """Logit of ``p`` clipped to ``[EPSILON, 1 - EPSILON]`` (finite for 0 and 1)."""
-    q = np.clip(np.asarray(p, dtype=np.float64), EPSILON, 1 - EPSILON)
+def _logit(p: npt.ArrayLike, eps: float = 1e-15) -> npt.NDArray[np.float64]:
+    """Logit of ``p`` clipped to ``[eps, 1 - eps]`` (finite for 0 and 1)."""
+    q = np.clip(np.asarray(p, dtype=np.float64), eps, 1 - eps)
     return np.asarray(special.logit(q), dtype=np.float64)
-
-
-def missing_key(missing: Sequence[str]) -> str:
-    """Key of a combination of missing modalities, in :data:`MASKABLE_MODALITIES` order.
-
-    Examples
-    --------
-    >>> missing_key(["ehr", "imaging"]), missing_key([])
-    ('imaging+ehr', 'none')
-    """
-    unknown = sorted(set(missing) - set(MASKABLE_MODALITIES))
-    if unknown:
-        raise ValueError(
-            f"Unknown modalities {unknown}; an interval is calibrated without "
-            f"{list(MASKABLE_MODALITIES)}."
-        )
-    chosen = [m for m in MASKABLE_MODALITIES if m in missing]
-    return "+".join(chosen) if chosen else "none"
-
-
-def _combinations() -> list[tuple[str, ...]]:
-    return [
-        combo
-        for size in range(len(MASKABLE_MODALITIES) + 1)
-        for combo in itertools.combinations(MASKABLE_MODALITIES, size)
-    ]
 
 
 def _row_missing(
@@ -178,120 +161,107 @@ def _row_missing(
     ]
 
 
-def _conformal_offsets(errors: npt.NDArray[np.float64], level: float) -> tuple[float, float]:
-    """Lower and upper quantiles of ``errors`` with the split-conformal correction.
-
-    Each one-sided bound uses rank ``ceil((n + 1) * (1 + level) / 2)``, so each side misses
-    with probability <= ``(1 - level) / 2`` for an exchangeable new row. With too few rows
-    for that rank the honest interval is the whole range (a warning says so).
-    """
-    n = len(errors)
-    ordered = np.sort(errors)
-    rank = math.ceil((n + 1) * (1 + level) / 2)
-    if rank > n:
-        warnings.warn(
-            f"{n} validation rows are too few for a {level:.0%} interval (it needs at least "
-            f"{math.ceil(2 / (1 - level)) - 1}), so the interval is the whole range 0-1; use "
-            "a larger cohort or a lower level.",
-            stacklevel=3,
-        )
-        return -LOGIT_LIMIT, LOGIT_LIMIT
-    return float(ordered[n - rank]), float(ordered[rank - 1])
-
-
-def _isotonic_band(
-    risk: npt.NDArray[np.float64],
-    y: npt.NDArray[np.int64],
-    grid: npt.NDArray[np.float64],
-    *,
+def _unavailable(
     level: float,
-    n_bootstrap: int,
-    rng: np.random.Generator,
-) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    curves = np.empty((n_bootstrap, len(grid)))
-    for b in range(n_bootstrap):
-        index = rng.integers(0, len(risk), len(risk))
-        curves[b] = (
-            IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
-            .fit(risk[index], y[index])
-            .predict(grid)
-        )
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(curves, [tail, 100 - tail], axis=0)
-    return tuple(float(v) for v in low), tuple(float(v) for v in high)
+    n: int,
+    modality_columns: Mapping[str, Sequence[str]],
+    reason: str,
+) -> IntervalCalibration:
+    logger.warning("risk interval not calibrated: %s", reason)
+    return IntervalCalibration(
+        level=level,
+        target="event_rate",
+        n_calibration=n,
+        folds=0,
+        modality_columns={k: tuple(v) for k, v in modality_columns.items()},
+        logit_halfwidths={},
+        grid=(),
+        event_rate_bands={},
+        reason=reason,
+    )
 
 
 def fit_interval_calibration(
     model: FusionClassifier,
-    X_val: pd.DataFrame,
-    y_val: npt.ArrayLike,
-    true_risk_val: npt.ArrayLike | None,
+    X_cal: pd.DataFrame,
+    y_cal: npt.ArrayLike,
+    true_risk_cal: npt.ArrayLike | None,
     *,
     modality_columns: Mapping[str, Sequence[str]],
     level: float = 0.9,
-    n_bootstrap: int = 200,
+    folds: int = FOLDS,
     random_state: int = 0,
 ) -> IntervalCalibration:
-    """Calibrate the interval on the validation split, for every set of missing modalities.
+    """Calibrate the interval out of fold on ``X_cal``, for every set of missing modalities.
 
     Parameters
     ----------
     model : FusionClassifier
-        The fitted fusion model.
-    X_val : DataFrame of shape (n_val, n_features)
-        Validation inputs (not used to fit the model's trees).
-    y_val : array-like of shape (n_val,)
-        Validation outcomes (0/1), for the event-rate band.
-    true_risk_val : array-like of shape (n_val,) or None
+        The fitted fusion model (refitted ``folds`` times with its parameters).
+    X_cal : DataFrame of shape (n_cal, n_features)
+        Calibration inputs: train + validation.
+    y_cal : array-like of shape (n_cal,)
+        Their outcomes (0/1).
+    true_risk_cal : array-like of shape (n_cal,) or None
         Synthetic true risk; None or any NaN: only the ``"event_rate"`` target is fitted.
     modality_columns : mapping of str to sequence of str
         Model inputs of each of :data:`MASKABLE_MODALITIES`.
     level : float, default=0.9
         Nominal coverage, in (0, 1).
-    n_bootstrap : int, default=200
-        Resamples of the event-rate band.
+    folds : int, default=5
+        Refits inside ``X_cal`` (fewer when an outcome is rarer).
     random_state : int, default=0
-        Seed of the resamples.
+        Seed of the folds.
 
     Returns
     -------
     IntervalCalibration
-        Target ``"true_risk"`` when the true risk is given, else ``"event_rate"``.
+        Target ``"true_risk"`` when the true risk is given, else ``"event_rate"``; with a
+        ``reason`` and no interval when the patients are too few for ``level``.
     """
     if not 0 < level < 1:
         raise ValueError(f"level={level}; pass a probability in (0, 1), e.g. 0.9.")
-    if n_bootstrap < 10:
-        raise ValueError(f"n_bootstrap={n_bootstrap}; use at least 10 resamples (default 200).")
-    labels = np.asarray(y_val).astype(np.int64)
-    if labels.shape != (len(X_val),):
-        raise ValueError(f"y_val has shape {labels.shape}; expected ({len(X_val)},).")
-    truth = None if true_risk_val is None else np.asarray(true_risk_val, dtype=np.float64)
-    if truth is not None and (truth.shape != (len(X_val),) or not np.all(np.isfinite(truth))):
-        truth = None
+    labels = np.asarray(y_cal).astype(np.int64)
+    if labels.shape != (len(X_cal),):
+        raise ValueError(f"y_cal has shape {labels.shape}; expected ({len(X_cal)},).")
     unknown = sorted(set(modality_columns) - set(MASKABLE_MODALITIES))
     if unknown:
         raise ValueError(
             f"Unknown modalities {unknown} in modality_columns; allowed: "
             f"{list(MASKABLE_MODALITIES)}."
         )
-    rng = np.random.default_rng(random_state)
-    grid = np.linspace(0.0, 1.0, GRID_SIZE)
-    offsets: dict[str, tuple[float, float]] = {}
-    bands: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {}
-    for missing in _combinations():
-        risk = model.predict_proba(mask_modalities(X_val, modality_columns, missing))[:, 1]
-        key = missing_key(missing)
-        if truth is not None:
-            offsets[key] = _conformal_offsets(_clipped_logit(truth) - _clipped_logit(risk), level)
-        bands[key] = _isotonic_band(
-            risk, labels, grid, level=level, n_bootstrap=n_bootstrap, rng=rng
+    truth = None if true_risk_cal is None else np.asarray(true_risk_cal, dtype=np.float64)
+    if truth is not None and (truth.shape != (len(X_cal),) or not np.all(np.isfinite(truth))):
+        truth = None
+    n = len(X_cal)
+    if n < minimum_calibration(level):
+        return _unavailable(level, n, modality_columns, too_few_reason(n, level))
+    try:
+        oof, n_folds = out_of_fold_risks(
+            model,
+            X_cal,
+            labels,
+            modality_columns=modality_columns,
+            folds=folds,
+            random_state=random_state,
         )
+    except ValueError as err:  # an outcome too rare to refit on
+        return _unavailable(level, n, modality_columns, too_few_reason(n, level, why=str(err)))
+    grid = np.linspace(0.0, 1.0, GRID_SIZE)
+    halfwidths: dict[str, float] = {}
+    bands: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {}
+    for key, risk in oof.items():
+        if truth is not None:
+            errors = np.abs(_logit(truth, EPSILON) - _logit(risk, EPSILON))
+            halfwidths[key] = max(conformal_quantile(errors, level), MARGIN)
+        bands[key] = binomial_band(risk, labels, grid, level=level)
     return IntervalCalibration(
         level=level,
         target="true_risk" if truth is not None else "event_rate",
-        n_calibration=len(X_val),
+        n_calibration=n,
+        folds=n_folds,
         modality_columns={k: tuple(v) for k, v in modality_columns.items()},
-        logit_offsets=offsets,
+        logit_halfwidths=halfwidths,
         grid=tuple(float(v) for v in grid),
         event_rate_bands=bands,
     )
@@ -305,6 +275,8 @@ def calibrated_intervals(
     target: IntervalTarget | None = None,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Interval bounds for fused risks, each with its set of missing modalities.
+
+    Every row gets ``low < risk < high`` (for risks strictly between 0 and 1).
 
     Parameters
     ----------
@@ -323,31 +295,37 @@ def calibrated_intervals(
     Raises
     ------
     ValueError
-        If ``target="true_risk"`` but the calibration had no ground truth.
+        If the calibration serves no interval (its reason), or ``target="true_risk"`` but the
+        calibration had no ground truth.
     """
+    if not calibration.available:
+        raise ValueError(calibration.reason)
     chosen = calibration.target if target is None else check_target(target)
     values = np.asarray(risk, dtype=np.float64)
     if values.shape != (len(missing),):
         raise ValueError(f"risk has shape {values.shape}; expected ({len(missing)},).")
-    if chosen == "true_risk" and not calibration.logit_offsets:
+    if chosen == "true_risk" and not calibration.logit_halfwidths:
         raise ValueError(
             "This calibration had no ground truth, so it has no 'true_risk' interval; use "
             "target='event_rate'."
         )
+    keys = [missing_key(row) for row in missing]
+    z = _logit(values)
+    if chosen == "true_risk":
+        half = np.array([calibration.logit_halfwidths[k] for k in keys])
+        return special.expit(z - half), special.expit(z + half)
+    grid = np.asarray(calibration.grid)
     low = np.empty_like(values)
     high = np.empty_like(values)
-    grid = np.asarray(calibration.grid)
-    for i, (value, row_missing) in enumerate(zip(values, missing, strict=True)):
-        key = missing_key(row_missing)
-        if chosen == "true_risk":
-            below, above = calibration.logit_offsets[key]
-            z = float(_clipped_logit(value))
-            low[i], high[i] = special.expit(z + below), special.expit(z + above)
-        else:
-            band_low, band_high = calibration.event_rate_bands[key]
-            low[i] = np.interp(value, grid, band_low)
-            high[i] = np.interp(value, grid, band_high)
-    return low, high
+    for i, (value, key) in enumerate(zip(values, keys, strict=True)):
+        band_low, band_high = calibration.event_rate_bands[key]
+        low[i] = np.interp(value, grid, band_low)
+        high[i] = np.interp(value, grid, band_high)
+    # The band is about the group; widened to contain the patient's own fused risk.
+    return (
+        np.minimum(low, special.expit(z - MARGIN)),
+        np.maximum(high, special.expit(z + MARGIN)),
+    )
 
 
 def risk_interval(
@@ -357,6 +335,11 @@ def risk_interval(
 
     Modalities whose inputs are all missing in the row (a what-if, or no scan) select the
     calibration fitted without them. This is the call behind ``RiskService.interval_of``.
+
+    Raises
+    ------
+    ValueError
+        If ``X`` is not one row, or the calibration serves no interval (its reason).
     """
     if len(X) != 1:
         raise ValueError(f"X has {len(X)} rows; pass one patient's row, shape (1, n_features).")
@@ -397,41 +380,59 @@ def _event_rate_estimate(
     return estimate
 
 
+def _finite(values: npt.ArrayLike | None, n: int) -> npt.NDArray[np.float64] | None:
+    array = None if values is None else np.asarray(values, dtype=np.float64)
+    if array is not None and (array.shape != (n,) or not np.all(np.isfinite(array))):
+        return None
+    return array
+
+
 def measure_interval(
     calibration: IntervalCalibration,
     model: FusionClassifier,
     X_test: pd.DataFrame,
     true_risk_test: npt.ArrayLike | None,
+    y_test: npt.ArrayLike | None = None,
 ) -> dict[str, Any]:
-    """Width and, with ground truth, coverage of the interval on the test split.
+    """Width, strictness and coverage of the interval on the test split.
 
-    For each set of missing modalities (the test rows masked accordingly): mean width of
-    each target; with the true risk, ``coverage_true_risk`` of each target and
-    ``coverage_event_rate`` of the event-rate band, where the event rate of patients like
-    this is estimated as the mean true risk of the 40 test patients with the nearest fused
-    risk (an estimate with its own error of a few points).
+    For each set of missing modalities (the test rows masked accordingly) and each target:
+    ``mean_width``; ``strict_share``, the share of rows with ``low < risk < high`` (1.0 by
+    construction); with outcomes, ``outcome_rate`` against ``mean_low`` and ``mean_high`` (the
+    test event rate is the mean of the covered quantity, so it should lie between the mean
+    bounds); with the true risk, ``coverage_true_risk`` of each target and
+    ``coverage_event_rate``, where the event rate of patients like this is estimated as the
+    mean true risk of the 40 test patients with the nearest fused risk (an estimate with its
+    own error of a few points).
 
     Returns
     -------
     dict
-        ``{missing key: {target: {"mean_width": ..., "coverage_true_risk": ..., ...}}}``.
+        ``{missing key: {target: {"mean_width": ..., "coverage_true_risk": ..., ...}}}``;
+        ``{}`` when the calibration serves no interval.
     """
-    truth = None if true_risk_test is None else np.asarray(true_risk_test, dtype=np.float64)
-    if truth is not None and (truth.shape != (len(X_test),) or not np.all(np.isfinite(truth))):
-        truth = None
-    targets = [t for t in INTERVAL_TARGETS if t == "event_rate" or calibration.logit_offsets]
+    if not calibration.available:
+        return {}
+    truth = _finite(true_risk_test, len(X_test))
+    outcomes = _finite(y_test, len(X_test))
+    targets = [t for t in INTERVAL_TARGETS if t == "event_rate" or calibration.logit_halfwidths]
     result: dict[str, Any] = {}
-    for missing in _combinations():
+    for missing in combinations():
         X = mask_modalities(X_test, calibration.modality_columns, missing)
         risk = model.predict_proba(X)[:, 1]
         rows = [missing] * len(X)
         measured: dict[str, Any] = {}
-        rate = (
-            None if truth is None else _event_rate_estimate(risk, truth, min(NEIGHBOURS, len(risk)))
-        )
+        rate = None if truth is None else _event_rate_estimate(risk, truth, NEIGHBOURS)
         for target in targets:
             low, high = calibrated_intervals(calibration, risk, rows, target=target)
-            entry: dict[str, float] = {"mean_width": float(np.mean(high - low))}
+            entry: dict[str, float] = {
+                "mean_width": float(np.mean(high - low)),
+                "strict_share": float(np.mean((low < risk) & (risk < high))),
+            }
+            if outcomes is not None:
+                entry["outcome_rate"] = float(np.mean(outcomes))
+                entry["mean_low"] = float(np.mean(low))
+                entry["mean_high"] = float(np.mean(high))
             if truth is not None and rate is not None:
                 entry["coverage_true_risk"] = interval_coverage(low, high, truth)
                 entry["coverage_event_rate"] = interval_coverage(low, high, rate)

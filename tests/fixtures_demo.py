@@ -91,3 +91,50 @@ def late_patients_copy(source: Path, target: Path) -> tuple[Path, list[str]]:
     )
     store.engine.dispose()
     return target, sorted(late)
+
+
+FEW_INTERVAL_PATIENTS = 6
+
+
+@pytest.fixture(scope="session")
+def few_interval_service(
+    tiny_demo: tuple[Settings, BuildSummary], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RiskService]:
+    """A copy of the tiny demo whose newest interval was calibrated on too few patients.
+
+    The calibration of 6 patients (below the 9 a 90% interval needs) is registered for the
+    active version after the built one, so the service serves no interval and says why.
+    """
+    import shutil
+
+    import pandas as pd
+
+    from data.store import CohortStore, make_engine
+    from fusion.interval_calibration import FORMAT_VERSION, save_calibration
+    from fusion.uncertainty import fit_interval_calibration
+
+    settings, _ = tiny_demo
+    home = tmp_path_factory.mktemp("few-interval") / "home"
+    shutil.copytree(settings.artifacts_dir, home, ignore=shutil.ignore_patterns("*.db-shm"))
+    store = CohortStore(make_engine(f"sqlite:///{home / 'riskfusion.db'}"))
+    built = RiskService(store, home)
+    ids = built.search_patients(split="val", limit=FEW_INTERVAL_PATIENTS)["patient_id"]
+    cases = [built.load_patient(pid) for pid in ids]
+    X = pd.concat([case.X for case in cases])
+    labels = [int(case.record.label or 0) for case in cases]
+    columns = built.models.interval_calibration.modality_columns
+    calibration = fit_interval_calibration(built.model, X, labels, None, modality_columns=columns)
+    path = home / "models" / built.version / "interval-few" / "calibration.json"
+    store.register_artifact(
+        f"{built.version}-interval-few",
+        "interval",
+        str(path.relative_to(home)),
+        save_calibration(calibration, path),
+        metrics={"available": False, "reason": calibration.reason},
+        params={"target": calibration.target, "format_version": FORMAT_VERSION},
+        parent_version=built.version,
+    )
+    service = RiskService.from_settings(tiny_settings(home))
+    yield service
+    service.store.engine.dispose()
+    store.engine.dispose()

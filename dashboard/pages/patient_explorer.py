@@ -30,6 +30,7 @@ from fusion.display import (
     format_percent,
     format_risk_interval,
     interval_sentence,
+    no_interval_sentence,
     threshold_sentence,
 )
 from fusion.explanations.map_trust import map_trust_sentence, rank_maps
@@ -86,9 +87,9 @@ with right:
     )
     tiles[1].metric(
         "Risk interval" if interval is None else f"Risk interval ({interval.level:.0%})",
-        "n/a" if interval is None else format_risk_interval(interval.low, interval.high),
+        "none" if interval is None else format_risk_interval(interval.low, interval.high),
         help=(
-            "Not built for this model version; rebuild the demo."
+            no_interval_sentence(service.interval_reason)
             if interval is None
             else f"{interval.describe()}. Its measured coverage on the test split is in the "
             "trust expander."
@@ -113,6 +114,8 @@ with right:
     )
     if interval is not None:
         st.caption(interval_sentence(interval))
+    else:
+        st.caption(no_interval_sentence(service.interval_reason))
     facts = [
         f"Risk is **{threshold_sentence(result.risk, result.threshold)}**",
         f"Split: **{result.split}**",
@@ -160,13 +163,12 @@ with right:
             delta=f"{100 * (shown.risk - result.risk):+.1f} pts",
             delta_color="inverse",
             help=(
-                None
+                no_interval_sentence(service.interval_reason)
                 if shown_interval is None
                 else f"{shown_interval.describe()}: "
                 f"{format_risk_interval(shown_interval.low, shown_interval.high)}"
                 + (
-                    f"; calibrated on validation patients without "
-                    f"{', '.join(shown_interval.missing)}."
+                    f"; calibrated on patients scored without {', '.join(shown_interval.missing)}."
                     if shown_interval.missing
                     else "."
                 )
@@ -283,6 +285,7 @@ st.download_button(
     data=render_patient_report(
         result=result,
         interval=interval,
+        no_interval_reason=service.interval_reason,
         explanation=explanation,
         what_if=what_if,
         top_features=top_features,
@@ -357,7 +360,8 @@ with st.expander("How much can these maps be trusted?"):
     if interval_metrics is not None and "test_coverage_true_risk" in interval_metrics:
         if interval_metrics.get("target") == "true_risk":
             claim = (
-                "for the patient's true risk, calibrated on the validation split; it "
+                "for the patient's true risk, calibrated out of fold on "
+                f"{interval_metrics['n_calibration']:.0f} train + validation patients; it "
                 "contains the synthetic true risk of "
                 f"{interval_metrics['test_coverage_true_risk']:.0%} of the "
                 f"{interval_metrics['n_test']:.0f} test patients (nominal "
@@ -367,7 +371,8 @@ with st.expander("How much can these maps be trusted?"):
         else:
             claim = (
                 "for the event rate among patients with the same predicted risk, calibrated "
-                "on the validation outcomes; it contains the true risk of "
+                f"out of fold on the outcomes of {interval_metrics['n_calibration']:.0f} train "
+                "+ validation patients; it contains the true risk of "
                 f"{interval_metrics['test_coverage_true_risk']:.0%} of the "
                 f"{interval_metrics['n_test']:.0f} test patients and the estimated event rate "
                 f"of similar-risk patients for {interval_metrics['test_coverage_event_rate']:.0%}"

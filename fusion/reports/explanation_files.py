@@ -137,6 +137,7 @@ def write_explanation(service: RiskService, patient_id: str, out_dir: Path) -> l
             "n_calibration": interval.n_calibration,
             "missing": list(interval.missing),
         },
+        "risk_interval_reason": service.interval_reason if interval is None else "",
     }
     target = out_dir / EXPLANATION_FILE
     target.write_text(json.dumps(document, indent=2))

@@ -30,6 +30,7 @@ from fusion.display import (
     format_feature_value,
     format_risk_interval,
     interval_sentence,
+    no_interval_sentence,
     threshold_sentence,
 )
 from fusion.records import ImageMaps, MapMethod, ModelInfo, PatientExplanation, RiskResult
@@ -216,6 +217,7 @@ def render_patient_report(
     opacity: float = 0.45,
     generated_at: datetime | None = None,
     forecast: PatientForecast | None = None,
+    no_interval_reason: str = "",
 ) -> str:
     """The report as one HTML document (inline CSS and a base64 PNG; no external resource).
 
@@ -241,6 +243,8 @@ def render_patient_report(
         Report time (default: now, UTC).
     forecast : PatientForecast, optional
         The treatment forecast (anchored to ``result.risk``); None leaves the section out.
+    no_interval_reason : str, default=""
+        Without an interval, why none is shown (``RiskService.interval_reason``).
 
     Returns
     -------
@@ -260,6 +264,8 @@ def render_patient_report(
             f" &middot; {format_risk_interval(interval.low, interval.high)}: "
             f"{html.escape(interval.describe())}. {html.escape(interval_sentence(interval))}"
         )
+    elif no_interval_reason:
+        risk_line += f" &middot; {html.escape(no_interval_sentence(no_interval_reason))}"
     risk_line += f"</p><p>Risk is {status}.</p>"
     facts = [f"Split: {html.escape(result.split)}"]
     if result.split == "test" and result.label is not None:
@@ -369,6 +375,7 @@ def case_report(service: RiskService, case: PatientCase, method: MapMethod = "gr
     return render_patient_report(
         result=service.predict(case),
         interval=service.risk_interval(case) if service.interval_calibration else None,
+        no_interval_reason=service.interval_reason,
         explanation=service.explain(case),
         what_if=service.modality_what_if(case),
         top_features=service.top_features(case),

@@ -87,6 +87,7 @@ class RiskService:
         self.nets = list(self.models.nets)
         self.features = self.models.features
         self.interval_calibration = self.models.interval_calibration
+        self.interval_reason = self.models.interval_reason  # why none is served ("" if one is)
         self._forecasts = forecasting.ForecastLoader()
         self._views = cohort.StampedViews()  # test predictions, global SHAP: per data stamp
 
@@ -140,7 +141,7 @@ class RiskService:
     def risk_interval(
         self, case: PatientCase | str, *, missing: Sequence[MaskableModality] = ()
     ) -> RiskInterval:
-        """Calibrated interval of one patient's fused risk (optionally without modalities)."""
+        """Calibrated interval of one patient's fused risk; CohortError(interval_reason) if none."""
         return patient.risk_interval(self.models, self._case(case), missing)
 
     def image_maps(self, case: PatientCase | str, method: MapMethod = "gradcam") -> ImageMaps:

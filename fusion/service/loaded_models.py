@@ -23,6 +23,7 @@ from data.store import CohortStore, ModelRecord
 from fusion.explain import make_explainer
 from fusion.explanations.similar import SimilarityIndex, load_index
 from fusion.features import FeatureSet
+from fusion.interval_calibration import FORMAT_VERSION as CALIBRATION_FORMAT
 from fusion.interval_calibration import IntervalCalibration, load_calibration
 from fusion.model import FusionClassifier
 from fusion.records import ModelInfo
@@ -31,6 +32,7 @@ from models.gradcam import GradCamExplainer
 from models.nets import RiskCNN, load_net
 
 __all__ = [
+    "NO_INTERVAL_REASON",
     "LoadedModels",
     "configure_threads",
     "load_models",
@@ -38,6 +40,11 @@ __all__ = [
     "model_info",
     "with_explanations",
 ]
+
+NO_INTERVAL_REASON = (
+    "no interval: the active model was built without a calibrated risk interval (or with an "
+    "older method); retrain it (`riskfusion train`) to calibrate one"
+)
 
 
 def configure_threads(torch_threads: int = 1) -> None:
@@ -78,7 +85,10 @@ class LoadedModels:
     interval_record, explanations_record : ModelRecord or None
         The interval calibration and batch explanations built with the version (None if absent).
     interval_calibration : IntervalCalibration or None
-        The risk interval's calibration (None if the version has none).
+        The risk interval's calibration (None if the version serves no interval).
+    interval_reason : str
+        Why no interval is served (too few patients to calibrate one, or none built); empty
+        when one is.
     similarity_index : SimilarityIndex or None
         The similar-patient index (None if the version has none).
     """
@@ -94,6 +104,7 @@ class LoadedModels:
     explanations_record: ModelRecord | None
     interval_calibration: IntervalCalibration | None
     similarity_index: SimilarityIndex | None
+    interval_reason: str = ""
 
     @property
     def version(self) -> str:
@@ -146,14 +157,16 @@ def load_models(store: CohortStore, artifacts_dir: Path) -> LoadedModels:
         )
     interval_record = store.artifact_of(fusion_record.version, INTERVAL_KIND)
     explanations_record = store.artifact_of(fusion_record.version, EXPLANATIONS_KIND)
-    # A build from before the calibrated interval has none until it is rebuilt.
+    # A build from before the out-of-fold interval has none until it is retrained.
     calibration = (
         None
-        if interval_record is None or "target" not in interval_record.params
+        if interval_record is None
+        or interval_record.params.get("format_version") != CALIBRATION_FORMAT
         else load_calibration(
             artifacts_dir / interval_record.artifact_path, expected_sha256=interval_record.sha256
         )
     )
+    reason = NO_INTERVAL_REASON if calibration is None else calibration.reason
     return LoadedModels(
         fusion_record=fusion_record,
         imaging_record=imaging_record,
@@ -164,8 +177,9 @@ def load_models(store: CohortStore, artifacts_dir: Path) -> LoadedModels:
         features=features,
         interval_record=interval_record,
         explanations_record=explanations_record,
-        interval_calibration=calibration,
+        interval_calibration=calibration if calibration and calibration.available else None,
         similarity_index=_load_index(explanations_record, artifacts_dir),
+        interval_reason=reason,
     )
 
 

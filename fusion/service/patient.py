@@ -43,11 +43,6 @@ __all__ = [
     "without",
 ]
 
-NO_INTERVAL_MESSAGE = (
-    "The active model was built without a calibrated risk interval; rebuild the "
-    "demo (`riskfusion demo --no-serve --rebuild`)."
-)
-
 
 def predict(models: LoadedModels, case: PatientCase) -> RiskResult:
     """Fused risk of one patient under the active model, with the identity facts."""
@@ -158,10 +153,11 @@ def interval_of(models: LoadedModels, X: pd.DataFrame) -> RiskInterval:
     Raises
     ------
     data.errors.CohortError
-        If the active version was built without a calibrated interval.
+        If the active version serves no interval; the message is the reason
+        (``models.interval_reason``: too few patients to calibrate one, or none built).
     """
     if models.interval_calibration is None:
-        raise CohortError(NO_INTERVAL_MESSAGE)
+        raise CohortError(models.interval_reason)
     return uncertainty.risk_interval(models.interval_calibration, models.model, X)
 
 

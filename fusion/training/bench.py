@@ -32,6 +32,7 @@ from fusion.evaluation.fairness import audit
 from fusion.explanations.similar import MAX_REFERENCE, SimilarityIndex
 from fusion.service.facade import RiskService
 from fusion.settings import Settings
+from fusion.training.bench_intervals import interval_section
 
 __all__ = ["performance_page_payload", "run_bench"]
 
@@ -129,6 +130,7 @@ def run_bench(
         "map_trust": trust,
         "forecast": forecast,
         "patient_explorer": explorer,
+        "intervals": interval_section(service),
         "performance_page": performance_page,
         "picker_page_ms_median": picker,
         "audit_seconds": time_audit(),

@@ -3,9 +3,10 @@
 Owns two batch jobs the demo build runs after the fusion model is fitted and before it is
 activated:
 
-- :func:`build_interval`: the risk interval's calibration on the validation split (JSON with
-  its SHA-256), with its width and coverage on the test split when the cohort has ground
-  truth; registered as ``<fusion version>-interval`` (kind ``interval``).
+- :func:`build_interval`: the risk interval's calibration, out of fold on train + validation
+  (JSON with its SHA-256), with its width and coverage on the test split; registered as
+  ``<fusion version>-interval`` (kind ``interval``), its metrics named in
+  :func:`build_interval` (a bench reads them from the registry).
 - :func:`store_explanations`: exact TreeSHAP of every patient, streamed in chunks into the
   store keyed by (model version, patient id), the additivity check over every chunk, and the
   similar-patient index (SHAP vectors of a capped reference set); registered as
@@ -35,7 +36,8 @@ from data.vocabulary import MASKABLE_MODALITIES
 from fusion.explain import make_explainer, shap_values
 from fusion.explanations.similar import MAX_REFERENCE, SimilarityIndex, choose_reference, save_index
 from fusion.features import FeatureSet
-from fusion.interval_calibration import save_calibration
+from fusion.interval_calibration import FORMAT_VERSION, save_calibration
+from fusion.interval_folds import minimum_calibration
 from fusion.model import FusionClassifier
 from fusion.uncertainty import (
     METHODS,
@@ -44,6 +46,7 @@ from fusion.uncertainty import (
 )
 
 __all__ = [
+    "CALIBRATION_SPLIT",
     "EXPLAIN_CHUNK",
     "EXPLANATIONS_KIND",
     "EXPLANATIONS_SUFFIX",
@@ -66,6 +69,8 @@ EXPLANATIONS_KIND = "explanations"
 """Registry kind of a fusion version's similar-patient index (``parent_version``: that version)."""
 INTERVAL_LEVEL = 0.9
 INTERVAL_FILE = "calibration.json"
+CALIBRATION_SPLIT = "train+val out-of-fold"
+"""The ``calibration_split`` param and metric of an interval part."""
 EXPLAIN_CHUNK = 5_000
 
 
@@ -83,15 +88,20 @@ def build_interval(
     X_val: pd.DataFrame,
     y_val: npt.ArrayLike,
     true_risk_val: npt.ArrayLike | None = None,
+    true_risk_train: npt.ArrayLike | None = None,
+    y_test: npt.ArrayLike | None = None,
     level: float = INTERVAL_LEVEL,
     random_state: int = 0,
 ) -> dict[str, Any]:
-    """Calibrate, save and register the risk interval on the validation split; measure it.
+    """Calibrate, save and register the risk interval out of fold on train + validation.
 
-    See :mod:`fusion.uncertainty`: with the validation true risk (synthetic cohorts) the
-    interval covers the patient's true risk (split-conformal, logit scale); without it, the
-    event rate among patients with the same predicted risk (isotonic bootstrap band of the
-    validation outcomes). Both are measured on the test split when it has ground truth.
+    See :mod:`fusion.uncertainty`: the fusion model is refitted in folds inside train +
+    validation and every patient is scored by the refit that never saw it. With the true risk
+    of both splits (synthetic cohorts) the interval covers the patient's true risk
+    (cross-conformal, logit scale); without it, the event rate among patients with the same
+    predicted risk (exact binomial interval of the nearest patients' outcomes). Both are
+    measured on the test split. Too few patients for ``level``: no interval, and the registered
+    metrics say why (``available`` false, ``reason``).
 
     Parameters
     ----------
@@ -102,8 +112,7 @@ def build_interval(
     model : FusionClassifier
         The fitted fusion model.
     X_train, y_train
-        The fusion model's training split (only its size is recorded; the interval must not
-        be calibrated on rows the trees saw).
+        The fusion model's training split (calibration patients, scored out of fold).
     X_test : DataFrame
         Test inputs, for the coverage check.
     true_risk_test : array-like of shape (n_test,) or None
@@ -113,49 +122,66 @@ def build_interval(
     artifacts_dir : Path
         Root the registered path is relative to.
     X_val : DataFrame
-        Validation inputs (the calibration set: the trees never saw them).
+        Validation inputs (calibration patients too).
     y_val : array-like of shape (n_val,)
         Validation outcomes.
-    true_risk_val : array-like of shape (n_val,), optional
-        Validation true risk (synthetic cohorts): selects the ``"true_risk"`` target.
+    true_risk_val, true_risk_train : array-like, optional
+        True risk of the validation and training patients (synthetic cohorts): with both the
+        ``"true_risk"`` target is served.
+    y_test : array-like of shape (n_test,), optional
+        Test outcomes, for the check of the outcome rate against the mean bounds.
     level : float, default=0.9
     random_state : int, default=0
 
     Returns
     -------
     dict
-        ``method, target, level, n_calibration, test_mean_width, n_test, seconds``, with ground
-        truth ``test_coverage_true_risk`` (of the served target) and ``by_missing`` (width and
-        coverage of both targets for every set of missing modalities).
+        The registered metrics: ``available, reason, method, target, level, n_calibration,
+        calibration_split, folds, min_calibration, n_train, n_val, n_test, seconds``; when
+        available also ``test_mean_width, test_strict_share``, with test outcomes
+        ``test_outcome_rate, test_mean_low, test_mean_high``, with ground truth
+        ``test_coverage_true_risk, test_coverage_event_rate, test_mean_abs_error_true_risk``
+        (all of the served target with every modality present) and ``by_missing`` (both
+        targets for every set of missing modalities).
     """
     start = time.perf_counter()
+    X_cal = pd.concat([X_train, X_val])
+    y_cal = np.concatenate([np.asarray(y_train), np.asarray(y_val)])
+    truth = (
+        None
+        if true_risk_train is None or true_risk_val is None
+        else np.concatenate([np.asarray(true_risk_train), np.asarray(true_risk_val)])
+    )
     calibration = fit_interval_calibration(
         model,
-        X_val,
-        y_val,
-        true_risk_val,
+        X_cal,
+        y_cal,
+        truth,
         modality_columns=_modality_columns(store, model),
         level=level,
         random_state=random_state,
     )
     path = folder / INTERVAL_FILE
     sha = save_calibration(calibration, path)
-    by_missing = measure_interval(calibration, model, X_test, true_risk_test)
-    served = by_missing["none"][calibration.target]
     metrics: dict[str, Any] = {
+        "available": calibration.available,
+        "reason": calibration.reason,
         "method": METHODS[calibration.target],
         "target": calibration.target,
         "level": level,
         "n_calibration": calibration.n_calibration,
+        "calibration_split": CALIBRATION_SPLIT,
+        "folds": calibration.folds,
+        "min_calibration": minimum_calibration(level),
         "n_train": len(X_train),
+        "n_val": len(X_val),
         "n_test": len(X_test),
-        "test_mean_width": served["mean_width"],
-        "by_missing": by_missing,
     }
-    if "coverage_true_risk" in served:
-        metrics["test_coverage_true_risk"] = served["coverage_true_risk"]
-        metrics["test_coverage_event_rate"] = served["coverage_event_rate"]
-        metrics["test_mean_abs_error_true_risk"] = served["mean_abs_error_true_risk"]
+    if calibration.available:
+        by_missing = measure_interval(calibration, model, X_test, true_risk_test, y_test)
+        served = by_missing["none"][calibration.target]
+        metrics.update({f"test_{name}": value for name, value in served.items()})
+        metrics["by_missing"] = by_missing
     metrics["seconds"] = round(time.perf_counter() - start, 2)
     store.register_artifact(  # activated with the whole version, once it is complete
         f"{fusion_version}{INTERVAL_SUFFIX}",
@@ -167,19 +193,22 @@ def build_interval(
             "method": metrics["method"],
             "target": calibration.target,
             "level": level,
-            "calibration_split": "val",
+            "calibration_split": CALIBRATION_SPLIT,
+            "format_version": FORMAT_VERSION,
         },
         parent_version=fusion_version,
     )
     logger.info(
-        "interval (%s, target %s) calibrated on %d validation patients in %.1f s; test "
-        "coverage of the true risk %s, mean width %.3f",
+        "interval (%s, target %s) calibrated out of fold on %d patients in %.1f s; %s",
         metrics["method"],
         calibration.target,
         calibration.n_calibration,
         metrics["seconds"],
-        metrics.get("test_coverage_true_risk", "n/a"),
-        metrics["test_mean_width"],
+        calibration.reason
+        or (
+            f"test coverage of the true risk {metrics.get('test_coverage_true_risk', 'n/a')}, "
+            f"mean width {metrics['test_mean_width']:.3f}"
+        ),
     )
     return metrics
 

@@ -371,6 +371,8 @@ def train_cohort(
             X_val=X[masks["val"]],
             y_val=y[masks["val"]],
             true_risk_val=frame.loc[masks["val"], "true_risk"].to_numpy(np.float64),
+            true_risk_train=frame.loc[masks["train"], "true_risk"].to_numpy(np.float64),
+            y_test=y[masks["test"]],
             random_state=config.seed,
         )
         explained = store_explanations(

@@ -38,7 +38,7 @@ def test_explain_writes_the_documented_files(home_env, tiny_service, tmp_path) -
     interval = tiny_service.risk_interval(pid)
     assert document["risk_interval"]["low"] == pytest.approx(interval.low, abs=1e-12)
     assert document["risk_interval"]["high"] == pytest.approx(interval.high, abs=1e-12)
-    assert document["risk_interval"]["method"] == "split_conformal_logit"
+    assert document["risk_interval"]["method"] == "cross_conformal_logit"
     assert document["risk_interval"]["target"] == "true_risk"
     assert document["risk_interval"]["claim"] == interval.describe()
     assert document["shap_source"] == "store"

@@ -61,7 +61,7 @@ def _report(maps: ImageMaps | None, *, result: RiskResult | None = None) -> str:
     )
     return render_patient_report(
         result=result or RiskResult("P<1>", 0.31, "fusion-v1", 0.25, "test", 1, 0.28, 0.3),
-        interval=RiskInterval(0.22, 0.41, 0.9, "split_conformal_logit", "true_risk", 400),
+        interval=RiskInterval(0.22, 0.41, 0.9, "cross_conformal_logit", "true_risk", 400),
         explanation=PatientExplanation(
             0.31, -1.1, -0.8, contributions, {"demographics": 0.0, "ehr": 0.4, "imaging": -0.1}
         ),

@@ -55,20 +55,23 @@ def test_interval_is_calibrated_for_the_true_risk_and_per_missing_modality(
 ) -> None:
     pid = test_ids[0]
     interval = tiny_service.risk_interval(pid)
-    assert 0 <= interval.low <= interval.high <= 1
+    assert 0 <= interval.low < tiny_service.predict(pid).risk < interval.high <= 1
     assert interval.target == "true_risk"  # the synthetic cohort has ground truth
     assert "true risk" in interval.describe()
-    assert interval.n_calibration == tiny_service.count_patients("val")
+    calibrated = tiny_service.count_patients("train") + tiny_service.count_patients("val")
+    assert interval.n_calibration == calibrated  # out of fold on train + validation
+    assert tiny_service.interval_reason == ""
     metrics = tiny_service.interval_metrics()
-    assert metrics["method"] == "split_conformal_logit"
+    assert metrics["method"] == "cross_conformal_logit"
     assert metrics["target"] == "true_risk"
     assert 0 <= metrics["test_coverage_true_risk"] <= 1
+    assert metrics["test_strict_share"] == 1.0
     assert len(metrics["by_missing"]) == 8
     X = tiny_service.load_patient(pid).X
     without = tiny_service.risk_interval(pid, missing=["imaging"])
     assert without.missing == ("imaging",)
-    offsets = tiny_service.interval_calibration.logit_offsets
-    assert offsets["imaging"] != offsets["none"] or np.isnan(X["image_score"].iloc[0])
+    halfwidths = tiny_service.interval_calibration.logit_halfwidths
+    assert halfwidths["imaging"] != halfwidths["none"] or np.isnan(X["image_score"].iloc[0])
 
 
 def test_what_if_explanation_is_live_and_matches_the_modality_table(tiny_service, test_ids) -> None:
