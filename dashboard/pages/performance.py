@@ -148,9 +148,7 @@ else:
     )
     for modality, row in value_table(modality_value).iterrows():
         st.markdown(f"- {describe_modality(str(modality), row)}")
-    st.dataframe(
-        value_view(modality_value), key="performance.modality_value", hide_index=True
-    )
+    st.dataframe(value_view(modality_value), key="performance.modality_value", hide_index=True)
 
 st.subheader("What the model relies on")
 importance, beeswarm = st.columns([2, 3])

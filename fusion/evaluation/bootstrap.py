@@ -322,8 +322,8 @@ def paired_draws(
         count = min(per_chunk, n_resamples - start)
         draws = rng.integers(0, size, (count, size))
         draws += np.arange(count)[:, None] * size
-        weights = np.bincount(draws.ravel(), minlength=count * size).reshape(count, size)
-        weights = weights.astype(np.float64)
+        counts = np.bincount(draws.ravel(), minlength=count * size).reshape(count, size)
+        weights = counts.astype(np.float64)
         auroc = np.empty((count, n_models))
         for j, (order, y_sorted, sorted_risk, block_starts) in enumerate(layouts):
             stats = _stats(

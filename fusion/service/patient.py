@@ -273,12 +273,12 @@ def unused_modality_notes(models: LoadedModels, case: PatientCase) -> list[str]:
     A modality is the patient's when at least one of its inputs is known; the sentence gives
     the gain measured in training (:mod:`fusion.training.modality_value`).
     """
-    table = value_table(models.fusion_record.metrics.get("modality_value"))
+    rows = value_table(models.fusion_record.metrics.get("modality_value")).to_dict("index")
     columns = modality_columns(models.features)
     return [
-        unused_note(modality, table.loc[modality])
+        unused_note(modality, {str(k): v for k, v in rows[modality].items()})
         for modality in models.unused_modalities
-        if modality in table.index and case.X.loc[:, list(columns[modality])].notna().any(axis=None)
+        if modality in rows and case.X.loc[:, list(columns[modality])].notna().any(axis=None)
     ]
 
 

@@ -63,6 +63,8 @@ VALUE_FOLDS = 5
 """Cross-validation folds over train+validation."""
 VALUE_RESAMPLES = 1000
 """Paired bootstrap resamples of the gains' 95% CIs."""
+Row = Mapping[str, Any] | pd.Series
+"""One modality's measurements: a table row or its dict."""
 SIGNAL_C = 0.1
 """Inverse L2 strength of the modality-alone logistic regression (:func:`signal_model`)."""
 TABLE_COLUMNS = (
@@ -281,16 +283,16 @@ def modality_gains(
     )
 
 
-def _adds_value(row: Mapping[str, Any]) -> bool:
+def _adds_value(row: Row) -> bool:
     """The pre-declared rule: a gain whose 95% CI lies above 0, or signal of its own."""
     return _gains(row) or _own_signal(row)
 
 
-def _gains(row: Mapping[str, Any]) -> bool:
+def _gains(row: Row) -> bool:
     return bool(row["auroc_low"] > 0 or row["log_loss_low"] > 0)
 
 
-def _own_signal(row: Mapping[str, Any]) -> bool:
+def _own_signal(row: Row) -> bool:
     return bool(row["alone_low"] > 0.5)
 
 
@@ -335,7 +337,7 @@ def keep_valuable_modalities(
     columns = modality_columns(features)
     remaining = [m for m in MASKABLE_MODALITIES if columns.get(m)]
     base_inputs = len(features.names) - sum(len(columns[m]) for m in remaining)
-    rows: dict[str, pd.Series] = {}
+    rows: dict[str, dict[str, Any]] = {}
     dropped: list[str] = []
     while remaining:
         gains = modality_gains(
@@ -349,18 +351,20 @@ def keep_valuable_modalities(
             n_resamples=n_resamples,
             random_state=random_state,
         )
-        failing = [m for m in remaining if not _adds_value(gains.loc[m])]
-        for modality in remaining:
-            rows[modality] = gains.loc[modality]
+        measured: dict[str, dict[str, Any]] = {
+            str(m): {str(k): v for k, v in gains.loc[m].items()} for m in remaining
+        }
+        failing = [m for m in remaining if not _adds_value(measured[m])]
+        rows.update(measured)
         if not failing or (len(remaining) == 1 and base_inputs == 0):
             break
-        weakest = min(failing, key=lambda m: float(gains.loc[m, "log_loss_gain"]))
+        weakest = min(failing, key=lambda m: float(measured[m]["log_loss_gain"]))
         dropped.append(weakest)
         remaining.remove(weakest)
-    table = pd.DataFrame([rows[m] for m in rows], index=pd.Index(list(rows), name="modality"))
-    table = table.loc[[m for m in MASKABLE_MODALITIES if m in rows]]
-    table["decision"] = ["dropped" if m in dropped else "kept" for m in table.index]
-    table["reason"] = [_reason(row, m in dropped) for m, row in table.iterrows()]
+    assessed = [m for m in MASKABLE_MODALITIES if m in rows]
+    table = pd.DataFrame([rows[m] for m in assessed], index=pd.Index(assessed, name="modality"))
+    table["decision"] = ["dropped" if m in dropped else "kept" for m in assessed]
+    table["reason"] = [_reason(rows[m], m in dropped) for m in assessed]
     order = tuple(m for m in MASKABLE_MODALITIES if m in dropped)
     served = model
     if order:
@@ -380,7 +384,7 @@ def keep_valuable_modalities(
     )
 
 
-def _reason(row: Mapping[str, Any], dropped: bool) -> str:
+def _reason(row: Row, dropped: bool) -> str:
     """Why the rule kept or dropped a modality, in words."""
     if dropped:
         if row["auroc_gain"] <= 0 and row["log_loss_gain"] <= 0:
@@ -396,7 +400,7 @@ def _reason(row: Mapping[str, Any], dropped: bool) -> str:
 HAS_MODALITY = {"imaging": "a scan", "genomics": "genomic results", "ehr": "EHR results"}
 
 
-def unused_note(modality: str, row: Mapping[str, Any]) -> str:
+def unused_note(modality: str, row: Row) -> str:
     """What the patient page says about a modality the patient has and the risk does not use.
 
     Examples
@@ -416,7 +420,7 @@ def unused_note(modality: str, row: Mapping[str, Any]) -> str:
     )
 
 
-def describe_modality(modality: str, row: Mapping[str, Any]) -> str:
+def describe_modality(modality: str, row: Row) -> str:
     """One plain sentence about a modality's value and what the rule did with it.
 
     Examples
