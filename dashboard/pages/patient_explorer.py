@@ -36,6 +36,7 @@ from fusion.display import (
 from fusion.explanations.map_trust import map_trust_sentence, rank_maps
 from fusion.reports.exports import export_file_name
 from fusion.reports.patient_report import render_patient_report
+from fusion.service.patient import unused_modality_notes
 
 METHODS = {label: method for method, label in MAP_LABELS.items()}
 WHAT_IF_TOGGLES = {modality: MODALITY_LABELS[modality] for modality in MASKABLE_MODALITIES}
@@ -70,6 +71,7 @@ try:
     explanation = service.explain(case)
     what_if = service.modality_what_if(case)
     top_features = service.top_features(case, per_modality=3)
+    unused_notes = unused_modality_notes(service.models, case)
 except CohortError as err:
     st.error(str(err))
     st.stop()
@@ -178,6 +180,8 @@ with right:
 shap_col, image_col = st.columns([3, 2], gap="large")
 with shap_col:
     st.subheader("Why: SHAP attribution of the fused risk")
+    for note in unused_notes:  # a modality the patient has that the risk does not use
+        st.info(note)
     st.plotly_chart(make_waterfall_figure(shown), key="explorer.waterfall")
     st.plotly_chart(make_modality_figure(shown), key="explorer.modalities")
     origin = (

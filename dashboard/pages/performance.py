@@ -14,6 +14,7 @@ from fusion.evaluation.performance import performance_threshold
 from fusion.evaluation.suppression import SUPPRESSED_TILE
 from fusion.reports.exports import safe_csv
 from fusion.reports.performance_figures import performance_figures
+from fusion.training.modality_value import describe_modality, value_table, value_view
 
 REGISTRY_LABELS = {
     "version": "Version",
@@ -132,6 +133,24 @@ st.download_button(
     mime="text/csv",
     key="performance.download",
 )
+
+st.subheader("Does each modality add anything?")
+modality_value = service.models.fusion_record.metrics.get("modality_value")
+if modality_value is None:
+    st.info("This model version was built before each modality's value was measured.")
+else:
+    st.caption(
+        f"Measured when the model was built, out of fold ({modality_value['folds']}-fold "
+        f"cross-validation) on the {modality_value['n_patients']:,} training and validation "
+        "patients, never on the test split: the gain in AUROC and log-loss when the modality "
+        "is added to the others, and its AUROC alone, each with a paired bootstrap 95% CI. A "
+        "modality is used only when a gain's CI lies above 0 or its AUROC alone's CI lies "
+        "above 0.5 (docs/models.md); otherwise the model is refitted without it and it does "
+        "not move any risk."
+    )
+    for modality, row in value_table(modality_value).iterrows():
+        st.markdown(f"- {describe_modality(str(modality), row)}")
+    st.dataframe(value_view(modality_value), key="performance.modality_value", hide_index=True)
 
 render_clinical_usefulness(service, stamp, identity=identity, key="performance.usefulness")
 

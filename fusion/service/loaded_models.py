@@ -27,6 +27,7 @@ from fusion.interval_calibration import FORMAT_VERSION as CALIBRATION_FORMAT
 from fusion.interval_calibration import IntervalCalibration, load_calibration
 from fusion.model import FusionClassifier
 from fusion.records import ModelInfo
+from fusion.training.modality_value import unused_modalities
 from fusion.training.serving_artifacts import EXPLANATIONS_KIND, INTERVAL_KIND
 from models.gradcam import GradCamExplainer
 from models.nets import RiskCNN, load_net
@@ -110,6 +111,11 @@ class LoadedModels:
     def version(self) -> str:
         """The active fusion version."""
         return self.fusion_record.version
+
+    @property
+    def unused_modalities(self) -> tuple[str, ...]:
+        """Modalities the risk does not use (dropped by the modality-value rule at training)."""
+        return unused_modalities(self.fusion_record.metrics.get("modality_value"))
 
     @property
     def logit_scaling(self) -> Any:

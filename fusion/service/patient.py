@@ -27,6 +27,7 @@ from fusion.features import mask_modalities, modality_columns
 from fusion.records import PatientExplanation, RiskResult, WhatIfResult
 from fusion.service.loaded_models import LoadedModels
 from fusion.service.patient_case import PatientCase
+from fusion.training.modality_value import unused_note, value_table
 from fusion.uncertainty import RiskInterval
 from fusion.what_if import apply_overrides
 
@@ -39,6 +40,7 @@ __all__ = [
     "predict",
     "risk_interval",
     "top_features",
+    "unused_modality_notes",
     "what_if",
     "without",
 ]
@@ -95,13 +97,16 @@ def _explanation_from(
         }
     )
     order = np.argsort(-np.abs(values), kind="stable")
-    totals = modality_sums(values[np.newaxis, :], features.modalities, MODALITIES)
+    # A modality the risk does not use (its SHAP values are exactly 0) gets no bar.
+    used = [m for m in MODALITIES if m not in models.unused_modalities]
+    totals = modality_sums(values[np.newaxis, :], features.modalities, used)
     margin = float(base_value + values.sum())
+    ranked = contributions.iloc[order]
     return PatientExplanation(
         risk=float(expit(margin)),
         base_value=float(base_value),
         margin=margin,
-        contributions=contributions.iloc[order].reset_index(drop=True),
+        contributions=ranked[ranked["modality"].isin(used)].reset_index(drop=True),
         modality_totals={str(k): float(v) for k, v in totals.iloc[0].items()},
         source=source,
     )
@@ -256,6 +261,21 @@ def modality_what_if(models: LoadedModels, case: PatientCase) -> pd.DataFrame:
             "change": risks - risks[0],
         }
     )
+
+
+def unused_modality_notes(models: LoadedModels, case: PatientCase) -> list[str]:
+    """Plain sentences for each modality the patient has that the risk does not use.
+
+    A modality is the patient's when at least one of its inputs is known; the sentence gives
+    the gain measured in training (:mod:`fusion.training.modality_value`).
+    """
+    rows = value_table(models.fusion_record.metrics.get("modality_value")).to_dict("index")
+    columns = modality_columns(models.features)
+    return [
+        unused_note(modality, {str(k): v for k, v in rows[modality].items()})
+        for modality in models.unused_modalities
+        if modality in rows and case.X.loc[:, list(columns[modality])].notna().any(axis=None)
+    ]
 
 
 def top_features(explanation: PatientExplanation, *, per_modality: int = 3) -> pd.DataFrame:

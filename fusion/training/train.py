@@ -36,6 +36,7 @@ from fusion.features import FeatureSet, build_feature_matrix, image_scores
 from fusion.forecast.build import FORECAST_SUFFIX, build_forecast
 from fusion.model import FusionClassifier
 from fusion.training.embeddings import SCAN_CHUNK, load_scans, logit_scaling, write_embeddings
+from fusion.training.modality_value import describe_modality, keep_valuable_modalities
 from fusion.training.serving_artifacts import (
     EXPLANATIONS_SUFFIX,
     INTERVAL_SUFFIX,
@@ -123,6 +124,7 @@ class TrainingSummary:
     seconds: dict[str, float]
     forecast: dict[str, Any]
     training_data: dict[str, Any]
+    modality_value: dict[str, Any] = field(default_factory=dict)
 
 
 def new_version(kind: str) -> str:
@@ -268,6 +270,13 @@ def train_cohort(
                 X_val=X[masks["val"]],
                 y_val=y[masks["val"]],
             )
+            if name == "fusion":  # Modality value: refit without what adds nothing measurable.
+                value = keep_valuable_modalities(
+                    model, X, y, masks["train"], masks["val"], features, random_state=config.seed
+                )
+                model = value.model
+                for modality, row in value.table.iterrows():
+                    say(f"      {describe_modality(str(modality), row)}")
             risk = model.predict_proba(X[masks["test"]])[:, 1]
             test_auroc[name] = auroc_with_ci(
                 y[masks["test"]], risk, random_state=config.seed
@@ -311,6 +320,7 @@ def train_cohort(
             "n_train": n_train,
             "n_val": int(masks["val"].sum()),
             "n_test": int(masks["test"].sum()),
+            "modality_value": value.to_metrics(),
         }
         if has_masks:  # How far the image maps can be trusted (true lesion masks).
             metrics["map_trust"] = evaluate_test_maps(
@@ -332,6 +342,7 @@ def train_cohort(
                 "build": build,
                 "features": list(features.names),
                 "min_child_samples": leaf,
+                "unused_modalities": list(value.dropped),
                 "training_data": training_data,
                 PLANNED_PARAM: planned,
             },
@@ -456,4 +467,5 @@ def train_cohort(
         seconds=stages.seconds,
         forecast=forecast,
         training_data=training_data,
+        modality_value=value.to_metrics(),
     )
