@@ -151,7 +151,7 @@ def render_patient_picker(service: RiskService, *, key: str) -> str | None:
     query = st.text_input(
         "Search by patient id",
         key=f"{key}.query",
-        placeholder="e.g. P00001",
+        placeholder=f"e.g. {example}" if (example := service.cohort_words().example_id) else None,
         on_change=_on_search,
         args=(service, key),
         help="A prefix lists the matching patients; a complete id opens that patient.",

@@ -211,7 +211,7 @@ def render_what_if_comparison(
             st.subheader(title)
             delta = None if side == "before" else f"{100 * result.risk_change:+.1f} pts"
             st.metric(
-                "Fused risk (5-year event)",
+                service.cohort_words().outcome.risk_label,
                 f"{explanation.risk:.1%}",
                 delta=delta,
                 delta_color="inverse",

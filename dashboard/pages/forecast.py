@@ -83,7 +83,14 @@ with right:
 with st.expander("How good are these forecasts? Proof against the true effects (test split)"):
     proof = get_forecast_proof(service, version)
     if proof is None:
-        st.info("This forecast model was built without the proof; rebuild the demo to measure it.")
+        st.info(
+            "This forecast model was built without the proof; "
+            + (
+                "rebuild the demo to measure it."
+                if service.cohort_words().is_demo
+                else "it needs the true treatment effects, which only the synthetic demo has."
+            )
+        )
     else:
         st.markdown(
             "Measured when the model was built, on the synthetic test split whose true "

@@ -93,7 +93,7 @@ audit_once(service, identity, "view_patient", patient_id=result.patient_id, page
 try:
     if step.kind == "risk":
         cols = st.columns(3)
-        cols[0].metric("Fused risk (5-year event)", f"{result.risk:.1%}")
+        cols[0].metric(service.cohort_words().outcome.risk_label, f"{result.risk:.1%}")
         cols[1].metric(
             "Screening threshold",
             format_percent(result.threshold),

@@ -115,7 +115,12 @@ right.plotly_chart(figures["calibration"], key="performance.calibration")
 st.subheader("Modality ablation")
 st.caption(
     "Each row is a LightGBM model fitted on the same training split with one modality set "
-    "(fusion: all of them); the oracle scores patients with their synthetic true risk."
+    "(fusion: all of them)"
+    + (
+        "; the oracle scores patients with their synthetic true risk."
+        if service.cohort_words().is_demo
+        else "."
+    )
 )
 st.dataframe(
     readable_table(report.ablation, percent=["tpr", "fpr"], index_label="Model"),

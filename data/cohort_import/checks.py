@@ -54,6 +54,7 @@ from data.cohort_import.schema import (
     ImportSchema,
     pandera_schema,
 )
+from data.cohort_import.units import UnitScan
 from data.store.schema import Demographics, Outcome, Patient
 
 __all__ = ["IdScan", "as_strings", "check_columns", "isin", "normalise_ids", "scan_table"]
@@ -345,12 +346,14 @@ def scan_table(
     """Check a table chunk by chunk (ids, types, ranges, lengths); None if it breaks off."""
     names = [schema.id_column, *(column for column, _ in columns)]
     scan = IdScan()
+    units = UnitScan(table.name, columns)
     try:
         for chunk in table.chunks(names):
             chunk_ids = normalise_ids(chunk, table.name, schema.id_column, problems)
             typed = _coerce(chunk, table.name, columns, problems)
             _check_values(typed, chunk, table.name, columns, problems)
             _check_lengths(typed, chunk, stem, table.name, columns, problems)
+            units.add(typed)
             scan.add(chunk_ids, typed if keep else None)
     except (OSError, UnicodeDecodeError, csv.Error, pyarrow.ArrowException) as err:
         problems.add(
@@ -360,6 +363,7 @@ def scan_table(
         )
         return None
     table.report_ragged(problems)
+    units.report(problems)
     scan.finish()
     return scan
 

@@ -219,4 +219,5 @@ def build_tables(
         images=images,
         hashes=pd.DataFrame(hashes, columns=["patient_id", "part", "sha256"]),
         files=files,
+        outcome=schema.outcome,
     )

@@ -2,8 +2,8 @@
 
 Owns the dataclasses that cross the store's boundary (cohort tables, registry entries, patient
 records, imports, audit entries, embedding batches) and the column names of the frames they
-carry. Pure data: imports pandas and numpy only; it must not import SQLAlchemy, torch,
-streamlit or the ``models``/``fusion``/``dashboard`` packages.
+carry. Pure data: imports pandas, numpy and :mod:`data.vocabulary` only; it must not import
+SQLAlchemy, torch, streamlit or the ``models``/``fusion``/``dashboard`` packages.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+
+from data.vocabulary import OutcomeSpec
 
 __all__ = [
     "FEATURE_COLUMNS",
@@ -176,6 +178,8 @@ class ImportTables:
         ``patient_id, part, sha256``: one row per patient and part of :data:`IMPORT_PARTS`.
     files : Mapping[str, str]
         SHA-256 of every imported file, by path relative to the cohort folder.
+    outcome : OutcomeSpec or None, default=None
+        The schema's outcome declaration (None: keep what is stored).
     """
 
     source: str
@@ -187,6 +191,7 @@ class ImportTables:
     images: pd.DataFrame
     hashes: pd.DataFrame
     files: Mapping[str, str]
+    outcome: OutcomeSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)

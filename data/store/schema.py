@@ -49,6 +49,7 @@ __all__ = [
     "ImportHash",
     "ModelVersion",
     "Outcome",
+    "OutcomeDefinition",
     "Patient",
     "Prediction",
     "ScoringBatch",
@@ -256,6 +257,22 @@ class ImportBatch(Base):
     source: Mapped[str] = mapped_column(String(32))
     files: Mapped[dict[str, Any]] = mapped_column(JSON)
     counts: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class OutcomeDefinition(Base):
+    """What ``label = 1`` means in an imported cohort (its schema's ``[outcome]``).
+
+    One row per cohort source; the synthetic demo has none (its words are
+    :data:`data.vocabulary.DEMO_OUTCOME`). ``horizon_years`` is NULL for a cross-sectional
+    outcome.
+    """
+
+    __tablename__ = "outcome_definitions"
+
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(Text)
+    horizon_years: Mapped[float | None] = mapped_column(Float)
 
 
 class ImportHash(Base):

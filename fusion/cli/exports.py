@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 
 from fusion.cli.audit_entries import record_action
+from fusion.cli.output import result
 from fusion.settings import Settings
 
 __all__ = [
@@ -60,7 +61,7 @@ def export_predictions(settings: Settings, out: Path) -> int:
             write_safe_csv(chunk.loc[:, columns], handle, header=False)
             rows += len(chunk)
     tmp.replace(out)  # the file appears complete or not at all
-    logger.info("wrote %d predictions to %s", rows, out)
+    result("wrote %d predictions to %s", rows, out)
     record_action(
         settings,
         "export",
@@ -117,7 +118,7 @@ def audit(settings: Settings, args: argparse.Namespace) -> int:
         detail={"command": "audit", "by": by, "format": suffix.lstrip(".")},
     )
     flagged = int(report.difference.filter(like="_flag").any(axis=1).sum())
-    logger.info(
+    result(
         "audited %d groups (%d suppressed, %d with a flagged disparity); wrote %s",
         len(report.by_group),
         int(report.by_group["suppressed"].sum()),
@@ -134,7 +135,7 @@ def explain(settings: Settings, args: argparse.Namespace) -> int:
 
     service = RiskService.from_settings(settings)
     files = write_explanation(service, args.patient_id, args.out)
-    logger.info("wrote %d files to %s", len(files), args.out)
+    result("wrote %d files to %s", len(files), args.out)
     record_action(
         settings,
         "export",
@@ -152,7 +153,7 @@ def forecast(settings: Settings, args: argparse.Namespace) -> int:
 
     service = RiskService.from_settings(settings)
     write_forecast_json(service.forecast(args.patient_id), args.out)
-    logger.info("wrote the treatment forecast to %s", args.out)
+    result("wrote the treatment forecast to %s", args.out)
     record_action(
         settings,
         "export",
@@ -186,9 +187,9 @@ def verify_trail(settings: Settings, expect: str | None) -> int:
         logger.error("audit trail NOT intact: %s", check.problem)
         logger.error("%d events before it check out", check.events)
         return 1
-    logger.info("audit trail intact: %d events", check.events)
+    result("audit trail intact: %d events", check.events)
     if check.head_id is not None:
-        logger.info(
+        result(
             "head %d:%s (keep it elsewhere; verify --expect it later)",
             check.head_id,
             check.head_hash,

@@ -100,7 +100,7 @@ def _explanation_from(
         }
     )
     order = np.argsort(-np.abs(values), kind="stable")
-    totals = modality_sums(values[np.newaxis, :], features.modalities, MODALITIES)
+    totals = modality_sums(values[np.newaxis, :], features.modalities, features.present_modalities)
     margin = float(base_value + values.sum())
     return PatientExplanation(
         risk=float(expit(margin)),
@@ -241,14 +241,22 @@ def modality_what_if(models: LoadedModels, case: PatientCase) -> pd.DataFrame:
     -------
     DataFrame
         One row per scenario (``all available``, ``without scan``, ``without genomics``,
-        ``without EHR``): ``scenario, modality, risk, change`` (risk minus the full risk).
+        ``without EHR``; only the modalities the model has inputs of): ``scenario, modality,
+        risk, change`` (risk minus the full risk).
     """
     columns = modality_columns(models.features)
+    present = models.features.present_modalities
     scenarios: list[tuple[str, str | None]] = [
         ("all available", None),
-        ("without scan", "imaging"),
-        ("without genomics", "genomics"),
-        ("without EHR", "ehr"),
+        *(
+            (name, modality)
+            for name, modality in (
+                ("without scan", "imaging"),
+                ("without genomics", "genomics"),
+                ("without EHR", "ehr"),
+            )
+            if modality in present
+        ),
     ]
     rows = [mask_modalities(case.X, columns, [m] if m else []) for _, m in scenarios]
     risks = models.model.predict_proba(pd.concat(rows))[:, 1]
