@@ -241,7 +241,12 @@ with image_col:
             make_overlay_figure(maps, opacity=opacity, show_lesion=show_lesion),
             key="explorer.overlay",
         )
-        st.caption(map_trust_sentence(trust, METHODS[str(method_label)]))
+        st.caption(
+            map_trust_sentence(trust, METHODS[str(method_label)])
+            if trust is not None or words.is_demo
+            else "No trust measurement for this map: that needs true lesion masks, which only "
+            "the synthetic demo has. Treat the map as unverified."
+        )
         if result.image_score is not None:
             st.caption(
                 f"Scan score (CNN logit, from nets that never trained on this patient): "
@@ -287,6 +292,7 @@ st.download_button(
         maps=maps,
         info=info,
         opacity=opacity,
+        outcome=words.outcome,
     ),
     file_name=export_file_name(
         "patient-report",

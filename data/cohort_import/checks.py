@@ -62,10 +62,27 @@ __all__ = ["IdScan", "as_strings", "check_columns", "isin", "normalise_ids", "sc
 _BOOLEAN_TEXT: Final[dict[str, str]] = {"true": "1", "false": "0"}
 
 
+def normalise_id(patient_id: str) -> str:
+    """A patient id as the importer stores it: stripped and upper-cased.
+
+    The command line and the dashboard look ids up through this rule, so ``mem-0001`` finds
+    the patient imported as ``mem-0001`` (stored ``MEM-0001``).
+
+    Examples
+    --------
+    >>> normalise_id(" mem-0001 ")
+    'MEM-0001'
+    """
+    return patient_id.strip().upper()
+
+
 def normalise_ids(
     frame: pd.DataFrame, file: str, id_column: str, problems: ProblemLog
 ) -> pd.Series:
-    """Stripped, upper-cased ids (None where missing or invalid, each recorded)."""
+    """Stripped, upper-cased ids (None where missing or invalid, each recorded).
+
+    The vectorised form of :func:`normalise_id`.
+    """
     raw = frame[id_column]
     ids = raw.str.strip().str.upper()
     missing = ids.isna() | (ids == "")

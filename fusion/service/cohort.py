@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 
 from data.store import CohortStore, DataStamp
-from data.vocabulary import MODALITIES
 from fusion.admin.access import Identity
 from fusion.evaluation.disclosure import resolve_min_cell
 from fusion.evaluation.fairness import FairnessReport
@@ -198,7 +197,7 @@ def global_shap(
         X,
         labels=models.features.labels,
         modalities=models.features.modalities,
-        order=MODALITIES,
+        order=models.features.present_modalities,  # only the modalities it has
         top_n=top_n,
         min_cell=min_cell,
     )
