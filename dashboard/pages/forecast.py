@@ -25,6 +25,7 @@ from dashboard.resources import (
 from data.errors import CohortError
 from fusion.display import readable_table
 from fusion.forecast.survival import REFERENCE_TREATMENT
+from fusion.service.cohort_words import cohort_words
 
 FORECAST_LABELS = {
     "method": "Method",
@@ -87,7 +88,7 @@ with st.expander("How good are these forecasts? Proof against the true effects (
             "This forecast model was built without the proof; "
             + (
                 "rebuild the demo to measure it."
-                if service.cohort_words().is_demo
+                if cohort_words(service).is_demo
                 else "it needs the true treatment effects, which only the synthetic demo has."
             )
         )

@@ -35,7 +35,7 @@ from fusion.display import (
 from fusion.explanations.map_trust import map_trust_sentence, rank_maps
 from fusion.reports.exports import export_file_name
 from fusion.reports.patient_report import render_patient_report
-from fusion.service.cohort_words import retrain_hint
+from fusion.service.cohort_words import cohort_words, retrain_hint
 
 METHODS = {label: method for method, label in MAP_LABELS.items()}
 
@@ -53,7 +53,7 @@ identity = require_page_area("patients")
 service = require_risk_service()
 
 info = service.model_info()
-words = service.cohort_words()  # the cohort's outcome, modalities, demo or not
+words = cohort_words(service)  # the cohort's outcome, modalities, demo or not
 header = st.container()
 left, right = st.columns([1, 2], gap="large")
 with left:

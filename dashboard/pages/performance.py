@@ -12,6 +12,7 @@ from fusion.evaluation.performance import performance_threshold
 from fusion.evaluation.suppression import SUPPRESSED_TILE
 from fusion.reports.exports import safe_csv
 from fusion.reports.performance_figures import performance_figures
+from fusion.service.cohort_words import cohort_words
 
 REGISTRY_LABELS = {
     "version": "Version",
@@ -118,7 +119,7 @@ st.caption(
     "(fusion: all of them)"
     + (
         "; the oracle scores patients with their synthetic true risk."
-        if service.cohort_words().is_demo
+        if cohort_words(service).is_demo
         else "."
     )
 )

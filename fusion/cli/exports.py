@@ -53,6 +53,7 @@ EXPORT_COLUMNS = (
 def export_predictions(settings: Settings, out: Path) -> int:
     """Write the active model's predictions to the CSV ``out`` (complete or not at all)."""
     from fusion.reports.exports import write_safe_csv
+    from fusion.service.cohort_words import cohort_words
     from fusion.service.facade import RiskService
 
     service = RiskService.from_settings(settings)
@@ -71,7 +72,7 @@ def export_predictions(settings: Settings, out: Path) -> int:
             rows += len(chunk)
             in_sample += int(marked["in_sample"].sum())
     tmp.replace(out)  # the file appears complete or not at all
-    outcome = service.cohort_words().outcome
+    outcome = cohort_words(service).outcome
     result("wrote %d predictions of '%s' to %s", rows, outcome.name, out)
     if in_sample:
         result(

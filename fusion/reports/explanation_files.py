@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from data.errors import CohortError
 from fusion.records import MAP_METHODS
+from fusion.service.cohort_words import cohort_words
 from fusion.service.facade import RiskService
 
 __all__ = ["EXPLANATION_FILE", "FORMAT_VERSION", "write_explanation"]
@@ -64,7 +65,7 @@ def write_explanation(service: RiskService, patient_id: str, out_dir: Path) -> l
     result = service.predict(case)
     explanation = service.explain(case)
     info = service.model_info()
-    words = service.cohort_words()
+    words = cohort_words(service)
     interval = service.risk_interval(case) if service.interval_calibration else None
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []

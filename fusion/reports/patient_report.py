@@ -33,6 +33,7 @@ from fusion.display import (
     threshold_sentence,
 )
 from fusion.records import ImageMaps, MapMethod, ModelInfo, PatientExplanation, RiskResult
+from fusion.service.cohort_words import cohort_words
 from fusion.service.patient_facts import identity_facts
 
 if TYPE_CHECKING:
@@ -243,7 +244,7 @@ def render_patient_report(
     forecast : PatientForecast, optional
         The treatment forecast (anchored to ``result.risk``); None leaves the section out.
     outcome : OutcomeSpec, default=DEMO_OUTCOME
-        What the risk is the probability of (:meth:`RiskService.cohort_words`).
+        What the risk is the probability of (:func:`fusion.service.cohort_words.cohort_words`).
 
     Returns
     -------
@@ -379,5 +380,5 @@ def case_report(service: RiskService, case: PatientCase, method: MapMethod = "gr
         maps=maps,
         info=service.model_info(),
         forecast=forecast,
-        outcome=service.cohort_words().outcome,
+        outcome=cohort_words(service).outcome,
     )

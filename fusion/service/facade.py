@@ -39,7 +39,6 @@ from fusion.records import (
     WhatIfResult,
 )
 from fusion.service import audit_trail, cohort, evidence, forecasting, patient
-from fusion.service.cohort_words import CohortWords, read_cohort_words
 from fusion.service.guided_demo import StoryPatient
 from fusion.service.loaded_models import (
     LoadedModels,
@@ -89,19 +88,12 @@ class RiskService:
         self.interval_calibration = self.models.interval_calibration
         self._forecasts = forecasting.ForecastLoader()
         self._views = cohort.StampedViews()  # test predictions, global SHAP: per data stamp
-        self._words: CohortWords | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RiskService:
         """Open the store named by ``settings`` and load its active models."""
         store = CohortStore(make_engine(settings.database_url))
         return cls(store, settings.artifacts_dir, min_cell=settings.min_cell)
-
-    def cohort_words(self) -> CohortWords:
-        """The cohort's own words: outcome, modalities, an example id, demo or not (read once)."""
-        if self._words is None:
-            self._words = read_cohort_words(self.store, self.features)
-        return self._words
 
     def load_patient(self, patient_id: str) -> PatientCase:
         """One patient for one request, read with one query set (see :func:`load_case`)."""

@@ -22,6 +22,7 @@ from streamlit.testing.v1 import AppTest
 
 from fusion.cli import main
 from fusion.cli.cohort import REFUSED_DRY_RUN
+from fusion.service.cohort_words import cohort_words
 from fusion.service.facade import RiskService
 from fusion.settings import Settings
 from tests.cohorts import UNLIKE_OUTCOME, UnlikeCohort, write_unlike_cohort
@@ -151,7 +152,7 @@ def test_the_report_and_the_service_use_the_cohorts_words(home_env) -> None:
 
     _, home = home_env
     service = RiskService.from_settings(Settings.from_env({"RISKFUSION_HOME": str(home)}))
-    words = service.cohort_words()
+    words = cohort_words(service)
     assert words.outcome.name == UNLIKE_OUTCOME
     assert words.outcome.horizon_years is None
     assert words.modalities == ("demographics", "ehr", "imaging")
@@ -195,7 +196,7 @@ def test_the_explorer_speaks_of_this_cohort_only(unlike_service) -> None:
     at = AppTest.from_file(APP, default_timeout=120).run()
     assert not at.exception, at.exception
     search = at.text_input(key="explorer.query")
-    assert search.placeholder == f"e.g. {unlike_service.cohort_words().example_id}"
+    assert search.placeholder == f"e.g. {cohort_words(unlike_service).example_id}"
     select = at.selectbox(key="explorer.patient")
     select.set_value(select.options[0].split(" ")[0]).run()
     assert not at.exception, at.exception
