@@ -86,7 +86,7 @@ def score(settings: Settings, args: argparse.Namespace, sink: EventSink | None) 
 
     store = CohortStore(make_engine(settings.database_url))
     try:
-        result = fusion.training.score.score_cohort(
+        scored = fusion.training.score.score_cohort(
             store,
             settings.artifacts_dir,
             stages=Stages(SCORE_STAGES, logger.info, sink),
@@ -96,9 +96,9 @@ def score(settings: Settings, args: argparse.Namespace, sink: EventSink | None) 
         store.engine.dispose()
     result(
         "scored %d patients under %s in %.1f s",
-        result["scored"],
-        result["model_version"],
-        result["seconds"],
+        scored["scored"],
+        scored["model_version"],
+        scored["seconds"],
     )
     return 0
 
