@@ -206,7 +206,7 @@ def test_the_explorer_speaks_of_this_cohort_only(unlike_service) -> None:
     _no_demo_words(_page_text(at))
 
 
-@pytest.mark.parametrize("page", ["performance", "fairness", "forecast", "data"])
+@pytest.mark.parametrize("page", ["performance", "fairness", "forecast", "guided_demo", "data"])
 def test_the_other_pages_speak_of_this_cohort_only(unlike_service, page: str) -> None:
     at = AppTest.from_file(APP, default_timeout=120).run()
     at.switch_page(f"dashboard/pages/{page}.py").run()
