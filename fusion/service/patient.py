@@ -44,8 +44,8 @@ __all__ = [
 ]
 
 NO_INTERVAL_MESSAGE = (
-    "The active model was built without a calibrated risk interval; rebuild the "
-    "demo (`riskfusion demo --no-serve --rebuild`)."
+    "The active model was built without a calibrated risk interval; retrain it "
+    "(`riskfusion train`; the synthetic demo: `riskfusion demo --no-serve --rebuild`)."
 )
 
 
