@@ -19,7 +19,9 @@ from data.errors import ArtifactIntegrityError
 
 __all__ = ["REBUILD_HINT", "file_digest", "verified_file"]
 
-REBUILD_HINT = "rebuild it with `riskfusion demo --no-serve --rebuild`"
+REBUILD_HINT = (
+    "retrain it (`riskfusion train`; the synthetic demo: `riskfusion demo --no-serve --rebuild`)"
+)
 """The fix for a missing or changed artifact (an imported cohort: ``riskfusion train``)."""
 
 REGISTERED_SHA = "its registered SHA-256"

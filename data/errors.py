@@ -57,14 +57,30 @@ class ValidationReport:
         return self.errors.empty
 
     def to_text(self, max_rows: int = 50) -> str:
-        """The problem table as aligned text, errors first, at most ``max_rows`` rows."""
+        """The problem table for a terminal, errors first, at most ``max_rows`` problems.
+
+        One block per problem, nothing cut: a line ``severity  file, row R, column C: value``,
+        then the problem and the fix on lines of their own (a fix can be long).
+        """
         if self.problems.empty:
             return "no problems"
         head = self.problems.head(max_rows).astype(object)
         shown = head.where(head.notna(), "")
+        blocks = []
+        for row in shown.to_dict("records"):
+            place = [str(row["file"])]
+            if str(row["row"]) != "":
+                place.append(f"row {row['row']}")
+            if str(row["column"]) != "":
+                place.append(f"column {row['column']}")
+            value = f": {row['value']}" if str(row["value"]) != "" else ""
+            blocks.append(
+                f"{row['severity']:<7} {', '.join(place)}{value}\n"
+                f"        problem: {row['problem']}\n"
+                f"        fix: {row['fix']}"
+            )
         more = len(self.problems) - len(shown)
-        text = shown.to_string(index=False, max_colwidth=60)
-        return text + (
+        return "\n".join(blocks) + (
             f"\n... and {more} more (write them all with --report FILE.csv)" if more else ""
         )
 

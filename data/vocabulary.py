@@ -2,7 +2,9 @@
 
 Owns the modality set and its display labels, the tabular model inputs with their label, unit,
 plausible range and modality (:class:`FeatureSpec`, :data:`FEATURE_SPECS`), the treatments, the
-sensitive-attribute categories of the demo world and the prediction horizon. Pure constants:
+sensitive-attribute categories of the demo world, the prediction horizon and the words of an
+outcome (:class:`OutcomeSpec`: the demo's :data:`DEMO_OUTCOME`, an imported cohort's own
+declaration, :data:`UNDECLARED_OUTCOME` otherwise). Pure constants and one small record:
 imports nothing from the project and nothing beyond the standard library.
 """
 
@@ -14,6 +16,7 @@ from types import MappingProxyType
 from typing import Final, Literal
 
 __all__ = [
+    "DEMO_OUTCOME",
     "DRIVERS",
     "EHR_COLUMNS",
     "ETHNICITIES",
@@ -26,13 +29,73 @@ __all__ = [
     "SEXES",
     "SITES",
     "TREATMENTS",
+    "UNDECLARED_OUTCOME",
     "FeatureSpec",
     "MaskableModality",
     "Modality",
+    "OutcomeSpec",
 ]
 
 HORIZON_YEARS: Final[float] = 5.0
 """Prediction horizon in years: ``label`` is 1 if the event happens within it."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeSpec:
+    """What ``label = 1`` means in a cohort: the words every page, report and export uses.
+
+    Attributes
+    ----------
+    name : str
+        Short name of the positive outcome, e.g. ``"5-year event"`` or ``"Current
+        diagnosis"``; the risk is shown as "Fused risk (<name>)".
+    description : str
+        One sentence for tooltips and reports.
+    horizon_years : float or None
+        Prediction horizon in years when the label is an event within a time window; None for
+        a cross-sectional outcome (present or not at the visit).
+
+    Examples
+    --------
+    >>> OutcomeSpec("Current diagnosis").risk_label
+    'Fused risk (Current diagnosis)'
+    >>> OutcomeSpec("Current diagnosis").outcome_text(0)
+    'Current diagnosis: no'
+    >>> DEMO_OUTCOME.outcome_text(1)
+    'event within 5 years'
+    """
+
+    name: str
+    description: str = ""
+    horizon_years: float | None = None
+
+    @property
+    def risk_label(self) -> str:
+        """The risk's title, e.g. ``"Fused risk (5-year event)"``."""
+        return f"Fused risk ({self.name})"
+
+    @property
+    def risk_help(self) -> str:
+        """One sentence on what the risk is the probability of."""
+        text = f"Probability of the outcome '{self.name}' from the fusion model."
+        return f"{text} {self.description}".strip() if self.description else text
+
+    def outcome_text(self, label: int) -> str:
+        """The observed outcome in words (``label`` 1 or 0)."""
+        if self == DEMO_OUTCOME:
+            return "event within 5 years" if label else "no event within 5 years"
+        return f"{self.name}: {'yes' if label else 'no'}"
+
+
+DEMO_OUTCOME: Final[OutcomeSpec] = OutcomeSpec(
+    "5-year event", "An event within 5 years of baseline (synthetic demo world).", 5.0
+)
+"""The outcome of the synthetic demo and of cohorts built from it."""
+
+UNDECLARED_OUTCOME: Final[OutcomeSpec] = OutcomeSpec(
+    "label = 1", "The cohort's schema declares no outcome ([outcome] in schema.toml)."
+)
+"""The words for an imported cohort whose schema declared no outcome."""
 
 TREATMENTS: Final[tuple[str, ...]] = ("none", "standard", "targeted")
 SEXES: Final[tuple[str, ...]] = ("F", "M")

@@ -72,6 +72,21 @@ class FeatureSet:
             units.append("logit")
         return cls(tuple(names), tuple(modalities), tuple(labels), tuple(units))
 
+    @property
+    def present_modalities(self) -> tuple[str, ...]:
+        """The modalities with at least one input, in :data:`MODALITIES` order.
+
+        A cohort imported without genomics has no genomics input, so pages, reports and files
+        show exactly the modalities of this tuple.
+
+        Examples
+        --------
+        >>> FeatureSet(("age", "image_score"), ("demographics", "imaging"), ("Age", "Scan"),
+        ...            ("years", "logit")).present_modalities
+        ('demographics', 'imaging')
+        """
+        return tuple(m for m in MODALITIES if m in self.modalities)
+
     def subset(self, modalities: Sequence[str]) -> FeatureSet:
         """The inputs of some modalities only (for single-modality baselines)."""
         unknown = sorted(set(modalities) - set(MODALITIES))

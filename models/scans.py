@@ -17,6 +17,8 @@ Knows tensors and MONAI, nothing about patients or SQL; must not import streamli
 from __future__ import annotations
 
 import functools
+import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -38,19 +40,34 @@ RGB_CHANNELS = (3, 4)
 RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
 
 
+# MONAI registers every reader it knows inside each LoadImage, the nvImageCodec DICOM reader
+# included, which warns (and logs) on every machine without CUDA's nvImageCodec: a plugin for
+# GPU decoding of compressed DICOM that riskfusion does not use (pydicom decodes on the CPU).
+_PLUGIN_LOGGER = "monai.data.nvimgcodec_pydicom_plugin"
+_PLUGIN_WARNING = "NvImgCodecPydicomReader"
+
+
 @functools.cache
 def _readers() -> dict[str, LoadImage]:
-    """One MONAI loader per format, built once (building a reader can log a warning)."""
-    readers = {
-        "dicom": PydicomReader(),
-        "nifti": NibabelReader(),
-        "numpy": NumpyReader(allow_pickle=False),
-        "picture": PILReader(),
-    }
-    return {
-        name: LoadImage(reader=reader, image_only=True, dtype=np.float32)
-        for name, reader in readers.items()
-    }
+    """One MONAI loader per format, built once, without the GPU-decoder plugin's warnings."""
+    plugin_log = logging.getLogger(_PLUGIN_LOGGER)
+    level = plugin_log.level
+    plugin_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_PLUGIN_WARNING, category=UserWarning)
+            readers = {
+                "dicom": PydicomReader(),
+                "nifti": NibabelReader(),
+                "numpy": NumpyReader(allow_pickle=False),
+                "picture": PILReader(),
+            }
+            return {
+                name: LoadImage(reader=reader, image_only=True, dtype=np.float32)
+                for name, reader in readers.items()
+            }
+    finally:
+        plugin_log.setLevel(level)
 
 
 def _reader(path: Path) -> LoadImage:

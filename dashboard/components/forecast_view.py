@@ -19,9 +19,10 @@ __all__ = [
 ]
 
 CONFOUNDING_NOTE = (
-    "**Confounding assumption.** Treatment in this cohort was not randomised: sicker patients "
-    "were treated more often. The model adjusts for the measured confounders by conditioning "
-    "on every fused input (demographics, EHR, genomics, scan score) alongside the treatment. "
+    "**Confounding assumption.** Treatment in an observational cohort is not randomised (in "
+    "the synthetic demo, sicker patients were treated more often). The model adjusts for the "
+    "measured confounders by conditioning on every fused input (the cohort's tabular inputs "
+    "and the scan score) alongside the treatment. "
     "The estimates are only valid if there is no unmeasured confounder and every patient could "
     "have received each option."
 )

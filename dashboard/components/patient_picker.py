@@ -30,6 +30,7 @@ from dashboard.state import (
     set_picker_page,
 )
 from fusion.admin.access import Identity
+from fusion.service.cohort_words import cohort_words
 from fusion.service.facade import RiskService
 
 __all__ = [
@@ -151,7 +152,7 @@ def render_patient_picker(service: RiskService, *, key: str) -> str | None:
     query = st.text_input(
         "Search by patient id",
         key=f"{key}.query",
-        placeholder="e.g. P00001",
+        placeholder=f"e.g. {example}" if (example := cohort_words(service).example_id) else None,
         on_change=_on_search,
         args=(service, key),
         help="A prefix lists the matching patients; a complete id opens that patient.",

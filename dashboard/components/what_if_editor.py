@@ -20,6 +20,7 @@ from dashboard.state import get_what_if_overrides, set_what_if_overrides
 from data.vocabulary import MODALITY_LABELS
 from fusion.admin.access import Identity
 from fusion.display import feature_choices, feature_label
+from fusion.service.cohort_words import cohort_words
 from fusion.service.facade import RiskService
 from fusion.service.patient_case import PatientCase
 from fusion.what_if import EDITABLE, editor_rows, validate_overrides
@@ -211,7 +212,7 @@ def render_what_if_comparison(
             st.subheader(title)
             delta = None if side == "before" else f"{100 * result.risk_change:+.1f} pts"
             st.metric(
-                "Fused risk (5-year event)",
+                cohort_words(service).outcome.risk_label,
                 f"{explanation.risk:.1%}",
                 delta=delta,
                 delta_color="inverse",

@@ -25,6 +25,7 @@ from dashboard.resources import (
 from data.errors import CohortError
 from fusion.display import readable_table
 from fusion.forecast.survival import REFERENCE_TREATMENT
+from fusion.service.cohort_words import cohort_words
 
 FORECAST_LABELS = {
     "method": "Method",
@@ -83,7 +84,14 @@ with right:
 with st.expander("How good are these forecasts? Proof against the true effects (test split)"):
     proof = get_forecast_proof(service, version)
     if proof is None:
-        st.info("This forecast model was built without the proof; rebuild the demo to measure it.")
+        st.info(
+            "This forecast model was built without the proof; "
+            + (
+                "rebuild the demo to measure it."
+                if cohort_words(service).is_demo
+                else "it needs the true treatment effects, which only the synthetic demo has."
+            )
+        )
     else:
         st.markdown(
             "Measured when the model was built, on the synthetic test split whose true "

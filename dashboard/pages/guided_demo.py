@@ -27,6 +27,7 @@ from dashboard.state import get_guided_step, get_patient_id, set_guided_step
 from data.errors import CohortError
 from fusion.display import format_percent, threshold_sentence
 from fusion.explanations.map_trust import map_trust_sentence, rank_maps
+from fusion.service.cohort_words import cohort_words
 from fusion.service.guided_demo import STORY
 
 st.title("Guided demo")
@@ -93,7 +94,7 @@ audit_once(service, identity, "view_patient", patient_id=result.patient_id, page
 try:
     if step.kind == "risk":
         cols = st.columns(3)
-        cols[0].metric("Fused risk (5-year event)", f"{result.risk:.1%}")
+        cols[0].metric(cohort_words(service).outcome.risk_label, f"{result.risk:.1%}")
         cols[1].metric(
             "Screening threshold",
             format_percent(result.threshold),

@@ -24,7 +24,7 @@ from dashboard.figures import (
 from dashboard.resources import load_patient_case, require_risk_service
 from dashboard.state import choose_patient
 from data.errors import CohortError
-from data.vocabulary import MASKABLE_MODALITIES, MODALITY_LABELS
+from data.vocabulary import MODALITY_LABELS
 from fusion.display import (
     feature_label,
     format_percent,
@@ -36,10 +36,10 @@ from fusion.display import (
 from fusion.explanations.map_trust import map_trust_sentence, rank_maps
 from fusion.reports.exports import export_file_name
 from fusion.reports.patient_report import render_patient_report
+from fusion.service.cohort_words import cohort_words, retrain_hint
 from fusion.service.patient import unused_modality_notes
 
 METHODS = {label: method for method, label in MAP_LABELS.items()}
-WHAT_IF_TOGGLES = {modality: MODALITY_LABELS[modality] for modality in MASKABLE_MODALITIES}
 
 
 def _share(value: float) -> str:
@@ -55,6 +55,7 @@ identity = require_page_area("patients")
 service = require_risk_service()
 
 info = service.model_info()
+words = cohort_words(service)  # the cohort's outcome, modalities, demo or not
 header = st.container()
 left, right = st.columns([1, 2], gap="large")
 with left:
@@ -82,11 +83,7 @@ audit_patient_view(service, identity, result.patient_id, page="explorer")
 with right:
     # Two tiles a row: four in one row cut the values off at 1280x720.
     tiles = [*st.columns(2), *st.columns(2)]
-    tiles[0].metric(
-        "Fused risk (5-year event)",
-        f"{result.risk:.1%}",
-        help="Probability of an event within 5 years from the LightGBM fusion model.",
-    )
+    tiles[0].metric(words.outcome.risk_label, f"{result.risk:.1%}", help=words.outcome.risk_help)
     tiles[1].metric(
         "Risk interval" if interval is None else f"Risk interval ({interval.level:.0%})",
         "none" if interval is None else format_risk_interval(interval.low, interval.high),
@@ -124,7 +121,7 @@ with right:
         f"Model `{result.model_version}`",
     ]
     if result.split == "test" and result.label is not None:
-        facts.append(f"True outcome: **{'event' if result.label else 'no event'}** within 5 years")
+        facts.append(f"True outcome: **{words.outcome.outcome_text(result.label)}**")
     if result.true_risk is not None:
         facts.append(f"Synthetic true risk: **{result.true_risk:.1%}**")
     st.markdown(" · ".join(facts))
@@ -144,11 +141,13 @@ with right:
         "**What-if: tests available for this estimate** (switch one off to see the "
         "risk and its attribution without it, computed live)"
     )
-    toggle_cols = st.columns(len(WHAT_IF_TOGGLES))
+    toggle_cols = st.columns(len(words.maskable))  # only the modalities this model has
     missing = [
         modality
-        for column, (modality, label) in zip(toggle_cols, WHAT_IF_TOGGLES.items(), strict=True)
-        if not column.toggle(label, value=True, key=f"explorer.available.{modality}")
+        for column, modality in zip(toggle_cols, words.maskable, strict=True)
+        if not column.toggle(
+            MODALITY_LABELS[modality], value=True, key=f"explorer.available.{modality}"
+        )
     ]
     shown = explanation
     if missing:
@@ -232,12 +231,11 @@ with image_col:
         "check ranks best (details in the trust expander below).",
     )
     opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05, key="explorer.opacity")
-    show_lesion = st.toggle(
+    show_lesion = words.is_demo and st.toggle(  # true masks exist in the synthetic demo only
         "Show true lesion outline",
         help="Synthetic cohorts only: the true lesion mask, drawn as an outline.",
         value=False,
         key="explorer.lesion",
-        disabled=result.true_risk is None,
     )
     maps = None
     try:
@@ -249,7 +247,12 @@ with image_col:
             make_overlay_figure(maps, opacity=opacity, show_lesion=show_lesion),
             key="explorer.overlay",
         )
-        st.caption(map_trust_sentence(trust, METHODS[str(method_label)]))
+        st.caption(
+            map_trust_sentence(trust, METHODS[str(method_label)])
+            if trust is not None or words.is_demo
+            else "No trust measurement for this map: that needs true lesion masks, which only "
+            "the synthetic demo has. Treat the map as unverified."
+        )
         if result.image_score is not None:
             st.caption(
                 f"Scan score (CNN logit, from nets that never trained on this patient): "
@@ -267,7 +270,7 @@ else:
         "for their risk); click one to open it."
     )
     for row in similar.itertuples():
-        outcome = "" if pd.isna(row.label) else (" · event" if row.label else " · no event")
+        outcome = "" if pd.isna(row.label) else f" · {words.outcome.outcome_text(int(row.label))}"
         truth = "" if pd.isna(row.true_risk) else f" · true risk {row.true_risk:.0%}"
         st.button(
             f"{row.patient_id} · {row.split}{outcome} · risk {row.risk:.0%}{truth} "
@@ -296,6 +299,7 @@ st.download_button(
         maps=maps,
         info=info,
         opacity=opacity,
+        outcome=words.outcome,
     ),
     file_name=export_file_name(
         "patient-report",
@@ -313,7 +317,14 @@ st.download_button(
 
 with st.expander("How much can these maps be trusted?"):
     if trust is None:
-        st.info("This model was built without the trust check; rebuild the demo to measure it.")
+        st.info(
+            "This model was built without the trust check; "
+            + (
+                f"{retrain_hint(True)} to measure it."
+                if words.is_demo
+                else "it needs true lesion masks, which only the synthetic demo has."
+            )
+        )
     else:
         st.markdown(
             f"Measured when the model was built, on {trust.n_scans} lesion-positive test scans "

@@ -14,6 +14,7 @@ from fusion.evaluation.performance import performance_threshold
 from fusion.evaluation.suppression import SUPPRESSED_TILE
 from fusion.reports.exports import safe_csv
 from fusion.reports.performance_figures import performance_figures
+from fusion.service.cohort_words import cohort_words
 from fusion.training.modality_value import describe_modality, value_table, value_view
 
 REGISTRY_LABELS = {
@@ -118,7 +119,12 @@ right.plotly_chart(figures["calibration"], key="performance.calibration")
 st.subheader("Modality ablation")
 st.caption(
     "Each row is a LightGBM model fitted on the same training split with one modality set "
-    "(fusion: all of them); the oracle scores patients with their synthetic true risk."
+    "(fusion: all of them)"
+    + (
+        "; the oracle scores patients with their synthetic true risk."
+        if cohort_words(service).is_demo
+        else "."
+    )
 )
 st.dataframe(
     readable_table(report.ablation, percent=["tpr", "fpr"], index_label="Model"),

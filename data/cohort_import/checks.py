@@ -54,6 +54,7 @@ from data.cohort_import.schema import (
     ImportSchema,
     pandera_schema,
 )
+from data.cohort_import.units import UnitScan
 from data.store.schema import Demographics, Outcome, Patient
 
 __all__ = ["IdScan", "as_strings", "check_columns", "isin", "normalise_ids", "scan_table"]
@@ -61,10 +62,27 @@ __all__ = ["IdScan", "as_strings", "check_columns", "isin", "normalise_ids", "sc
 _BOOLEAN_TEXT: Final[dict[str, str]] = {"true": "1", "false": "0"}
 
 
+def normalise_id(patient_id: str) -> str:
+    """A patient id as the importer stores it: stripped and upper-cased.
+
+    The command line and the dashboard look ids up through this rule, so ``mem-0001`` finds
+    the patient imported as ``mem-0001`` (stored ``MEM-0001``).
+
+    Examples
+    --------
+    >>> normalise_id(" mem-0001 ")
+    'MEM-0001'
+    """
+    return patient_id.strip().upper()
+
+
 def normalise_ids(
     frame: pd.DataFrame, file: str, id_column: str, problems: ProblemLog
 ) -> pd.Series:
-    """Stripped, upper-cased ids (None where missing or invalid, each recorded)."""
+    """Stripped, upper-cased ids (None where missing or invalid, each recorded).
+
+    The vectorised form of :func:`normalise_id`.
+    """
     raw = frame[id_column]
     ids = raw.str.strip().str.upper()
     missing = ids.isna() | (ids == "")
@@ -345,12 +363,14 @@ def scan_table(
     """Check a table chunk by chunk (ids, types, ranges, lengths); None if it breaks off."""
     names = [schema.id_column, *(column for column, _ in columns)]
     scan = IdScan()
+    units = UnitScan(table.name, columns)
     try:
         for chunk in table.chunks(names):
             chunk_ids = normalise_ids(chunk, table.name, schema.id_column, problems)
             typed = _coerce(chunk, table.name, columns, problems)
             _check_values(typed, chunk, table.name, columns, problems)
             _check_lengths(typed, chunk, stem, table.name, columns, problems)
+            units.add(typed)
             scan.add(chunk_ids, typed if keep else None)
     except (OSError, UnicodeDecodeError, csv.Error, pyarrow.ArrowException) as err:
         problems.add(
@@ -360,6 +380,7 @@ def scan_table(
         )
         return None
     table.report_ragged(problems)
+    units.report(problems)
     scan.finish()
     return scan
 

@@ -42,6 +42,7 @@ P_NOT_AN_INTEGER = "not a whole number"
 P_MISSING_VALUE = "required value is missing"
 P_OUT_OF_RANGE = "value is outside the plausible range"
 P_UNIT = "value is about 1000x off the plausible range: likely a wrong unit"
+P_MIXED_UNITS = "column mixes two units: its values form two groups about 1000x apart"
 P_CATEGORY = "unknown category"
 P_UNREADABLE = "the file cannot be read"
 P_IMAGE_NO_PATIENT = "image has no patient in the patients file (not imported)"
@@ -68,6 +69,11 @@ class ProblemLog:
         self.rows: list[dict[str, Any]] = []
         # (severity, file, column, problem) -> [rows listed, rows not listed, fix, first omitted]
         self._kinds: dict[tuple[str, str, str, str], list[Any]] = {}
+        self._summarised: set[tuple[str, str]] = set()
+
+    def summarise_column(self, file: str, column: str) -> None:
+        """Leave out a column's cell-level unit problems: a column-level problem says it once."""
+        self._summarised.add((file, column))
 
     def add(
         self,
@@ -115,9 +121,14 @@ class ProblemLog:
                 "fix": f"{fix} (the first {MAX_LISTED} rows are listed)",
             }
             for (severity, file, column, problem), (_, count, fix, first) in self._kinds.items()
-            if count
+            if count and not (problem == P_UNIT and (file, column) in self._summarised)
         ]
-        frame = pd.DataFrame(self.rows + omitted, columns=list(PROBLEM_COLUMNS))
+        rows = [
+            row
+            for row in self.rows
+            if not (row["problem"] == P_UNIT and (row["file"], row["column"]) in self._summarised)
+        ]
+        frame = pd.DataFrame(rows + omitted, columns=list(PROBLEM_COLUMNS))
         frame["row"] = frame["row"].astype("Int64")
         # One problem per cell: a type error hides the range/missing checks of the same cell.
         cell = frame["row"].notna()

@@ -14,7 +14,7 @@ import itertools
 import math
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, get_args
@@ -29,7 +29,7 @@ from data.cohort_import.problems import (
 from data.errors import CohortValidationError, ValidationReport
 from data.scan_spec import ScanModality, ScanSpec, SliceStrategy
 from data.splits import SPLITS
-from data.vocabulary import SEXES
+from data.vocabulary import SEXES, UNDECLARED_OUTCOME, OutcomeSpec
 
 __all__ = [
     "ANY_VALUES",
@@ -161,6 +161,9 @@ class ImportSchema:
     age_bands : tuple of float
         ``[audit] age_bands``: ages (years) where the bias audit's age bands start, e.g.
         ``(40, 60, 75)`` for ``<40, 40-59, 60-74, 75+``; empty for the default (50, 65, 75).
+    outcome : OutcomeSpec
+        What ``label = 1`` means (``[outcome]``: name, description, horizon only if the label
+        is an event within a time window); stored with the cohort, used by every page and file.
     """
 
     name: str
@@ -170,6 +173,7 @@ class ImportSchema:
     scans: ScanSpec = field(default_factory=ScanSpec)
     manifest: str = ""
     age_bands: tuple[float, ...] = ()
+    outcome: OutcomeSpec = UNDECLARED_OUTCOME
 
     @property
     def source(self) -> str:
@@ -206,7 +210,7 @@ def _parse_schema(raw: Mapping[str, Any], problems: ProblemLog, file: str) -> Im
     def bad(key: str, value: object, fix: str) -> None:
         problems.add(file, P_SCHEMA, fix, column=key, value=value)
 
-    known_sections = {"cohort", "images", "columns", "audit"}
+    known_sections = {"cohort", "images", "columns", "audit", "outcome"}
     for section in sorted(set(raw) - known_sections):
         bad(section, "", f"unknown section; allowed sections: {sorted(known_sections)}")
     cohort = raw.get("cohort", {})
@@ -314,6 +318,41 @@ def _parse_schema(raw: Mapping[str, Any], problems: ProblemLog, file: str) -> Im
         scans=ScanSpec(**scan_args),
         manifest=manifest,
         age_bands=age_bands,
+        outcome=_parse_outcome(raw.get("outcome"), bad),
+    )
+
+
+def _parse_outcome(entry: object, bad: Callable[[str, object, str], None]) -> OutcomeSpec:
+    """The ``[outcome]`` section: name, description, horizon_years (only for timed events)."""
+    if entry is None:
+        return UNDECLARED_OUTCOME
+    if not isinstance(entry, dict):
+        bad("outcome", entry, 'write a table: [outcome] with name = "..."')
+        return UNDECLARED_OUTCOME
+    allowed = {"name", "description", "horizon_years"}
+    for extra in sorted(set(entry) - allowed):
+        bad(f"outcome.{extra}", entry[extra], f"unknown key; allowed: {sorted(allowed)}")
+    name = entry.get("name")
+    if not isinstance(name, str) or not 1 <= len(name.strip()) <= 64:
+        bad("outcome.name", name, 'name the outcome in 1-64 characters, e.g. "Current diagnosis"')
+        name = UNDECLARED_OUTCOME.name
+    description = entry.get("description", "")
+    if not isinstance(description, str) or len(description) > 300:
+        bad("outcome.description", description, "give one sentence (at most 300 characters)")
+        description = ""
+    horizon = entry.get("horizon_years")
+    if horizon is not None and (
+        not isinstance(horizon, int | float) or isinstance(horizon, bool) or not 0 < horizon <= 100
+    ):
+        bad(
+            "outcome.horizon_years",
+            horizon,
+            "give the years of the time window (0-100), or leave it out for a cross-sectional "
+            "outcome",
+        )
+        horizon = None
+    return OutcomeSpec(
+        name.strip(), description.strip(), None if horizon is None else float(horizon)
     )
 
 

@@ -220,4 +220,5 @@ def build_tables(
         hashes=pd.DataFrame(hashes, columns=["patient_id", "part", "sha256"]),
         files=files,
         settings={"age_bands": list(schema.age_bands)},
+        outcome=schema.outcome,
     )

@@ -48,10 +48,12 @@ from data.store.schema import (
     ImportBatch,
     ImportHash,
     Outcome,
+    OutcomeDefinition,
     Patient,
     Prediction,
     StoredExplanation,
 )
+from data.vocabulary import OutcomeSpec
 
 __all__ = ["CohortWrites"]
 
@@ -223,9 +225,15 @@ class CohortWrites(StoreBase):
                 stored_features.get(row["name"]) != row
                 for row in frame_rows(tables.features, FEATURE_COLUMNS)
             )
+            outcome_changed = tables.outcome is not None and _stored_outcome(
+                conn, tables.source
+            ) != (tables.outcome.name, tables.outcome.description, tables.outcome.horizon_years)
+            if outcome_changed and tables.outcome is not None:
+                _write_outcome(conn, tables.source, tables.outcome)
             settings_changed = _settings_changed(conn, tables.settings)
             if not touched and not catalogue_changed and not settings_changed:
-                # The same files again: leave the store exactly as it is.
+                # The same files again: leave the store exactly as it is (an edited [outcome]
+                # alone is a schema change, written above without an import batch).
                 logger.info("import of %s: nothing changed", tables.source)
                 return ImportCounts("", 0, 0, len(ids), dict.fromkeys(IMPORT_PARTS, 0))
             conn.execute(
@@ -383,3 +391,24 @@ def _upsert_features(conn: Connection, features: pd.DataFrame) -> None:
         else:
             conn.execute(insert(Feature).values(**row, position=position))
             position += 1
+
+
+def _stored_outcome(conn: Connection, source: str) -> tuple[str, str, float | None] | None:
+    row = conn.execute(
+        select(
+            OutcomeDefinition.name, OutcomeDefinition.description, OutcomeDefinition.horizon_years
+        ).where(OutcomeDefinition.source == source)
+    ).first()
+    return None if row is None else (str(row[0]), str(row[1]), row[2])
+
+
+def _write_outcome(conn: Connection, source: str, outcome: OutcomeSpec) -> None:
+    conn.execute(delete(OutcomeDefinition).where(OutcomeDefinition.source == source))
+    conn.execute(
+        insert(OutcomeDefinition).values(
+            source=source,
+            name=outcome.name,
+            description=outcome.description,
+            horizon_years=outcome.horizon_years,
+        )
+    )

@@ -19,6 +19,7 @@ from data.store.cohort_writes import CohortWrites
 from data.store.embeddings import EmbeddingResults
 from data.store.explanations import ExplanationResults
 from data.store.frames import FrameReads
+from data.store.outcomes import OutcomeReads
 from data.store.pages import PageReads
 from data.store.predictions import PredictionResults
 from data.store.registry import ModelRegistry
@@ -37,6 +38,7 @@ class CohortStore(
     ExplanationResults,
     FrameReads,
     PageReads,
+    OutcomeReads,
     AuditTrail,
 ):
     """Transactional reads and writes of cohorts, models, embeddings and predictions.

@@ -2,8 +2,8 @@
 
 Owns the dataclasses that cross the store's boundary (cohort tables, registry entries, patient
 records, imports, audit entries, embedding batches) and the column names of the frames they
-carry. Pure data: imports pandas and numpy only; it must not import SQLAlchemy, torch,
-streamlit or the ``models``/``fusion``/``dashboard`` packages.
+carry. Pure data: imports pandas, numpy and :mod:`data.vocabulary` only; it must not import
+SQLAlchemy, torch, streamlit or the ``models``/``fusion``/``dashboard`` packages.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+
+from data.vocabulary import OutcomeSpec
 
 __all__ = [
     "FEATURE_COLUMNS",
@@ -179,6 +181,8 @@ class ImportTables:
     settings : Mapping[str, Any]
         Cohort settings the schema declares (``age_bands``: the audit's age band cuts, empty
         for the default), stored in ``cohort_settings``.
+    outcome : OutcomeSpec or None, default=None
+        The schema's outcome declaration (None: keep what is stored).
     """
 
     source: str
@@ -191,6 +195,7 @@ class ImportTables:
     hashes: pd.DataFrame
     files: Mapping[str, str]
     settings: Mapping[str, Any] = field(default_factory=dict)
+    outcome: OutcomeSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,7 @@ __all__ = [
     "ImportHash",
     "ModelVersion",
     "Outcome",
+    "OutcomeDefinition",
     "Patient",
     "Prediction",
     "ScoringBatch",
@@ -271,6 +272,22 @@ class CohortSetting(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[Any] = mapped_column(JSON)
     batch_id: Mapped[str] = mapped_column(ForeignKey("import_batches.batch_id"))
+
+
+class OutcomeDefinition(Base):
+    """What ``label = 1`` means in an imported cohort (its schema's ``[outcome]``).
+
+    One row per cohort source; the synthetic demo has none (its words are
+    :data:`data.vocabulary.DEMO_OUTCOME`). ``horizon_years`` is NULL for a cross-sectional
+    outcome.
+    """
+
+    __tablename__ = "outcome_definitions"
+
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(Text)
+    horizon_years: Mapped[float | None] = mapped_column(Float)
 
 
 class ImportHash(Base):

@@ -27,7 +27,7 @@ from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian
 
 from data.splits import assign_splits
 from data.synthetic import generate_cohort
-from data.vocabulary import EHR_COLUMNS, ETHNICITIES, FEATURE_SPECS, SITES, TREATMENTS
+from data.vocabulary import DEMO_OUTCOME, EHR_COLUMNS, ETHNICITIES, FEATURE_SPECS, SITES, TREATMENTS
 
 __all__ = ["write_dicom", "write_example_cohort", "write_nifti"]
 
@@ -178,6 +178,11 @@ def _schema_text(image_size: int) -> str:
         'name = "example"',
         'id_column = "patient_id"',
         "hash_ids = false",
+        "",
+        "[outcome]  # what label = 1 means; no horizon_years for a cross-sectional outcome",
+        f'name = "{DEMO_OUTCOME.name}"',
+        'description = "An event within 5 years of baseline (synthetic world)."',
+        f"horizon_years = {DEMO_OUTCOME.horizon_years:g}",
         "",
         "[images]",
         'modality = "other"   # CT | MR | other; NIfTI/DICOM below are CT in HU',

@@ -220,11 +220,13 @@ def run_import(
     else:
         counts = result.counts
         logger.info(
-            "imported %s: %d patients added, %d updated, %d unchanged (scans rewritten: %d)",
+            "imported %s: %d patients added, %d updated, %d unchanged; %d with a scan "
+            "(image part rewritten for %d patients, scan or none)",
             directory,
             counts.added,
             counts.updated,
             counts.unchanged,
+            report.n_images,
             counts.parts.get("image", 0),
         )
     return 0

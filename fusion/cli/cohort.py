@@ -15,18 +15,22 @@ from fusion.settings import Settings
 if TYPE_CHECKING:
     from fusion.training.stages import EventSink
 
-__all__ = ["db_roles", "import_cohort"]
+__all__ = ["REFUSED", "REFUSED_DRY_RUN", "db_roles", "import_cohort"]
 
 logger = logging.getLogger("riskfusion")
+
+REFUSED = "import refused: the cohort has errors (listed above); nothing was written"
+REFUSED_DRY_RUN = "validation failed: the cohort has errors (listed above); nothing was written"
 
 
 def import_cohort(settings: Settings, args: argparse.Namespace, sink: EventSink | None) -> int:
     """Validate the cohort folder ``args.directory`` and import it (unless ``--dry-run``)."""
+    from data.errors import CohortError
     from fusion.admin.cohort_import import run_import
     from fusion.training.stages import Stages
 
     with Stages(1, logger.info, sink).stage("import", str(args.directory)):
-        return run_import(
+        status = run_import(
             settings,
             args.directory,
             schema=args.schema,
@@ -36,6 +40,9 @@ def import_cohort(settings: Settings, args: argparse.Namespace, sink: EventSink 
             id_salt_file=args.id_salt_file,
             audit=cli_entry("import", detail={"command": "import"}, args=args),
         )
+        if status != 0:  # the stage failed: never end a refused import with "import done"
+            raise CohortError(REFUSED_DRY_RUN if args.dry_run else REFUSED)
+    return status
 
 
 def db_roles(settings: Settings, args: argparse.Namespace) -> int:

@@ -1,9 +1,10 @@
 """Subcommands that write results out: export, audit, explain, forecast, audit-trail verify.
 
 Output contract (stable; scripts rely on it): ``export predictions`` writes the CSV columns in
-:data:`EXPORT_COLUMNS`, plus ``true_risk`` when the cohort carries synthetic ground truth. Every
-export is recorded in the audit trail. Heavy modules are imported inside each subcommand.
-Streamlit is never imported here (only the dashboard uses it).
+:data:`EXPORT_COLUMNS` (``in_sample`` is 1 on rows of the splits the fusion model was fitted on:
+their risk is in-sample and inflates any metric over them), plus ``true_risk`` when the cohort
+carries synthetic ground truth. Every export is recorded in the audit trail. Heavy modules are
+imported inside each subcommand. Streamlit is never imported here (only the dashboard uses it).
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import csv
 import getpass
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fusion.cli.audit_entries import record_action
+from fusion.cli.output import result
 from fusion.settings import Settings
 
 __all__ = [
@@ -23,8 +26,12 @@ __all__ = [
     "explain",
     "export_predictions",
     "forecast",
+    "in_sample_splits",
     "verify_trail",
 ]
+
+if TYPE_CHECKING:
+    from fusion.service.facade import RiskService
 
 logger = logging.getLogger("riskfusion")
 
@@ -39,12 +46,14 @@ EXPORT_COLUMNS = (
     "label",
     "risk",
     "model_version",
+    "in_sample",
 )
 
 
 def export_predictions(settings: Settings, out: Path) -> int:
     """Write the active model's predictions to the CSV ``out`` (complete or not at all)."""
     from fusion.reports.exports import write_safe_csv
+    from fusion.service.cohort_words import cohort_words
     from fusion.service.facade import RiskService
 
     service = RiskService.from_settings(settings)
@@ -52,15 +61,26 @@ def export_predictions(settings: Settings, out: Path) -> int:
     columns = [*EXPORT_COLUMNS, "true_risk"] if with_truth else list(EXPORT_COLUMNS)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".partial")
-    rows = 0
+    fitted = in_sample_splits(service)
+    rows = in_sample = 0
     with tmp.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(columns)
         for chunk in service.iter_predictions():
-            write_safe_csv(chunk.loc[:, columns], handle, header=False)
+            marked = chunk.assign(in_sample=chunk["split"].isin(fitted).astype(int))
+            write_safe_csv(marked.loc[:, columns], handle, header=False)
             rows += len(chunk)
+            in_sample += int(marked["in_sample"].sum())
     tmp.replace(out)  # the file appears complete or not at all
-    logger.info("wrote %d predictions to %s", rows, out)
+    outcome = cohort_words(service).outcome
+    result("wrote %d predictions of '%s' to %s", rows, outcome.name, out)
+    if in_sample:
+        result(
+            "%d rows (split %s) are in-sample: the model was fitted on them (in_sample = 1); "
+            "measure AUROC or calibration on in_sample = 0 only",
+            in_sample,
+            "/".join(sorted(fitted)),
+        )
     record_action(
         settings,
         "export",
@@ -68,6 +88,16 @@ def export_predictions(settings: Settings, out: Path) -> int:
         detail={"command": "export predictions", "rows": rows},
     )
     return 0
+
+
+def in_sample_splits(service: RiskService) -> frozenset[str]:
+    """The splits whose patients the active fusion model was fitted on (their risk is in-sample).
+
+    ``params["fitted_on_splits"]`` of the fusion version when training records it, else the
+    training split.
+    """
+    fitted = service.models.fusion_record.params.get("fitted_on_splits", ["train"])
+    return frozenset(str(split) for split in fitted)
 
 
 def audit(settings: Settings, args: argparse.Namespace) -> int:
@@ -160,14 +190,14 @@ def audit(settings: Settings, args: argparse.Namespace) -> int:
     hidden = int(report.by_group["suppressed"].sum())
     if report.nothing_compared is not None:
         logger.warning(report.nothing_compared)
-        logger.info(
+        result(
             "audited %d groups (%d suppressed); nothing compared; wrote %s",
             len(report.by_group),
             hidden,
             ", ".join(written),
         )
         return 0
-    logger.info(
+    result(
         "audited %d groups (%d suppressed): %d of %d comparisons flagged (%s-adjusted, alpha "
         "%g); wrote %s",
         len(report.by_group),
@@ -183,16 +213,18 @@ def audit(settings: Settings, args: argparse.Namespace) -> int:
 
 def explain(settings: Settings, args: argparse.Namespace) -> int:
     """Write one patient's explanation files (JSON, maps) into ``args.out``."""
+    from data.cohort_import.checks import normalise_id
     from fusion.reports.explanation_files import write_explanation
     from fusion.service.facade import RiskService
 
     service = RiskService.from_settings(settings)
-    files = write_explanation(service, args.patient_id, args.out)
-    logger.info("wrote %d files to %s", len(files), args.out)
+    patient_id = normalise_id(args.patient_id)  # as imported (and as the dashboard searches)
+    files = write_explanation(service, patient_id, args.out)
+    result("wrote %d files to %s", len(files), args.out)
     record_action(
         settings,
         "export",
-        patient_id=args.patient_id,
+        patient_id=patient_id,
         model_version=service.model_info().version,
         detail={"command": "explain"},
     )
@@ -201,16 +233,18 @@ def explain(settings: Settings, args: argparse.Namespace) -> int:
 
 def forecast(settings: Settings, args: argparse.Namespace) -> int:
     """Write one patient's risk over time under each treatment as JSON to ``args.out``."""
+    from data.cohort_import.checks import normalise_id
     from fusion.forecast.patient import write_forecast_json
     from fusion.service.facade import RiskService
 
     service = RiskService.from_settings(settings)
-    write_forecast_json(service.forecast(args.patient_id), args.out)
-    logger.info("wrote the treatment forecast to %s", args.out)
+    patient_id = normalise_id(args.patient_id)  # as imported (and as the dashboard searches)
+    write_forecast_json(service.forecast(patient_id), args.out)
+    result("wrote the treatment forecast to %s", args.out)
     record_action(
         settings,
         "export",
-        patient_id=args.patient_id,
+        patient_id=patient_id,
         model_version=service.model_info().version,
         detail={"command": "forecast"},
     )
@@ -240,9 +274,9 @@ def verify_trail(settings: Settings, expect: str | None) -> int:
         logger.error("audit trail NOT intact: %s", check.problem)
         logger.error("%d events before it check out", check.events)
         return 1
-    logger.info("audit trail intact: %d events", check.events)
+    result("audit trail intact: %d events", check.events)
     if check.head_id is not None:
-        logger.info(
+        result(
             "head %d:%s (keep it elsewhere; verify --expect it later)",
             check.head_id,
             check.head_hash,

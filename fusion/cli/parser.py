@@ -103,13 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--resamples", type=int, default=200, help="bootstrap resamples (200)")
 
     explain = sub.add_parser("explain", help="write one patient's explanation files (JSON, maps)")
-    explain.add_argument("patient_id", help="a stored patient id, e.g. P00001")
+    explain.add_argument("patient_id", help="a stored patient id (any case, as imported)")
     explain.add_argument("--out", type=Path, required=True, help="folder to write into")
 
     forecast = sub.add_parser(
         "forecast", help="one patient's risk over time under each treatment (JSON)"
     )
-    forecast.add_argument("patient_id", help="a stored patient id, e.g. P0000001")
+    forecast.add_argument("patient_id", help="a stored patient id (any case, as imported)")
     forecast.add_argument("--out", type=Path, required=True, help="JSON file to write")
 
     cohort = sub.add_parser(

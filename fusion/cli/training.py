@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from fusion.cli.audit_entries import cli_entry
+from fusion.cli.output import result
 from fusion.settings import Settings
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ def train(settings: Settings, args: argparse.Namespace, sink: EventSink | None) 
         )
     finally:
         store.engine.dispose()
-    logger.info(
+    result(
         "trained and activated %s in %.1f s on %d patients (data fingerprint %s...)",
         summary.fusion_version,
         time.perf_counter() - start,
@@ -67,7 +68,7 @@ def train(settings: Settings, args: argparse.Namespace, sink: EventSink | None) 
         summary.training_data["fingerprint"][:12],
     )
     for name, estimate in summary.test_auroc.items():
-        logger.info(
+        result(
             "  test AUROC %-12s %.3f (95%% CI %.3f-%.3f)",
             name,
             estimate["auroc"],
@@ -85,7 +86,7 @@ def score(settings: Settings, args: argparse.Namespace, sink: EventSink | None) 
 
     store = CohortStore(make_engine(settings.database_url))
     try:
-        result = fusion.training.score.score_cohort(
+        scored = fusion.training.score.score_cohort(
             store,
             settings.artifacts_dir,
             stages=Stages(SCORE_STAGES, logger.info, sink),
@@ -93,11 +94,11 @@ def score(settings: Settings, args: argparse.Namespace, sink: EventSink | None) 
         )
     finally:
         store.engine.dispose()
-    logger.info(
+    result(
         "scored %d patients under %s in %.1f s",
-        result["scored"],
-        result["model_version"],
-        result["seconds"],
+        scored["scored"],
+        scored["model_version"],
+        scored["seconds"],
     )
     return 0
 
@@ -119,12 +120,12 @@ def activate(settings: Settings, version: str) -> int:
         raise ValueError(err.args[0]) from err
     finally:
         store.engine.dispose()
-    logger.info("activated %s; `riskfusion score` scores patients it has not scored", version)
+    result("activated %s; `riskfusion score` scores patients it has not scored", version)
     return 0
 
 
 def versions(settings: Settings) -> int:
-    """Log the complete fusion versions, newest first (each checked file by file)."""
+    """List the complete fusion versions, newest first (each checked file by file)."""
     from data.store import CohortStore, make_engine
     from fusion.training.versions import complete_fusion_versions
 
@@ -137,7 +138,7 @@ def versions(settings: Settings) -> int:
         store.engine.dispose()
     for version in complete:
         record = records[version]
-        logger.info(
+        result(
             "%s  %s  test AUROC %.3f%s",
             version,
             record.created_at.isoformat(timespec="seconds"),
@@ -145,7 +146,7 @@ def versions(settings: Settings) -> int:
             "  (active)" if record.is_active else "",
         )
     hidden = len(records) - len(complete)
-    logger.info(
+    result(
         "%d complete fusion version(s)%s",
         len(complete),
         f"; {hidden} unfinished or damaged version(s) not listed" if hidden else "",

@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from data.errors import CohortError
 from fusion.records import MAP_METHODS
+from fusion.service.cohort_words import cohort_words
 from fusion.service.facade import RiskService
 
 __all__ = ["EXPLANATION_FILE", "FORMAT_VERSION", "write_explanation"]
@@ -64,6 +65,7 @@ def write_explanation(service: RiskService, patient_id: str, out_dir: Path) -> l
     result = service.predict(case)
     explanation = service.explain(case)
     info = service.model_info()
+    words = cohort_words(service)
     interval = service.risk_interval(case) if service.interval_calibration else None
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -117,12 +119,18 @@ def write_explanation(service: RiskService, patient_id: str, out_dir: Path) -> l
         "margin": explanation.margin,
         "shap_units": "log-odds",
         "features": features,
+        "modalities": list(words.modalities),  # exactly the modalities the cohort has
         "modality_sums": dict(explanation.modality_totals),
         "maps": maps_written,
         "maps_n_nets": n_nets,
         "lesion_mask": lesion_file,
         "split": result.split,
         "label": result.label if result.split == "test" else None,
+        "outcome": {
+            "name": words.outcome.name,
+            "description": words.outcome.description,
+            "horizon_years": words.outcome.horizon_years,
+        },
         "true_risk": result.true_risk,
         "shap_source": explanation.source,
         "risk_interval": None

@@ -24,7 +24,7 @@ import pandas as pd
 from PIL import Image
 
 from data.errors import CohortError, StoreNotBuiltError
-from data.vocabulary import MODALITY_LABELS
+from data.vocabulary import DEMO_OUTCOME, MODALITY_LABELS, OutcomeSpec
 from fusion.display import (
     feature_label,
     format_feature_value,
@@ -34,6 +34,7 @@ from fusion.display import (
     threshold_sentence,
 )
 from fusion.records import ImageMaps, MapMethod, ModelInfo, PatientExplanation, RiskResult
+from fusion.service.cohort_words import cohort_words
 from fusion.service.patient_facts import identity_facts
 
 if TYPE_CHECKING:
@@ -218,6 +219,7 @@ def render_patient_report(
     generated_at: datetime | None = None,
     forecast: PatientForecast | None = None,
     no_interval_reason: str = "",
+    outcome: OutcomeSpec = DEMO_OUTCOME,
 ) -> str:
     """The report as one HTML document (inline CSS and a base64 PNG; no external resource).
 
@@ -245,6 +247,8 @@ def render_patient_report(
         The treatment forecast (anchored to ``result.risk``); None leaves the section out.
     no_interval_reason : str, default=""
         Without an interval, why none is shown (``RiskService.interval_reason``).
+    outcome : OutcomeSpec, default=DEMO_OUTCOME
+        What the risk is the probability of (:func:`fusion.service.cohort_words.cohort_words`).
 
     Returns
     -------
@@ -257,7 +261,8 @@ def render_patient_report(
     if result.flagged:
         status = f'<span class="flag">{html.escape(status)}</span>'
     risk_line = (
-        f'<p><span class="big">{_pct(result.risk)}</span> fused risk of an event within 5 years'
+        f'<p><span class="big">{_pct(result.risk)}</span> '
+        f"{html.escape(outcome.risk_label[0].lower() + outcome.risk_label[1:])}"
     )
     if interval is not None:
         risk_line += (
@@ -269,7 +274,7 @@ def render_patient_report(
     risk_line += f"</p><p>Risk is {status}.</p>"
     facts = [f"Split: {html.escape(result.split)}"]
     if result.split == "test" and result.label is not None:
-        facts.append(f"true outcome: {'event' if result.label else 'no event'} within 5 years")
+        facts.append(f"true outcome: {html.escape(outcome.outcome_text(result.label))}")
     if result.true_risk is not None:
         facts.append(f"synthetic true risk: {_pct(result.true_risk)}")
     totals_rows = [
@@ -382,4 +387,5 @@ def case_report(service: RiskService, case: PatientCase, method: MapMethod = "gr
         maps=maps,
         info=service.model_info(),
         forecast=forecast,
+        outcome=cohort_words(service).outcome,
     )

@@ -22,7 +22,6 @@ import pandas as pd
 
 from data.store import CohortStore, DataStamp
 from data.store.registry import BASELINE_KIND, parts_of
-from data.vocabulary import MODALITIES
 from fusion.admin.access import Identity
 from fusion.evaluation.disclosure import resolve_min_cell
 from fusion.evaluation.fairness import FairnessReport
@@ -220,7 +219,7 @@ def global_shap(
         X,
         labels=models.features.labels,
         modalities=models.features.modalities,
-        order=MODALITIES,
+        order=models.features.present_modalities,  # only the modalities it has
         top_n=top_n,
         min_cell=min_cell,
     )

@@ -29,8 +29,8 @@ from models.transforms import normalize_scan
 __all__ = ["fused_scorer", "has_lesion", "image_maps", "similar_patients"]
 
 NO_INDEX_MESSAGE = (
-    "The active model was built without a similar-patient index; rebuild the demo "
-    "(`riskfusion demo --no-serve --rebuild`)."
+    "The active model was built without a similar-patient index; retrain it "
+    "(`riskfusion train`; the synthetic demo: `riskfusion demo --no-serve --rebuild`)."
 )
 
 
@@ -69,8 +69,8 @@ def image_maps(
     path = artifacts_dir / record.image.path
     if not path.is_file():
         raise CohortError(
-            f"Scan file {path} is missing; restore it or rebuild the demo "
-            "(`riskfusion demo --no-serve --rebuild`)."
+            f"Scan file {path} is missing; restore it (re-import the cohort; the synthetic demo: "
+            "`riskfusion demo --no-serve --rebuild`)."
         )
     raw = np.load(path, allow_pickle=False).astype(np.float32)
     scan = normalize_scan(raw)

@@ -38,12 +38,45 @@ __all__ = [
     "forecast_proof",
     "forecast_record",
     "guided_demo_patients",
+    "no_forecast_message",
 ]
 
 NO_FORECAST_MESSAGE = (
     "The active model was built without a treatment-forecast model; rebuild the "
     "demo (`riskfusion demo --no-serve --rebuild`)."
 )
+
+
+def no_forecast_message(store: CohortStore) -> str:
+    """Why the active version has no forecast model: what the cohort lacks, or rebuild the demo.
+
+    Only on the failure path: one aggregate query over the outcomes.
+    """
+    if store.has_ground_truth():
+        return NO_FORECAST_MESSAGE
+    counts = store.outcome_counts()
+    n = counts["patients"]
+    lacking = [
+        f"{what} for {n - counts[key]} of {n} patients"
+        for key, what in (
+            ("event_time", "no event time"),
+            ("event", "no event indicator"),
+            ("treatment", f"no treatment from {list(TREATMENTS)}"),
+        )
+        if counts[key] < n
+    ]
+    outcome = store.outcome_spec()
+    kind = "" if outcome.horizon_years else f" (the outcome '{outcome.name}' has no horizon)"
+    if not lacking:
+        return (
+            "The active model was built without a treatment-forecast model; retrain it "
+            "(`riskfusion train`): the outcomes now hold what a forecast needs."
+        )
+    return (
+        f"No treatment forecast for this cohort{kind}: its outcomes have {'; '.join(lacking)}. "
+        "A forecast needs event_time, event and a treatment for every patient "
+        "(outcomes.csv, docs/import.md); add them, re-import and retrain."
+    )
 
 
 class ForecastLoader:
@@ -67,7 +100,7 @@ class ForecastLoader:
         """
         record = forecast_record(store, fusion_version)
         if record is None:
-            raise StoreNotBuiltError(NO_FORECAST_MESSAGE)
+            raise StoreNotBuiltError(no_forecast_message(store))
         with self._lock:
             if self._loaded is None:
                 self._loaded = HazardForecaster.load(

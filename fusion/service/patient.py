@@ -98,7 +98,7 @@ def _explanation_from(
     )
     order = np.argsort(-np.abs(values), kind="stable")
     # A modality the risk does not use (its SHAP values are exactly 0) gets no bar.
-    used = [m for m in MODALITIES if m not in models.unused_modalities]
+    used = [m for m in features.present_modalities if m not in models.unused_modalities]
     totals = modality_sums(values[np.newaxis, :], features.modalities, used)
     margin = float(base_value + values.sum())
     ranked = contributions.iloc[order]
@@ -242,14 +242,22 @@ def modality_what_if(models: LoadedModels, case: PatientCase) -> pd.DataFrame:
     -------
     DataFrame
         One row per scenario (``all available``, ``without scan``, ``without genomics``,
-        ``without EHR``): ``scenario, modality, risk, change`` (risk minus the full risk).
+        ``without EHR``; only the modalities the model has inputs of): ``scenario, modality,
+        risk, change`` (risk minus the full risk).
     """
     columns = modality_columns(models.features)
+    present = models.features.present_modalities
     scenarios: list[tuple[str, str | None]] = [
         ("all available", None),
-        ("without scan", "imaging"),
-        ("without genomics", "genomics"),
-        ("without EHR", "ehr"),
+        *(
+            (name, modality)
+            for name, modality in (
+                ("without scan", "imaging"),
+                ("without genomics", "genomics"),
+                ("without EHR", "ehr"),
+            )
+            if modality in present
+        ),
     ]
     rows = [mask_modalities(case.X, columns, [m] if m else []) for _, m in scenarios]
     risks = models.model.predict_proba(pd.concat(rows))[:, 1]

@@ -30,6 +30,9 @@ def test_export_predictions_follows_the_column_contract(home_env, tmp_path) -> N
     assert len({row["patient_id"] for row in rows}) == len(rows)
     assert {row["split"] for row in rows} == {"train", "val", "test"}
     assert all(0.0 <= float(row["risk"]) <= 1.0 for row in rows)
+    # Training-split risks are in-sample: marked, so a metric can leave them out.
+    assert {row["in_sample"] for row in rows if row["split"] == "train"} == {"1"}
+    assert {row["in_sample"] for row in rows if row["split"] != "train"} == {"0"}
     assert not (tmp_path / "predictions.csv.partial").exists()
     store = CohortStore(make_engine(home_env.database_url))
     event = store.audit_events(action="export", limit=1).iloc[0]

@@ -34,12 +34,13 @@ def trail_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def test_verify_passes_then_names_the_tampered_event(
-    trail_url: str, caplog: pytest.LogCaptureFixture
+    trail_url: str, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
     caplog.set_level(logging.INFO)
     assert main(["audit-trail", "verify"]) == 0
-    assert "audit trail intact: 3 events" in caplog.text
-    head = next(line for line in caplog.text.splitlines() if "head 3:" in line)
+    out = capsys.readouterr().out  # the result goes to stdout, not into the log
+    assert "audit trail intact: 3 events" in out
+    head = next(line for line in out.splitlines() if "head 3:" in line)
     anchor = head.split("head ")[1].split()[0]
     assert main(["audit-trail", "verify", "--expect", anchor]) == 0
     # Tamper through a raw connection with the triggers dropped, as the file's owner could.
