@@ -16,6 +16,8 @@ streamlit.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 from sklearn.metrics import roc_auc_score
@@ -25,6 +27,7 @@ __all__ = [
     "check_outcomes",
     "divide_or_nan",
     "group_metrics",
+    "paired_auroc_draws",
     "percentile_bounds",
 ]
 
@@ -241,3 +244,71 @@ def group_metrics(
         for name in names
     }
     return point, samples
+
+
+def paired_auroc_draws(
+    y_true: npt.ArrayLike,
+    scores: Sequence[npt.ArrayLike],
+    *,
+    n_resamples: int,
+    random_state: int = 0,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """AUROC of several scores of the same patients, resampled together (paired bootstrap).
+
+    Each resample draws one set of patients (per-row draw counts, as in
+    :func:`group_metrics`) and every score's AUROC is computed on it by the same weighted
+    Mann-Whitney U, so differences between the scores' draws are paired.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        0/1 outcomes.
+    scores : sequence of array-like of shape (n_samples,)
+        Probabilities in [0, 1] of each model, rows in the same patient order.
+    n_resamples : int
+        Bootstrap resamples (>= 1).
+    random_state : int, default=0
+        Seed of the resampling.
+
+    Returns
+    -------
+    point : ndarray of shape (n_scores,)
+        sklearn's AUROC of each score.
+    draws : ndarray of shape (n_resamples, n_scores)
+        AUROC per resample and score; NaN where a resample has one class.
+
+    Examples
+    --------
+    >>> point, draws = paired_auroc_draws([0, 0, 1, 1], [[0.1, 0.4, 0.3, 0.8]] * 2, n_resamples=5)
+    >>> point.tolist(), bool(np.allclose(draws[:, 0], draws[:, 1], equal_nan=True))
+    ([0.75, 0.75], True)
+    """
+    y = np.asarray(y_true, dtype=np.float64)
+    checked = [check_outcomes(y, score)[1] for score in scores]
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples={n_resamples}; pass 1 or more.")
+    size = len(y)
+    point = np.array([roc_auc_score(y, r) for r in checked], dtype=np.float64)
+    rng = np.random.default_rng(random_state)
+    per_chunk = max(1, _CHUNK_CELLS // max(size, 1))
+    draws = np.full((n_resamples, len(checked)), np.nan)
+    one_group = np.zeros(1, dtype=np.intp)
+    for start in range(0, n_resamples, per_chunk):
+        count = min(per_chunk, n_resamples - start)
+        picks = rng.integers(0, size, (count, size)) + np.arange(count)[:, None] * size
+        weights = np.bincount(picks.ravel(), minlength=count * size).reshape(count, size)
+        for column, r in enumerate(checked):
+            order = np.argsort(r, kind="stable")
+            sorted_r = r[order]
+            block_starts = np.flatnonzero(np.r_[True, sorted_r[1:] != sorted_r[:-1]])
+            stats = _stats(
+                weights[:, order].astype(np.float64),
+                y[order],
+                sorted_r,
+                np.zeros(size),
+                one_group,
+                block_starts,
+                np.zeros(len(block_starts), dtype=np.intp),
+            )
+            draws[start : start + count, column] = stats["auroc"][:, 0]
+    return point, draws
