@@ -32,6 +32,7 @@ from fusion.evaluation.fairness import audit
 from fusion.explanations.similar import MAX_REFERENCE, SimilarityIndex
 from fusion.service.facade import RiskService
 from fusion.settings import Settings
+from fusion.training.bench_small import small_cohort_section
 
 __all__ = ["performance_page_payload", "run_bench"]
 
@@ -106,6 +107,7 @@ def run_bench(
         explorer = _explorer_section(service, ids, trust)
         performance_page = performance_page_payload(service)
         picker = time_picker_pages(service.store, model_version=service.version)
+        small_cohort = small_cohort_section(service.store)  # fused vs logistic, 200 patients
 
     result: dict[str, Any] = {
         "machine": _machine(),
@@ -131,6 +133,7 @@ def run_bench(
         "patient_explorer": explorer,
         "performance_page": performance_page,
         "picker_page_ms_median": picker,
+        "fused_vs_logistic": small_cohort,
         "audit_seconds": time_audit(),
         "cli_help_seconds": time_cli_help(),
     }

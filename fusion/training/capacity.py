@@ -42,6 +42,7 @@ DEFAULT_GRID: dict[str, tuple[float, ...]] = {
 }
 """Grid searched: the demo's settings (15 leaves, 20 a leaf, lambda 1) are one point of it."""
 MAX_FOLDS = 5
+LARGE_COHORT = 1000
 SEARCH_LEARNING_RATE = 0.1
 """Shrinkage of the search (the final fit uses the model's 0.03 with early stopping on the
 validation split): a faster rate ranks the tree shapes alike at about a third of the rounds."""
@@ -122,7 +123,7 @@ def choose_capacity(
     y: npt.ArrayLike,
     *,
     grid: dict[str, Sequence[float]] | None = None,
-    n_folds: int = MAX_FOLDS,
+    n_folds: int | None = None,
     random_state: int = 0,
 ) -> CapacityChoice:
     """Choose LightGBM's leaves, smallest leaf and L2 penalty by stratified K-fold CV.
@@ -140,8 +141,10 @@ def choose_capacity(
     grid : dict of str to sequence, optional
         ``num_leaves``, ``min_child_samples`` and ``reg_lambda`` values (default
         :data:`DEFAULT_GRID`).
-    n_folds : int, default=5
-        Folds, lowered to the smaller class's count when that is smaller (at least 2).
+    n_folds : int, optional
+        Folds (default 5 below :data:`LARGE_COHORT` patients, 3 from it: each fold then holds
+        enough patients, and the search costs less), lowered to the smaller class's count
+        when that is smaller (at least 2).
     random_state : int, default=0
         Seed of the folds and of LightGBM's bagging.
 
@@ -165,6 +168,8 @@ def choose_capacity(
             f"Capacity search needs at least 2 patients of each class in train+validation; "
             f"got {counts.tolist()} (non-events, events)."
         )
+    if n_folds is None:
+        n_folds = MAX_FOLDS if len(labels) < LARGE_COHORT else 3
     k = int(min(n_folds, counts.min()))
     fold_of = stratified_folds(labels, k, random_state)
     folds = [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in range(k)]
@@ -213,5 +218,5 @@ def choose_capacity(
         n_patients=len(labels),
         grid=tuple(scored),
     )
-    logger.info(choice.describe())
+    logger.debug(choice.describe())
     return choice

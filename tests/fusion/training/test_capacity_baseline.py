@@ -162,17 +162,31 @@ def served_home(tiny_demo, tmp_path: Path) -> Settings:
     return Settings.from_env({"RISKFUSION_HOME": str(target)})
 
 
-def test_activating_the_baseline_serves_its_risk_and_shap(served_home: Settings, tiny_demo) -> None:
+def test_activating_the_baseline_serves_its_risk_and_shap(
+    served_home: Settings, tiny_demo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fusion.cli import main
+
     _, summary = tiny_demo
+    monkeypatch.setenv("RISKFUSION_HOME", str(served_home.artifacts_dir))
+    monkeypatch.delenv("RISKFUSION_DATABASE_URL", raising=False)
+    assert main(["activate"]) == 2  # neither a version nor --baseline
+    assert main(["activate", "--baseline", "logistic"]) == 0
     store = CohortStore(make_engine(served_home.database_url))
-    served = activate_baseline(store, served_home.artifacts_dir)
-    assert store.active_model("fusion").version == served != summary.fusion_version
+    served = store.active_model("fusion").version
+    assert served != summary.fusion_version
+    assert store.active_model("fusion").params["served_from"] == {
+        "fusion_version": summary.fusion_version,
+        "baseline": "logistic",
+    }
     records = {r.version: r for r in store.list_models()}
     assert check_version(records, served_home.artifacts_dir, served).complete
-    assert (
-        activate_baseline(store, served_home.artifacts_dir, fusion_version=summary.fusion_version)
-        == served
+    again = activate_baseline(
+        store, served_home.artifacts_dir, fusion_version=summary.fusion_version
     )
+    assert again == served  # the served version is reused, not built twice
+    with pytest.raises(ValueError, match="already serves"):
+        activate_baseline(store, served_home.artifacts_dir)
     service = RiskService(store, served_home.artifacts_dir)
     assert isinstance(service.model, LogisticBaseline)
     pid = service.test_predictions()["patient_id"].iloc[0]
@@ -216,3 +230,18 @@ def test_performance_page_offers_the_baseline_to_an_admin(served_home: Settings)
         at.button(key="performance.serve_baseline").click().run()
     assert store.active_model("fusion").params["model_type"] == "logistic"
     store.engine.dispose()
+
+
+def test_bench_section_reads_the_comparison_and_the_interval_part(tiny_service) -> None:
+    from fusion.training.bench_small import model_comparison
+
+    figures = model_comparison(tiny_service.store)
+    comparison = comparison_of(tiny_service.models.fusion_record.metrics)
+    assert comparison is not None
+    assert figures["fused_auroc"] == pytest.approx(comparison.fused_auroc, abs=1e-4)
+    assert figures["logistic_auroc"] == pytest.approx(comparison.baseline_auroc, abs=1e-4)
+    assert figures["difference_ci"] == [round(comparison.low, 4), round(comparison.high, 4)]
+    interval = tiny_service.store.artifact_of(tiny_service.version, "interval")
+    assert interval is not None
+    assert set(figures["interval"]) == set(interval.metrics)
+    assert "grid" not in figures["capacity"]

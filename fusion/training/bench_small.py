@@ -1,0 +1,129 @@
+"""``riskfusion bench`` section: fused vs logistic on the demo and on a 200-patient demo subsample.
+
+Owns :func:`small_cohort_section`: the fused model's and its logistic baseline's test AUROC (the
+paired comparison recorded at training), the capacity the cross-validation chose and the
+metrics of the version's risk-interval part (printed as stored, whatever they are) for the
+bench's full demo and for a 200-patient demo built with the same seed in a temporary home
+(``riskfusion demo --no-serve --patients 200``: ``generate_cohort(200, seed)``). LightGBM tuned
+for 2,000 patients overfitted about 120 (issue 15); this is where that is measured. Must not
+import streamlit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+from data.store import CohortStore, make_engine
+from fusion.settings import Settings
+from fusion.training.logistic_baseline import LOGISTIC_PART, comparison_of
+from fusion.training.serving_artifacts import INTERVAL_KIND
+
+__all__ = ["SMALL_PATIENTS", "model_comparison", "small_cohort_section"]
+
+logger = logging.getLogger(__name__)
+
+SMALL_PATIENTS = 200
+
+
+def _rounded(value: Any) -> Any:
+    """Floats rounded to 4 digits, inside lists and mappings too."""
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, Mapping):
+        return {str(k): _rounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def model_comparison(store: CohortStore) -> dict[str, Any]:
+    """The active version's fused vs logistic test AUROC, capacity and interval metrics.
+
+    Returns
+    -------
+    dict
+        ``version``, ``fused_auroc`` with ``fused_auroc_ci``, ``logistic_auroc``,
+        ``difference`` with ``difference_ci`` (paired bootstrap, fused minus logistic),
+        ``baseline_better``, ``capacity`` (the chosen LightGBM settings and CV score) and
+        ``interval`` (the interval part's metrics as stored; empty without one).
+    """
+    record = store.active_model("fusion")
+    comparison = comparison_of(record.metrics)
+    interval = store.artifact_of(record.version, INTERVAL_KIND)
+    capacity = dict(record.params.get("capacity", {}))
+    capacity.pop("grid", None)  # every grid point is in the registry; the choice is enough here
+    result: dict[str, Any] = {
+        "version": record.version,
+        "n_test": record.metrics.get("n_test"),
+        "fused_auroc": record.metrics.get("test_auroc"),
+        "fused_auroc_ci": record.metrics.get("test_auroc_ci"),
+        "logistic_auroc": record.metrics.get("baselines", {}).get(LOGISTIC_PART),
+        "capacity": capacity,
+        "interval": {} if interval is None else dict(interval.metrics),
+    }
+    if comparison is not None:
+        result |= {
+            "difference": comparison.difference,
+            "difference_ci": [comparison.low, comparison.high],
+            "baseline_better": comparison.baseline_better,
+        }
+    return dict(_rounded(result))
+
+
+def _log(name: str, figures: Mapping[str, Any]) -> None:
+    logger.info(
+        "bench: %s: test AUROC fused %s vs logistic %s; fused minus logistic %s (95%% CI %s); "
+        "capacity %s",
+        name,
+        figures.get("fused_auroc"),
+        figures.get("logistic_auroc"),
+        figures.get("difference"),
+        figures.get("difference_ci"),
+        {k: v for k, v in figures.get("capacity", {}).items() if k != "method"},
+    )
+    logger.info("bench: %s: interval part metrics %s", name, figures.get("interval"))
+
+
+def small_cohort_section(
+    demo_store: CohortStore, *, n_patients: int = SMALL_PATIENTS, seed: int = 0
+) -> dict[str, Any]:
+    """Fused vs logistic (and interval metrics) on the bench's demo and a small demo subsample.
+
+    Parameters
+    ----------
+    demo_store : CohortStore
+        The store of the bench's full demo build.
+    n_patients : int, default=200
+        Size of the small demo built in a temporary home.
+    seed : int, default=0
+        Its seed (the bench's demo seed: the same synthetic world, fewer patients).
+
+    Returns
+    -------
+    dict
+        ``{"demo": ..., "small": ...}``, each from :func:`model_comparison`; ``small`` also
+        holds ``n_patients``.
+    """
+    demo = model_comparison(demo_store)
+    _log("demo", demo)
+    with tempfile.TemporaryDirectory(prefix="riskfusion-bench-small-") as home:
+        env = {**os.environ, "RISKFUSION_HOME": home}
+        env.pop("RISKFUSION_DATABASE_URL", None)
+        command = [sys.executable, "-m", "fusion.cli", "demo", "--no-serve"]
+        command += ["--patients", str(n_patients), "--seed", str(seed)]
+        logger.info("bench: building a %d-patient demo (seed %d)", n_patients, seed)
+        subprocess.run(command, env=env, check=True)
+        settings = Settings.from_env({"RISKFUSION_HOME": home})
+        store = CohortStore(make_engine(settings.database_url))
+        try:
+            small = {"n_patients": n_patients, **model_comparison(store)}
+        finally:
+            store.engine.dispose()
+    _log(f"{n_patients}-patient demo", small)
+    return {"demo": demo, "small": small}
