@@ -158,11 +158,15 @@ def versions(settings: Settings) -> int:
         store.engine.dispose()
     for version in complete:
         record = records[version]
+        served = record.params.get("served_from")
         logger.info(
-            "%s  %s  test AUROC %.3f%s",
+            "%s  %s  test AUROC %.3f%s%s",
             version,
             record.created_at.isoformat(timespec="seconds"),
             float(record.metrics.get("test_auroc", float("nan"))),
+            f"  (serves the {served['baseline']} baseline of {served['fusion_version']})"
+            if isinstance(served, dict)
+            else "",
             "  (active)" if record.is_active else "",
         )
     hidden = len(records) - len(complete)

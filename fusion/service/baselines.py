@@ -17,7 +17,7 @@ from fusion.service.loaded_models import LoadedModels
 from fusion.training.baseline_activation import activate_baseline, served_baseline
 from fusion.training.logistic_baseline import BaselineComparison, comparison_of
 
-__all__ = ["BaselineStatus", "baseline_status", "serve_baseline"]
+__all__ = ["BaselineStatus", "baseline_status", "serve_baseline", "shap_method_words"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +66,16 @@ def baseline_status(models: LoadedModels) -> BaselineStatus:
         comparison=comparison_of(record.metrics),
         served_from=served_baseline(record.params),
     )
+
+
+def shap_method_words(models: LoadedModels) -> str:
+    """What the SHAP values of the served model are, for captions."""
+    if served_baseline(models.fusion_record.params) is not None:
+        return (
+            "Exact linear SHAP values of the logistic regression (served instead of the fused "
+            "model)"
+        )
+    return "Exact TreeSHAP values of the fused model"
 
 
 def serve_baseline(

@@ -245,3 +245,21 @@ def test_bench_section_reads_the_comparison_and_the_interval_part(tiny_service) 
     assert interval is not None
     assert set(figures["interval"]) == set(interval.metrics)
     assert "grid" not in figures["capacity"]
+
+
+def test_the_explorer_explains_a_served_baseline_with_linear_shap(served_home: Settings) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    store = CohortStore(make_engine(served_home.database_url))
+    activate_baseline(store, served_home.artifacts_dir)
+    service = RiskService(store, served_home.artifacts_dir)
+    app = str(Path(__file__).resolve().parents[3] / "app.py")
+    with patch("dashboard.resources.get_risk_service", return_value=service):
+        at = AppTest.from_file(app, default_timeout=120).run()
+        select = at.selectbox(key="explorer.patient")
+        select.set_value(select.options[0].split(" ")[0]).run()
+        assert not at.exception, at.exception
+        captions = [c.value for c in at.caption]
+        assert any("linear SHAP values of the logistic regression" in c for c in captions)
+        assert not any("TreeSHAP values of the fused model" in c for c in captions)
+    store.engine.dispose()
