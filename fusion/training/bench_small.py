@@ -87,7 +87,15 @@ def _log(name: str, figures: Mapping[str, Any]) -> None:
         figures.get("difference_ci"),
         {k: v for k, v in figures.get("capacity", {}).items() if k != "method"},
     )
-    logger.info("bench: %s: interval part metrics %s", name, figures.get("interval"))
+    interval = figures.get("interval", {})
+    scalars = {k: v for k, v in interval.items() if not isinstance(v, Mapping | list)}
+    nested = sorted(k for k in interval if k not in scalars)
+    logger.info(
+        "bench: %s: interval part metrics %s%s",
+        name,
+        scalars or "(no interval part)",
+        f" (and {', '.join(nested)} in bench.json)" if nested else "",
+    )
 
 
 def small_cohort_section(
