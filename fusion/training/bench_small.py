@@ -20,11 +20,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from data.store import CohortStore, make_engine
+from fusion.features import FeatureSet, image_scores
 from fusion.settings import Settings
 from fusion.training.logistic_baseline import LOGISTIC_PART, comparison_of
 from fusion.training.serving_artifacts import INTERVAL_KIND
 
-__all__ = ["SMALL_PATIENTS", "model_comparison", "small_cohort_section"]
+__all__ = ["SMALL_PATIENTS", "compare_capacities", "model_comparison", "small_cohort_section"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,46 @@ def model_comparison(store: CohortStore) -> dict[str, Any]:
             "baseline_better": comparison.baseline_better,
         }
     return dict(_rounded(result))
+
+
+def compare_capacities(
+    store: CohortStore, *, min_child_samples: int | None = 20, seed: int = 0
+) -> dict[str, dict[str, Any]]:
+    """The fusion stage refitted on a built store: fixed capacity vs the CV choice.
+
+    Uses the active imaging version's stored image scores, so both fits see the same inputs
+    (no imaging retraining); ``min_child_samples`` is the fixed setting compared (20: the demo
+    build's; None: ``riskfusion train``'s former ``n_train // 20`` within 5-20). Returns, per
+    setting, the LightGBM settings used and every model's test AUROC (logistic included).
+    """
+    from fusion.training.fusion_stage import fit_fusion_stage
+    from fusion.training.train import BASELINES
+
+    imaging = store.active_model("imaging")
+    frame = store.load_patient_frame()
+    scores = image_scores(store.load_embeddings(imaging.version), imaging.params["logit_scaling"])
+    frame = frame.join(scores, on="patient_id")
+    full = FeatureSet.from_catalog(store.feature_catalog())
+    masks = {s: (frame["split"] == s).to_numpy() for s in ("train", "val", "test")}
+    baselines = {k: v for k, v in BASELINES.items() if set(v) <= set(full.modalities)}
+    result: dict[str, dict[str, Any]] = {}
+    for capacity in ("fixed", "cv"):
+        stage = fit_fusion_stage(
+            frame,
+            full,
+            baselines,
+            masks,
+            capacity=capacity,  # type: ignore[arg-type]
+            min_child_samples=min_child_samples,
+            seed=seed,
+            say=logger.info,
+        )
+        result[capacity] = {
+            "params": stage.capacity_params,
+            "test_auroc": {k: round(v["auroc"], 4) for k, v in stage.test_auroc.items()},
+            "fused_minus_logistic_ci": [stage.comparison.low, stage.comparison.high],
+        }
+    return result
 
 
 def _log(name: str, figures: Mapping[str, Any]) -> None:
