@@ -2,7 +2,10 @@
 
 Owns the one adapter that turns SHAP output into ``values (n_samples, n_features)`` plus a float
 ``base_value`` for the positive class, in log-odds (SHAP changed these shapes between versions),
-and per-modality sums. Must not import streamlit.
+and per-modality sums. A fusion version served by its logistic baseline
+(:class:`fusion.logistic.LogisticBaseline`) is explained by ``shap.LinearExplainer`` on the
+standardised inputs: exact, ``coef_j * (z_j - mean z_j)`` in the same log-odds. Must not
+import streamlit.
 """
 
 from __future__ import annotations
@@ -15,9 +18,13 @@ import numpy.typing as npt
 import pandas as pd
 import shap
 
+from fusion.logistic import LogisticBaseline
 from fusion.model import FusionClassifier
 
-__all__ = ["ShapResult", "make_explainer", "modality_sums", "shap_values"]
+__all__ = ["RiskModel", "ShapResult", "make_explainer", "modality_sums", "shap_values"]
+
+RiskModel = FusionClassifier | LogisticBaseline
+"""A model that can serve risk: the fused LightGBM or the logistic baseline."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,13 +50,25 @@ class ShapResult:
         return np.asarray(self.base_value + self.values.sum(axis=1), dtype=np.float64)
 
 
-def make_explainer(model: FusionClassifier) -> shap.TreeExplainer:
-    """A reusable ``shap.TreeExplainer`` over the model's booster."""
+def make_explainer(model: RiskModel) -> shap.TreeExplainer | shap.LinearExplainer:
+    """A reusable explainer: TreeSHAP over a booster, LinearSHAP over a logistic baseline.
+
+    The linear explainer's background is the training mean of the standardised inputs (0 for
+    each), so its base value is the intercept and each value is ``coef_j * z_j``.
+    """
+    if isinstance(model, LogisticBaseline):
+        background = np.zeros((1, model.n_features_in_))
+        return shap.LinearExplainer(
+            (model.coef_, model.intercept_), shap.maskers.Independent(background)
+        )
     return shap.TreeExplainer(model.booster_)
 
 
 def shap_values(
-    model: FusionClassifier, X: pd.DataFrame, *, explainer: shap.TreeExplainer | None = None
+    model: RiskModel,
+    X: pd.DataFrame,
+    *,
+    explainer: shap.TreeExplainer | shap.LinearExplainer | None = None,
 ) -> ShapResult:
     """Exact TreeSHAP values of the fused prediction via ``shap.TreeExplainer``.
 
@@ -58,11 +77,11 @@ def shap_values(
 
     Parameters
     ----------
-    model : FusionClassifier
+    model : FusionClassifier or LogisticBaseline
         A fitted model.
     X : DataFrame of shape (n_samples, n_features)
         Inputs in the model's feature order.
-    explainer : shap.TreeExplainer, optional
+    explainer : shap.TreeExplainer or shap.LinearExplainer, optional
         From :func:`make_explainer`, to reuse across calls; built on the fly if omitted.
 
     Returns
@@ -72,7 +91,8 @@ def shap_values(
     """
     X = model._checked(X)
     explainer = explainer if explainer is not None else make_explainer(model)
-    explanation = explainer(X)
+    inputs = model.standardize(X) if isinstance(model, LogisticBaseline) else X
+    explanation = explainer(inputs)
     values = np.asarray(explanation.values, dtype=np.float64)
     base = np.asarray(explanation.base_values, dtype=np.float64)
     if values.ndim == 3:  # (n, f, classes): older SHAP for binary LightGBM

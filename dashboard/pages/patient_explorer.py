@@ -36,6 +36,7 @@ from fusion.display import (
 from fusion.explanations.map_trust import map_trust_sentence, rank_maps
 from fusion.reports.exports import export_file_name
 from fusion.reports.patient_report import render_patient_report
+from fusion.service.baselines import shap_method_words
 from fusion.service.cohort_words import cohort_words, retrain_hint
 from fusion.service.patient import unused_modality_notes
 
@@ -189,7 +190,7 @@ with shap_col:
         else "computed live" + (f" without {', '.join(missing)}" if missing else "")
     )
     st.caption(
-        f"Exact TreeSHAP values of the fused model in log-odds ({origin}): base value + "
+        f"{shap_method_words(service.models)} in log-odds ({origin}): base value + "
         f"contributions = {shown.margin:+.3f} = logit of {shown.risk:.1%}."
     )
     st.markdown("**Top inputs within each modality**")

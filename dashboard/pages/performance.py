@@ -14,6 +14,7 @@ from fusion.evaluation.performance import performance_threshold
 from fusion.evaluation.suppression import SUPPRESSED_TILE
 from fusion.reports.exports import safe_csv
 from fusion.reports.performance_figures import performance_figures
+from fusion.service.baselines import baseline_status, serve_baseline
 from fusion.service.cohort_words import cohort_words
 from fusion.training.modality_value import describe_modality, value_table, value_view
 
@@ -40,6 +41,23 @@ st.caption(
     f"Fusion model `{info.version}` (imaging `{info.imaging_version}`), held-out test split. "
     "Intervals are percentile bootstrap 95% CIs (200 resamples)."
 )
+# The fused model against the logistic regression on its inputs (paired test bootstrap).
+status = baseline_status(service.models)
+if status.served_from is not None:
+    st.info(status.served_words())
+elif status.comparison is not None:
+    words = status.comparison.describe()
+    if status.offer_baseline:
+        st.warning(words)
+        if identity.role == "admin" and st.button(
+            "Serve the logistic regression instead of the fused model",
+            key="performance.serve_baseline",
+        ):
+            served = serve_baseline(service.store, service.artifacts_dir, service.models, identity)
+            st.success(f"Now serving {served}.")
+            st.rerun()
+    else:
+        st.caption(words)
 requested = st.slider(
     "Decision threshold",
     0.0,
@@ -118,8 +136,9 @@ right.plotly_chart(figures["calibration"], key="performance.calibration")
 
 st.subheader("Modality ablation")
 st.caption(
-    "Each row is a LightGBM model fitted on the same training split with one modality set "
-    "(fusion: all of them)"
+    "Each modality row is a LightGBM model fitted on the same training split with one modality "
+    "set (fusion: all of them); the logistic regression uses every input of the fused model "
+    "(L2 penalty chosen by cross-validation inside train+validation)"
     + (
         "; the oracle scores patients with their synthetic true risk."
         if cohort_words(service).is_demo

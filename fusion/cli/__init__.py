@@ -55,7 +55,9 @@ SUBCOMMANDS: dict[str, Callable[[Settings, argparse.Namespace, EventSink | None]
     "import": cohort.import_cohort,
     "train": training.train,
     "score": training.score,
-    "activate": lambda settings, args, _sink: training.activate(settings, args.version),
+    "activate": lambda settings, args, _sink: training.activate(
+        settings, args.version, baseline=args.baseline
+    ),
     "versions": lambda settings, _args, _sink: training.versions(settings),
     "demo": lambda settings, args, _sink: serving.demo(args, settings),
     "serve": lambda settings, args, _sink: serving.serve(settings, args.port, args.address),

@@ -138,7 +138,19 @@ def build_parser() -> argparse.ArgumentParser:
     activate = sub.add_parser(
         "activate", help="make a registered fusion version (and its imaging nets) active again"
     )
-    activate.add_argument("version", help="a fusion version, e.g. fusion-20261129-153326-059402")
+    activate.add_argument(
+        "version",
+        nargs="?",
+        default=None,
+        help="a fusion version, e.g. fusion-20261129-153326-059402 (with --baseline: whose "
+        "baseline to serve; default the active version)",
+    )
+    activate.add_argument(
+        "--baseline",
+        choices=["logistic"],
+        default=None,
+        help="serve the version's logistic regression baseline instead of its fused model",
+    )
 
     sub.add_parser(
         "versions", help="list the complete fusion versions (the ones `activate` accepts)"

@@ -75,6 +75,8 @@ def train(settings: Settings, args: argparse.Namespace, sink: EventSink | None) 
             estimate["low"],
             estimate["high"],
         )
+    if summary.comparison is not None:
+        result("%s", summary.comparison.describe())
     return 0
 
 
@@ -103,19 +105,37 @@ def score(settings: Settings, args: argparse.Namespace, sink: EventSink | None) 
     return 0
 
 
-def activate(settings: Settings, version: str) -> int:
-    """Make a registered fusion version (and its imaging nets) active again."""
+def activate(settings: Settings, version: str | None, *, baseline: str | None = None) -> int:
+    """Make a registered fusion version active again, or serve its logistic baseline."""
     from data.store import CohortStore, make_engine
+    from fusion.training.baseline_activation import activate_baseline
     from fusion.training.versions import activate_version
 
-    store = CohortStore(make_engine(settings.database_url))
-    try:
-        activate_version(
-            store,
-            settings.artifacts_dir,
-            version,
-            audit=cli_entry("activate_model", detail={"command": "activate"}),
+    if version is None and baseline is None:
+        raise ValueError(
+            "Name a fusion version to activate (`riskfusion versions` lists them), or pass "
+            "--baseline logistic to serve the active version's logistic baseline."
         )
+    store = CohortStore(make_engine(settings.database_url))
+    detail: dict[str, object] = {"command": "activate"}
+    if baseline is not None:
+        detail["baseline"] = baseline
+    try:
+        if baseline is None and version is not None:
+            activate_version(
+                store,
+                settings.artifacts_dir,
+                version,
+                audit=cli_entry("activate_model", detail=detail),
+            )
+        else:
+            version = activate_baseline(
+                store,
+                settings.artifacts_dir,
+                baseline or "logistic",
+                fusion_version=version,
+                audit=cli_entry("activate_model", detail=detail),
+            )
     except KeyError as err:
         raise ValueError(err.args[0]) from err
     finally:
@@ -138,11 +158,15 @@ def versions(settings: Settings) -> int:
         store.engine.dispose()
     for version in complete:
         record = records[version]
+        served = record.params.get("served_from")
         result(
-            "%s  %s  test AUROC %.3f%s",
+            "%s  %s  test AUROC %.3f%s%s",
             version,
             record.created_at.isoformat(timespec="seconds"),
             float(record.metrics.get("test_auroc", float("nan"))),
+            f"  (serves the {served['baseline']} baseline of {served['fusion_version']})"
+            if isinstance(served, dict)
+            else "",
             "  (active)" if record.is_active else "",
         )
     hidden = len(records) - len(complete)

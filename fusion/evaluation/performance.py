@@ -43,6 +43,8 @@ ABLATION_LABELS: dict[str, str] = {
     "risk_ehr": "EHR only",
     "risk_genomics": "Genomics only",
     "risk_ehr_genomics": "EHR + genomics",
+    "risk_logistic": "Logistic regression (all inputs)",
+    "risk_lightgbm": "Fused LightGBM (not served)",
     "risk": "Fusion (all modalities)",
     "true_risk": "Oracle (true risk)",
 }

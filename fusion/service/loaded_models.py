@@ -20,11 +20,12 @@ import torch
 from data.artifacts import REBUILD_HINT, verified_file
 from data.errors import ArtifactIntegrityError
 from data.store import CohortStore, ModelRecord
-from fusion.explain import make_explainer
+from fusion.explain import RiskModel, make_explainer
 from fusion.explanations.similar import SimilarityIndex, load_index
 from fusion.features import FeatureSet
 from fusion.interval_calibration import FORMAT_VERSION as CALIBRATION_FORMAT
 from fusion.interval_calibration import IntervalCalibration, load_calibration
+from fusion.logistic import LogisticBaseline
 from fusion.model import FusionClassifier
 from fusion.records import ModelInfo
 from fusion.training.modality_value import unused_modalities
@@ -38,6 +39,7 @@ __all__ = [
     "configure_threads",
     "load_models",
     "load_nets",
+    "load_risk_model",
     "model_info",
     "with_explanations",
 ]
@@ -73,10 +75,11 @@ class LoadedModels:
     ----------
     fusion_record, imaging_record : ModelRecord
         Registry rows of the active fusion and imaging models.
-    model : FusionClassifier
-        The fusion model.
-    tree_explainer : shap.TreeExplainer
-        Its exact TreeSHAP explainer.
+    model : FusionClassifier or LogisticBaseline
+        The served model: the fused LightGBM, or the logistic baseline a user activated
+        (``riskfusion activate --baseline logistic``; registry params ``model_type``).
+    tree_explainer : shap.TreeExplainer or shap.LinearExplainer
+        Its exact SHAP explainer (TreeSHAP; LinearSHAP for the logistic baseline).
     nets : tuple of RiskCNN
         One imaging net per fold.
     explainers : tuple of GradCamExplainer
@@ -96,7 +99,7 @@ class LoadedModels:
 
     fusion_record: ModelRecord
     imaging_record: ModelRecord
-    model: FusionClassifier
+    model: RiskModel
     tree_explainer: Any
     nets: tuple[RiskCNN, ...]
     explainers: tuple[GradCamExplainer, ...]
@@ -151,9 +154,7 @@ def load_models(store: CohortStore, artifacts_dir: Path) -> LoadedModels:
     """
     fusion_record = store.active_model("fusion")
     imaging_record = store.active_model("imaging")
-    model = FusionClassifier.load(
-        artifacts_dir / fusion_record.artifact_path, expected_sha256=fusion_record.sha256
-    )
+    model = load_risk_model(fusion_record, artifacts_dir)
     nets = load_nets(imaging_record, artifacts_dir)
     features = FeatureSet.from_catalog(store.feature_catalog())
     if list(features.names) != list(model.feature_names):
@@ -187,6 +188,20 @@ def load_models(store: CohortStore, artifacts_dir: Path) -> LoadedModels:
         similarity_index=_load_index(explanations_record, artifacts_dir),
         interval_reason=reason,
     )
+
+
+def load_risk_model(record: ModelRecord, artifacts_dir: Path) -> RiskModel:
+    """The model a fusion record serves, verified: LightGBM text, or the logistic JSON.
+
+    Raises
+    ------
+    data.errors.ArtifactIntegrityError
+        If the file is missing or differs from the record's SHA-256.
+    """
+    path = artifacts_dir / record.artifact_path
+    if record.params.get("model_type") == "logistic":
+        return LogisticBaseline.load(path, expected_sha256=record.sha256)
+    return FusionClassifier.load(path, expected_sha256=record.sha256)
 
 
 def _load_index(record: ModelRecord | None, artifacts_dir: Path) -> SimilarityIndex | None:

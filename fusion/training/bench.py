@@ -33,6 +33,7 @@ from fusion.explanations.similar import MAX_REFERENCE, SimilarityIndex
 from fusion.service.facade import RiskService
 from fusion.settings import Settings
 from fusion.training.bench_intervals import interval_section
+from fusion.training.bench_small import small_cohort_section
 
 __all__ = ["performance_page_payload", "run_bench"]
 
@@ -107,6 +108,7 @@ def run_bench(
         explorer = _explorer_section(service, ids, trust)
         performance_page = performance_page_payload(service)
         picker = time_picker_pages(service.store, model_version=service.version)
+        small_cohort = small_cohort_section(service.store)  # fused vs logistic, 200 patients
 
     result: dict[str, Any] = {
         "machine": _machine(),
@@ -133,6 +135,7 @@ def run_bench(
         "intervals": interval_section(service),
         "performance_page": performance_page,
         "picker_page_ms_median": picker,
+        "fused_vs_logistic": small_cohort,
         "audit_seconds": time_audit(),
         "cli_help_seconds": time_cli_help(),
     }

@@ -224,6 +224,13 @@ def _modality_columns(store: CohortStore, model: FusionClassifier) -> dict[str, 
     }
 
 
+def _explainer_name(explainer: object) -> str:
+    """How the stored SHAP values were computed, for the registry params."""
+    if type(explainer).__name__ == "LinearExplainer":
+        return "shap.LinearExplainer (exact, independent standardised inputs)"
+    return "shap.TreeExplainer (tree_path_dependent)"
+
+
 def store_explanations(
     store: CohortStore,
     fusion_version: str,
@@ -316,7 +323,7 @@ def store_explanations(
         str(index_path.relative_to(artifacts_dir)),
         sha,
         metrics=metrics,
-        params={"explainer": "shap.TreeExplainer (tree_path_dependent)", "chunk": chunk_size},
+        params={"explainer": _explainer_name(explainer), "chunk": chunk_size},
         parent_version=fusion_version,
     )
     logger.info(
