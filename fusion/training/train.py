@@ -35,6 +35,8 @@ from fusion.explanations.map_trust import evaluate_test_maps
 from fusion.features import FeatureSet, build_feature_matrix, image_scores
 from fusion.forecast.build import FORECAST_SUFFIX, build_forecast
 from fusion.model import FusionClassifier
+from fusion.service.cohort_views import precompute
+from fusion.service.facade import RiskService
 from fusion.training.embeddings import SCAN_CHUNK, load_scans, logit_scaling, write_embeddings
 from fusion.training.serving_artifacts import (
     EXPLANATIONS_SUFFIX,
@@ -443,6 +445,9 @@ def train_cohort(
                 },
             ),
         )
+
+        # The cohort pages' views of the new version, stored once (fusion.service.cohort_views).
+        precompute(RiskService(store, artifacts_dir).cohort)
 
     return TrainingSummary(
         fusion_version=fusion_version,
