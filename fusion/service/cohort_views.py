@@ -62,6 +62,7 @@ DEFAULT_ATTRIBUTE_SETS: tuple[tuple[str, ...], ...] = tuple(
 attribute (the page's default is ``sex``) and every pair."""
 
 _RESEARCHER = Identity("precompute", "researcher", "local")
+_DEFAULTS: dict[str, Any] = {"n_resamples": 200, "random_state": 0, "min_cell": None}
 
 
 def _digest(values: Sequence[float]) -> str:
@@ -361,52 +362,81 @@ def precompute(
     Returns
     -------
     dict
-        ``stamp`` (the key), ``views`` (stored now), ``seconds``.
+        ``stamp`` (the key), ``views`` (stored now), ``skipped`` (views that cannot be
+        computed, e.g. an audit whose every group is under the floor), ``seconds``.
     """
     start = time.perf_counter()
     stamp = views.stamp()
     floor = views.floor
     default = views.default_threshold
     page_default = round(default, 2)  # the sliders start at the threshold rounded
+    skipped: list[str] = []
+
+    def attempt(name: str, view: Callable[[], object]) -> None:
+        """One view; one that cannot be computed (e.g. every group too small) is skipped."""
+        try:
+            view()
+        except ValueError as err:  # the page shows the same error when asked
+            skipped.append(name)
+            logger.info("cohort view %s not stored: %s", name, err)
+
     views._pending = {}
     try:
         for threshold in dict.fromkeys((default, page_default)):
-            views.performance(
-                threshold=threshold, n_resamples=200, random_state=0, min_cell=None, identity=None
+            attempt(
+                "performance",
+                partial(views.performance, threshold=threshold, **_DEFAULTS, identity=None),
             )
-        choice = views.threshold_choice(page_default, _RESEARCHER, floor)
-        report = views.performance(
-            threshold=page_default,
-            n_resamples=200,
-            random_state=0,
-            min_cell=None,
-            identity=_RESEARCHER,
-        )
-        if choice.curve_cuts is not None:
-            views.through(report, choice.curve_cuts)
-        views.test_shap(top_n=10)
+
+        def researcher_performance() -> None:
+            choice = views.threshold_choice(page_default, _RESEARCHER, floor)
+            report = views.performance(threshold=page_default, **_DEFAULTS, identity=_RESEARCHER)
+            if choice.curve_cuts is not None:
+                views.through(report, choice.curve_cuts)
+
+        attempt("performance (researcher)", researcher_performance)
+        attempt("shap", partial(views.test_shap, top_n=10))
         for by in attribute_sets:
             names = tuple(by)
-            researcher = views.threshold_choice(page_default, _RESEARCHER, floor, names)
-            for identity, threshold in ((None, page_default), (_RESEARCHER, page_default)):
-                views.audit(
-                    names,
-                    threshold=threshold,
-                    reference=None,
-                    min_cell=None,
-                    n_resamples=200,
-                    random_state=0,
-                    identity=identity,
+            label = " & ".join(names)
+            for identity in (None, _RESEARCHER):
+                attempt(
+                    f"audit {label}",
+                    partial(
+                        views.audit,
+                        names,
+                        threshold=page_default,
+                        reference=None,
+                        **_DEFAULTS,
+                        identity=identity,
+                    ),
                 )
-            views.group_curves(names, min_cell=None, identity=None, threshold=page_default)
-            views.group_curves(
-                names,
-                min_cell=None,
-                identity=_RESEARCHER,
-                threshold=None,
-                cut_points=researcher.curve_cuts or (),
+            attempt(
+                f"curves {label}",
+                partial(
+                    views.group_curves,
+                    names,
+                    min_cell=None,
+                    identity=None,
+                    threshold=page_default,
+                ),
             )
-            views.modality_reliance(names, min_cell=None, identity=None)
+
+            def researcher_curves(names: tuple[str, ...] = names) -> None:
+                choice = views.threshold_choice(page_default, _RESEARCHER, floor, names)
+                views.group_curves(
+                    names,
+                    min_cell=None,
+                    identity=_RESEARCHER,
+                    threshold=None,
+                    cut_points=choice.curve_cuts or (),
+                )
+
+            attempt(f"curves {label} (researcher)", researcher_curves)
+            attempt(
+                f"reliance {label}",
+                partial(views.modality_reliance, names, min_cell=None, identity=None),
+            )
         pending = views._pending
     finally:
         views._pending = None
@@ -414,5 +444,6 @@ def precompute(
     return {
         "stamp": stamp,
         "views": len(pending),
+        "skipped": skipped,
         "seconds": round(time.perf_counter() - start, 2),
     }
