@@ -15,13 +15,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, insert, inspect, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from data.errors import CohortError
 from data.store.engine import StoreBase
 from data.store.records import DataStamp
-from data.store.schema import CohortAggregate
+from data.store.schema import Base, CohortAggregate
 
 __all__ = ["AggregateResults", "stamp_key"]
 
@@ -41,7 +41,10 @@ class AggregateResults(StoreBase):
     """Write and read stored cohort views (one repository of the store)."""
 
     def read_aggregates(self, stamp: DataStamp, kinds: Sequence[str]) -> dict[str, str]:
-        """The stored payloads of ``kinds`` under ``stamp`` (missing ones absent), one query."""
+        """The stored payloads of ``kinds`` under ``stamp`` (missing ones absent), one query.
+
+        A store made before this table existed answers nothing stored.
+        """
         if not kinds:
             return {}
         query = select(CohortAggregate.kind, CohortAggregate.payload).where(
@@ -49,8 +52,14 @@ class AggregateResults(StoreBase):
             CohortAggregate.stamp_key == stamp_key(stamp),
             CohortAggregate.kind.in_(list(kinds)),
         )
-        with self.engine.connect() as conn:
-            return {str(kind): str(payload) for kind, payload in conn.execute(query)}
+        try:
+            with self.engine.connect() as conn:
+                return {str(kind): str(payload) for kind, payload in conn.execute(query)}
+        except DBAPIError:
+            with self.engine.connect() as conn:
+                if inspect(conn).has_table(CohortAggregate.__tablename__):
+                    raise
+            return {}  # a store made before stored views: nothing stored yet
 
     def write_aggregates(
         self, stamp: DataStamp, payloads: Mapping[str, str], *, drop_older: bool = True
@@ -80,6 +89,8 @@ class AggregateResults(StoreBase):
         table = CohortAggregate
         try:
             with self.engine.begin() as conn:
+                # A store made before stored views gains the table (idempotent).
+                Base.metadata.tables[table.__tablename__].create(conn, checkfirst=True)
                 stale = delete(table).where(table.model_version == stamp.model_version)
                 if drop_older:
                     conn.execute(stale.where(table.stamp_key != key))

@@ -85,17 +85,25 @@ class CohortViews:
         The store (``cohort_aggregates`` is read and written).
     models : LoadedModels
         The active models (version, threshold, the model for global SHAP).
-    floor : int
-        The configured suppression floor (``RISKFUSION_MIN_CELL``).
+    floor : int or callable
+        The configured suppression floor (``RISKFUSION_MIN_CELL``), or a callable returning
+        it (the service's current floor).
     """
 
-    def __init__(self, store: CohortStore, models: LoadedModels, floor: int) -> None:
+    def __init__(
+        self, store: CohortStore, models: LoadedModels, floor: int | Callable[[], int]
+    ) -> None:
         self.store = store
         self.models = models
-        self.floor = int(floor)
+        self._floor = floor
         self.version = models.version
         self._memo = cohort.StampedViews()  # decoded views and raw frames of this process
         self._pending: dict[str, str] | None = None  # precompute: written in one transaction
+
+    @property
+    def floor(self) -> int:
+        """The configured suppression floor (read from the service when given a callable)."""
+        return int(self._floor() if callable(self._floor) else self._floor)
 
     def stamp(self) -> DataStamp:
         """The active version's data stamp (one small query)."""

@@ -88,7 +88,7 @@ class RiskService:
         self.interval_calibration = self.models.interval_calibration
         self._forecasts = forecasting.ForecastLoader()
         # Cohort views: stored per data stamp in the store, computed once (cohort_views).
-        self.cohort = CohortViews(store, self.models, self.min_cell_floor)
+        self.cohort = CohortViews(store, self.models, lambda: self.min_cell_floor)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RiskService:

@@ -187,6 +187,29 @@ def _timed(function: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
+def _explorer(service: RiskService, patient_id: str) -> None:
+    """The explorer's compute for a stored patient, as ``riskfusion bench`` times it."""
+    from fusion.reports.patient_report import render_patient_report
+
+    case = service.load_patient(patient_id)
+    result = service.predict(case)
+    interval = service.risk_interval(case)
+    explanation = service.explain(case)
+    what_if = service.modality_what_if(case)
+    top = service.top_features(case, per_modality=3)
+    maps = service.image_maps(case, "gradcam")
+    service.similar_patients(case, k=5)
+    render_patient_report(
+        result=result,
+        interval=interval,
+        explanation=explanation,
+        what_if=what_if,
+        top_features=top,
+        maps=maps,
+        info=service.model_info(),
+    )
+
+
 def _pages(service: RiskService) -> dict[str, Callable[[], Any]]:
     """Each page's server-side compute, as the page calls the service (default widgets)."""
     from fusion.reports.figures import (
@@ -196,7 +219,6 @@ def _pages(service: RiskService) -> dict[str, Callable[[], Any]]:
         make_reliance_figure,
     )
     from fusion.reports.performance_figures import performance_figures
-    from fusion.training.bench import _page_compute
 
     info = service.model_info()
     floor = service.min_cell_floor
@@ -248,7 +270,7 @@ def _pages(service: RiskService) -> dict[str, Callable[[], Any]]:
         service.audit_trail(limit=100, action="score")
 
     return {
-        "explorer": lambda: _page_compute(service, patient_id),
+        "explorer": lambda: _explorer(service, patient_id),
         "forecast": lambda: service.forecast(patient_id),
         "performance_admin": lambda: performance(_ADMIN),
         "performance_researcher": lambda: performance(_RESEARCHER),
@@ -259,17 +281,17 @@ def _pages(service: RiskService) -> dict[str, Callable[[], Any]]:
     }
 
 
-def _measure(store: CohortStore, home: Path, rescore: int) -> dict[str, Any]:
+def _measure(store: CohortStore, home: Path, rescore: int, min_cell: int) -> dict[str, Any]:
     """Precompute, every page cold and warm, then a timed score of ``rescore`` patients."""
     figures: dict[str, Any] = {"patients": store.count_patients()}
     figures["test_patients"] = store.count_patients("test")
     with store.engine.begin() as conn:  # time the views' computation, not a stored read
         conn.execute(delete(CohortAggregate))
     start = time.perf_counter()
-    stored = precompute(RiskService(store, home).cohort)
+    stored = precompute(RiskService(store, home, min_cell=min_cell).cohort)
     figures["precompute_s"] = round(time.perf_counter() - start, 2)
     figures["views_stored"] = stored["views"]
-    service = RiskService(store, home)  # cold: nothing in this process's caches
+    service = RiskService(store, home, min_cell=min_cell)  # cold: no cache in this process
     pages = _pages(service)
     figures["cold_ms"] = {name: round(1000 * _timed(page), 1) for name, page in pages.items()}
     figures["warm_ms"] = {
@@ -284,7 +306,7 @@ def _measure(store: CohortStore, home: Path, rescore: int) -> dict[str, Any]:
     from fusion.training.score import score_cohort
 
     start = time.perf_counter()
-    result = score_cohort(store, home)
+    result = score_cohort(store, home, min_cell=min_cell)
     figures["score"] = {
         "patients": result["scored"],
         "seconds": round(time.perf_counter() - start, 2),
@@ -364,9 +386,9 @@ def run_scale_bench(
         base_engine.dispose()
         store = CohortStore(engine)
         store.create_schema()
-        base = _measure(store, home, rescore)
+        base = _measure(store, home, rescore, settings.min_cell)
         replicated = replicate_store(store, n_patients)
-        scaled = _measure(store, home, rescore)
+        scaled = _measure(store, home, rescore, settings.min_cell)
         if engine.dialect.name == "sqlite":
             size = (home / DATABASE_FILE).stat().st_size
         else:

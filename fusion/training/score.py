@@ -22,6 +22,7 @@ from fusion.explain import shap_values
 from fusion.features import build_feature_matrix, image_scores
 from fusion.service.cohort_views import precompute
 from fusion.service.facade import RiskService
+from fusion.settings import DEFAULT_MIN_CELL
 from fusion.training.embeddings import SCAN_CHUNK, concat_batches, embed_chunk, load_scans
 from fusion.training.serving_artifacts import refresh_similarity_index
 from fusion.training.stages import SCORE_STAGES, Stages
@@ -48,6 +49,7 @@ def score_cohort(
     stages: Stages | None = None,
     chunk_size: int = SCORE_CHUNK,
     audit: AuditEntry | None = None,
+    min_cell: int = DEFAULT_MIN_CELL,
 ) -> dict[str, Any]:
     """Score every patient the active fusion version has not scored yet (new or updated).
 
@@ -73,6 +75,8 @@ def score_cohort(
         Patients per chunk (per transaction).
     audit : AuditEntry, optional
         A ``score`` event written with each chunk, in its transaction (detail: patients).
+    min_cell : int, default=DEFAULT_MIN_CELL
+        The configured suppression floor: the cohort views are stored at it.
 
     Returns
     -------
@@ -147,7 +151,7 @@ def score_cohort(
         # Newly scored patients become similar patients (also after an interrupted run).
         index = refresh_similarity_index(store, version, artifacts_dir)
         # The cohort pages' views under the new stamp, stored once (fusion.service.cohort_views).
-        views = precompute(RiskService(store, artifacts_dir).cohort)
+        views = precompute(RiskService(store, artifacts_dir, min_cell=min_cell).cohort)
     stages.report(f"      scored {scored} patients ({embedded} scans embedded)")
     return {
         "model_version": version,
