@@ -14,7 +14,7 @@ from dashboard.resources import get_audit, get_group_curves, get_reliance, requi
 from fusion.admin.access import AccessDeniedError
 from fusion.display import AUDIT_COLUMN_LABELS, readable_table
 from fusion.evaluation.bootstrap import METRICS
-from fusion.evaluation.groups import AUDIT_ATTRIBUTES, audit_threshold, group_curves
+from fusion.evaluation.groups import AUDIT_ATTRIBUTES
 from fusion.evaluation.suppression import SUPPRESSED_TILE
 from fusion.reports.audit_report import audit_csv, audit_figures, audit_html, demo_bias_note
 from fusion.reports.figures import (
@@ -76,10 +76,7 @@ if not attributes:
     st.stop()
 by = tuple(attributes)
 # A researcher's threshold snaps to cut points between which no group has a small count.
-frame = service.test_predictions()
-choice = audit_threshold(
-    frame, by, float(requested), role=identity.role, default=info.threshold, min_cell=min_cell
-)
+choice = service.threshold_choice(float(requested), identity, min_cell, by)
 threshold = choice.threshold
 if choice.allowed is not None:
     st.caption(choice.note())
@@ -177,8 +174,8 @@ if choice.curve_cuts is None:
         service, stamp, by, min_cell, identity, float(threshold)
     )
 else:  # a researcher's curves pass through the same cut points as the threshold
-    roc_by_group, calibration_by_group = group_curves(
-        frame, by, min_cell=min_cell, cut_points=choice.curve_cuts
+    roc_by_group, calibration_by_group = service.group_curves(
+        by, min_cell=min_cell, identity=identity, cut_points=choice.curve_cuts
     )
 roc_column, calibration_column = st.columns(2)
 roc_column.plotly_chart(make_group_roc_figure(roc_by_group), key="fairness.roc")

@@ -10,7 +10,6 @@ from dashboard.components.signin import require_page_area
 from dashboard.components.usefulness import render_clinical_usefulness
 from dashboard.resources import get_performance, get_test_shap, list_models, require_risk_service
 from fusion.display import format_risk_interval, readable_table
-from fusion.evaluation.performance import performance_threshold
 from fusion.evaluation.suppression import SUPPRESSED_TILE
 from fusion.reports.exports import safe_csv
 from fusion.reports.performance_figures import performance_figures
@@ -68,21 +67,14 @@ requested = st.slider(
     help=f"Default: {info.threshold:.2f}, Youden's J on the validation split.",
 )
 # A researcher's threshold snaps to cut points between which no small count lies.
-frame = service.test_predictions()
 try:
-    choice = performance_threshold(
-        frame,
-        float(requested),
-        role=identity.role,
-        default=info.threshold,
-        min_cell=service.min_cell_floor,
-    )
+    choice = service.threshold_choice(float(requested), identity, service.min_cell_floor)
     report = get_performance(service, stamp, choice.threshold)
 except ValueError as err:
     st.error(str(err))
     st.stop()
 if choice.curve_cuts is not None:
-    report = report.through(frame, choice.curve_cuts)
+    report = service.performance_through(report, choice.curve_cuts)
     st.caption(choice.note())
 shap_summary = get_test_shap(service, stamp)
 # Researchers see aggregates only: no dot per patient.

@@ -14,6 +14,7 @@ from sqlalchemy import inspect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateIndex
 
+from data.store.aggregates import AggregateResults
 from data.store.audit import AuditTrail
 from data.store.cohort_writes import CohortWrites
 from data.store.embeddings import EmbeddingResults
@@ -40,6 +41,7 @@ class CohortStore(
     PageReads,
     OutcomeReads,
     AuditTrail,
+    AggregateResults,
 ):
     """Transactional reads and writes of cohorts, models, embeddings and predictions.
 

@@ -37,6 +37,7 @@ __all__ = [
     "AUDIT_SQLITE_TRIGGERS",
     "AuditEvent",
     "Base",
+    "CohortAggregate",
     "CohortSetting",
     "CounterfactualRisk",
     "Demographics",
@@ -245,6 +246,27 @@ class ScoringBatch(Base):
     )
     model_version: Mapped[str] = mapped_column(ForeignKey("model_registry.version"))
     patients: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CohortAggregate(Base):
+    """One stored cohort view of a fusion version, keyed by what it was computed from.
+
+    ``stamp_key`` is the version's :class:`~data.store.records.DataStamp` as text (scoring
+    batch, import batch, explanations artifact), ``kind`` names the view and its settings
+    (e.g. ``performance``, ``audit|sex``) and ``payload`` holds it as JSON text (NaN allowed,
+    so not the JSON column type, which PostgreSQL refuses NaN in). Written by ``train`` and
+    ``score`` and, for a view nobody asked for before, by the first page that needs it.
+    """
+
+    __tablename__ = "cohort_aggregates"
+
+    model_version: Mapped[str] = mapped_column(
+        ForeignKey("model_registry.version"), primary_key=True
+    )
+    stamp_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(200), primary_key=True)
+    payload: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

@@ -198,6 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--only-validation", action="store_true", help="measure only the validation memory"
     )
+    bench.add_argument(
+        "--scale",
+        type=int,
+        default=0,
+        metavar="N",
+        help="time every page and batch path on a store replicated to N patients "
+        "(base: --scale-base HOME, or a 2,000-patient demo built now)",
+    )
+    bench.add_argument("--scale-base", type=Path, default=None, help=argparse.SUPPRESS)
     return parser
 
 

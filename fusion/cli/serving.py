@@ -204,4 +204,6 @@ def bench(settings: Settings, args: argparse.Namespace) -> int:
         import_patients=args.import_patients,
         validation_mb=args.validation_mb,
         only_validation=args.only_validation,
+        scale=args.scale,
+        scale_base=args.scale_base,
     )

@@ -93,6 +93,7 @@ def score(settings: Settings, args: argparse.Namespace, sink: EventSink | None) 
             settings.artifacts_dir,
             stages=Stages(SCORE_STAGES, logger.info, sink),
             audit=cli_entry("score", detail={"command": "score"}, args=args),
+            min_cell=settings.min_cell,
         )
     finally:
         store.engine.dispose()

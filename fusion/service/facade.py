@@ -14,7 +14,6 @@ Renders no HTML (see :mod:`fusion.reports.patient_report`); must not import stre
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,9 @@ import pandas as pd
 from data.store import CohortStore, DataStamp, PatientRecord, make_engine
 from data.vocabulary import MaskableModality
 from fusion.admin.access import Identity
+from fusion.evaluation.disclosure import ThresholdChoice
 from fusion.evaluation.fairness import FairnessReport
 from fusion.evaluation.flags import AuditOptions
-from fusion.evaluation.groups import check_attributes
 from fusion.evaluation.importance import ShapSummary
 from fusion.evaluation.performance import PerformanceReport
 from fusion.explanations.map_trust import MapTrustReport
@@ -40,6 +39,7 @@ from fusion.records import (
     WhatIfResult,
 )
 from fusion.service import audit_trail, cohort, evidence, forecasting, patient
+from fusion.service.cohort_views import CohortViews
 from fusion.service.guided_demo import StoryPatient
 from fusion.service.loaded_models import (
     LoadedModels,
@@ -89,7 +89,8 @@ class RiskService:
         self.interval_calibration = self.models.interval_calibration
         self.interval_reason = self.models.interval_reason  # why none is served ("" if one is)
         self._forecasts = forecasting.ForecastLoader()
-        self._views = cohort.StampedViews()  # test predictions, global SHAP: per data stamp
+        # Cohort views: stored per data stamp in the store, computed once (cohort_views).
+        self.cohort = CohortViews(store, self.models, lambda: self.min_cell_floor)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RiskService:
@@ -239,8 +240,7 @@ class RiskService:
 
     def test_predictions(self, options: AuditOptions | None = None) -> pd.DataFrame:
         """Test-split risks and attributes (a copy; ``options.age_cuts``: other age bands)."""
-        compute = partial(cohort.test_predictions, self.store, self.version)
-        return cohort.rebanded(self._views.get(self.data_stamp(), "test", compute).copy(), options)
+        return cohort.rebanded(self.cohort.test_predictions(), options)
 
     def min_cell_for(
         self, identity: Identity | None, requested: int | None = None, *, view: str = "cohort"
@@ -248,6 +248,16 @@ class RiskService:
         """The suppression floor of a cohort view for ``identity`` (:func:`cohort.min_cell_for`)."""
         floor = self.min_cell_floor
         return cohort.min_cell_for(self.store, self.version, floor, identity, requested, view=view)
+
+    def threshold_choice(
+        self,
+        requested: float,
+        identity: Identity | None,
+        min_cell: int,
+        by: Sequence[str] = (),
+    ) -> ThresholdChoice:
+        """The threshold a cohort view applies (a researcher's snaps to stored cut points)."""
+        return self.cohort.threshold_choice(requested, identity, min_cell, by)
 
     def performance(
         self,
@@ -259,16 +269,16 @@ class RiskService:
         identity: Identity | None = None,
     ) -> PerformanceReport:
         """Test-split performance and modality ablation (default: the model's threshold)."""
-        frame = self.test_predictions()
-        floor = self.min_cell_for(identity, min_cell, view="performance")
-        return cohort.performance(
-            frame,
-            self.version,
-            threshold=cohort.view_threshold(self.models, frame, threshold, identity, floor),
-            n_resamples=n_resamples,
-            random_state=random_state,
-            min_cell=floor,
+        resamples = {"n_resamples": n_resamples, "random_state": random_state}
+        return self.cohort.performance(
+            threshold=threshold, min_cell=min_cell, identity=identity, **resamples
         )
+
+    def performance_through(
+        self, report: PerformanceReport, cuts: Sequence[float]
+    ) -> PerformanceReport:
+        """``report`` with its curves drawn through a researcher's ``cuts`` only."""
+        return self.cohort.through(report, cuts)
 
     def audit(
         self,
@@ -283,34 +293,19 @@ class RiskService:
         options: AuditOptions | None = None,
     ) -> FairnessReport:
         """Bias audit of the test split over 1-3 attributes (:func:`cohort.audit`)."""
-        names = check_attributes(by)
-        floor = self.min_cell_for(identity, min_cell, view="audit")
-        frame = self.test_predictions(options)
-        return cohort.audit(
-            frame,
-            names,
-            threshold=cohort.view_threshold(self.models, frame, threshold, identity, floor, names),
-            reference=reference,
-            min_cell=floor,
-            n_resamples=n_resamples,
-            random_state=random_state,
-            options=options,
-        )
+        settings = {"threshold": threshold, "reference": reference, "min_cell": min_cell}
+        resamples = {"n_resamples": n_resamples, "random_state": random_state}
+        return self.cohort.audit(by, identity=identity, options=options, **settings, **resamples)
 
     def test_shap(self, *, top_n: int = 10) -> ShapSummary:
-        """Global TreeSHAP importance over the test split (:func:`cohort.global_shap`)."""
-        floor = self.min_cell_floor
-        compute = partial(cohort.global_shap, self.store, self.models, top_n=top_n, min_cell=floor)
-        return self._views.get(self.data_stamp(), ("shap", top_n), compute)
+        """Global TreeSHAP importance over the test split (no per-patient table)."""
+        return self.cohort.test_shap(top_n=top_n)
 
     def modality_reliance(
         self, by: Sequence[str], *, min_cell: int | None = None, identity: Identity | None = None
     ) -> pd.DataFrame:
         """Mean |SHAP| per modality by group (:func:`cohort.reliance_by_group`)."""
-        names = check_attributes(by)
-        floor = self.min_cell_for(identity, min_cell, view="reliance")
-        frame = self.test_predictions()
-        return cohort.reliance_by_group(frame, self.test_shap(), names, min_cell=floor)
+        return self.cohort.modality_reliance(by, min_cell=min_cell, identity=identity)
 
     def group_curves(
         self,
@@ -319,13 +314,12 @@ class RiskService:
         min_cell: int | None = None,
         identity: Identity | None = None,
         threshold: float | None = None,
+        cut_points: Sequence[float] | None = None,
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """ROC and calibration curves per shown group (:func:`cohort.curves_by_group`)."""
-        names = check_attributes(by)
-        floor = self.min_cell_for(identity, min_cell, view="group curves")
-        frame = self.test_predictions()
-        cut = cohort.view_threshold(self.models, frame, threshold, identity, floor, names)
-        return cohort.curves_by_group(frame, names, min_cell=floor, threshold=cut)
+        return self.cohort.group_curves(
+            by, min_cell=min_cell, identity=identity, threshold=threshold, cut_points=cut_points
+        )
 
     def record_event(
         self,

@@ -52,6 +52,8 @@ def run_bench(
     import_patients: int = 10_000,
     validation_mb: float = 250.0,
     only_validation: bool = False,
+    scale: int = 0,
+    scale_base: Path | None = None,
 ) -> int:
     """Build the demo from scratch in a temporary home, then time per-patient work.
 
@@ -71,12 +73,20 @@ def run_bench(
         it).
     only_validation : bool, default=False
         Measure only the validation (no demo build, latency or import figures).
+    scale : int, default=0
+        Instead, time the pages on a store replicated to ``scale`` patients from the demo in
+        ``scale_base`` (:func:`fusion.training.bench_scale.run_scale_bench`).
 
     Returns
     -------
     int
         Exit status (0 on success).
     """
+    if scale:
+        from fusion.training.bench_scale import run_scale_bench
+
+        run_scale_bench(settings, n_patients=scale, base_home=scale_base, out=out)
+        return 0
     if only_validation:
         from fusion.admin.cohort_import import bench_validation
 

@@ -20,7 +20,9 @@ import pandas as pd
 from data.store import AuditEntry, CohortStore
 from fusion.explain import shap_values
 from fusion.features import build_feature_matrix, image_scores
+from fusion.service.cohort_views import precompute
 from fusion.service.facade import RiskService
+from fusion.settings import DEFAULT_MIN_CELL
 from fusion.training.embeddings import SCAN_CHUNK, concat_batches, embed_chunk, load_scans
 from fusion.training.serving_artifacts import refresh_similarity_index
 from fusion.training.stages import SCORE_STAGES, Stages
@@ -47,6 +49,7 @@ def score_cohort(
     stages: Stages | None = None,
     chunk_size: int = SCORE_CHUNK,
     audit: AuditEntry | None = None,
+    min_cell: int = DEFAULT_MIN_CELL,
 ) -> dict[str, Any]:
     """Score every patient the active fusion version has not scored yet (new or updated).
 
@@ -72,13 +75,15 @@ def score_cohort(
         Patients per chunk (per transaction).
     audit : AuditEntry, optional
         A ``score`` event written with each chunk, in its transaction (detail: patients).
+    min_cell : int, default=DEFAULT_MIN_CELL
+        The configured suppression floor: the cohort views are stored at it.
 
     Returns
     -------
     dict
         ``model_version``, ``scored``, ``embedded`` (scans embedded), ``index_reference``
-        (reference patients of the refreshed similar-patient index; None: not refreshed) and
-        ``seconds``.
+        (reference patients of the refreshed similar-patient index; None: not refreshed),
+        ``cohort_views`` (cohort-page views stored under the new data stamp) and ``seconds``.
 
     Raises
     ------
@@ -145,11 +150,14 @@ def score_cohort(
             embedded += len(rows)
         # Newly scored patients become similar patients (also after an interrupted run).
         index = refresh_similarity_index(store, version, artifacts_dir)
+        # The cohort pages' views under the new stamp, stored once (fusion.service.cohort_views).
+        views = precompute(RiskService(store, artifacts_dir, min_cell=min_cell).cohort)
     stages.report(f"      scored {scored} patients ({embedded} scans embedded)")
     return {
         "model_version": version,
         "scored": scored,
         "embedded": embedded,
         "index_reference": None if index is None else index["n_reference"],
+        "cohort_views": views["views"],
         "seconds": round(time.perf_counter() - start, 2),
     }

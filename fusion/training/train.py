@@ -34,6 +34,8 @@ from fusion.evaluation.metrics import auroc_with_ci, youden_threshold
 from fusion.explanations.map_trust import evaluate_test_maps
 from fusion.features import FeatureSet, build_feature_matrix, image_scores
 from fusion.forecast.build import FORECAST_SUFFIX, build_forecast
+from fusion.service.cohort_views import precompute
+from fusion.service.facade import RiskService
 from fusion.training.capacity import CapacityChoice
 from fusion.training.embeddings import SCAN_CHUNK, load_scans, logit_scaling, write_embeddings
 from fusion.training.fusion_stage import fit_fusion_stage
@@ -470,6 +472,9 @@ def train_cohort(
                 },
             ),
         )
+
+        # The cohort pages' views of the new version, stored once (fusion.service.cohort_views).
+        precompute(RiskService(store, artifacts_dir).cohort)
 
     return TrainingSummary(
         fusion_version=fusion_version,
