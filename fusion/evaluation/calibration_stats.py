@@ -206,7 +206,8 @@ def calibration_statistics(
     r = np.clip(r, _EPS, 1.0 - _EPS)
     z = logit(r)
     knots = _knots(z, float(y.sum()), float(len(y) - y.sum()))
-    grid_r = np.linspace(*np.quantile(r, [0.01, 0.99]), grid_size)
+    low, high = np.quantile(r, [0.01, 0.99])
+    grid_r = np.linspace(float(low), float(high), grid_size)
     basis = grid_basis = None
     if knots is not None:
         basis, grid_basis = spline_basis(z, knots), spline_basis(logit(grid_r), knots)

@@ -156,7 +156,7 @@ def _rates(
 
 def _predicates(frame: pd.DataFrame, columns: Sequence[str]) -> list[tuple[str, str]]:
     """Every (column, value) pair of the categorical ``columns``."""
-    pairs = []
+    pairs: list[tuple[str, str]] = []
     for column in columns:
         cells = frame[column].astype(object).where(frame[column].notna(), "missing").astype(str)
         pairs.extend((column, value) for value in sorted(cells.unique()))

@@ -304,8 +304,8 @@ def build_model_card(
         service, identity=identity, min_cell=floor, n_resamples=n_resamples
     )
     frame = service.test_predictions()
-    calibration_row = (
-        usefulness.calibration.loc[ALL_PATIENTS].to_dict()
+    calibration_row: dict[str, Any] = (
+        {str(k): v for k, v in usefulness.calibration.loc[ALL_PATIENTS].items()}
         if ALL_PATIENTS in usefulness.calibration.index
         else {}
     )
@@ -316,7 +316,8 @@ def build_model_card(
             continue
         row = decision.loc[threshold]
         low = _number(row["low"])
-        beats = low is not None and low > max(float(row["treat_all"]), 0.0)
+        treat_all = _number(row["treat_all"])
+        beats = low is not None and low > max(treat_all or 0.0, 0.0)
         net_benefit.append(
             {
                 "threshold": threshold,
@@ -376,7 +377,7 @@ def build_model_card(
         "performance": {
             "n_test": performance.n,
             "n_test_events": events if min(events, performance.n - events) >= floor else None,
-            "auroc": _estimate(fusion_row.to_dict(), "auroc"),
+            "auroc": _estimate({str(k): v for k, v in fusion_row.items()}, "auroc"),
             "brier": _number(performance.brier),
             "ece": _number(performance.ece),
             "baselines": {str(k): _number(v) for k, v in info.baselines.items()},

@@ -40,10 +40,10 @@ def _ci(estimate: Mapping[str, Any] | None, decimals: int = 3) -> str:
 Rows = list[tuple[str, ...]]
 
 
-def card_sections(card: Mapping[str, Any]) -> list[tuple[str, Rows | list[str]]]:
+def card_sections(card: Mapping[str, Any]) -> list[tuple[str, Any]]:
     """The card as titled sections: each a table (header row first) or a list of sentences."""
     model, data, performance = card["model"], card["data"], card["performance"]
-    sections: list[tuple[str, Rows | list[str]]] = [
+    sections: list[tuple[str, Any]] = [
         (
             "Model",
             [

@@ -67,12 +67,8 @@ class RiskService:
     min_cell : int, default=DEFAULT_MIN_CELL
         The configured suppression floor of cohort views (``RISKFUSION_MIN_CELL``).
 
-    Raises
-    ------
-    data.errors.StoreNotBuiltError
-        If no fusion or imaging model is active.
-    data.errors.ArtifactIntegrityError
-        If a model file is missing or differs from its registered SHA-256.
+    Raises ``data.errors.StoreNotBuiltError`` if no fusion or imaging model is active, and
+    ``data.errors.ArtifactIntegrityError`` if a model file is missing or differs from its SHA-256.
     """
 
     def __init__(
@@ -250,11 +246,7 @@ class RiskService:
         return cohort.min_cell_for(self.store, self.version, floor, identity, requested, view=view)
 
     def threshold_choice(
-        self,
-        requested: float,
-        identity: Identity | None,
-        min_cell: int,
-        by: Sequence[str] = (),
+        self, requested: float, identity: Identity | None, min_cell: int, by: Sequence[str] = ()
     ) -> ThresholdChoice:
         """The threshold a cohort view applies (a researcher's snaps to stored cut points)."""
         return self.cohort.threshold_choice(requested, identity, min_cell, by)
@@ -293,9 +285,16 @@ class RiskService:
         options: AuditOptions | None = None,
     ) -> FairnessReport:
         """Bias audit of the test split over 1-3 attributes (:func:`cohort.audit`)."""
-        settings = {"threshold": threshold, "reference": reference, "min_cell": min_cell}
-        resamples = {"n_resamples": n_resamples, "random_state": random_state}
-        return self.cohort.audit(by, identity=identity, options=options, **settings, **resamples)
+        return self.cohort.audit(
+            by,
+            threshold=threshold,
+            reference=reference,
+            min_cell=min_cell,
+            n_resamples=n_resamples,
+            random_state=random_state,
+            identity=identity,
+            options=options,
+        )
 
     def test_shap(self, *, top_n: int = 10) -> ShapSummary:
         """Global TreeSHAP importance over the test split (no per-patient table)."""
