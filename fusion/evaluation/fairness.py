@@ -308,8 +308,8 @@ def audit(
     )
     labels = groups.index
     scope = sensitive_features if scope is None else scope
-    hidden = group_table(sensitive_features, min_cell=min_cell, scope=scope)["suppressed"]
-    hidden = hidden.to_numpy()
+    table = group_table(sensitive_features, min_cell=min_cell, scope=scope)
+    hidden: npt.NDArray[np.bool_] = table["suppressed"].to_numpy(dtype=bool)
     if hidden.all():
         raise ValueError(
             f"Every group has fewer than {min_cell} patients (or is suppressed to protect "

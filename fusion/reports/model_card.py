@@ -22,6 +22,7 @@ import numpy as np
 from data.vocabulary import MODALITY_LABELS
 from fusion.admin.access import Identity
 from fusion.evaluation.groups import AUDIT_ATTRIBUTES
+from fusion.evaluation.performance import ABLATION_LABELS
 from fusion.service.usefulness import ALL_PATIENTS, clinical_usefulness
 from fusion.training.versions import PLANNED_PARAM
 
@@ -299,7 +300,7 @@ def build_model_card(
     training = dict(record.params.get("training_data", {}))
     build = service.build_params()
     performance = service.performance(min_cell=floor, identity=identity)
-    fusion_row = performance.ablation.iloc[0]
+    fusion_row = performance.ablation.loc[ABLATION_LABELS["risk"]]
     usefulness = clinical_usefulness(
         service, identity=identity, min_cell=floor, n_resamples=n_resamples
     )

@@ -125,7 +125,7 @@ def clinical_usefulness(
         choice = audit_threshold(frame, names, default, role=role, default=default, min_cell=floor)
         labels = group_labels(frame, names).to_numpy()
         report = service.audit(names, min_cell=floor, identity=identity)
-        hidden = report.by_group["suppressed"].to_numpy(dtype=bool)
+        hidden = report.by_group["suppressed"].to_numpy(dtype=bool).copy()
         if "prevalence" in report.hidden.columns:
             hidden |= report.hidden["prevalence"].to_numpy(dtype=bool)
         shown = dict(zip(report.by_group.index.astype(str), ~hidden, strict=True))
