@@ -227,8 +227,8 @@ def audit(
     )
     labels = groups.index
     scope = sensitive_features if scope is None else scope
-    hidden = group_table(sensitive_features, min_cell=min_cell, scope=scope)["suppressed"]
-    hidden = hidden.to_numpy()
+    table = group_table(sensitive_features, min_cell=min_cell, scope=scope)
+    hidden = table["suppressed"].to_numpy()
     if hidden.all():
         raise ValueError(
             f"Every group has fewer than {min_cell} patients (or is suppressed to protect "
