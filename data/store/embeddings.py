@@ -20,6 +20,21 @@ from data.store.engine import WRITE_CHUNK, StoreBase, insert_chunks
 from data.store.records import EmbeddingBatch, check_split
 from data.store.schema import Embedding, Image, Patient
 
+LOGIT_COLUMNS = ("image_id", "patient_id", "fold", "in_training", "logit")
+"""Columns of a per-net logit row (:meth:`EmbeddingResults.patient_logits` and others)."""
+
+
+def _logit_columns() -> tuple[Any, ...]:
+    """The selected columns of :data:`LOGIT_COLUMNS`, in that order."""
+    return (
+        Embedding.image_id,
+        Image.patient_id,
+        Embedding.fold,
+        Embedding.in_training,
+        Embedding.logit,
+    )
+
+
 __all__ = ["EmbeddingResults", "embedding_rows", "replace_embeddings"]
 
 
@@ -114,14 +129,7 @@ class EmbeddingResults(StoreBase):
         ``vector`` holds float32 arrays.
         """
         query = (
-            select(
-                Embedding.image_id,
-                Image.patient_id,
-                Embedding.fold,
-                Embedding.in_training,
-                Embedding.logit,
-                Embedding.vector,
-            )
+            select(*_logit_columns(), Embedding.vector)
             .join(Image, Image.image_id == Embedding.image_id)
             .where(Embedding.model_version == model_version)
             .order_by(Embedding.image_id, Embedding.fold)
@@ -129,9 +137,7 @@ class EmbeddingResults(StoreBase):
         with self.engine.connect() as conn:
             frame = pd.DataFrame(conn.execute(query).mappings().all())
         if frame.empty:
-            return pd.DataFrame(
-                columns=["image_id", "patient_id", "fold", "in_training", "logit", "vector"]
-            )
+            return pd.DataFrame(columns=[*LOGIT_COLUMNS, "vector"])
         vectors = [np.frombuffer(blob, dtype=np.float32) for blob in frame["vector"]]
         frame["vector"] = pd.Series(vectors, index=frame.index, dtype=object)
         frame["in_training"] = frame["in_training"].astype(bool)
@@ -164,13 +170,7 @@ class EmbeddingResults(StoreBase):
         order; patients without a scan or without embeddings of the version are absent.
         """
         query = (
-            select(
-                Embedding.image_id,
-                Image.patient_id,
-                Embedding.fold,
-                Embedding.in_training,
-                Embedding.logit,
-            )
+            select(*_logit_columns())
             .join(Image, Image.image_id == Embedding.image_id)
             .where(
                 Embedding.model_version == model_version,
@@ -180,9 +180,7 @@ class EmbeddingResults(StoreBase):
         )
         with self.engine.connect() as conn:
             rows = [tuple(row) for row in conn.execute(query)]
-        frame = pd.DataFrame(
-            rows, columns=["image_id", "patient_id", "fold", "in_training", "logit"]
-        )
+        frame = pd.DataFrame(rows, columns=list(LOGIT_COLUMNS))
         frame["in_training"] = frame["in_training"].astype(bool)
         return frame
 

@@ -127,7 +127,7 @@ class Family:
         for name in dict.fromkeys(name for names in sets for name in names):
             if name in complete:
                 uniques = pd.Index(list(complete[name]))
-                found = uniques.get_indexer(frame[name])
+                found = uniques.get_indexer(pd.Index(frame[name]))
                 if (found < 0).any():
                     raise ValueError(f"{name} holds values outside {list(complete[name])}.")
             else:
@@ -334,7 +334,7 @@ def rate_masks_across(
     groups["n"] = family.table(sizes[:, 0], key)
     order = [str(name) for name in by]
     return groups.loc[:, [*order, "n"]], {
-        layer: family.table(mask, key).copy() for layer, mask in masks.items()
+        layer: np.asarray(family.table(mask, key), dtype=bool) for layer, mask in masks.items()
     }
 
 
@@ -425,7 +425,7 @@ def audit_masks(
 def bin_hidden(
     scope: pd.DataFrame,
     groups: pd.DataFrame,
-    y: npt.NDArray[np.int64],
+    y: npt.NDArray[np.int64] | npt.NDArray[np.float64],
     bin_index: npt.NDArray[np.intp],
     *,
     n_bins: int,

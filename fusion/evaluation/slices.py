@@ -10,9 +10,9 @@ on the held-out test split (the *confirmation* set), and the ``k`` p-values are 
 (Holm by default, or Benjamini-Hochberg). The test split plays no part in choosing the slices, so
 the adjusted p-values keep their meaning however many slices the search looked at.
 
-**What "wrong" means, and how slices are ranked.** The risks are first recalibrated on the
-discovery set (logistic recalibration, :func:`recalibrate`), so the search looks for groups that
-depart from the model's *overall* calibration (which the calibration statistics report on their
+**What "wrong" means, and how slices are ranked.** The risks of each split are first
+recalibrated on that split (logistic recalibration, :func:`recalibrate`), so the search and the
+test look for groups that depart from the model's *overall* calibration (which the calibration statistics report on their
 own) rather than finding every high-risk slice of a model that is too extreme everywhere. A
 slice's departure is Cox's calibration score test within the slice
 (:func:`calibration_departure`): ``a = 0, b = 1`` in ``logit P(y) = a + b logit(p)``, a
@@ -294,8 +294,11 @@ def find_slices(
     columns = list(columns)
     if len(y_d) < 2 * min_size or not columns or y_d.min() == y_d.max():
         return empty
-    calibrated = recalibrate(y_d, r_d)
-    p_d, p_c = calibrated(r_d), calibrated(r_c)
+    # Each split is recalibrated on itself: the search and the test ask where a group departs
+    # from the model's overall calibration on that split (recalibrating the test split with the
+    # validation split's fit would leave that fit's noise in every test).
+    p_d = recalibrate(y_d, r_d)(r_d)
+    p_c = recalibrate(y_c, r_c)(r_c) if y_c.min() != y_c.max() else r_c
     predicates = _predicates(discovery, columns)
     keys, sizes, stats = _scores(_memberships(discovery, predicates), y_d, p_d, min_size)
     # Also a slice must be big enough for the search to see: at least twice the floor.

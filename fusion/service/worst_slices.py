@@ -60,7 +60,9 @@ def _slice_frame(service: RiskService, split: str, inputs: list[str]) -> pd.Data
     frame = add_age_band(store.split_predictions([version], split))
     values = store.load_patient_frame(split=split).set_index("patient_id")
     features = service.models.features
-    frame = frame.join(values.reindex(columns=inputs), on="patient_id")
+    # An input that is also an attribute (age) is read once, from the attributes.
+    extra = [name for name in inputs if name not in frame.columns]
+    frame = frame.join(values.reindex(columns=extra), on="patient_id")
     for modality in dict.fromkeys(features.modalities):
         if modality == "demographics":
             continue

@@ -168,7 +168,8 @@ def test_empty_group_from_an_unused_category() -> None:
     ("sizes", "min_cell", "hidden"),
     [
         ((50, 30, 12, 5), 11, {"d", "c"}),  # one small cell -> complementary suppression
-        ((50, 30, 5, 4), 11, {"c", "d"}),  # two small cells already protect each other
+        # Two small cells, but their sum 9 = the total minus the shown: the next hides too.
+        ((50, 30, 5, 4), 11, {"b", "c", "d"}),
         ((50, 30, 12, 5), 5, set()),  # threshold is configurable
         ((50, 30, 12, 5), 13, {"c", "d"}),
         ((50, 30, 20, 15), 11, set()),
