@@ -33,10 +33,11 @@ def test_build_writes_every_stage(tiny_demo) -> None:
     embeddings = store.load_embeddings(imaging.version)
     assert len(embeddings) == n * TINY_CONFIG.folds
     assert embeddings["vector"].map(len).nunique() == 1
-    assert set(fusion.metrics["baselines"]) == set(BASELINES)
-    assert set(summary.test_auroc) == {"fusion", *BASELINES, "oracle"}
+    assert set(fusion.metrics["baselines"]) == {*BASELINES, "logistic"}
+    assert set(summary.test_auroc) == {"fusion", *BASELINES, "logistic", "oracle"}
     for kind in BASELINES:
         assert store.active_model(f"baseline_{kind}").parent_version == imaging.version
+    assert store.active_model("baseline_logistic").parent_version == fusion.version
     written = json.loads((settings.artifacts_dir / "build_summary.json").read_text())
     assert written["fusion_version"] == summary.fusion_version
     assert 0.0 <= summary.threshold <= 1.0
