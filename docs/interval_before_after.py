@@ -25,10 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fusion.features import build_feature_matrix, image_scores
+from data.store import CohortStore, make_engine
+from fusion.features import FeatureSet, build_feature_matrix, image_scores
 from fusion.model import FusionClassifier
-from fusion.service.facade import RiskService
-from fusion.settings import Settings
 from fusion.training.serving_artifacts import _modality_columns
 from fusion.uncertainty import calibrated_intervals, fit_interval_calibration, measure_interval
 
@@ -67,21 +66,22 @@ def main() -> None:
     parser.add_argument("home", type=Path)
     parser.add_argument("--no-genomics", action="store_true")
     args = parser.parse_args()
-    service = RiskService.from_settings(Settings.from_env({"RISKFUSION_HOME": str(args.home)}))
-    store = service.store
+    # The newest fusion model and imaging nets of the home: a build need not have finished its
+    # later stages (stored SHAP, map trust, forecast) for this measurement.
+    store = CohortStore(make_engine(f"sqlite:///{args.home / 'riskfusion.db'}"))
+    imaging = max(store.list_models("imaging"), key=lambda record: record.version)
+    model_file = max((args.home / "models").glob("fusion-*/fusion.txt"))
     frame = store.load_patient_frame()
-    scores = image_scores(
-        store.load_embeddings(service.models.imaging_record.version), service.models.logit_scaling
-    )
+    scores = image_scores(store.load_embeddings(imaging.version), imaging.params["logit_scaling"])
     frame = frame.join(scores, on="patient_id")
-    features = service.features
+    features = FeatureSet.from_catalog(store.feature_catalog())
     if args.no_genomics:
         features = features.subset(tuple(m for m in set(features.modalities) if m != "genomics"))
     X = build_feature_matrix(frame, features)
     y = frame["label"].to_numpy()
     truth = frame["true_risk"].to_numpy(np.float64)
     masks = {s: (frame["split"] == s).to_numpy() for s in ("train", "val", "test")}
-    model = service.model
+    model = FusionClassifier.load(model_file)
     if args.no_genomics:
         leaf = int(np.clip(masks["train"].sum() // 20, 5, 20))
         model = FusionClassifier(random_state=0, min_child_samples=leaf).fit(
@@ -93,7 +93,7 @@ def main() -> None:
     rows = [()] * len(X_test)
     cal = masks["train"] | masks["val"]
     n_val, n_cal = int(masks["val"].sum()), int(cal.sum())
-    print(f"{args.home} no_genomics={args.no_genomics}: {len(X)} patients, test {len(X_test)}")
+    print(f"{model_file}, no_genomics={args.no_genomics}: {len(X)} patients, test {len(X_test)}")
     print(
         "| interval (90%) | coverage of true risk | coverage of event rate | mean width | "
         "degenerate (<1 pt) | risk outside |"

@@ -14,6 +14,7 @@ from data.errors import ArtifactIntegrityError
 from fusion.features import mask_modalities
 from fusion.interval_calibration import load_calibration, save_calibration
 from fusion.model import FusionClassifier
+from fusion.training.bench_intervals import interval_figures_of
 from fusion.training.serving_artifacts import build_interval
 from fusion.uncertainty import (
     calibrated_intervals,
@@ -167,6 +168,12 @@ def test_build_interval_calibrates_out_of_fold_and_registers_its_metrics(
     assert record.metrics["test_mean_width"] == metrics["test_mean_width"]
     calibration = load_calibration(tmp_path / record.artifact_path, expected_sha256=record.sha256)
     assert calibration.n_calibration == 400
+    # What a bench prints for this build, read back from the registry.
+    figures = interval_figures_of(memory_store, "fusion-b")
+    assert figures["test_coverage_true_risk"] == metrics["test_coverage_true_risk"]
+    assert figures["test_mean_width"] == metrics["test_mean_width"]
+    assert figures["n_calibration"] == 400
+    assert set(figures["coverage_by_missing"]) == set(metrics["by_missing"])
 
 
 def test_without_the_training_true_risk_the_build_serves_the_event_rate(

@@ -17,6 +17,7 @@ from fusion.interval_folds import (
     too_few_reason,
 )
 from fusion.model import FusionClassifier
+from fusion.training.bench_intervals import interval_figures_of
 from fusion.training.serving_artifacts import build_interval
 from fusion.uncertainty import (
     calibrated_intervals,
@@ -132,6 +133,9 @@ def test_an_unavailable_interval_is_registered_with_its_reason(memory_store, tmp
     assert "test_mean_width" not in metrics
     record = next(r for r in memory_store.list_models() if r.version == "fusion-small-interval")
     assert record.metrics["reason"] == metrics["reason"]
+    figures = interval_figures_of(memory_store, "fusion-small")
+    assert (figures["available"], figures["reason"]) == (False, metrics["reason"])
+    assert "test_mean_width" not in figures
 
 
 @pytest.mark.parametrize(("level", "needed"), [(0.9, 9), (0.95, 19), (0.5, 1)])
