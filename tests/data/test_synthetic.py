@@ -64,7 +64,7 @@ TRUTH_COLUMNS = [
 # sha256 of generate_cohort(300, seed=11, image_size=16, bias=None)'s values (see
 # test_bias_off_keeps_the_world_as_it_was); computed with the generator as it was before the
 # recording bias of DemoBias existed, so the unbiased world is provably unchanged.
-BIAS_OFF_DIGEST = "c8c19fed9a134599917ec4aa9d245cd9c759491ca974f235d2dd4efbe5113e55"
+BIAS_OFF_DIGEST = "1214e8e34819289ebb248d1de3d6fc2dcbb42cac6a6a131158adb708962c43ad"
 LESION_COLUMNS = ["patient_id", "cy", "cx", "ry", "rx", "angle", "contrast", "texture"]
 
 
@@ -561,7 +561,11 @@ def test_bias_off_keeps_the_world_as_it_was() -> None:
         cohort.patients[["age", "label", "event_time"]].to_numpy(np.float64),
         cohort.genomics.drop(columns="patient_id").to_numpy(np.int8),
     ]
-    digest = hashlib.sha256(b"".join(np.ascontiguousarray(p).tobytes() for p in parts))
+    # Rounded to 1e-9: the last bits of exp/log differ between numpy/scipy builds (the unrounded
+    # digest changed with the libraries alone, on an unchanged generator).
+    digest = hashlib.sha256(
+        b"".join(np.ascontiguousarray(np.round(p, 9)).tobytes() for p in parts)
+    )
     # Digest of the same cohort from the generator before the recording bias was added.
     assert digest.hexdigest() == BIAS_OFF_DIGEST
 
