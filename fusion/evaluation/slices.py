@@ -12,8 +12,9 @@ the adjusted p-values keep their meaning however many slices the search looked a
 
 **What "wrong" means, and how slices are ranked.** The risks of each split are first
 recalibrated on that split (logistic recalibration, :func:`recalibrate`), so the search and the
-test look for groups that depart from the model's *overall* calibration (which the calibration statistics report on their
-own) rather than finding every high-risk slice of a model that is too extreme everywhere. A
+test look for groups that depart from the model's *overall* calibration (which the calibration
+statistics report on their own) rather than finding every high-risk slice of a model that is too
+extreme everywhere. A
 slice's departure is Cox's calibration score test within the slice
 (:func:`calibration_departure`): ``a = 0, b = 1`` in ``logit P(y) = a + b logit(p)``, a
 chi-square with 2 degrees of freedom that catches a wrong level (observed over expected events)

@@ -563,9 +563,7 @@ def test_bias_off_keeps_the_world_as_it_was() -> None:
     ]
     # Rounded to 1e-9: the last bits of exp/log differ between numpy/scipy builds (the unrounded
     # digest changed with the libraries alone, on an unchanged generator).
-    digest = hashlib.sha256(
-        b"".join(np.ascontiguousarray(np.round(p, 9)).tobytes() for p in parts)
-    )
+    digest = hashlib.sha256(b"".join(np.ascontiguousarray(np.round(p, 9)).tobytes() for p in parts))
     # Digest of the same cohort from the generator before the recording bias was added.
     assert digest.hexdigest() == BIAS_OFF_DIGEST
 
