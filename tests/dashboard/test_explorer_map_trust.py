@@ -42,7 +42,8 @@ def test_uninformative_imaging_model_draws_no_map(patched_service) -> None:
     assert not_informative_sentence(chance) in [info.value for info in at.info]
     assert NOT_INFORMATIVE_TITLE in not_informative_sentence(chance)
     assert not _overlays(at)
-    assert not at.get("radio")  # no map switch: there is no map to switch
+    # No map switch: there is no map to switch.
+    assert "explorer.method" not in [radio.key for radio in at.get("radio")]
 
 
 def test_informative_model_shows_the_map_with_its_trust_figures(patched_service) -> None:
