@@ -16,7 +16,7 @@ but never pandas-level patient concepts, SQL, streamlit, ``fusion`` or ``dashboa
 from __future__ import annotations
 
 from models.embed import embed
-from models.gradcam import CamMethod, GradCamExplainer, normalize_map
+from models.gradcam import CamMethod, GradCamExplainer, normalize_map, positive_evidence
 from models.nets import (
     DEFAULT_CHANNELS,
     EMBEDDING_DIM,
@@ -53,6 +53,7 @@ __all__ = [
     "make_train_transforms",
     "normalize_map",
     "normalize_scan",
+    "positive_evidence",
     "save_net",
     "train",
 ]

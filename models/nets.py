@@ -4,17 +4,8 @@ Owns :class:`RiskCNN` (a compact CNN built from MONAI blocks), the layer-name co
 modules hook into (:data:`GRADCAM_TARGET`, :data:`EMBEDDING_TAP`), :func:`build_net` and the
 ``state_dict`` weight files written by :func:`save_net` and read by :func:`load_net`.
 
-The network was chosen by measurement on the 2-core CPU machine (torch 2.13, batch 64,
-1x128x128, 2 threads; medians of side-by-side runs):
-
-==========================================  ======  ===========  =======  ==========
-variant (stem + 3 residual blocks)          params  train step   forward  last map
-==========================================  ======  ===========  =======  ==========
-channels (8, 16, 32, 64)  **chosen**        81k     0.19-0.26 s  0.05 s   16x16
-channels (16, 32, 64, 64)                   167k    0.44-0.58 s  0.12 s   16x16
-channels (16, 32, 64, 128)                  323k    0.51-0.57 s  0.17 s   16x16
-MONAI ResNet18, stride-2 stem               11.2M   2.0 s        0.50 s   4x4
-==========================================  ======  ===========  =======  ==========
+Widths, depth and stride were chosen by measurement on the 2-core CPU machine (table in
+``docs/models.md``: 81k parameters, 0.19-0.26 s per step of 64 scans, ResNet18 2.0 s).
 
 The total stride is 8, so a 128x128 scan gives a 16x16 Grad-CAM map (ResNet-style nets give
 4x4). This module knows tensors and MONAI only (file hashes and the verified-load gate come
@@ -39,6 +30,7 @@ from monai.networks.blocks.convolutions import Convolution, ResidualUnit
 from torch import nn
 
 from data.artifacts import REBUILD_HINT, file_digest, verified_file
+from models.layers import NormKind, PaddingMode, localise
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -100,6 +92,10 @@ class NetSpec:
         Convolutions per residual block.
     norm_groups : int
         Upper bound on GroupNorm groups.
+    norm : str
+        ``"none"``, ``"batch"``, ``"pixel"`` or ``"group"`` (see :class:`RiskCNN`).
+    padding_mode : str
+        Padding of every convolution.
     """
 
     spatial_dims: int
@@ -108,6 +104,8 @@ class NetSpec:
     channels: tuple[int, ...]
     subunits: int
     norm_groups: int
+    norm: str = "none"
+    padding_mode: str = "reflect"
 
 
 class NetKwargs(TypedDict, total=False):
@@ -119,6 +117,8 @@ class NetKwargs(TypedDict, total=False):
     channels: Sequence[int]
     subunits: int
     norm_groups: int
+    norm: NormKind
+    padding_mode: PaddingMode
 
 
 def _check_positive_int(name: str, value: object) -> int:
@@ -141,10 +141,14 @@ class RiskCNN(nn.Module):
                       flatten                           (B, channels[3])  <- embedding
                       out    Linear                     (B, out_channels)
 
-    Every convolution is followed by GroupNorm (one group by default) and ReLU. GroupNorm keeps
-    no running statistics, so the network computes the same function in train and eval mode.
-    This avoids a measured pitfall of BatchNorm: after short training its running statistics
-    lagged the weights (1.0 accuracy in train mode, 0.51 in eval mode).
+    Every convolution (reflection-padded by default) is followed by ReLU (and a normalisation
+    layer unless ``norm="none"``).
+    The logit is ``bias + mean_ij sum_c w_c A_c[i, j]`` for the last block's output ``A``, so
+    the class activation map ``sum_c w_c A_c / (H' W')`` (which is Grad-CAM at
+    ``GRADCAM_TARGET`` without its ReLU) sums exactly to ``logit - bias``. By default there is
+    no normalisation layer (``norm="none"``), so that sum is split over the locations whose
+    receptive fields hold the evidence, and the network computes the same function in train
+    and eval mode.
 
     Parameters
     ----------
@@ -160,18 +164,19 @@ class RiskCNN(nn.Module):
     subunits : int, default=2
         Convolutions in each residual block.
     norm_groups : int, default=1
-        GroupNorm uses ``gcd(norm_groups, channels)`` groups, so every width is valid. The
-        default, one group (layer-norm style, over all channels of a sample), keeps evidence
-        local: with 8 groups the stem normalises each channel of each image on its own
-        (instance-norm style), a bright lesion then rescales the whole image, the net learns
-        that global cue, and Grad-CAM highlighted the background (measured on 32x32 blob
-        images: at the blob 0.21-0.37 vs elsewhere 0.15-0.37 with 8 groups; 0.77-0.92 vs
-        0.13-0.20 with 1 group). Speed is the same. On the demo's synthetic scans the
-        opposite held (fold-0 net, 12 epochs, 100 lesion-positive validation scans): 8 groups
-        reached validation AUROC 0.68 with Grad-CAM pointing-game 0.52 and 8% of the map's
-        energy inside lesions covering 3.5% of the scan, while 1 group stalled at AUROC 0.55
-        on one fold and put 3% of the energy inside the lesions; the demo pipeline therefore
-        passes ``norm_groups=8`` (``fusion.training.demo_build.BuildConfig.norm_groups``).
+        GroupNorm groups (``gcd(norm_groups, width)``); used only with ``norm="group"``.
+    norm : {"none", "batch", "pixel", "group"}, default="none"
+        ``"none"``: no normalisation layer, so every feature of ``features`` depends on its
+        receptive field only and the class activation map of the global-average-pooled
+        linear head is the exact, *local* decomposition of the logit. ``"batch"``
+        (BatchNorm, local in eval mode; :func:`models.train.train` recalibrates it) and
+        ``"pixel"`` (:class:`models.layers.PixelNorm`) are local too but localised or learnt
+        worse on the demo; ``"group"``: GroupNorm, whose per-sample spatial statistics let a
+        lesion rescale every location (the old default; weights saved before this option
+        load as ``"group"``). Measurements in ``docs/models.md``.
+    padding_mode : {"reflect", "replicate", "zeros"}, default="reflect"
+        Padding of every convolution; zero padding gives border locations a frame that is
+        not in the scan, which a net can learn and a map then highlights.
 
     Attributes
     ----------
@@ -207,6 +212,8 @@ class RiskCNN(nn.Module):
         channels: Sequence[int] = DEFAULT_CHANNELS,
         subunits: int = 2,
         norm_groups: int = 1,
+        norm: NormKind = "none",
+        padding_mode: PaddingMode = "reflect",
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -232,6 +239,8 @@ class RiskCNN(nn.Module):
             channels=widths,
             subunits=subunits,
             norm_groups=norm_groups,
+            norm=norm,
+            padding_mode=padding_mode,
         )
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels
@@ -243,11 +252,11 @@ class RiskCNN(nn.Module):
         for index, (name, width, stride) in enumerate(
             zip(_BLOCK_NAMES, widths, _STRIDES, strict=True)
         ):
-            norm = ("group", {"num_groups": math.gcd(norm_groups, width)})
+            group_norm = ("group", {"num_groups": math.gcd(norm_groups, width)})
             block: nn.Module
             if index == 0:
                 block = Convolution(
-                    spatial_dims, previous, width, strides=stride, act="relu", norm=norm
+                    spatial_dims, previous, width, strides=stride, act="relu", norm=group_norm
                 )
             else:
                 block = ResidualUnit(
@@ -257,11 +266,12 @@ class RiskCNN(nn.Module):
                     strides=stride,
                     subunits=subunits,
                     act="relu",
-                    norm=norm,
+                    norm=group_norm,
                 )
             blocks[name] = block
             previous = width
         self.features = nn.Sequential(blocks)
+        localise(self.features, norm=norm, padding_mode=padding_mode, spatial_dims=spatial_dims)
 
         pool = nn.AdaptiveAvgPool2d(1) if spatial_dims == 2 else nn.AdaptiveAvgPool3d(1)
         self.class_layers = nn.Sequential(
@@ -296,6 +306,8 @@ def build_net(
     out_channels: int = 1,
     channels: Sequence[int] = DEFAULT_CHANNELS,
     norm_groups: int = 1,
+    norm: NormKind = "none",
+    padding_mode: PaddingMode = "reflect",
     random_state: int = 0,
 ) -> RiskCNN:
     """Build a :class:`RiskCNN` with weights initialised from ``random_state``.
@@ -314,6 +326,10 @@ def build_net(
         Widths of the four feature blocks.
     norm_groups : int, default=1
         GroupNorm groups (see :class:`RiskCNN`).
+    norm : {"none", "batch", "pixel", "group"}, default="none"
+        Normalisation (see :class:`RiskCNN`).
+    padding_mode : {"reflect", "replicate", "zeros"}, default="reflect"
+        Padding of every convolution.
     random_state : int, default=0
         Seed of the weight initialisation.
 
@@ -338,6 +354,8 @@ def build_net(
             out_channels=out_channels,
             channels=channels,
             norm_groups=norm_groups,
+            norm=norm,
+            padding_mode=padding_mode,
         )
 
 
@@ -416,6 +434,9 @@ def _read_sidecar(sidecar: Path) -> NetKwargs:
             kwargs[key] = int(meta[key])
     if "channels" in meta:
         kwargs["channels"] = tuple(int(width) for width in meta["channels"])
+    # Weights saved before these options existed were GroupNorm nets with zero padding.
+    kwargs["norm"] = meta.get("norm", "group")
+    kwargs["padding_mode"] = meta.get("padding_mode", "zeros")
     return kwargs
 
 

@@ -26,6 +26,7 @@ from models._private import (
     as_image_tensor,
     check_binary_labels,
     predict_logits,
+    recalibrate_batch_norm,
     torch_threads,
 )
 from models.embed import embed
@@ -194,7 +195,9 @@ def train(
     epoch the validation images are scored; the epoch with the highest validation AUROC (ties:
     lower validation loss) is kept, training stops after ``config.patience`` epochs without
     improvement, and the best weights are restored. The run is deterministic for a given net,
-    data and config.
+    data and config. A net with BatchNorm layers gets exact running statistics before every
+    validation (one no-gradient pass over the unaugmented training images,
+    :func:`models._private.recalibrate_batch_norm`), so eval mode computes what was trained.
 
     Parameters
     ----------
@@ -291,6 +294,7 @@ def train(
                     f"TrainConfig.learning_rate (now {config.learning_rate}) and check that the "
                     "images are normalised."
                 )
+            recalibrate_batch_norm(net, x_train, batch_size=_EVAL_BATCH_SIZE)
             val_logits = predict_logits(net, x_val, batch_size=_EVAL_BATCH_SIZE)
             val_loss = float(loss_fn(val_logits, labels_val))
             val_auroc = float(roc_auc_score(labels_val.numpy(), val_logits.numpy()))

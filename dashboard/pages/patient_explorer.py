@@ -33,6 +33,7 @@ from fusion.display import (
     no_interval_sentence,
     threshold_sentence,
 )
+from fusion.explanations.imaging_words import imaging_trust_sentence, not_informative_sentence
 from fusion.explanations.map_trust import map_trust_sentence, rank_maps
 from fusion.reports.exports import export_file_name
 from fusion.reports.patient_report import render_patient_report
@@ -45,6 +46,10 @@ METHODS = {label: method for method, label in MAP_LABELS.items()}
 
 def _share(value: float) -> str:
     return "n/a" if pd.isna(value) else f"{value:.0%}"
+
+
+def _ratio(value: float) -> str:
+    return "n/a" if pd.isna(value) else f"{value:.2f}"
 
 
 def _points(value: float) -> str:
@@ -221,44 +226,52 @@ with shap_col:
 with image_col:
     st.subheader("Where: image evidence")
     trust = service.map_trust()
-    best_method = rank_maps(trust)[0]  # the map the stored trust check ranks best
-    method_label = st.radio(
-        "Map",
-        list(METHODS),
-        index=list(METHODS.values()).index(best_method),
-        horizontal=True,
-        key="explorer.method",
-        help=f"Opens on {MAP_LABELS[best_method]}, the map that this model version's trust "
-        "check ranks best (details in the trust expander below).",
-    )
-    opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05, key="explorer.opacity")
-    show_lesion = words.is_demo and st.toggle(  # true masks exist in the synthetic demo only
-        "Show true lesion outline",
-        help="Synthetic cohorts only: the true lesion mask, drawn as an outline.",
-        value=False,
-        key="explorer.lesion",
-    )
+    imaging_trust = service.imaging_map_trust()
     maps = None
-    try:
-        maps = service.image_maps(case, METHODS[str(method_label)])
-    except CohortError as err:
-        st.error(str(err))
+    opacity = 0.45
+    if imaging_trust is not None and not imaging_trust.informative:
+        st.info(not_informative_sentence(imaging_trust))  # no map drawn as if it meant something
     else:
-        st.plotly_chart(
-            make_overlay_figure(maps, opacity=opacity, show_lesion=show_lesion),
-            key="explorer.overlay",
+        best_method = rank_maps(trust)[0]  # the map the stored trust check ranks best
+        method_label = st.radio(
+            "Map",
+            list(METHODS),
+            index=list(METHODS.values()).index(best_method),
+            horizontal=True,
+            key="explorer.method",
+            help=f"Opens on {MAP_LABELS[best_method]}, the map that this model version's trust "
+            "check ranks best (details in the trust expander below).",
         )
-        st.caption(
-            map_trust_sentence(trust, METHODS[str(method_label)])
-            if trust is not None or words.is_demo
-            else "No trust measurement for this map: that needs true lesion masks, which only "
-            "the synthetic demo has. Treat the map as unverified."
+        opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05, key="explorer.opacity")
+        show_lesion = words.is_demo and st.toggle(  # true masks exist in the demo only
+            "Show true lesion outline",
+            help="Synthetic cohorts only: the true lesion mask, drawn as an outline.",
+            value=False,
+            key="explorer.lesion",
         )
-        if result.image_score is not None:
-            st.caption(
-                f"Scan score (CNN logit, from nets that never trained on this patient): "
-                f"{result.image_score:+.2f}."
+        method = METHODS[str(method_label)]
+        try:
+            maps = service.image_maps(case, method)
+        except CohortError as err:
+            st.error(str(err))
+        else:
+            st.plotly_chart(
+                make_overlay_figure(maps, opacity=opacity, show_lesion=show_lesion),
+                key="explorer.overlay",
             )
+            st.caption(
+                map_trust_sentence(trust, method)
+                if trust is not None or words.is_demo
+                else "No trust measurement for this map: that needs true lesion masks, which "
+                "only the synthetic demo has. Treat the map as unverified."
+            )
+            if method != "occlusion":
+                st.caption(imaging_trust_sentence(imaging_trust, method))
+            if result.image_score is not None:
+                st.caption(
+                    f"Scan score (CNN logit, from nets that never trained on this patient): "
+                    f"{result.image_score:+.2f}."
+                )
 
 st.subheader("Similar patients")
 try:
@@ -317,6 +330,7 @@ st.download_button(
 )
 
 with st.expander("How much can these maps be trusted?"):
+    names = {**MAP_LABELS, "random": "Random map (baseline)", "centre": "Centre (baseline)"}
     if trust is None:
         st.info(
             "This model was built without the trust check; "
@@ -334,7 +348,6 @@ with st.expander("How much can these maps be trusted?"):
             "**mean risk drop**: drop in fused risk when the map's top 2-20% of pixels are "
             "removed (higher = more faithful; random regions of the same size for comparison)."
         )
-        names = {**MAP_LABELS, "random": "Random map (baseline)", "centre": "Centre (baseline)"}
         st.dataframe(
             pd.DataFrame(
                 {
@@ -365,6 +378,33 @@ with st.expander("How much can these maps be trusted?"):
             "SHAP additivity (base value + contributions = model margin), largest error over "
             f"{trust.n_additivity_rows} test patients: {trust.shap_additivity_max_abs:.1e} "
             "log-odds."
+        )
+    if imaging_trust is not None:
+        st.markdown(
+            f"Imaging maps, measured when the imaging model was trained, on "
+            f"{imaging_trust.n_scans} test scans ({imaging_trust.n_lesion_scans} with a lesion "
+            f"mask; Grad-CAM explains `{imaging_trust.target_layer}`). **On the body**: share of "
+            "the map on the scan's foreground before the page bounds it there; **between "
+            "patients**: mean correlation of different patients' maps (low = patient-specific); "
+            "**random weights**: correlation with the map of the same net re-initialised "
+            "(Adebayo et al. 2018: low = the map depends on the training); **score drop**: "
+            "drop of the image score (SD) when the map's top 2-20% of pixels are removed."
+        )
+        figures = imaging_trust.summary
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    "Map": [names.get(str(n), str(n)) for n in figures.index],
+                    "Pointing game": figures["pointing_game"].map(_share),
+                    "Inside lesion": figures["lesion_share"].map(_share),
+                    "On the body": figures["foreground_share"].map(_share),
+                    "Between patients": figures["specificity"].map(_ratio),
+                    "Random weights": figures["randomisation_correlation"].map(_ratio),
+                    "Score drop": figures["deletion_drop"].map(_ratio),
+                }
+            ),
+            hide_index=True,
+            key="explorer.imaging_trust",
         )
     stored = service.explanation_metrics()
     if stored is not None:

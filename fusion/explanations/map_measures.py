@@ -9,7 +9,7 @@ streamlit or the dashboard.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
+from typing import Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -19,10 +19,12 @@ from scipy.ndimage import gaussian_filter
 from fusion.explain import shap_values
 from fusion.explanations.occlusion import FusedImageScorer, occlusion_map
 from fusion.model import FusionClassifier
+from models.foreground import foreground_mask
 from models.gradcam import GradCamExplainer
 
 __all__ = [
     "DELETION_FRACTIONS",
+    "bound_to_foreground",
     "centre_map",
     "deletion_drops",
     "energy_inside",
@@ -70,6 +72,21 @@ def energy_inside(saliency: npt.ArrayLike, mask: npt.ArrayLike) -> float:
     return float(heat[np.asarray(mask) > 0].sum() / total) if total > 0 else 0.0
 
 
+def bound_to_foreground(
+    saliency: npt.ArrayLike, foreground: npt.ArrayLike
+) -> npt.NDArray[np.float32]:
+    """The map with everything off the body set to 0, rescaled so its maximum is 1 again.
+
+    Examples
+    --------
+    >>> bound_to_foreground(np.array([[0.5, 1.0]]), np.array([[True, False]])).tolist()
+    [[1.0, 0.0]]
+    """
+    heat = np.where(np.asarray(foreground, dtype=bool), np.asarray(saliency, np.float64), 0.0)
+    peak = float(heat.max(initial=0.0))
+    return np.asarray(heat / peak if peak > 0 else heat, dtype=np.float32)
+
+
 def random_map(shape: tuple[int, int], rng: np.random.Generator) -> npt.NDArray[np.float32]:
     """A smooth random map in [0, 1] (white noise blurred with sigma = side / 16).
 
@@ -97,8 +114,16 @@ def centre_map(shape: tuple[int, int]) -> npt.NDArray[np.float32]:
     return np.asarray(heat / heat.max(), dtype=np.float32)
 
 
+class RiskFunction(Protocol):
+    """Anything with ``risk(images (N, H, W)) -> (N,)``, e.g. a :class:`FusedImageScorer`."""
+
+    def risk(self, images: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """The score of each image."""
+        ...
+
+
 def deletion_drops(
-    scorer: FusedImageScorer,
+    scorer: RiskFunction,
     scan: npt.ArrayLike,
     saliency: npt.ArrayLike,
     fractions: Sequence[float] = DELETION_FRACTIONS,
@@ -115,8 +140,8 @@ def deletion_drops(
 
     Parameters
     ----------
-    scorer : FusedImageScorer
-        The patient's fused risk as a function of the scan.
+    scorer : RiskFunction
+        The patient's fused risk as a function of the scan (or the image score).
     scan : array-like of shape (H, W)
         Normalised scan.
     saliency : array-like of shape (H, W)
@@ -157,20 +182,19 @@ def patient_maps(
     explainers: Sequence[GradCamExplainer],
     scan: npt.ArrayLike,
 ) -> dict[str, npt.NDArray[np.float32]]:
-    """The page's three maps of one scan, each in [0, 1] at scan resolution.
+    """The page's three maps of one scan, each in [0, 1] at scan resolution, on the body.
 
     Grad-CAM and Grad-CAM++ are averaged over ``explainers`` (one per net that scores the
-    patient) and rescaled to [0, 1]; the occlusion map comes from :func:`occlusion_map`.
+    patient); the occlusion map comes from :func:`occlusion_map`. Each is then bounded to the
+    scan's foreground (:func:`bound_to_foreground`), as the page draws it.
     """
     image = np.asarray(scan, dtype=np.float32)
+    body = foreground_mask(image)
     maps: dict[str, npt.NDArray[np.float32]] = {}
     for method in ("gradcam", "gradcampp"):
         mean = np.mean([e.compute(image, method=method) for e in explainers], axis=0)
-        span = float(mean.max() - mean.min())
-        maps[method] = ((mean - mean.min()) / span if span > 0 else np.zeros_like(mean)).astype(
-            np.float32
-        )
-    maps["occlusion"] = occlusion_map(scorer, image).saliency
+        maps[method] = bound_to_foreground(mean, body)
+    maps["occlusion"] = bound_to_foreground(occlusion_map(scorer, image).saliency, body)
     return maps
 
 

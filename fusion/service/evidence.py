@@ -2,9 +2,10 @@
 
 Owns the saliency maps of a :class:`~fusion.service.patient_case.PatientCase` (Grad-CAM,
 Grad-CAM++ or occlusion of the fused risk, averaged over the nets that never trained on the
-patient), the fused scorer the occlusion map and the trust check use, and the nearest
-reference patients in SHAP space. Reads scan files under the artifacts directory and, for the
-neighbours only, their summaries from the store. Must not import streamlit or the dashboard.
+patient and bounded to the scan's foreground), the fused scorer the occlusion map and the trust
+check use, and the nearest reference patients in SHAP space. Reads scan files under the
+artifacts directory and, for the neighbours only, their summaries from the store. Must not
+import streamlit or the dashboard.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from data.errors import CohortError
 from data.store import CohortStore, PatientRecord
 from data.vocabulary import MaskableModality
 from fusion.explain import shap_values
+from fusion.explanations.map_measures import bound_to_foreground
 from fusion.explanations.occlusion import FusedImageScorer, occlusion_map
 from fusion.records import MAP_METHODS, ImageMaps, MapMethod
 from fusion.service.loaded_models import LoadedModels
 from fusion.service.patient import without
 from fusion.service.patient_case import PatientCase
+from models.foreground import foreground_mask
 from models.transforms import normalize_scan
 
 __all__ = ["fused_scorer", "has_lesion", "image_maps", "similar_patients"]
@@ -80,9 +83,8 @@ def image_maps(
         maps = [occlusion_map(fused_scorer(models, case.X, folds), scan).saliency]
     else:
         maps = [models.explainers[int(k)].compute(scan, method=method) for k in folds]
-    saliency = np.mean(maps, axis=0)
-    span = float(saliency.max() - saliency.min())
-    saliency = (saliency - saliency.min()) / span if span > 0 else np.zeros_like(saliency)
+    # Positive evidence, scaled by its peak and bounded to the body (map_measures).
+    saliency = bound_to_foreground(np.mean(maps, axis=0), foreground_mask(raw))
     lesion_mask = None
     if record.image.mask_path is not None and record.true_risk is not None:
         mask_file = artifacts_dir / record.image.mask_path

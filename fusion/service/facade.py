@@ -27,6 +27,7 @@ from fusion.evaluation.fairness import FairnessReport
 from fusion.evaluation.flags import AuditOptions
 from fusion.evaluation.importance import ShapSummary
 from fusion.evaluation.performance import PerformanceReport
+from fusion.explanations.imaging_trust import imaging_map_trust
 from fusion.explanations.map_trust import MapTrustReport
 from fusion.explanations.similar import SimilarityIndex
 from fusion.forecast.patient import PatientForecast
@@ -199,6 +200,8 @@ class RiskService:
         """Localisation, faithfulness and additivity measured at build time (None if absent)."""
         metrics = self.models.fusion_record.metrics.get("map_trust")
         return None if metrics is None else MapTrustReport.from_metrics(metrics)
+
+    imaging_map_trust = imaging_map_trust  # issue 16: the imaging maps' stored trust figures
 
     def interval_metrics(self) -> Mapping[str, Any] | None:
         """Method, level, size and test coverage of the interval (None if not built)."""

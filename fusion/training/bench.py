@@ -377,6 +377,14 @@ def _forecast_section(
     }
 
 
+def imaging_trust_metrics(service: RiskService) -> dict[str, Any] | None:
+    """The active imaging version's map trust figures and pass/fail of its targets (issue 16)."""
+    trust = service.imaging_map_trust()
+    if trust is None:
+        return None
+    return {**trust.to_metrics(), "informative": trust.informative, "checks": trust.checks()}
+
+
 def _map_trust_section(service: RiskService, patient_ids: list[str]) -> dict[str, Any]:
     """Trust in the maps (measured by the build on the test split) and occlusion speed."""
     seconds = []
@@ -388,6 +396,7 @@ def _map_trust_section(service: RiskService, patient_ids: list[str]) -> dict[str
     return {
         "measured_at_build_on": "lesion-positive test scans (fusion.explanations.map_trust)",
         **({} if report is None else report.to_metrics()),
+        "imaging_maps": imaging_trust_metrics(service),
         "occlusion_ms_per_patient_median": round(1000 * statistics.median(seconds), 1),
         "occlusion_ms_per_patient_p90": round(1000 * float(np.percentile(seconds, 90)), 1),
     }

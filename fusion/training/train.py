@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from data.artifacts import file_digest
 from data.store import AuditEntry, CohortStore
 from fusion.evaluation.metrics import auroc_with_ci, youden_threshold
+from fusion.explanations.imaging_trust import evaluate_test_imaging_maps
 from fusion.explanations.map_trust import evaluate_test_maps
 from fusion.features import FeatureSet, build_feature_matrix, image_scores
 from fusion.forecast.build import FORECAST_SUFFIX, build_forecast
@@ -228,6 +229,16 @@ def train_cohort(
         for k, net in enumerate(nets):
             path = model_dir / f"fold_{k}.pt"
             net_files[path.name] = save_net(net, path)
+        oof_auroc = auroc_with_ci(train["label"], oof, random_state=config.seed)
+        map_trust = evaluate_test_imaging_maps(  # trust in the imaging maps (issue 16)
+            nets,
+            scaling,
+            image_rows,
+            scans.loc[scans["split"] == "test", "patient_id"].tolist(),
+            artifacts_dir,
+            auroc=(oof_auroc.auroc, oof_auroc.low, oof_auroc.high),
+            random_state=config.seed,
+        )
         manifest = model_dir / "manifest.json"
         manifest.write_text(json.dumps({"folds": config.folds, "nets": net_files}, indent=2))
         store.register_artifact(
@@ -235,7 +246,11 @@ def train_cohort(
             "imaging",
             str(model_dir.relative_to(artifacts_dir)),
             file_digest(manifest),
-            metrics={"train_oof_auroc": auroc_with_ci(train["label"], oof).auroc},
+            metrics={
+                "train_oof_auroc": oof_auroc.auroc,
+                "train_oof_auroc_ci": [oof_auroc.low, oof_auroc.high],
+                **({} if map_trust is None else {"map_trust": map_trust.to_metrics()}),
+            },
             params={
                 "build": build,
                 "epochs": config.imaging.epochs,

@@ -7,13 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.gradcam import GradCamExplainer, normalize_map
+from models.gradcam import GradCamExplainer, normalize_map, positive_evidence
 from models.nets import GRADCAM_TARGET, RiskCNN, build_net
 from tests.models.blobs import BlobSet
 
 
 def reference_gradcam(net: RiskCNN, image: np.ndarray) -> np.ndarray:
-    """Hand-written Grad-CAM: relu(sum_c mean(grad_c) * act_c), upsampled, min-max scaled."""
+    """Hand-written signed Grad-CAM: sum_c mean(grad_c) * act_c, upsampled, positive part / max."""
     layer = net.get_submodule(GRADCAM_TARGET)
     stored: dict[str, torch.Tensor] = {}
 
@@ -29,11 +29,10 @@ def reference_gradcam(net: RiskCNN, image: np.ndarray) -> np.ndarray:
     finally:
         handle.remove()
     weights = stored["grad"].mean(dim=(2, 3), keepdim=True)
-    cam = F.relu((weights * stored["act"]).sum(dim=1, keepdim=True))
+    cam = (weights * stored["act"]).sum(dim=1, keepdim=True)
     cam = F.interpolate(cam, size=image.shape, mode="bilinear", align_corners=False)[0, 0]
-    cam = cam.detach()
-    span = cam.max() - cam.min()
-    return ((cam - cam.min()) / span).numpy() if span > 0 else torch.zeros_like(cam).numpy()
+    cam = cam.detach().clamp(min=0.0)
+    return (cam / cam.max()).numpy() if cam.max() > 0 else torch.zeros_like(cam).numpy()
 
 
 @pytest.fixture(scope="module")
@@ -166,3 +165,55 @@ def test_volume_map_for_a_3d_net(method: str) -> None:
     heat = explainer.compute(volume, method=method)  # type: ignore[arg-type]
     assert heat.shape == (16, 16, 16)
     assert 0.0 <= heat.min() <= heat.max() <= 1.0
+
+
+@pytest.mark.parametrize("random_state", [0, 1, 2])
+@pytest.mark.parametrize("shape", [(32, 32), (64, 48)])
+def test_signed_map_decomposes_the_logit_exactly(random_state: int, shape: tuple[int, int]) -> None:
+    # GAP + linear head: the class activation map (= Grad-CAM without its ReLU) at the last
+    # block sums to logit - bias, for any weights and any image.
+    net = build_net(random_state=random_state).eval()
+    image = np.random.default_rng(random_state).normal(size=shape).astype(np.float32)
+    cam = GradCamExplainer(net).signed_map(image)
+    assert cam.shape == (shape[0] // 8, shape[1] // 8)
+    with torch.no_grad():
+        logit = float(net(torch.from_numpy(image)[None, None])[0, 0])
+        bias = float(net.class_layers.out.bias[0].detach())
+        features = net.features(torch.from_numpy(image)[None, None])[0]
+        weights = net.class_layers.out.weight[0].detach()
+    assert float(cam.sum()) + bias == pytest.approx(logit, abs=1e-4)
+    expected = torch.einsum("chw,c->hw", features, weights) / cam.size  # CAM of Zhou et al.
+    np.testing.assert_allclose(cam, expected.numpy(), atol=1e-6)
+
+
+def test_trained_net_decomposes_its_logit(trained_net: RiskCNN, blobs_val: BlobSet) -> None:
+    explainer = GradCamExplainer(trained_net)
+    bias = float(trained_net.class_layers.out.bias[0].detach())
+    with torch.no_grad():
+        logits = trained_net(torch.from_numpy(blobs_val.images[:5, None]))[:, 0].numpy()
+    sums = [explainer.signed_map(image).sum() + bias for image in blobs_val.images[:5]]
+    np.testing.assert_allclose(sums, logits, atol=1e-4)
+
+
+def test_shown_map_is_the_positive_evidence(
+    explainer: GradCamExplainer, blobs_val: BlobSet
+) -> None:
+    # Negative evidence is drawn as 0, never as middling importance (no min-max scaling).
+    image = blobs_val.images[int(np.flatnonzero(blobs_val.y == 0)[0])]
+    signed = explainer.signed_map(image)
+    heat = explainer.compute(image)
+    if signed.min() < 0 < signed.max():
+        assert heat.min() == 0.0
+        assert heat.max() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("maps", "expected"),
+    [
+        (torch.tensor([[-2.0, 1.0, 4.0]]), torch.tensor([[0.0, 0.25, 1.0]])),
+        (torch.tensor([[-1.0, -3.0]]), torch.zeros(1, 2)),
+        (torch.zeros(2, 1, 2, 2), torch.zeros(2, 1, 2, 2)),
+    ],
+)
+def test_positive_evidence(maps: torch.Tensor, expected: torch.Tensor) -> None:
+    torch.testing.assert_close(positive_evidence(maps), expected)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from data.errors import ArtifactIntegrityError
+from models.layers import PixelNorm
 from models.nets import (
     DEFAULT_CHANNELS,
     EMBEDDING_DIM,
@@ -91,9 +92,10 @@ def test_layer_constants_resolve() -> None:
     assert list(net.class_layers._modules) == ["pool", "flatten", "out"]
 
 
-def test_uses_groupnorm_without_running_statistics() -> None:
-    net = build_net()
-    assert any(isinstance(m, nn.GroupNorm) for m in net.modules())
+@pytest.mark.parametrize(("norm", "layer"), [("pixel", PixelNorm), ("group", nn.GroupNorm)])
+def test_norms_keep_no_running_statistics(norm: str, layer: type[nn.Module]) -> None:
+    net = build_net(norm=norm)  # type: ignore[arg-type]
+    assert any(isinstance(m, layer) for m in net.modules())
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
     assert not any(name.endswith("running_mean") for name, _ in net.named_buffers())
 
@@ -204,3 +206,59 @@ def test_load_refuses_arbitrary_pickles(tmp_path: Path) -> None:
     torch.save({"features.stem.conv.weight": _Payload()}, path)
     with pytest.raises(pickle.UnpicklingError):
         load_net(path)
+
+
+@pytest.mark.parametrize(
+    ("norm", "local"), [("none", True), ("batch", True), ("pixel", True), ("group", False)]
+)
+def test_features_are_local_only_with_pixel_norm(norm: str, local: bool) -> None:
+    # A change far outside a location's receptive field must not move its features: that is
+    # what makes the class activation map a decomposition over *places* (issue 16).
+    net = build_net(norm=norm, norm_groups=8, random_state=0).eval()  # type: ignore[arg-type]
+    # (BatchNorm in eval mode is a fixed per-channel affine map: local.)
+    image = torch.randn(1, 1, 128, 128, generator=torch.Generator().manual_seed(0))
+    changed = image.clone()
+    changed[..., :8, :8] += 5.0
+    with torch.no_grad():
+        before = net.features(image)[0, :, 12:, 12:]
+        after = net.features(changed)[0, :, 12:, 12:]
+    assert bool(torch.equal(before, after)) is local
+
+
+def test_convolutions_are_reflection_padded() -> None:
+    convs = [m for m in build_net().modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs
+    assert {m.padding_mode for m in convs} == {"reflect"}
+    assert not any(isinstance(m, torch.nn.GroupNorm) for m in build_net().modules())
+
+
+def test_weights_saved_before_the_norm_option_load_as_groupnorm(tmp_path: Path) -> None:
+    old = build_net(norm="group", padding_mode="zeros", norm_groups=8, random_state=4)
+    path = tmp_path / "net.pt"
+    save_net(old, path)
+    sidecar = sidecar_path(path)
+    meta = json.loads(sidecar.read_text())
+    del meta["norm"], meta["padding_mode"]  # as written by the previous release
+    sidecar.write_text(json.dumps(meta))
+    loaded = load_net(path)
+    assert loaded.spec.norm == "group"
+    assert loaded.spec.padding_mode == "zeros"
+    assert _same_outputs(old, loaded, torch.randn(2, 1, 32, 32))
+
+
+def test_new_options_round_trip_through_the_sidecar(tmp_path: Path) -> None:
+    net = build_net(padding_mode="replicate", random_state=1)
+    path = tmp_path / "net.pt"
+    save_net(net, path)
+    loaded = load_net(path)
+    assert (loaded.spec.norm, loaded.spec.padding_mode) == ("none", "replicate")
+    assert _same_outputs(net, loaded, torch.randn(2, 1, 32, 32))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"norm": "layer"}, "norm='layer' is unknown"), ({"padding_mode": "circle"}, "padding_mode")],
+)
+def test_unknown_norm_or_padding_is_rejected(kwargs: dict[str, str], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        build_net(**kwargs)  # type: ignore[arg-type]
