@@ -277,7 +277,8 @@ class GradCamExplainer:
         activation, gradient = acti[-1], grad[-1]
         b, c, *spatial = gradient.shape
         weights = gradient.reshape(b, c, -1).mean(2).reshape(b, c, *[1] * len(spatial))
-        return (weights * activation).sum(1).detach()
+        signed: torch.Tensor = (weights * activation).sum(1).detach()
+        return signed
 
     def _as_input(self, image: npt.ArrayLike) -> torch.Tensor:
         array = np.asarray(image, dtype=np.float32)

@@ -331,7 +331,7 @@ def evaluate_imaging_maps(
             on_body[name].append(energy_inside(heat, body))
             shown[name].append(heat)  # unbounded: a shared body mask is not specificity
             displayed = bound_to_foreground(heat, body)
-            if lesion:
+            if lesion and mask is not None:
                 hits[name].append(float(pointing_hit(displayed, mask)))
                 inside[name].append(energy_inside(displayed, mask))
             if name in drops:

@@ -6,12 +6,13 @@ the store writes in one transaction (used by training and by scoring). Must not 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from tqdm import tqdm
 
 from data.errors import CohortError
 from data.store import CohortStore, EmbeddingBatch
@@ -23,6 +24,7 @@ __all__ = [
     "SCAN_CHUNK",
     "concat_batches",
     "embed_chunk",
+    "embed_every_scan",
     "load_scans",
     "logit_scaling",
     "write_embeddings",
@@ -115,6 +117,30 @@ def write_embeddings(
         batch.logits,
         batch.vectors,
     )
+
+
+def embed_every_scan(
+    store: CohortStore,
+    imaging_version: str,
+    nets: Sequence[RiskCNN],
+    image_rows: pd.DataFrame,
+    fold_of: Mapping[str, int],
+    artifacts_dir: Path,
+    *,
+    chunk_size: int,
+) -> None:
+    """Embed every stored scan with every fold net, a chunk per transaction, with a progress bar.
+
+    ``fold_of`` maps a training patient to the fold whose net did not see it (others: -1).
+    """
+    bar = tqdm(total=len(image_rows), desc="embeddings", unit="scan", leave=False)
+    for start in range(0, len(image_rows), chunk_size):
+        chunk = image_rows.iloc[start : start + chunk_size]
+        patient_folds = np.array([fold_of.get(pid, -1) for pid in chunk["patient_id"]])
+        scans = load_scans(artifacts_dir, chunk["path"])
+        write_embeddings(store, imaging_version, nets, chunk, scans, patient_folds)
+        bar.update(len(chunk))
+    bar.close()
 
 
 def concat_batches(imaging_version: str, batches: Sequence[EmbeddingBatch]) -> EmbeddingBatch:

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from data.artifacts import file_digest
 from data.store import AuditEntry, CohortStore
@@ -38,7 +37,7 @@ from fusion.forecast.build import FORECAST_SUFFIX, build_forecast
 from fusion.service.cohort_views import precompute
 from fusion.service.facade import RiskService
 from fusion.training.capacity import CapacityChoice
-from fusion.training.embeddings import SCAN_CHUNK, load_scans, logit_scaling, write_embeddings
+from fusion.training.embeddings import SCAN_CHUNK, embed_every_scan, load_scans, logit_scaling
 from fusion.training.fusion_stage import fit_fusion_stage
 from fusion.training.logistic_baseline import (
     COMPARISON_METRIC,
@@ -261,20 +260,9 @@ def train_cohort(
         )
 
     with stages.stage("embeddings", f"{len(image_rows)} scans x {config.folds} nets"):
-        bar = tqdm(total=len(image_rows), desc="embeddings", unit="scan", leave=False)
-        for start in range(0, len(image_rows), SCAN_CHUNK):
-            chunk = image_rows.iloc[start : start + SCAN_CHUNK]
-            patient_folds = np.array([fold_of.get(pid, -1) for pid in chunk["patient_id"]])
-            write_embeddings(
-                store,
-                imaging_version,
-                nets,
-                chunk,
-                load_scans(artifacts_dir, chunk["path"]),
-                patient_folds,
-            )
-            bar.update(len(chunk))
-        bar.close()
+        embed_every_scan(
+            store, imaging_version, nets, image_rows, fold_of, artifacts_dir, chunk_size=SCAN_CHUNK
+        )
 
     scores = image_scores(store.load_embeddings(imaging_version), scaling)
     frame = frame.join(scores, on="patient_id")
