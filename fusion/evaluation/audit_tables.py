@@ -37,8 +37,8 @@ COMPARISON_COLUMNS: tuple[str, ...] = (
     "metric",
     "state",
     "difference",
-    "low",
-    "high",
+    "difference_low",
+    "difference_high",
     "p_value",
     "p_adjusted",
     "flagged",
@@ -164,7 +164,7 @@ def comparisons_table(report: FairnessReport) -> pd.DataFrame:
 
     One row per (shown, non-reference group, tested metric): ``group, n, metric, state``
     (words of :data:`fusion.evaluation.flags.STATES`), the signed ``difference`` (group minus
-    reference) with its CI (``low``, ``high``), ``p_value`` (raw, two-sided Wald on the
+    reference) with its CI (``difference_low``, ``_high``), ``p_value`` (raw, two-sided Wald on the
     bootstrap standard error), ``p_adjusted`` (the report's method, across every row with a
     p-value), ``flagged``, ``mdd`` (minimum detectable difference) and the two ``value`` s
     compared. Hidden cells are NaN ("not compared"). Sorted: flagged, insufficient evidence,
@@ -189,8 +189,8 @@ def comparisons_table(report: FairnessReport) -> pd.DataFrame:
                     "metric": metric,
                     "state": STATES[state],
                     "difference": difference.loc[label, metric],
-                    "low": difference.loc[label, f"{metric}_low"],
-                    "high": difference.loc[label, f"{metric}_high"],
+                    "difference_low": difference.loc[label, f"{metric}_low"],
+                    "difference_high": difference.loc[label, f"{metric}_high"],
                     "p_value": difference.loc[label, f"{metric}_p"],
                     "p_adjusted": difference.loc[label, f"{metric}_p_adjusted"],
                     "flagged": bool(difference.loc[label, f"{metric}_flag"]),
