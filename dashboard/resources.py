@@ -19,7 +19,7 @@ from data.errors import CohortError
 from data.store import CohortStore, DataStamp, make_engine
 from fusion.admin.access import Identity
 from fusion.evaluation.fairness import FairnessReport
-from fusion.evaluation.flags import FlagMethod
+from fusion.evaluation.flags import DEFAULT_FLAG_METHOD, AuditOptions, FlagMethod
 from fusion.evaluation.importance import ShapSummary
 from fusion.evaluation.performance import PerformanceReport
 from fusion.forecast.patient import PatientForecast
@@ -175,14 +175,21 @@ def get_audit(
     reference: str | None,
     min_cell: int,
     identity: Identity | None = None,
+    method: str = DEFAULT_FLAG_METHOD,
 ) -> FairnessReport:
     """Bias audit of the test split; keyed by the data stamp, every setting and the user.
 
     The service applies the configured suppression floor for ``identity`` (and audits an
     admin's lowering), so a result computed for one user is never served to another.
+    ``method`` is the flags' multiplicity adjustment (``holm`` or ``bh``).
     """
     return _service.audit(
-        by, threshold=threshold, reference=reference, min_cell=min_cell, identity=identity
+        by,
+        threshold=threshold,
+        reference=reference,
+        min_cell=min_cell,
+        identity=identity,
+        options=AuditOptions(method=method),  # type: ignore[arg-type]
     )
 
 

@@ -311,6 +311,8 @@ def _number(value: object) -> float | None:
     """A cell as a float, or None when it is text (e.g. a suppression marker)."""
     if isinstance(value, (bool, np.bool_)) or value is None:
         return None
+    if value is pd.NA:  # an empty cell of a nullable integer column (e.g. a hidden n)
+        return math.nan
     try:
         return float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):

@@ -14,9 +14,16 @@ from dashboard.resources import get_audit, get_group_curves, get_reliance, requi
 from fusion.admin.access import AccessDeniedError
 from fusion.display import AUDIT_COLUMN_LABELS, readable_table
 from fusion.evaluation.bootstrap import METRICS
+from fusion.evaluation.flags import DEFAULT_FLAG_METHOD, FLAG_METHODS
 from fusion.evaluation.groups import AUDIT_ATTRIBUTES
-from fusion.evaluation.suppression import SUPPRESSED_TILE
-from fusion.reports.audit_report import audit_csv, audit_figures, audit_html, demo_bias_note
+from fusion.reports.audit_report import (
+    audit_csv,
+    audit_figures,
+    audit_html,
+    comparisons_csv,
+    demo_bias_note,
+    flag_rule,
+)
 from fusion.reports.figures import (
     make_disparity_figure,
     make_group_calibration_figure,
@@ -26,6 +33,7 @@ from fusion.reports.figures import (
 from fusion.reports.usefulness_figures import usefulness_figures
 
 LARGEST = "(largest group)"
+METHOD_LABELS = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
 
 st.title("Bias audit")
 identity = require_page_area("cohort")
@@ -34,15 +42,15 @@ service = require_risk_service()
 info = service.model_info()
 stamp = service.data_stamp()  # keys every cached view: a later score recomputes them
 st.caption(
-    f"Fusion model `{info.version}`, held-out test split. Intervals are percentile bootstrap "
-    "95% CIs (200 resamples); a flag marks a difference from the reference whose CI excludes 0. "
-    "Each flag is one test at the 5% level: with several metrics and groups some flags appear by "
-    "chance, and a small group's real gap can go unflagged (measured rates: docs/data.md)."
+    f"Fusion model `{info.version}`, held-out test split. Group metrics carry percentile "
+    "bootstrap 95% CIs (200 resamples); differences are signed (group minus reference) and "
+    "flagged only after adjusting across every comparison shown (rule below; measured "
+    "false-flag rates: docs/models.md)."
 )
 bias_note = demo_bias_note(service.build_params())
 if bias_note is not None:
     st.info(bias_note, icon=":material/science:")
-controls = st.columns([3, 2, 1, 2])
+controls = st.columns([3, 2, 1, 2, 2])
 attributes = controls[0].multiselect(
     "Sensitive attributes (several: their intersection)",
     list(AUDIT_ATTRIBUTES),
@@ -71,6 +79,16 @@ min_cell = int(
         ),
     )
 )
+method = controls[4].radio(
+    "Flag adjustment",
+    list(FLAG_METHODS),
+    index=list(FLAG_METHODS).index(DEFAULT_FLAG_METHOD),
+    format_func=lambda name: METHOD_LABELS[name],
+    key="fairness.method",
+    help="Holm (default) keeps the chance of any false flag in the audit at or below 5%; "
+    "Benjamini-Hochberg keeps the expected share of false flags at or below 5% (more flags "
+    "when many differences are real).",
+)
 if not attributes:
     st.info("Choose at least one sensitive attribute.")
     st.stop()
@@ -81,7 +99,7 @@ threshold = choice.threshold
 if choice.allowed is not None:
     st.caption(choice.note())
 try:
-    default = get_audit(service, stamp, by, float(threshold), None, min_cell, identity)
+    default = get_audit(service, stamp, by, float(threshold), None, min_cell, identity, method)
 except (ValueError, AccessDeniedError) as err:
     st.error(str(err))
     st.stop()
@@ -90,7 +108,7 @@ reference = controls[3].selectbox("Reference group", [LARGEST, *shown], key="fai
 report = (
     default
     if reference == LARGEST or reference not in shown  # e.g. just after an attribute switch
-    else get_audit(service, stamp, by, float(threshold), str(reference), min_cell, identity)
+    else get_audit(service, stamp, by, float(threshold), str(reference), min_cell, identity, method)
 )
 
 hidden = int(report.by_group["suppressed"].sum())
@@ -98,21 +116,39 @@ hidden = int(report.by_group["suppressed"].sum())
 cols = [*st.columns(2), *st.columns(2)]
 cols[0].metric("Groups", f"{len(report.by_group)}", help=" x ".join(report.attributes))
 cols[1].metric("Suppressed groups", f"{hidden}", help=report.marker)
-for col, row, label in (
-    (cols[2], "demographic_parity_difference", "Demographic parity difference"),
-    (cols[3], "equalized_odds_difference", "Equalized odds difference"),
-):
-    value = report.summary.loc[row]
-    if np.isnan(value["value"]):  # every shown group's rates are hidden (small counts)
-        col.metric(
-            label,
-            SUPPRESSED_TILE,
-            help=f"{report.marker}: no shown group has these rates shown.",
-        )
-    else:
-        col.metric(
-            label, f"{value['value']:.3f}", help=f"95% CI {value['low']:.3f}-{value['high']:.3f}"
-        )
+cols[2].metric(
+    "Flagged differences",
+    "not compared" if report.nothing_compared else f"{report.n_flagged} of {report.n_comparisons}",
+    help=f"{METHOD_LABELS[report.method]}-adjusted p < {report.alpha:g}",
+)
+dp = report.summary.loc["demographic_parity_difference"]
+if np.isnan(dp["difference"]):  # nothing compared, or every selection rate hidden
+    cols[3].metric(
+        "Largest selection-rate difference",
+        "not compared",
+        help=report.nothing_compared or f"{report.marker}: no shown difference.",
+    )
+else:
+    cols[3].metric(
+        "Largest selection-rate difference",
+        f"{dp['difference']:+.3f}",
+        help=f"{dp['group']} minus {report.reference}; 95% CI {dp['low']:+.3f} to "
+        f"{dp['high']:+.3f}; {'flagged' if dp['flagged'] else 'not flagged'}.",
+    )
+if report.nothing_compared:
+    st.warning(report.nothing_compared, icon=":material/block:")
+else:
+    st.caption(flag_rule(report))
+    st.dataframe(
+        readable_table(report.group_states(), labels=AUDIT_COLUMN_LABELS),
+        key="fairness.states",
+        hide_index=True,
+    )
+    st.dataframe(
+        readable_table(report.comparisons(), labels=AUDIT_COLUMN_LABELS),
+        key="fairness.comparisons",
+        hide_index=True,
+    )
 if hidden:
     st.caption(
         f"{hidden} group(s) not shown: fewer than {report.min_cell} patients, or suppressed so "
@@ -210,7 +246,8 @@ reliance = get_reliance(service, stamp, by, min_cell, identity)
 st.plotly_chart(make_reliance_figure(reliance), key="fairness.reliance")
 
 name = f"audit-{'-'.join(report.attributes)}-{info.version}"
-downloads = st.columns(2)
+by_list = list(report.attributes)
+downloads = st.columns(3)
 downloads[0].download_button(
     "Download metrics (CSV)",
     audit_csv(report),
@@ -220,6 +257,17 @@ downloads[0].download_button(
     on_click=service.record_event,
     args=(identity, "export"),
     kwargs={"detail": {"page": "fairness", "format": "csv", "by": list(report.attributes)}},
+)
+
+downloads[1].download_button(
+    "Download differences (CSV)",
+    comparisons_csv(report),
+    file_name=f"{name}-differences.csv",
+    mime="text/csv",
+    key="fairness.comparisons_csv",
+    on_click=service.record_event,
+    args=(identity, "export"),
+    kwargs={"detail": {"page": "fairness", "format": "csv", "table": "differences", "by": by_list}},
 )
 
 
@@ -246,7 +294,7 @@ def _html_report() -> str:
     )
 
 
-downloads[1].download_button(
+downloads[2].download_button(
     "Download report (HTML)",
     _html_report,
     file_name=f"{name}.html",

@@ -37,8 +37,8 @@ COMPARISON_COLUMNS: tuple[str, ...] = (
     "metric",
     "state",
     "difference",
-    "low",
-    "high",
+    "difference_low",
+    "difference_high",
     "p_value",
     "p_adjusted",
     "flagged",
@@ -78,7 +78,9 @@ def _text(value: object, *, whole: bool = False) -> str:
 def _reasons(report: FairnessReport) -> list[str]:
     """Why cells of each group are empty: the whole group, some rates, or nothing."""
     reasons = []
-    for label, suppressed in report.by_group["suppressed"].items():
+    for label, suppressed in zip(
+        report.by_group.index.astype(str), report.by_group["suppressed"], strict=True
+    ):
         if suppressed:
             reasons.append(
                 f"group suppressed: fewer than {report.min_cell} patients, or hidden so that a "
@@ -140,7 +142,7 @@ def metrics_table(report: FairnessReport, *, as_text: bool = False) -> pd.DataFr
     frame.insert(1, "reference", frame.index == report.reference)
     frame["n"] = frame["n"].round().astype("Int64")
     suppressed = report.by_group["suppressed"].to_numpy(dtype=bool)
-    position = frame.columns.get_loc("n") + 1
+    position = int(list(frame.columns).index("n")) + 1
     frame.insert(position, "suppressed", suppressed)
     frame.insert(position + 1, "suppressed_reason", _reasons(report))
     frame = frame.reset_index(drop=True)
@@ -164,7 +166,7 @@ def comparisons_table(report: FairnessReport) -> pd.DataFrame:
 
     One row per (shown, non-reference group, tested metric): ``group, n, metric, state``
     (words of :data:`fusion.evaluation.flags.STATES`), the signed ``difference`` (group minus
-    reference) with its CI (``low``, ``high``), ``p_value`` (raw, two-sided Wald on the
+    reference) with its CI (``difference_low``, ``_high``), ``p_value`` (raw, two-sided Wald on the
     bootstrap standard error), ``p_adjusted`` (the report's method, across every row with a
     p-value), ``flagged``, ``mdd`` (minimum detectable difference) and the two ``value`` s
     compared. Hidden cells are NaN ("not compared"). Sorted: flagged, insufficient evidence,
@@ -189,8 +191,8 @@ def comparisons_table(report: FairnessReport) -> pd.DataFrame:
                     "metric": metric,
                     "state": STATES[state],
                     "difference": difference.loc[label, metric],
-                    "low": difference.loc[label, f"{metric}_low"],
-                    "high": difference.loc[label, f"{metric}_high"],
+                    "difference_low": difference.loc[label, f"{metric}_low"],
+                    "difference_high": difference.loc[label, f"{metric}_high"],
                     "p_value": difference.loc[label, f"{metric}_p"],
                     "p_adjusted": difference.loc[label, f"{metric}_p_adjusted"],
                     "flagged": bool(difference.loc[label, f"{metric}_flag"]),

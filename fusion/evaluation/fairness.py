@@ -340,7 +340,7 @@ def audit(
     # A difference or ratio gives the group's metric back from the reference's (and the
     # reference's from the group's): hide it where either is hidden, and never test it.
     shown = ~hidden
-    paired = {}
+    paired: dict[str, npt.NDArray[np.bool_]] = {}
     for name in METRICS:
         own = metric_hidden[name].to_numpy()
         paired[name] = own | own[ref] | hidden
@@ -404,7 +404,7 @@ def audit(
     diff_cols["equalized_odds_low"] = np.where(odds_hidden, np.nan, low)
     diff_cols["equalized_odds_high"] = np.where(odds_hidden, np.nan, high)
     # |gap| is never below 0, so its own CI cannot test parity: flag through TPR and FPR.
-    diff_cols["equalized_odds_flag"] = diff_cols["tpr_flag"] | diff_cols["fpr_flag"]
+    diff_cols["equalized_odds_flag"] = np.logical_or(diff_cols["tpr_flag"], diff_cols["fpr_flag"])
 
     difference = pd.DataFrame(diff_cols, index=labels)
     summary = _summary(point, difference, shown, ref=ref)

@@ -164,7 +164,7 @@ def make_disparity_figure(report: FairnessReport, metric: str) -> go.Figure:
     """Forest plot of one metric per shown group with its 95% CI; the reference is a line.
 
     Suppressed groups are left out (their values are never drawn); flagged differences
-    (CI of the difference excludes 0) are red.
+    (adjusted p-value below the report's alpha, :mod:`fusion.evaluation.flags`) are red.
     """
     if metric not in report.difference.columns:
         raise ValueError(f"Unknown metric {metric!r}; choose one of the report's metrics.")

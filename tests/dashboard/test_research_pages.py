@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from fusion.admin.access import Identity
 from fusion.display import AUDIT_COLUMN_LABELS, format_ci, readable_table
+from fusion.evaluation.flags import AuditOptions
 from fusion.evaluation.performance import ABLATION_LABELS
 from fusion.evaluation.suppression import SUPPRESSED_TILE
 
@@ -101,8 +102,25 @@ def test_fairness_page_audits_sex_by_default(patched_service) -> None:
     at.number_input(key="fairness.min_cell").set_value(2).run()
     assert not at.exception
     report = patched_service.audit(["sex"], min_cell=2, identity=ADMIN)
-    shown = _metric(at, "Demographic parity difference")
-    assert shown == f"{report.summary.loc['demographic_parity_difference', 'value']:.3f}"
+    # Flags and signed differences come first: the tile, the group states, the compact table.
+    summary = report.summary.loc["demographic_parity_difference"]
+    shown = _metric(at, "Largest selection-rate difference")
+    if np.isnan(summary["difference"]):
+        assert shown == "not compared"
+    else:
+        assert shown == f"{summary['difference']:+.3f}"
+    flagged = _metric(at, "Flagged differences")
+    assert flagged == (
+        "not compared"
+        if report.nothing_compared
+        else f"{report.n_flagged} of {report.n_comparisons}"
+    )
+    if report.nothing_compared is None:
+        states = at.dataframe[0].value
+        assert list(states["Group"]) == report.group_states()["group"].tolist()
+        compact = at.dataframe[1].value
+        assert len(compact.columns) <= 13  # a compact table, not 90 raw columns
+        assert "Difference (95% CI)" in compact.columns
     figure = _charts(at)[0]
     assert figure["data"][0]["y"] == report.by_group.index[~report.by_group["suppressed"]].tolist()
     charts = _charts(at)
@@ -117,8 +135,23 @@ def test_fairness_page_audits_sex_by_default(patched_service) -> None:
     assert bars[3]["y"] == pytest.approx(reliance.loc[~reliance["suppressed"], "imaging"].tolist())
     assert [b.proto.label for b in at.get("download_button")] == [
         "Download metrics (CSV)",
+        "Download differences (CSV)",
         "Download report (HTML)",
     ]
+
+
+def test_fairness_page_offers_both_adjustments(patched_service) -> None:
+    at = _page("fairness")
+    at.number_input(key="fairness.min_cell").set_value(2).run()
+    assert at.radio(key="fairness.method").value == "holm"  # the stated default
+    at.radio(key="fairness.method").set_value("bh").run()
+    assert not at.exception
+    report = patched_service.audit(
+        ["sex"], min_cell=2, identity=ADMIN, options=AuditOptions(method="bh")
+    )
+    assert any("Benjamini-Hochberg" in caption.value for caption in at.caption) or (
+        report.nothing_compared is not None
+    )
 
 
 def _every_metric(at: AppTest) -> pd.DataFrame:
@@ -155,8 +188,8 @@ def test_suppression_is_visible_and_reference_is_selectable(patched_service) -> 
     assert not at.exception
     report = patched_service.audit(["ethnicity", "site"], min_cell=3, identity=ADMIN)
     assert report.by_group["suppressed"].any()  # the tiny cohort has small intersections
-    table = at.dataframe[0].value
-    hidden = table.loc[table["Patients"] == "suppressed (n < 3)", "Group"]
+    table = _every_metric(at)
+    hidden = table.loc[table["Suppressed"] == "yes", "Group"]
     assert set(hidden) == set(report.by_group.index[report.by_group["suppressed"]])
     assert any("not shown" in caption.value for caption in at.caption)
     options = at.selectbox(key="fairness.reference").options

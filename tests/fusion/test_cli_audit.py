@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 from datetime import UTC, datetime
 
 import numpy as np
@@ -77,6 +78,7 @@ def test_audit_html_is_self_contained_with_every_figure(home_env, tmp_path) -> N
 def test_audit_command_bands_ages_adjusts_flags_and_writes_the_compact_table(
     home_env, tmp_path, caplog
 ) -> None:
+    caplog.set_level(logging.INFO)  # the summary line is INFO
     out, compact = tmp_path / "age.csv", tmp_path / "compact.csv"
     args = ["audit", "--by", "age_band", "--min-cell", "2", "--resamples", "20"]
     args += ["--bins", "age=40,60,75", "--method", "bh", "--out", str(out)]
