@@ -57,8 +57,9 @@ def render_worst_slices(
         )
         return
     table = view.table.sort_values(["confirmed", "p_adjusted"], ascending=[False, True])
+    columns = [c for c in SLICE_LABELS if not table[c].isna().all() or c in ("slice", "confirmed")]
     shown = readable_table(
-        table.loc[:, list(SLICE_LABELS)],
+        table.loc[:, columns],
         labels=SLICE_LABELS,
         percent=["tpr", "tpr_rest", "fpr", "fpr_rest"],
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from fusion.admin.access import Identity
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
     from fusion.service.facade import RiskService
 
 __all__ = ["TOP_INPUTS", "SliceView", "worst_slices"]
+
+RESEARCHER_HIDDEN: tuple[str, ...] = ("n", "n_discovery", "tpr", "tpr_rest", "fpr", "fpr_rest")
+"""Slice columns a researcher does not see: with the shown totals they give back counts."""
 
 TOP_INPUTS = 6
 """Model inputs (by mean |SHAP| over the test split) binned into tertiles for the search."""
@@ -138,6 +142,11 @@ def worst_slices(
         alpha=alpha,
         adjustment=adjustment,
     )
+    if identity is not None and identity.role == "researcher":
+        # A slice's size, and its sensitivity and FPR with those outside it and the split's own,
+        # solve for its cells (two slices differing by one condition give a small group by
+        # subtraction): researchers see the slice, its test and its AUROCs only.
+        table.loc[:, list(RESEARCHER_HIDDEN)] = np.nan
     return SliceView(
         table=table,
         columns=tuple(columns),

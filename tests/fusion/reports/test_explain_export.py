@@ -23,8 +23,12 @@ def test_explain_writes_the_documented_files(home_env, tiny_service, tmp_path) -
     assert document["base_value"] + shap_sum == pytest.approx(document["margin"], abs=1e-6)
     assert 1 / (1 + np.exp(-document["margin"])) == pytest.approx(document["risk"], abs=1e-9)
     assert {f["modality"] for f in document["features"]} <= set(MODALITIES)
-    assert set(document["modality_sums"]) == set(MODALITIES)
-    assert len(document["features"]) == len(tiny_service.features.names)
+    # The modalities the risk uses: the modality-value rule may drop some (they move nothing).
+    unused = set(tiny_service.models.unused_modalities)
+    assert set(document["modality_sums"]) == set(MODALITIES) - unused
+    assert len(document["features"]) == sum(
+        modality not in unused for modality in tiny_service.features.modalities
+    )
     for method in ("gradcam", "gradcampp", "occlusion"):
         heat = np.load(out / f"{method}.npy", allow_pickle=False)
         assert document["maps"][method] == f"{method}.npy"

@@ -99,7 +99,9 @@ def test_report_command_writes_each_format(home_env, tmp_path, suffix: str) -> N
         jsonschema.validate(written, MODEL_CARD_SCHEMA)
         assert written["disclosure"]["role"] == "researcher"
     elif suffix == ".html":
-        assert "Decision curve" in out.read_text()
+        page = out.read_text()
+        assert "Model card: fusion-" in page
+        assert "Limitations" in page
     else:
         assert out.read_bytes().startswith(b"%PDF")
 

@@ -29,12 +29,22 @@ def test_explanation_is_additive_and_complete(tiny_service: RiskService) -> None
     pid = _patient(tiny_service)
     explanation = tiny_service.explain(pid)
     contributions = explanation.contributions
-    assert len(contributions) == len(tiny_service.features.names)
+    # Every input of the modalities the risk uses (the modality-value rule may drop some).
+    used = [
+        name
+        for name, modality in zip(
+            tiny_service.features.names, tiny_service.features.modalities, strict=True
+        )
+        if modality not in tiny_service.models.unused_modalities
+    ]
+    assert len(contributions) == len(used)
     margin = explanation.base_value + contributions["shap"].sum()
     assert margin == pytest.approx(explanation.margin, abs=1e-9)
     risk = 1 / (1 + np.exp(-margin))
     assert risk == pytest.approx(tiny_service.predict(pid).risk, abs=1e-6)
-    assert set(explanation.modality_totals) == set(MODALITIES)
+    assert set(explanation.modality_totals) == set(MODALITIES) - set(
+        tiny_service.models.unused_modalities
+    )
     assert sum(explanation.modality_totals.values()) == pytest.approx(contributions["shap"].sum())
     # Sorted by absolute contribution.
     magnitudes = contributions["shap"].abs().to_numpy()

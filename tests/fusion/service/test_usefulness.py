@@ -13,7 +13,7 @@ from fusion.evaluation.slices import SLICE_COLUMNS
 from fusion.reports.usefulness_figures import usefulness_figures, usefulness_tables
 from fusion.service.facade import RiskService
 from fusion.service.usefulness import ALL_PATIENTS, clinical_usefulness
-from fusion.service.worst_slices import worst_slices
+from fusion.service.worst_slices import RESEARCHER_HIDDEN, worst_slices
 
 RESEARCHER = Identity(user="r@h.org", role="researcher", source="oidc")
 ADMIN = Identity(user="a@h.org", role="admin", source="oidc")
@@ -76,3 +76,14 @@ def test_worst_slices_search_validation_and_test_on_the_test_split(
     assert list(view.table.columns) == list(SLICE_COLUMNS)
     assert (view.table["n"] >= 2).all()
     assert "validation patients" in view.note()
+
+
+def test_a_researcher_sees_no_slice_size_or_rates(
+    tiny_service: RiskService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tiny_service, "min_cell_floor", 2)
+    researcher = worst_slices(tiny_service, identity=RESEARCHER)
+    admin = worst_slices(tiny_service, identity=ADMIN)
+    assert researcher.table["slice"].tolist() == admin.table["slice"].tolist()
+    for column in RESEARCHER_HIDDEN:
+        assert researcher.table[column].isna().all()

