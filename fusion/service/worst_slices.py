@@ -146,6 +146,7 @@ def worst_slices(
         # A slice's size, and its sensitivity and FPR with those outside it and the split's own,
         # solve for its cells (two slices differing by one condition give a small group by
         # subtraction): researchers see the slice, its test and its AUROCs only.
+        table = table.astype({column: float for column in RESEARCHER_HIDDEN})
         table.loc[:, list(RESEARCHER_HIDDEN)] = np.nan
     return SliceView(
         table=table,

@@ -71,12 +71,13 @@ def test_audit_html_is_self_contained_with_every_figure(home_env, tmp_path) -> N
     assert "<link" not in page  # no remote stylesheet
     for title in ("Disparity: auroc by group", "ROC by group", "Calibration by group"):
         assert f"<h2>{title}</h2>" in page
-    assert page.count('class="plotly-graph-div"') == 6  # 4 forest plots, ROC, calibration
+    # 4 forest plots, ROC and calibration by group, decision curve and smoothed calibration
+    assert page.count('class="plotly-graph-div"') == 8
     assert "deliberately injected bias" in page  # the tiny demo is built with the bias on
 
 
 def test_audit_command_bands_ages_adjusts_flags_and_writes_the_compact_table(
-    home_env, tmp_path, caplog
+    home_env, tmp_path, caplog, capsys
 ) -> None:
     caplog.set_level(logging.INFO)  # the summary line is INFO
     out, compact = tmp_path / "age.csv", tmp_path / "compact.csv"
@@ -90,7 +91,8 @@ def test_audit_command_bands_ages_adjusts_flags_and_writes_the_compact_table(
     rows = pd.read_csv(compact)
     assert set(rows["group"]) < set(table["group"])  # the reference is not compared
     assert rows["p_adjusted"].dtype.kind == "f"
-    assert "Benjamini-Hochberg-adjusted" in caplog.text or "nothing compared" in caplog.text
+    summary = capsys.readouterr().out  # the summary line is a result: stdout
+    assert "Benjamini-Hochberg-adjusted" in summary or "nothing compared" in summary
     caplog.clear()
     assert main(["audit", "--by", "age_band", "--bins", "age=60,40", "--out", str(out)]) == 2
     assert "40,60,75" in caplog.text  # the message shows a valid example

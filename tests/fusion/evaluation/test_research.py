@@ -19,6 +19,7 @@ from fusion.evaluation.metrics import (
     roc_points,
 )
 from fusion.evaluation.performance import ABLATION_LABELS
+from fusion.service.cohort import global_shap
 from fusion.training.train import BASELINES
 
 ADMIN = Identity(user="test-admin", role="admin", source="local")
@@ -126,8 +127,14 @@ def test_service_audit_and_registry(tiny_service) -> None:
     assert len(row["data_fingerprint"]) == 12
 
 
+def _full_shap(service, top_n: int = 10):
+    """The global SHAP with its per-patient table (the stored page view drops that table)."""
+    return global_shap(service.store, service.models, top_n=top_n, min_cell=service.min_cell_floor)
+
+
 def test_test_shap_agrees_with_the_per_patient_explanation(tiny_service) -> None:
-    summary = tiny_service.test_shap(top_n=5)
+    summary = _full_shap(tiny_service, top_n=5)
+    assert tiny_service.test_shap(top_n=5).per_patient.empty  # never stored nor served
     assert len(summary.per_patient) == tiny_service.count_patients("test")
     assert summary.modalities.sum() == pytest.approx(summary.features["mean_abs_shap"].sum())
     assert summary.features["mean_abs_shap"].is_monotonic_decreasing
@@ -143,7 +150,7 @@ def test_test_shap_agrees_with_the_per_patient_explanation(tiny_service) -> None
 
 def test_modality_reliance_by_group(tiny_service) -> None:
     table = tiny_service.modality_reliance(["sex"], min_cell=0, identity=ADMIN)
-    per_patient = tiny_service.test_shap().per_patient
+    per_patient = _full_shap(tiny_service).per_patient
     sexes = tiny_service.test_predictions().set_index("patient_id")["sex"]
     expected = per_patient.groupby(sexes).mean()
     assert table["n"].sum() == len(per_patient)
