@@ -22,6 +22,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
+from fusion.evaluation.bootstrap import METRICS
+
 __all__ = [
     "DEFAULT_ALPHA",
     "DEFAULT_FLAG_METHOD",
@@ -57,16 +59,7 @@ POWER: Final[float] = 0.8
 DEFAULT_MARGIN: Final[float] = 0.05
 """Smallest difference that matters, on each metric's own scale (AUROC, rates, Brier, CITL)."""
 
-TESTED_METRICS: Final[tuple[str, ...]] = (
-    "auroc",
-    "tpr",
-    "fpr",
-    "ppv",
-    "npv",
-    "selection_rate",
-    "brier",
-    "calibration_in_the_large",
-)
+TESTED_METRICS: Final[tuple[str, ...]] = tuple(m for m in METRICS if m != "prevalence")
 """Metrics whose differences are tested and flagged. Prevalence is the case mix, not the
 model: its difference is shown with its CI but never flagged."""
 

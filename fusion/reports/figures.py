@@ -28,6 +28,7 @@ __all__ = [
     "make_reliance_figure",
     "make_roc_figure",
     "make_shap_bins_figure",
+    "with_calibration_diagonal",
 ]
 
 # Never red or blue: those mean "raises" and "lowers" the risk in every SHAP chart.
@@ -135,7 +136,7 @@ def make_calibration_figure(calibration: pd.DataFrame, *, name: str = "fusion") 
 
     Bins marked ``suppressed`` (small cells) are left out and counted in the title.
     """
-    fig = _with_calibration_diagonal()
+    fig = with_calibration_diagonal()
     hidden = (
         calibration["suppressed"].to_numpy(dtype=bool)
         if "suppressed" in calibration
@@ -243,7 +244,7 @@ def make_group_calibration_figure(calibration: pd.DataFrame) -> go.Figure:
     many
     bins are hidden, and the hover shows each plotted bin's ``n``.
     """
-    fig = _with_calibration_diagonal()
+    fig = with_calibration_diagonal()
     hidden = (
         calibration["suppressed"].to_numpy(dtype=bool)
         if "suppressed" in calibration
@@ -282,7 +283,7 @@ def _curve_layout(
     return fig
 
 
-def _with_calibration_diagonal() -> go.Figure:
+def with_calibration_diagonal() -> go.Figure:
     """A new figure holding the dotted line of perfect calibration."""
     fig = go.Figure()
     fig.add_trace(

@@ -14,6 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from fusion.reports.exports import safe_csv
+from fusion.reports.figures import with_calibration_diagonal
 
 if TYPE_CHECKING:
     from fusion.service.usefulness import UsefulnessView
@@ -128,16 +129,7 @@ def make_smooth_calibration_figure(curves: pd.DataFrame, *, title: str | None = 
     ``curves`` has ``group, predicted, observed, low, high`` rows
     (:func:`fusion.evaluation.calibration_stats.calibration_by_group_statistics`).
     """
-    fig = go.Figure()
-    fig.add_trace(
-        go.Scatter(
-            x=[0, 1],
-            y=[0, 1],
-            mode="lines",
-            name="perfect calibration",
-            line={"dash": "dot", "color": "grey"},
-        )
-    )
+    fig = with_calibration_diagonal()
     for index, group in enumerate(dict.fromkeys(curves["group"])):
         rows = curves[curves["group"] == group].reset_index(drop=True)
         colour = GROUP_COLOURS[index % len(GROUP_COLOURS)]

@@ -34,6 +34,7 @@ from fusion.service.facade import RiskService
 from fusion.settings import Settings
 from fusion.training.bench_intervals import interval_section
 from fusion.training.bench_small import small_cohort_section
+from fusion.training.page_compute import explorer_page_compute
 
 __all__ = ["performance_page_payload", "run_bench"]
 
@@ -226,33 +227,6 @@ def _percentiles_ms(seconds: list[float]) -> dict[str, float]:
     }
 
 
-def _page_compute(service: RiskService, patient_id: str) -> None:
-    """What the explorer page computes for a stored patient (default widgets + a what-if).
-
-    As the page does, the patient is loaded once (:meth:`RiskService.load_patient`) and every
-    use case works on that case.
-    """
-    from fusion.reports.patient_report import render_patient_report
-
-    case = service.load_patient(patient_id)
-    result = service.predict(case)
-    interval = service.risk_interval(case)
-    explanation = service.explain(case)  # stored batch values
-    what_if = service.modality_what_if(case)
-    top = service.top_features(case, per_modality=3)
-    maps = service.image_maps(case, "gradcam")
-    service.similar_patients(case, k=5)
-    render_patient_report(
-        result=result,
-        interval=interval,
-        explanation=explanation,
-        what_if=what_if,
-        top_features=top,
-        maps=maps,
-        info=service.model_info(),
-    )
-
-
 def _timed(function: Any, patient_ids: list[str]) -> list[float]:
     seconds = []
     for pid in patient_ids:
@@ -277,9 +251,9 @@ def _explorer_section(
     try:
         for threads in (1, 2):
             torch.set_num_threads(threads)
-            _page_compute(service, patient_ids[0])  # warm-up
+            explorer_page_compute(service, patient_ids[0])  # warm-up
             page[f"torch_threads_{threads}"] = _percentiles_ms(
-                _timed(lambda pid: _page_compute(service, pid), patient_ids)
+                _timed(lambda pid: explorer_page_compute(service, pid), patient_ids)
             )
     finally:
         torch.set_num_threads(previous)

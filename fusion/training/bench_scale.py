@@ -51,6 +51,7 @@ from fusion.admin.access import Identity
 from fusion.service.cohort_views import precompute
 from fusion.service.facade import RiskService
 from fusion.settings import DATABASE_FILE, Settings
+from fusion.training.page_compute import explorer_page_compute
 
 __all__ = ["REPLICATED_TABLES", "replicate_store", "run_scale_bench"]
 
@@ -187,29 +188,6 @@ def _timed(function: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def _explorer(service: RiskService, patient_id: str) -> None:
-    """The explorer's compute for a stored patient, as ``riskfusion bench`` times it."""
-    from fusion.reports.patient_report import render_patient_report
-
-    case = service.load_patient(patient_id)
-    result = service.predict(case)
-    interval = service.risk_interval(case)
-    explanation = service.explain(case)
-    what_if = service.modality_what_if(case)
-    top = service.top_features(case, per_modality=3)
-    maps = service.image_maps(case, "gradcam")
-    service.similar_patients(case, k=5)
-    render_patient_report(
-        result=result,
-        interval=interval,
-        explanation=explanation,
-        what_if=what_if,
-        top_features=top,
-        maps=maps,
-        info=service.model_info(),
-    )
-
-
 def _pages(service: RiskService) -> dict[str, Callable[[], Any]]:
     """Each page's server-side compute, as the page calls the service (default widgets)."""
     from fusion.reports.figures import (
@@ -270,7 +248,7 @@ def _pages(service: RiskService) -> dict[str, Callable[[], Any]]:
         service.audit_trail(limit=100, action="score")
 
     return {
-        "explorer": lambda: _explorer(service, patient_id),
+        "explorer": lambda: explorer_page_compute(service, patient_id),
         "forecast": lambda: service.forecast(patient_id),
         "performance_admin": lambda: performance(_ADMIN),
         "performance_researcher": lambda: performance(_RESEARCHER),
