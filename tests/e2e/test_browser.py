@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from fusion.explanations.imaging_words import NOT_INFORMATIVE_TITLE
 from tests.e2e.conftest import OUTPUT
 
 pytestmark = pytest.mark.e2e
@@ -59,11 +60,19 @@ def test_patient_explorer_in_chromium(app_url: str, browser) -> None:
     _choose_first_patient(page)
     page.get_by_text("Fused risk (5-year event)").wait_for(timeout=90_000)
     charts = page.locator('[data-testid="stPlotlyChart"]')
-    charts.nth(2).wait_for(state="visible", timeout=90_000)
+    charts.nth(1).wait_for(state="visible", timeout=90_000)
     _wait_for_run(page)
-    assert charts.count() == 3
     assert page.locator('[data-testid="stException"]').count() == 0
     page.screenshot(path=str(OUTPUT / "patient_explorer.png"), full_page=True)
+    if page.get_by_text(NOT_INFORMATIVE_TITLE).count():
+        # The tiny demo's imaging nets are not better than chance (their out-of-fold AUROC CI
+        # includes 0.5): the page says so and draws no map (the map widgets are covered by the
+        # AppTests on an informative record, tests/dashboard/test_explorer_map_trust.py).
+        assert charts.count() == 2
+        assert not errors, errors
+        page.close()
+        return
+    assert charts.count() == 3
 
     # Operate the main widgets: the map switch, then the lesion toggle.
     page.get_by_text("Grad-CAM++", exact=True).click()
