@@ -4,8 +4,8 @@ Owns the one adapter that turns SHAP output into ``values (n_samples, n_features
 ``base_value`` for the positive class, in log-odds (SHAP changed these shapes between versions),
 and per-modality sums. A fusion version served by its logistic baseline
 (:class:`fusion.logistic.LogisticBaseline`) is explained by ``shap.LinearExplainer`` on the
-standardised inputs: exact, ``coef_j * (z_j - mean z_j)`` in the same log-odds. Must not
-import streamlit.
+standardised inputs: exact, ``coef_j * (z_j - mean z_j)`` in the same log-odds.
+Streamlit is never imported here.
 """
 
 from __future__ import annotations

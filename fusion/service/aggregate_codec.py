@@ -7,8 +7,8 @@ Owns :func:`encode` and :func:`decode` for the records the cohort pages show
 :class:`~fusion.evaluation.risk_histograms.RiskHistograms`) and the DataFrames, Series, tuples
 and numbers inside them. Floats are written with Python's shortest round-trip repr (NaN
 included), column dtypes and index names are kept, so a decoded view equals the computed one.
-Only the listed record types are rebuilt: nothing is unpickled or imported by name. Must not
-import streamlit.
+Only the listed record types are rebuilt: nothing is unpickled or imported by name.
+Streamlit is never imported here.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ paired comparison recorded at training), the capacity the cross-validation chose
 metrics of the version's risk-interval part (printed as stored, whatever they are) for the
 bench's full demo and for a 200-patient demo built with the same seed in a temporary home
 (``riskfusion demo --no-serve --patients 200``: ``generate_cohort(200, seed)``). LightGBM tuned
-for 2,000 patients overfitted about 120 (issue 15); this is where that is measured. Must not
-import streamlit.
+for 2,000 patients overfitted about 120 (issue 15); this is where that is measured.
+Streamlit is never imported here.
 """
 
 from __future__ import annotations
