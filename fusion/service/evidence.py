@@ -4,8 +4,8 @@ Owns the saliency maps of a :class:`~fusion.service.patient_case.PatientCase` (G
 Grad-CAM++ or occlusion of the fused risk, averaged over the nets that never trained on the
 patient and bounded to the scan's foreground), the fused scorer the occlusion map and the trust
 check use, and the nearest reference patients in SHAP space. Reads scan files under the
-artifacts directory and, for the neighbours only, their summaries from the store. Must not
-import streamlit or the dashboard.
+artifacts directory and, for the neighbours only, their summaries from the store.
+Neither streamlit nor the dashboard is imported here.
 """
 
 from __future__ import annotations
